@@ -1,0 +1,70 @@
+# ShopAI — the front door.
+#   make run     start the whole stack on this machine (Ctrl-C stops it)
+#   make test    bootstrap everything the tests need, then run the whole suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages: Fashion-MNIST (demo shop pictures), docker-compose v1 (validates the
+# compose file without an engine), redis-server (when no Redis is running).
+DEBIAN_PACKAGES := dataset-fashion-mnist docker-compose redis-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+export OPENBLAS_NUM_THREADS ?= 1
+export PYTHONDONTWRITEBYTECODE = 1
+
+.PHONY: help venv sysdeps run test test-unit test-integration proto proto-check lint compose-config compose-up compose-down clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv and install the project with every extra
+
+sysdeps: ## install the Debian packages the demo shop and the tests need (when missing)
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: venv sysdeps ## start broker, Redis (if none), the four services, the gateway; seed the demo shop
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/shopai run
+
+test: venv sysdeps ## the whole suite: unit, integration (real broker + Redis), end to end
+	$(BIN)/python -m pytest -q -ra
+
+test-unit: venv ## unit tests only (no broker, no Redis)
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: venv sysdeps ## integration tests only
+	$(BIN)/python -m pytest -q -ra tests/integration
+
+proto: venv ## regenerate the Python stubs from protos/*.proto
+	$(BIN)/python -m shopai.protogen
+
+proto-check: venv ## fail when the checked-in stubs are stale
+	$(BIN)/python -m shopai.protogen --check
+
+lint: venv ## ruff
+	$(BIN)/ruff check .
+
+compose-config: sysdeps ## validate docker-compose.yml
+	docker-compose -f docker-compose.yml config -q
+
+compose-up: ## build and start the stack with docker compose
+	docker compose up --build -d
+
+compose-down:
+	docker compose down
+
+clean: ## remove the virtualenv and local state
+	rm -rf $(VENV) .data .pytest_cache

@@ -1,0 +1,143 @@
+"""The ShopAI REST gateway: an application factory (``create_app``) so that tests and
+gunicorn build the app with their own settings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import grpc
+from flask import Flask, Response, g, redirect, request
+from flask_openapi3 import Info, OpenAPI
+from kafka.errors import KafkaError
+from prometheus_client import Counter, Histogram
+from werkzeug.exceptions import HTTPException
+
+from gateway.backends import Backends
+from gateway.problems import ApiProblem, from_grpc_error, from_validation_error, problem_response
+from gateway.routes.events import events
+from gateway.routes.recommendations import recommendations
+from gateway.routes.system import system
+from services.common import cache
+from services.common.bus import EventPublisher
+from services.common.logging import configure_logging, get_logger
+from services.common.metrics import LATENCY_BUCKETS
+from services.common.settings import Settings, load_settings
+
+log = get_logger(__name__)
+
+HTTP_REQUESTS = Counter(
+    "shopai_http_requests_total", "HTTP requests answered by the gateway.", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "shopai_http_request_duration_seconds", "Time to answer an HTTP request.", ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# Which backend a blueprint's routes call, to name it in error messages.
+BLUEPRINT_BACKEND = {"recommendations": "recommender"}
+
+
+class LazyPublisher:
+    """The Kafka producer is created on first use, so the gateway starts (and reports readiness)
+    even while the broker is still coming up."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._publisher: EventPublisher | None = None
+
+    def __call__(self) -> EventPublisher:
+        with self._lock:
+            if self._publisher is None:
+                try:
+                    self._publisher = EventPublisher(self.settings, client_id="gateway")
+                except KafkaError as exc:
+                    raise ApiProblem(503, f"the event broker is unavailable: {exc}") from exc
+            return self._publisher
+
+    def close(self) -> None:
+        with self._lock:
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    settings = settings or load_settings(**overrides)
+    configure_logging(settings.log_level, settings.log_json, service="gateway")
+    app = OpenAPI(
+        __name__,
+        info=Info(title="ShopAI", version="1.0.0", description="Recommendations, assistant, vision and analytics for a shop."),
+        doc_prefix="/docs",
+        validation_error_status=400,
+        validation_error_callback=from_validation_error,
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.gateway_max_body_bytes
+    app.config["GRPC_DEADLINE"] = settings.grpc_deadline_seconds
+    app.json.ensure_ascii = False  # Chinese text stays readable
+    app.extensions["shopai.settings"] = settings
+    app.extensions["shopai.backends"] = Backends(settings)
+    app.extensions["shopai.redis"] = cache.connect(settings.redis_url)
+    app.extensions["shopai.publisher"] = LazyPublisher(settings)
+
+    app.register_api(system)
+    app.register_api(events)
+    app.register_api(recommendations)
+
+    @app.get("/openapi.json", doc_ui=False)
+    def openapi_json() -> dict:
+        return app.api_doc
+
+    @app.get("/docs", doc_ui=False)
+    def docs() -> Response:
+        return redirect("/docs/swagger")
+
+    _install_error_handlers(app)
+    _install_metrics(app)
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Release the app's connections (tests build many apps in one process)."""
+    app.extensions["shopai.publisher"].close()
+    app.extensions["shopai.backends"].close()
+    app.extensions["shopai.redis"].close()
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiProblem)
+    def api_problem(exc: ApiProblem) -> Response:
+        return problem_response(exc.status, exc.detail, exc.slug, exc.errors, exc.headers)
+
+    @app.errorhandler(grpc.RpcError)
+    def rpc_error(exc: grpc.RpcError) -> Response:
+        service = BLUEPRINT_BACKEND.get(request.blueprint or "", "backend")
+        return from_grpc_error(exc, service)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        if exc.code == 413:
+            detail = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        else:
+            detail = exc.description or exc.name
+        return problem_response(exc.code or 500, detail)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled_error", path=request.path)
+        return problem_response(500, "the gateway failed to answer; the error is logged")
+
+
+def _install_metrics(app: Flask) -> None:
+    @app.before_request
+    def started() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def observed(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        return response

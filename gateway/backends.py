@@ -1,0 +1,71 @@
+"""gRPC channels to the four services: created once, reused by every request, with deadlines."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from protos import chatbot_pb2_grpc, forecasting_pb2_grpc, recommender_pb2_grpc, vision_pb2_grpc
+from services.common.settings import SERVICE_NAMES, Settings
+
+STUBS = {
+    "recommender": recommender_pb2_grpc.RecommenderStub,
+    "chatbot": chatbot_pb2_grpc.AssistantStub,
+    "vision": vision_pb2_grpc.VisionStub,
+    "forecasting": forecasting_pb2_grpc.ForecastingStub,
+}
+
+# Idempotent reads may be retried by gRPC itself when a backend is briefly unreachable.
+_RETRY_POLICY = {
+    "methodConfig": [
+        {
+            "name": [{"service": "shopai.recommender.v1.Recommender", "method": m}
+                     for m in ("Recommend", "BatchRecommend", "Similar", "UserProfile", "ItemProfile")],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+
+class Backends:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.deadline = settings.grpc_deadline_seconds
+        options = [("grpc.service_config", json.dumps(_RETRY_POLICY)), ("grpc.enable_retries", 1)]
+        self.channels: dict[str, grpc.Channel] = {
+            name: grpc.insecure_channel(settings.endpoint(name).target, options=options) for name in SERVICE_NAMES
+        }
+        self.stubs: dict[str, Any] = {name: STUBS[name](self.channels[name]) for name in SERVICE_NAMES}
+        self._pool = ThreadPoolExecutor(max_workers=len(SERVICE_NAMES), thread_name_prefix="readyz")
+
+    def stub(self, name: str) -> Any:
+        return self.stubs[name]
+
+    def health(self, name: str, timeout: float = 1.0) -> str:
+        """The backend's health status name (SERVING, NOT_SERVING, ...) or UNAVAILABLE."""
+        try:
+            reply = health_pb2_grpc.HealthStub(self.channels[name]).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            return exc.code().name if hasattr(exc, "code") else "UNAVAILABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def health_all(self, timeout: float = 1.0) -> dict[str, str]:
+        futures = {name: self._pool.submit(self.health, name, timeout) for name in SERVICE_NAMES}
+        return {name: f.result() for name, f in futures.items()}
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            channel.close()
+        self._pool.shutdown(wait=False)

@@ -1,0 +1,152 @@
+import datetime
+
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Envelope(_message.Message):
+    __slots__ = ("event_id", "type", "schema_version", "occurred_at", "source", "payload")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    type: str
+    schema_version: int
+    occurred_at: _timestamp_pb2.Timestamp
+    source: str
+    payload: _struct_pb2.Struct
+    def __init__(self, event_id: _Optional[str] = ..., type: _Optional[str] = ..., schema_version: _Optional[int] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class Product(_message.Message):
+    __slots__ = ("product_id", "title", "title_zh", "description", "description_zh", "category", "brand", "price", "currency", "tags", "image_url", "image_base64", "attributes", "cost")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_ZH_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_ZH_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    BRAND_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_BASE64_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    title: str
+    title_zh: str
+    description: str
+    description_zh: str
+    category: str
+    brand: str
+    price: float
+    currency: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    image_url: str
+    image_base64: str
+    attributes: _containers.ScalarMap[str, str]
+    cost: float
+    def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., title_zh: _Optional[str] = ..., description: _Optional[str] = ..., description_zh: _Optional[str] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., currency: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., image_url: _Optional[str] = ..., image_base64: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., cost: _Optional[float] = ...) -> None: ...
+
+class Interaction(_message.Message):
+    __slots__ = ("user_id", "product_id", "session_id", "quantity", "price", "rating", "query")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    product_id: str
+    session_id: str
+    quantity: int
+    price: float
+    rating: int
+    query: str
+    def __init__(self, user_id: _Optional[str] = ..., product_id: _Optional[str] = ..., session_id: _Optional[str] = ..., quantity: _Optional[int] = ..., price: _Optional[float] = ..., rating: _Optional[int] = ..., query: _Optional[str] = ...) -> None: ...
+
+class OrderLine(_message.Message):
+    __slots__ = ("product_id", "quantity", "unit_price")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    quantity: int
+    unit_price: float
+    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price: _Optional[float] = ...) -> None: ...
+
+class Order(_message.Message):
+    __slots__ = ("order_id", "user_id", "lines", "total", "currency", "carrier", "tracking_no", "expected_delivery", "reason")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CARRIER_FIELD_NUMBER: _ClassVar[int]
+    TRACKING_NO_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    user_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[OrderLine]
+    total: float
+    currency: str
+    carrier: str
+    tracking_no: str
+    expected_delivery: str
+    reason: str
+    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., total: _Optional[float] = ..., currency: _Optional[str] = ..., carrier: _Optional[str] = ..., tracking_no: _Optional[str] = ..., expected_delivery: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class InventoryChange(_message.Message):
+    __slots__ = ("product_id", "on_hand", "delta", "location")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    ON_HAND_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    on_hand: int
+    delta: int
+    location: str
+    def __init__(self, product_id: _Optional[str] = ..., on_hand: _Optional[int] = ..., delta: _Optional[int] = ..., location: _Optional[str] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("reason", "error_type", "topic", "partition", "offset", "key", "value", "value_is_base64", "consumer_group", "failed_at")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_IS_BASE64_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    FAILED_AT_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    error_type: str
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: str
+    value_is_base64: bool
+    consumer_group: str
+    failed_at: _timestamp_pb2.Timestamp
+    def __init__(self, reason: _Optional[str] = ..., error_type: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., key: _Optional[str] = ..., value: _Optional[str] = ..., value_is_base64: _Optional[bool] = ..., consumer_group: _Optional[str] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

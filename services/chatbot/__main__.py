@@ -1,0 +1,3 @@
+from services.chatbot.server import main
+
+main()

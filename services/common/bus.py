@@ -1,0 +1,309 @@
+"""The Kafka bus on kafka-python: publishing with acks='all', and consumers that
+apply each event exactly once.
+
+Consumer loop, per polled batch:
+  1. decode and validate each record; what fails goes to ``<topic>.dlq`` with the reason;
+  2. the projection turns each valid event into Redis commands (a processing error
+     also goes to the DLQ);
+  3. ``RedisApplier`` applies the batch atomically with per-event de-duplication;
+  4. dead letters are acknowledged by the broker;
+  5. only then are the offsets committed.
+An infrastructure error (Redis or Kafka unreachable) retries the whole batch with
+back-off and commits nothing, so nothing accepted is lost. When the projection's
+sentinel key is missing from Redis (a flushed or new Redis) the consumer replays
+its topics from the beginning into Redis before it goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+import redis
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from services.common import metrics
+from services.common.events import Event, InvalidEvent, decode_event, format_time, parse_event
+from services.common.logging import get_logger
+from services.common.projection import Ops, Projection, RedisApplier
+from services.common.settings import Settings
+from services.common.topics import all_topics, dlq, route
+
+log = get_logger(__name__)
+
+# Errors that say "the infrastructure is away", not "this event is bad": retry, never dead-letter.
+TRANSIENT_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, KafkaError, OSError)
+
+
+class PublishError(RuntimeError):
+    """The broker did not acknowledge an event."""
+
+
+def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
+    """Create the topics if missing (idempotent; every process calls it at start)."""
+    wanted = list(topics or all_topics())
+    for attempt in Retrying(
+        retry=retry_if_exception_type(TRANSIENT_ERRORS), wait=wait_exponential(0.2, max=2),
+        stop=stop_after_delay(60), reraise=True,
+    ):
+        with attempt:
+            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="shopai-admin")
+            try:
+                existing = set(admin.list_topics())
+                missing = [t for t in wanted if t not in existing]
+                if missing:
+                    try:
+                        admin.create_topics(
+                            [NewTopic(t, settings.kafka_topic_partitions, 1) for t in missing]
+                        )
+                    except TopicAlreadyExistsError:
+                        pass  # another process won the race
+                    log.info("topics_created", topics=missing)
+            finally:
+                admin.close()
+
+
+class EventPublisher:
+    """Publishes events to their topics, keyed for per-entity ordering; waits for the broker's ack."""
+
+    def __init__(self, settings: Settings, client_id: str = "shopai") -> None:
+        self._producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            retries=5,
+            linger_ms=5,
+            max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
+            request_timeout_ms=15000,
+        )
+
+    def send(self, topic: str, key: str | None, value: bytes) -> Any:
+        """Queue one raw record; returns its future."""
+        return self._producer.send(topic, key=key.encode() if key else None, value=value)
+
+    def publish(self, events: Iterable[Event | Mapping[str, Any]], timeout: float = 30.0) -> int:
+        """Publish validated events; return how many the broker acknowledged, or raise PublishError."""
+        futures = []
+        for item in events:
+            event = item if isinstance(item, Event) else parse_event(dict(item))
+            topic, key_field = route(event.type)
+            value = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+            futures.append((topic, self.send(topic, str(event.payload.get(key_field, "")), value)))
+        return self.wait(futures, timeout)
+
+    def wait(self, futures: list[tuple[str, Any]], timeout: float = 30.0) -> int:
+        self._producer.flush(timeout=timeout)
+        for topic, future in futures:
+            try:
+                future.get(timeout=timeout)
+            except KafkaError as exc:
+                raise PublishError(f"broker did not acknowledge an event for {topic}: {exc}") from exc
+            metrics.EVENTS_PUBLISHED.labels(topic).inc()
+        return len(futures)
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+def dead_letter_value(record: Any, group: str, reason: str, error_type: str) -> bytes:
+    """The JSON body of a dead letter (schema: protos/events.proto DeadLetter)."""
+    raw: bytes = record.value or b""
+    try:
+        text, is_b64 = raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, is_b64 = base64.b64encode(raw).decode(), True
+    return json.dumps(
+        {
+            "reason": reason,
+            "error_type": error_type,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": str(record.offset),
+            "key": (record.key or b"").decode("utf-8", "replace"),
+            "value": text,
+            "value_is_base64": is_b64,
+            "consumer_group": group,
+            "failed_at": format_time(datetime.now(timezone.utc)),
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+class EventConsumer:
+    """Runs one projection as a member of its consumer group until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        projection: Projection,
+        publisher: EventPublisher | None = None,
+        rebuild_check_seconds: float = 2.0,
+    ) -> None:
+        self.settings = settings
+        self.projection = projection
+        self.group = projection.group
+        self.applier = RedisApplier(projection.redis, self.group, settings.dedup_ttl_seconds)
+        self.publisher = publisher or EventPublisher(settings, client_id=f"{self.group}-dlq")
+        self.rebuild_check_seconds = rebuild_check_seconds
+        self._next_rebuild_check = 0.0
+        self._consumer: KafkaConsumer | None = None
+        self.ready = threading.Event()  # set once the projection is current with its topics at start
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        ensure_topics(self.settings, self.projection.topics + tuple(dlq(t) for t in self.projection.topics))
+        self._consumer = self._group_consumer()
+        log.info("consumer_started", group=self.group, topics=list(self.projection.topics))
+        try:
+            while not stop.is_set():
+                try:
+                    self._maybe_rebuild(stop)
+                    self.ready.set()
+                    batch = self._consumer.poll(timeout_ms=500, max_records=self.settings.kafka_max_batch)
+                    if batch:
+                        self._process_with_retry(batch, stop)
+                except TRANSIENT_ERRORS as exc:
+                    metrics.CONSUMER_RETRIES.labels(self.group).inc()
+                    log.warning("consumer_infrastructure_error", group=self.group, error=str(exc))
+                    stop.wait(1.0)
+        finally:
+            self._consumer.close(autocommit=False)
+            log.info("consumer_stopped", group=self.group)
+
+    def _group_consumer(self) -> KafkaConsumer:
+        return KafkaConsumer(
+            *self.projection.topics,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group,
+            client_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
+            max_poll_records=self.settings.kafka_max_batch,
+        )
+
+    def _process_with_retry(self, batch: Mapping[TopicPartition, list[Any]], stop: threading.Event) -> None:
+        delay = 0.2
+        while True:
+            try:
+                self.process(batch, dead_letter=True)
+                break
+            except TRANSIENT_ERRORS as exc:
+                if stop.is_set():
+                    raise
+                metrics.CONSUMER_RETRIES.labels(self.group).inc()
+                log.warning("batch_retry", group=self.group, error=str(exc), delay=delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        offsets = {
+            tp: OffsetAndMetadata(records[-1].offset + 1, None, -1) for tp, records in batch.items() if records
+        }
+        try:
+            self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced under us; the new owner re-reads these events and the markers skip them.
+            log.warning("commit_failed_after_rebalance", group=self.group, error=str(exc))
+
+    # -- one batch ------------------------------------------------------------------------------------
+    def process(self, batch: Mapping[TopicPartition, list[Any]], dead_letter: bool) -> None:
+        """Apply one polled batch; raises a TRANSIENT_ERROR to have it retried whole."""
+        started = time.perf_counter()
+        items: list[tuple[str, list[list[str]]]] = []
+        topics_of: list[str] = []
+        dead: list[tuple[Any, str, str]] = []
+        batch_state: dict[str, Any] = {}
+        for records in batch.values():
+            for record in records:
+                try:
+                    event = decode_event(record.value or b"")
+                except InvalidEvent as exc:
+                    dead.append((record, f"invalid event: {exc}", "InvalidEvent"))
+                    continue
+                ops = Ops(batch_state)
+                try:
+                    self.projection.apply(event, ops)
+                except TRANSIENT_ERRORS:
+                    raise
+                except Exception as exc:  # a bug or bad data in one event must not stop the others
+                    dead.append((record, f"processing failed: {exc}", type(exc).__name__))
+                    continue
+                items.append((event.event_id, ops.commands))
+                topics_of.append(record.topic)
+        result = self.applier.apply(items) if items else None
+        if dead_letter and dead:
+            futures = []
+            for record, reason, error_type in dead:
+                log.warning("event_dead_lettered", group=self.group, topic=record.topic,
+                            offset=record.offset, reason=reason)
+                value = dead_letter_value(record, self.group, reason, error_type)
+                futures.append((dlq(record.topic), self.publisher.send(dlq(record.topic), None, value)))
+            self.publisher.wait(futures)
+            for record, _, _ in dead:
+                metrics.EVENTS_CONSUMED.labels(self.group, record.topic, "dead_lettered").inc()
+        if result is not None:
+            for topic, applied in zip(topics_of, result.per_event):
+                metrics.EVENTS_CONSUMED.labels(self.group, topic, "applied" if applied else "duplicate").inc()
+        metrics.CONSUMER_BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - started)
+
+    # -- rebuilding a flushed Redis -------------------------------------------------------------------
+    def _maybe_rebuild(self, stop: threading.Event) -> None:
+        now = time.monotonic()
+        if now < self._next_rebuild_check:
+            return
+        self._next_rebuild_check = now + self.rebuild_check_seconds
+        if self.projection.redis.exists(self.projection.sentinel_key):
+            return
+        self.rebuild(stop)
+
+    def rebuild(self, stop: threading.Event) -> int:
+        """Replay the projection's topics from the beginning into Redis; return events read."""
+        log.info("projection_rebuild_started", group=self.group)
+        metrics.PROJECTION_REBUILDS.labels(self.group).inc()
+        replayer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=f"{self.group}-rebuild",
+        )
+        read = 0
+        try:
+            partitions = [
+                TopicPartition(t, p)
+                for t in self.projection.topics
+                for p in sorted(replayer.partitions_for_topic(t) or ())
+            ]
+            replayer.assign(partitions)
+            replayer.seek_to_beginning(*partitions)
+            # Read to the high watermark that fetch responses report. (ListOffsets is not used:
+            # the dev broker answers it with the last batch's base offset + 1.)
+            while not stop.is_set():
+                batch = replayer.poll(timeout_ms=500, max_records=self.settings.kafka_max_batch)
+                if batch:
+                    read += sum(len(records) for records in batch.values())
+                    # Invalid events are dead-lettered by the group consumer, once, not here.
+                    self.process(batch, dead_letter=False)
+                    continue
+                marks = {tp: replayer.highwater(tp) for tp in partitions}
+                if all(m is not None and replayer.position(tp) >= m for tp, m in marks.items()):
+                    break
+        finally:
+            replayer.close()
+        if not stop.is_set():
+            self.projection.redis.set(self.projection.sentinel_key, format_time(datetime.now(timezone.utc)))
+            log.info("projection_rebuild_finished", group=self.group, events=read)
+        return read
+
+
+def start_consumer_thread(consumer: EventConsumer, stop: threading.Event) -> threading.Thread:
+    thread = threading.Thread(target=consumer.run, args=(stop,), name=f"consumer-{consumer.group}", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,225 @@
+"""The event envelope: parse, validate against ``protos/events.proto``, and build.
+
+The proto file is the schema; JSON (proto3 JSON mapping) is the wire format.
+``json_format.ParseDict`` rejects unknown fields and wrong types; the rules a
+proto3 schema cannot say (required fields, allowed types, value ranges) live in
+``_RULES`` below, once, for the gateway and every consumer alike.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from protos import events_pb2
+from services.common.topics import route
+
+SCHEMA_VERSION = 1
+
+EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "product": ("upserted", "removed"),
+    "interaction": ("view", "click", "add_to_cart", "purchase", "rating", "search"),
+    "order": ("created", "paid", "shipped", "delivered", "cancelled", "returned", "refunded"),
+    "inventory": ("set", "received", "adjusted"),
+}
+ALL_TYPES: frozenset[str] = frozenset(f"{fam}.{act}" for fam, acts in EVENT_TYPES.items() for act in acts)
+
+PAYLOAD_MESSAGES: dict[str, type[Message]] = {
+    "product": events_pb2.Product,
+    "interaction": events_pb2.Interaction,
+    "order": events_pb2.Order,
+    "inventory": events_pb2.InventoryChange,
+}
+
+
+class InvalidEvent(ValueError):
+    """An event that does not satisfy the schema; the message says why."""
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    type: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+    source: str = ""
+    schema_version: int = SCHEMA_VERSION
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def family(self) -> str:
+        return self.type.split(".", 1)[0]
+
+    @property
+    def action(self) -> str:
+        return self.type.split(".", 1)[1]
+
+    @property
+    def topic(self) -> str:
+        return route(self.type)[0]
+
+    @property
+    def key(self) -> str:
+        return str(self.payload.get(route(self.type)[1], ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "schema_version": self.schema_version,
+            "occurred_at": format_time(self.occurred_at),
+            "source": self.source,
+            "payload": self.payload,
+        }
+
+
+def format_time(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+
+
+def _require(payload: dict[str, Any], *names: str) -> None:
+    missing = [n for n in names if payload.get(n) in (None, "", [])]
+    if missing:
+        raise InvalidEvent(f"payload is missing {', '.join(missing)}")
+
+
+def _check_interaction(action: str, p: dict[str, Any]) -> None:
+    _require(p, "user_id")
+    if action == "search":
+        _require(p, "query")
+    else:
+        _require(p, "product_id")
+    if action == "rating" and not 1 <= int(p.get("rating", 0)) <= 5:
+        raise InvalidEvent("rating must be between 1 and 5")
+    if "quantity" in p and int(p["quantity"]) < 1:
+        raise InvalidEvent("quantity must be at least 1")
+    if "price" in p and float(p["price"]) < 0:
+        raise InvalidEvent("price must not be negative")
+
+
+def _check_product(action: str, p: dict[str, Any]) -> None:
+    _require(p, "product_id")
+    if action == "upserted":
+        _require(p, "title", "category")
+        if float(p.get("price", 0)) < 0:
+            raise InvalidEvent("price must not be negative")
+
+
+def _check_order(action: str, p: dict[str, Any]) -> None:
+    _require(p, "order_id")
+    if action == "created":
+        _require(p, "user_id", "lines")
+    for i, line in enumerate(p.get("lines", [])):
+        if not line.get("product_id"):
+            raise InvalidEvent(f"lines[{i}] is missing product_id")
+        if int(line.get("quantity", 0)) < 1:
+            raise InvalidEvent(f"lines[{i}].quantity must be at least 1")
+        if float(line.get("unit_price", 0)) < 0:
+            raise InvalidEvent(f"lines[{i}].unit_price must not be negative")
+
+
+def _check_inventory(action: str, p: dict[str, Any]) -> None:
+    _require(p, "product_id")
+    if action == "set":
+        if "on_hand" not in p or int(p["on_hand"]) < 0:
+            raise InvalidEvent("inventory.set needs on_hand >= 0")
+    elif action == "received":
+        if int(p.get("delta", 0)) <= 0:
+            raise InvalidEvent("inventory.received needs delta > 0")
+    elif "delta" not in p:
+        raise InvalidEvent("inventory.adjusted needs delta")
+
+
+_RULES = {
+    "product": _check_product,
+    "interaction": _check_interaction,
+    "order": _check_order,
+    "inventory": _check_inventory,
+}
+
+
+def _parse_time(value: Any) -> datetime:
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent("occurred_at must be an RFC 3339 timestamp string")
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEvent(f"occurred_at {value!r} is not an RFC 3339 timestamp") from None
+    if ts.tzinfo is None:
+        raise InvalidEvent("occurred_at must carry a time zone (e.g. a trailing Z)")
+    return ts.astimezone(timezone.utc)
+
+
+def parse_event(data: Any) -> Event:
+    """Validate one decoded JSON event; raise InvalidEvent with the reason."""
+    if not isinstance(data, dict):
+        raise InvalidEvent("an event must be a JSON object")
+    payload = data.get("payload")
+    if not isinstance(payload, dict):
+        raise InvalidEvent("payload must be a JSON object")
+    try:
+        json_format.ParseDict({k: v for k, v in data.items() if k != "payload"}, events_pb2.Envelope())
+    except json_format.ParseError as exc:
+        raise InvalidEvent(f"envelope: {exc}") from None
+    event_id = data.get("event_id")
+    try:
+        uuid.UUID(str(event_id))
+    except ValueError:
+        raise InvalidEvent("event_id must be a UUID") from None
+    etype = data.get("type")
+    if etype not in ALL_TYPES:
+        raise InvalidEvent(f"unknown event type {etype!r}")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise InvalidEvent(f"schema_version {version} is not supported (expected {SCHEMA_VERSION})")
+    occurred_at = _parse_time(data.get("occurred_at"))
+    family, action = etype.split(".", 1)
+    try:
+        json_format.ParseDict(payload, PAYLOAD_MESSAGES[family]())
+    except json_format.ParseError as exc:
+        raise InvalidEvent(f"payload: {exc}") from None
+    _RULES[family](action, payload)
+    return Event(
+        event_id=str(event_id),
+        type=etype,
+        occurred_at=occurred_at,
+        payload=payload,
+        source=str(data.get("source", "")),
+        schema_version=version,
+        raw=data,
+    )
+
+
+def decode_event(value: bytes) -> Event:
+    """Bytes from Kafka -> a valid Event, or InvalidEvent with the reason."""
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    return parse_event(data)
+
+
+def new_event(
+    event_type: str,
+    payload: dict[str, Any],
+    occurred_at: datetime | None = None,
+    source: str = "shopai",
+    event_id: str | None = None,
+) -> Event:
+    """Build (and validate) an event, e.g. a service's own output."""
+    return parse_event(
+        {
+            "event_id": event_id or str(uuid.uuid4()),
+            "type": event_type,
+            "schema_version": SCHEMA_VERSION,
+            "occurred_at": format_time(occurred_at or datetime.now(timezone.utc)),
+            "source": source,
+            "payload": payload,
+        }
+    )

@@ -1,0 +1,76 @@
+"""Settings for every ShopAI process, read from the environment (prefix ``SHOPAI_``).
+
+One class serves all processes so that the ports and addresses the gateway dials
+are, by construction, the ones the services listen on. Nested fields use ``__``:
+``SHOPAI_RECOMMENDER__HOST=recommender`` points the gateway at a compose service.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_NAMES: tuple[str, ...] = ("recommender", "chatbot", "vision", "forecasting")
+
+
+class ServiceEndpoint(BaseModel):
+    """Where one gRPC service listens and where it exports Prometheus metrics."""
+
+    host: str = "127.0.0.1"
+    grpc_port: int
+    metrics_port: int
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPAI_", env_nested_delimiter="__", extra="ignore", nested_model_default_partial_update=True
+    )
+
+    env: str = "dev"
+    data_dir: Path = Path(".data")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_partitions: int = Field(default=4, ge=1)
+    # The dev broker (tansu) joins groups in ~3 s with these; Apache Kafka is happy with them too.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1000
+    kafka_max_batch: int = Field(default=500, ge=1)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # How long "this event was applied" markers live; a replay older than this is counted again.
+    dedup_ttl_seconds: int = 60 * 60 * 24 * 30
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    grpc_bind_host: str = "0.0.0.0"
+    grpc_max_workers: int = 16
+    grpc_shutdown_grace_seconds: float = 5.0
+    # Deadline the gateway sets on every backend call.
+    grpc_deadline_seconds: float = 2.0
+
+    recommender: ServiceEndpoint = ServiceEndpoint(grpc_port=50051, metrics_port=9101)
+    chatbot: ServiceEndpoint = ServiceEndpoint(grpc_port=50052, metrics_port=9102)
+    vision: ServiceEndpoint = ServiceEndpoint(grpc_port=50053, metrics_port=9103)
+    forecasting: ServiceEndpoint = ServiceEndpoint(grpc_port=50054, metrics_port=9104)
+
+    gateway_host: str = "0.0.0.0"
+    gateway_port: int = 8080
+    # Largest request body the gateway reads (images, event batches).
+    gateway_max_body_bytes: int = 8 * 1024 * 1024
+
+    def endpoint(self, service: str) -> ServiceEndpoint:
+        if service not in SERVICE_NAMES:
+            raise KeyError(f"unknown service {service!r}; expected one of {SERVICE_NAMES}")
+        return getattr(self, service)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (tests pass their own)."""
+    return Settings(**overrides)

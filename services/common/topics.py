@@ -1,0 +1,40 @@
+"""Kafka topic names and how an event type is routed to its topic and key."""
+
+from __future__ import annotations
+
+CATALOG = "catalog.products.v1"
+INTERACTIONS = "shop.interactions.v1"
+ORDERS = "orders.v1"
+INVENTORY = "inventory.v1"
+MODELS = "models.v1"
+ALERTS = "alerts.v1"
+HANDOFFS = "handoffs.v1"
+
+INPUT_TOPICS: tuple[str, ...] = (CATALOG, INTERACTIONS, ORDERS, INVENTORY)
+OUTPUT_TOPICS: tuple[str, ...] = (MODELS, ALERTS, HANDOFFS)
+
+# event type prefix -> (topic, payload field used as the message key)
+ROUTES: dict[str, tuple[str, str]] = {
+    "product": (CATALOG, "product_id"),
+    "interaction": (INTERACTIONS, "user_id"),
+    "order": (ORDERS, "order_id"),
+    "inventory": (INVENTORY, "product_id"),
+}
+
+
+def dlq(topic: str) -> str:
+    """The dead-letter topic that collects what consumers of ``topic`` could not process."""
+    return f"{topic}.dlq"
+
+
+def all_topics() -> tuple[str, ...]:
+    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in INPUT_TOPICS)
+
+
+def route(event_type: str) -> tuple[str, str]:
+    """(topic, key field) for an event type such as ``interaction.purchase``."""
+    family = event_type.split(".", 1)[0]
+    try:
+        return ROUTES[family]
+    except KeyError:
+        raise ValueError(f"no topic for event type {event_type!r}") from None

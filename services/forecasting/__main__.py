@@ -1,0 +1,3 @@
+from services.forecasting.server import main
+
+main()

@@ -1,0 +1,3 @@
+from services.recommender.server import main
+
+main()

@@ -1,0 +1,72 @@
+"""Recommender logic with no I/O: event weights, time decay, ranking, reasons."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Iterable, Mapping
+
+# How much one interaction says about interest; a purchase says the most.
+EVENT_WEIGHTS: Mapping[str, float] = {
+    "view": 1.0,
+    "click": 2.0,
+    "add_to_cart": 4.0,
+    "purchase": 8.0,
+}
+# A rating of 4 or 5 counts as interest; 3 and below add nothing to popularity.
+RATING_WEIGHTS: Mapping[int, float] = {4: 2.0, 5: 4.0}
+
+# Trending scores are stored as weight * 2**((t - epoch) / half_life): the ranking
+# at any moment equals that of weights decayed to that moment, with no rewrite of
+# old scores. Doubles hold this for ~19 years past the epoch with a 7-day half-life.
+TREND_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+TREND_HALF_LIFE_DAYS = 7.0
+
+STRATEGIES: tuple[str, ...] = ("hybrid", "popular", "trending", "user_knn", "item_knn", "als", "bpr", "content")
+MAX_K = 100
+
+
+def interaction_weight(action: str, payload: Mapping[str, object]) -> float:
+    """Interest weight of one interaction event (0 for searches and low ratings)."""
+    if action == "rating":
+        return RATING_WEIGHTS.get(int(payload.get("rating", 0) or 0), 0.0)  # type: ignore[arg-type]
+    return EVENT_WEIGHTS.get(action, 0.0)
+
+
+def trend_score(weight: float, occurred_at: datetime, half_life_days: float = TREND_HALF_LIFE_DAYS) -> float:
+    """The stored trending increment of an interaction that happened at ``occurred_at``."""
+    age = (occurred_at - TREND_EPOCH).total_seconds() / 86400.0
+    return weight * 2.0 ** (age / half_life_days)
+
+
+def decayed_to(stored: float, now: datetime, half_life_days: float = TREND_HALF_LIFE_DAYS) -> float:
+    """A stored trending score expressed as decayed weight at ``now``."""
+    age = (now - TREND_EPOCH).total_seconds() / 86400.0
+    return stored * 2.0 ** (-age / half_life_days)
+
+
+def top_k(scored: Iterable[tuple[str, float]], k: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, float]]:
+    """The k best (product, score) pairs not in ``exclude``; input must already be best-first."""
+    out: list[tuple[str, float]] = []
+    for product_id, score in scored:
+        if product_id in exclude:
+            continue
+        out.append((product_id, score))
+        if len(out) == k:
+            break
+    return out
+
+
+def popularity_reason(strategy: str, category: str | None) -> str:
+    where = f"in {category}" if category else "in the shop"
+    if strategy == "trending":
+        return f"trending {where} this week"
+    return f"popular {where}"
+
+
+def validate_k(k: int) -> int:
+    """0 means the default of 10; otherwise 1..MAX_K."""
+    if k == 0:
+        return 10
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}")
+    return k

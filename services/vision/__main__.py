@@ -1,0 +1,3 @@
+from services.vision.server import main
+
+main()

