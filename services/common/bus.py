@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import threading
 import time
 from datetime import datetime, timezone
@@ -38,6 +40,10 @@ from services.common.settings import Settings
 from services.common.topics import all_topics, dlq, route
 
 log = get_logger(__name__)
+
+# Fault injection for the tests: SIGKILL this process after the Nth batch's effects are stored
+# and before its offsets are committed, the moment where a crash is hardest to survive.
+KILL_BEFORE_COMMIT_ENV = "SHOPAI_FAILPOINT_KILL_BEFORE_COMMIT"
 
 # Errors that say "the infrastructure is away", not "this event is bad": retry, never dead-letter.
 TRANSIENT_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, KafkaError, OSError)
@@ -156,6 +162,8 @@ class EventConsumer:
         self._next_rebuild_check = 0.0
         self._consumer: KafkaConsumer | None = None
         self.ready = threading.Event()  # set once the projection is current with its topics at start
+        self._batches = 0
+        self._kill_before_commit = int(os.environ.get(KILL_BEFORE_COMMIT_ENV, "0") or 0)
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -168,6 +176,7 @@ class EventConsumer:
                     self._maybe_rebuild(stop)
                     self.ready.set()
                     batch = self._consumer.poll(timeout_ms=500, max_records=self.settings.kafka_max_batch)
+                    metrics.CONSUMER_ASSIGNED.labels(self.group).set(len(self._consumer.assignment()))
                     if batch:
                         self._process_with_retry(batch, stop)
                 except TRANSIENT_ERRORS as exc:
@@ -204,6 +213,10 @@ class EventConsumer:
                 log.warning("batch_retry", group=self.group, error=str(exc), delay=delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 10.0)
+        self._batches += 1
+        if self._batches == self._kill_before_commit:
+            log.warning("failpoint_kill_before_commit", group=self.group, batch=self._batches)
+            os.kill(os.getpid(), signal.SIGKILL)
         offsets = {
             tp: OffsetAndMetadata(records[-1].offset + 1, None, -1) for tp, records in batch.items() if records
         }

@@ -163,10 +163,6 @@ def parse_event(data: Any) -> Event:
     payload = data.get("payload")
     if not isinstance(payload, dict):
         raise InvalidEvent("payload must be a JSON object")
-    try:
-        json_format.ParseDict({k: v for k, v in data.items() if k != "payload"}, events_pb2.Envelope())
-    except json_format.ParseError as exc:
-        raise InvalidEvent(f"envelope: {exc}") from None
     event_id = data.get("event_id")
     try:
         uuid.UUID(str(event_id))
@@ -179,6 +175,10 @@ def parse_event(data: Any) -> Event:
     if version != SCHEMA_VERSION:
         raise InvalidEvent(f"schema_version {version} is not supported (expected {SCHEMA_VERSION})")
     occurred_at = _parse_time(data.get("occurred_at"))
+    try:  # unknown envelope fields, wrong types
+        json_format.ParseDict({k: v for k, v in data.items() if k != "payload"}, events_pb2.Envelope())
+    except json_format.ParseError as exc:
+        raise InvalidEvent(f"envelope: {exc}") from None
     family, action = etype.split(".", 1)
     try:
         json_format.ParseDict(payload, PAYLOAD_MESSAGES[family]())

@@ -27,6 +27,9 @@ CONSUMER_BATCH_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 CONSUMER_LAG = Gauge("shopai_consumer_lag_events", "Events not yet consumed, per topic.", ["group", "topic"])
+CONSUMER_ASSIGNED = Gauge(
+    "shopai_consumer_assigned_partitions", "Partitions this process owns in its consumer group.", ["group"]
+)
 CONSUMER_RETRIES = Counter(
     "shopai_consumer_retries_total", "Retries of a batch after an infrastructure error.", ["group"]
 )

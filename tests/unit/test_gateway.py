@@ -1,0 +1,90 @@
+"""The gateway on its own: validation, problem documents, the spec, degraded backends."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from gateway.app import close_app, create_app
+from gateway.problems import GRPC_TO_HTTP
+from services.common.settings import SERVICE_NAMES, Settings
+from tests.support import free_port
+
+
+@pytest.fixture
+def client():
+    dead = {name: {"grpc_port": free_port(), "metrics_port": free_port()} for name in SERVICE_NAMES}
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        grpc_deadline_seconds=0.5, gateway_max_body_bytes=10_000, log_json=False, **dead,
+    )
+    app = create_app(settings)
+    yield app.test_client()
+    close_app(app)
+
+
+def assert_problem(reply, status: int) -> dict:
+    assert reply.status_code == status, reply.get_data(as_text=True)
+    assert reply.content_type == "application/problem+json"
+    body = reply.json
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("https://")
+    return body
+
+
+def test_liveness_does_not_depend_on_backends(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_readiness_names_each_backend_that_is_down(client):
+    reply = client.get("/readyz")
+    assert reply.status_code == 503
+    assert set(reply.json["backends"]) == set(SERVICE_NAMES)
+    assert all(state != "SERVING" for state in reply.json["backends"].values())
+    assert reply.json["redis"].startswith("unavailable")
+
+
+@pytest.mark.parametrize("query", ["k=0", "k=101", "k=ten", "strategy=magic", "exclude_purchased=maybe"])
+def test_bad_query_is_a_400_with_the_reason(client, query):
+    body = assert_problem(client.get(f"/v1/users/u1/recommendations?{query}"), 400)
+    assert body["errors"][0]["location"] in query
+
+
+def test_a_backend_that_is_down_is_a_503_not_a_hang(client):
+    body = assert_problem(client.get("/v1/users/u1/recommendations?strategy=popular"), 503)
+    assert "recommender" in body["detail"]
+
+
+def test_events_need_a_json_body_and_valid_events(client):
+    assert_problem(client.post("/v1/events", data="nope", content_type="text/plain"), 400)
+    assert_problem(client.post("/v1/events", json={"events": []}), 400)
+    body = assert_problem(client.post("/v1/events", json={"events": [{"type": "x"}]}), 400)
+    assert body["errors"][0]["status"] == "rejected"
+    assert_problem(client.post("/v1/events", data=b"x" * 20_000, content_type="application/json"), 413)
+
+
+def test_unknown_routes_and_methods_are_problems_too(client):
+    assert_problem(client.get("/v1/nothing-here"), 404)
+    assert_problem(client.delete("/healthz"), 405)
+
+
+def test_the_openapi_spec_and_docs_are_served(client):
+    spec = client.get("/openapi.json").json
+    assert spec["openapi"].startswith("3.")
+    assert {"/v1/events", "/v1/users/{user_id}/recommendations", "/healthz", "/readyz"} <= set(spec["paths"])
+    params = {p["name"] for p in spec["paths"]["/v1/users/{user_id}/recommendations"]["get"]["parameters"]}
+    assert {"user_id", "k", "strategy", "category"} <= params
+    assert client.get("/docs").status_code in (301, 302, 308)
+    assert client.get("/docs/swagger").status_code == 200
+
+
+def test_metrics_count_requests_by_route_not_by_id(client):
+    client.get("/v1/users/u-secret-42/recommendations?k=0")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'route="/v1/users/<user_id>/recommendations"' in text
+    assert "u-secret-42" not in text
+
+
+def test_grpc_codes_map_to_the_design_statuses():
+    expected = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403,
+                "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504}
+    assert {code: GRPC_TO_HTTP[getattr(grpc.StatusCode, code)] for code in expected} == expected

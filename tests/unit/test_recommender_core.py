@@ -1,0 +1,106 @@
+"""The recommender's pure parts: weights, time decay, ranking, and the projection's commands."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.common.events import new_event
+from services.common.projection import Ops
+from services.recommender import core
+from services.recommender.consumer import RecommenderProjection
+from services.recommender.store import RecommenderKeys as K
+
+
+def test_stronger_signals_weigh_more():
+    w = {a: core.interaction_weight(a, {}) for a in ("view", "click", "add_to_cart", "purchase")}
+    assert w["view"] < w["click"] < w["add_to_cart"] < w["purchase"]
+    assert core.interaction_weight("search", {"query": "shoes"}) == 0
+    assert core.interaction_weight("rating", {"rating": 5}) > core.interaction_weight("rating", {"rating": 4}) > 0
+    assert core.interaction_weight("rating", {"rating": 2}) == 0
+
+
+def test_trending_halves_per_half_life_and_keeps_order_over_time():
+    now = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    fresh = core.trend_score(1.0, now)
+    week_old = core.trend_score(1.0, now - timedelta(days=core.TREND_HALF_LIFE_DAYS))
+    assert week_old / fresh == pytest.approx(0.5)
+    assert core.decayed_to(fresh, now) == pytest.approx(1.0)
+    # Three old views lose to one fresh purchase-sized signal two half-lives later.
+    assert 3 * core.trend_score(1.0, now - timedelta(days=14)) < core.trend_score(1.0, now)
+
+
+def test_top_k_skips_excluded_and_stops_at_k():
+    ranked = [("a", 5.0), ("b", 4.0), ("c", 3.0), ("d", 2.0)]
+    assert core.top_k(ranked, 2, exclude={"a"}) == [("b", 4.0), ("c", 3.0)]
+    assert core.top_k(ranked, 10) == ranked
+
+
+@pytest.mark.parametrize("k, ok", [(0, 10), (1, 1), (100, 100)])
+def test_k_defaults_and_bounds(k, ok):
+    assert core.validate_k(k) == ok
+
+
+@pytest.mark.parametrize("k", [-1, 101])
+def test_k_out_of_range_is_refused(k):
+    with pytest.raises(ValueError):
+        core.validate_k(k)
+
+
+class NoRedis:
+    """The projection reads one field (a product's previous category); nothing else."""
+
+    def __init__(self, categories=None):
+        self.categories = categories or {}
+
+    def hget(self, key, field):
+        return self.categories.get(key)
+
+
+def commands(projection, *events):
+    ops = Ops()
+    for e in events:
+        projection.apply(e, ops)
+    return ops.commands
+
+
+def test_a_purchase_becomes_popularity_trend_recent_and_purchased():
+    event = new_event("interaction.purchase", {"user_id": "u1", "product_id": "p1", "quantity": 1, "price": 5.0})
+    cmds = commands(RecommenderProjection(NoRedis()), event)
+    assert ["ZINCRBY", K.popular, "8.0", "p1"] in cmds
+    assert any(c[:2] == ["ZINCRBY", K.trending] for c in cmds)
+    assert ["SADD", K.user_purchased("u1"), "p1"] in cmds
+    assert ["LPUSH", K.user_recent("u1"), "p1"] in cmds
+    assert ["HINCRBY", K.user_counts("u1"), "purchase", "1"] in cmds
+
+
+def test_a_product_moving_category_leaves_the_old_one():
+    projection = RecommenderProjection(NoRedis({K.product("p1"): "shoes"}))
+    moved = new_event("product.upserted", {"product_id": "p1", "title": "T", "category": "bags", "price": 3.0})
+    moved_again = new_event("product.upserted", {"product_id": "p1", "title": "T", "category": "coats", "price": 3.0})
+    cmds = commands(projection, moved, moved_again)
+    assert ["SREM", K.category("shoes"), "p1"] in cmds
+    # Within one batch the second upsert sees the first one's category, not Redis's stale one.
+    assert ["SREM", K.category("bags"), "p1"] in cmds
+    assert cmds[-1] == ["SADD", K.active, "p1"]
+
+
+def test_a_removed_product_leaves_the_live_catalog():
+    projection = RecommenderProjection(NoRedis({K.product("p1"): "shoes"}))
+    cmds = commands(projection, new_event("product.removed", {"product_id": "p1"}))
+    assert ["SREM", K.active, "p1"] in cmds and ["SREM", K.category("shoes"), "p1"] in cmds
+
+
+def test_projection_refuses_an_event_of_another_topic():
+    event = new_event("inventory.set", {"product_id": "p1", "on_hand": 3})
+    with pytest.raises(ValueError):
+        commands(RecommenderProjection(NoRedis()), event)
+
+
+def test_ops_only_allow_deterministic_writes():
+    ops = Ops()
+    with pytest.raises(ValueError):
+        ops("FLUSHALL")
+    ops("zincrby", "k", 0.1, "m")
+    assert ops.commands == [["ZINCRBY", "k", "0.1", "m"]]
