@@ -182,31 +182,33 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _add_seed_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=42, help="generator seed (same seed, same events and ids)")
-    p.add_argument("--products", type=int, default=2000)
-    p.add_argument("--users", type=int, default=3000)
-    p.add_argument("--days", type=int, default=730)
+def _add_seed_args(p: argparse.ArgumentParser, settings: Settings) -> None:
+    p.add_argument("--seed", type=int, default=settings.demo_seed,
+                   help="generator seed (same seed, same events and ids); default $SHOPAI_DEMO_SEED or 42")
+    p.add_argument("--products", type=int, default=settings.demo_products, help="default $SHOPAI_DEMO_PRODUCTS")
+    p.add_argument("--users", type=int, default=settings.demo_users, help="default $SHOPAI_DEMO_USERS")
+    p.add_argument("--days", type=int, default=settings.demo_days, help="default $SHOPAI_DEMO_DAYS")
     p.add_argument("--truth", help="where to write the hidden truth (default: $SHOPAI_DATA_DIR/demo/truth.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = load_settings()
     parser = argparse.ArgumentParser(prog="shopai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the whole dev stack").set_defaults(func=cmd_run)
     sub.add_parser("broker", help="run the embedded Kafka-compatible broker").set_defaults(func=cmd_broker)
     sub.add_parser("topics", help="create the Kafka topics").set_defaults(func=cmd_topics)
     p_seed = sub.add_parser("seed", help="generate and publish the demo shop")
-    _add_seed_args(p_seed)
+    _add_seed_args(p_seed, settings)
     p_seed.set_defaults(func=cmd_seed)
     p_demo = sub.add_parser("demo", help="wait for the gateway, seed the demo shop, stay up")
-    _add_seed_args(p_demo)
+    _add_seed_args(p_demo, settings)
     p_demo.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the gateway")
     p_demo.add_argument("--once", action="store_true", help="exit after seeding")
     p_demo.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
-    return args.func(args, load_settings())
+    return args.func(args, settings)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,12 @@ def settings(broker, redis_client, redis_url, tmp_path) -> Settings:
 
 
 @pytest.fixture
-def start_service(settings, tmp_path):
-    """Start ``python -m services.<name>`` processes; all are stopped at the end of the test."""
+def start_service_with(tmp_path):
+    """Start ``python -m services.<name>`` processes with the given settings; all are stopped
+    at the end of the test."""
     started: list[ServiceProcess] = []
 
-    def start(name: str, wait: bool = True, **env: str) -> ServiceProcess:
+    def start(settings: Settings, name: str, wait: bool = True, **env: str) -> ServiceProcess:
         proc = ServiceProcess(name, settings, tmp_path, **env)
         started.append(proc)
         return proc.wait_serving() if wait else proc
@@ -56,3 +57,9 @@ def start_service(settings, tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def start_service(settings, start_service_with):
+    """start_service_with, on the test's broker and Redis."""
+    return lambda name, wait=True, **env: start_service_with(settings, name, wait, **env)

@@ -64,17 +64,24 @@ class Broker:
 class PrivateRedis:
     """A redis-server of the tests' own, used only where no Redis listens on 6379."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path | None = None) -> None:
         self.port = free_port()
+        self.data_dir = data_dir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
         binary = shutil.which("redis-server")
         if not binary:
             raise RuntimeError("no Redis on 127.0.0.1:6379 and no redis-server binary (apt-get install redis-server)")
+        # With a data_dir the server keeps an fsync-always append-only file, so a restart keeps its data.
+        durability = (["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.data_dir)]
+                      if self.data_dir else ["--appendonly", "no"])
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durability],
             stdout=subprocess.DEVNULL, start_new_session=True,
         )
         wait_for(lambda: _listening(self.port), 10, what="redis-server")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
         self.proc.terminate()

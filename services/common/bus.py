@@ -30,7 +30,14 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_when_event_set,
+    wait_exponential,
+)
 
 from services.common import metrics
 from services.common.events import Event, InvalidEvent, decode_event, format_time, parse_event
@@ -176,7 +183,7 @@ class EventConsumer:
                     self._maybe_rebuild(stop)
                     self.ready.set()
                     batch = self._consumer.poll(timeout_ms=500, max_records=self.settings.kafka_max_batch)
-                    metrics.CONSUMER_ASSIGNED.labels(self.group).set(len(self._consumer.assignment()))
+                    self._record_assignment_and_lag()
                     if batch:
                         self._process_with_retry(batch, stop)
                 except TRANSIENT_ERRORS as exc:
@@ -186,6 +193,18 @@ class EventConsumer:
         finally:
             self._consumer.close(autocommit=False)
             log.info("consumer_stopped", group=self.group)
+
+    def _record_assignment_and_lag(self) -> None:
+        """Partitions owned and events behind, from the high watermarks that fetches report."""
+        assigned = self._consumer.assignment()
+        metrics.CONSUMER_ASSIGNED.labels(self.group).set(len(assigned))
+        lag: dict[str, int] = {t: 0 for t in self.projection.topics}
+        for tp in assigned:
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                lag[tp.topic] += max(0, high - self._consumer.position(tp))
+        for topic, behind in lag.items():
+            metrics.CONSUMER_LAG.labels(self.group, topic).set(behind)
 
     def _group_consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
@@ -201,18 +220,18 @@ class EventConsumer:
         )
 
     def _process_with_retry(self, batch: Mapping[TopicPartition, list[Any]], stop: threading.Event) -> None:
-        delay = 0.2
-        while True:
-            try:
+        def note_retry(state: RetryCallState) -> None:
+            metrics.CONSUMER_RETRIES.labels(self.group).inc()
+            log.warning("batch_retry", group=self.group, attempt=state.attempt_number,
+                        error=str(state.outcome.exception()) if state.outcome else "")
+
+        # Redis or Kafka away: retry the same batch until it is stored (or we are told to stop).
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS), wait=wait_exponential(multiplier=0.2, max=10),
+            stop=stop_when_event_set(stop), before_sleep=note_retry, sleep=stop.wait, reraise=True,
+        ):
+            with attempt:
                 self.process(batch, dead_letter=True)
-                break
-            except TRANSIENT_ERRORS as exc:
-                if stop.is_set():
-                    raise
-                metrics.CONSUMER_RETRIES.labels(self.group).inc()
-                log.warning("batch_retry", group=self.group, error=str(exc), delay=delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 10.0)
         self._batches += 1
         if self._batches == self._kill_before_commit:
             log.warning("failpoint_kill_before_commit", group=self.group, batch=self._batches)

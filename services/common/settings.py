@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     # Largest request body the gateway reads (images, event batches).
     gateway_max_body_bytes: int = 8 * 1024 * 1024
 
+    # The demo shop that `make run` seeds (shopai demo / shopai seed defaults).
+    demo_seed: int = 42
+    demo_products: int = Field(default=2000, ge=10)
+    demo_users: int = Field(default=3000, ge=10)
+    demo_days: int = Field(default=730, ge=14)
+
     def endpoint(self, service: str) -> ServiceEndpoint:
         if service not in SERVICE_NAMES:
             raise KeyError(f"unknown service {service!r}; expected one of {SERVICE_NAMES}")

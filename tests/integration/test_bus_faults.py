@@ -11,6 +11,7 @@ from kafka import KafkaAdminClient
 
 from services.common.bus import KILL_BEFORE_COMMIT_ENV, EventPublisher, ensure_topics
 from services.common.events import new_event
+from services.common.settings import Settings
 from services.recommender.core import EVENT_WEIGHTS
 from services.recommender.store import RecommenderKeys as K
 from tests.support import wait_for
@@ -154,3 +155,31 @@ def test_flushed_redis_is_rebuilt_from_the_events(settings, start_service, redis
     assert redis_client.zrange(K.popular, 0, -1, withscores=True) == before
     assert redis_client.scard(K.active) == 50
     assert_exactly_once(redis_client, events)
+
+
+def test_a_redis_outage_delays_events_but_loses_none(broker, tmp_path, start_service_with):
+    """Redis goes away mid-stream: the consumer retries the batch, commits nothing, and applies
+    everything exactly once when Redis is back (with its data: an append-only file)."""
+    import redis as redis_lib
+
+    from tests.support import PrivateRedis
+
+    private = PrivateRedis(data_dir=tmp_path)
+    try:
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap, redis_url=private.url,
+                            data_dir=tmp_path / "data", log_json=False)
+        client = redis_lib.Redis.from_url(private.url, decode_responses=True)
+        ensure_topics(settings)
+        proc = start_service_with(settings, "recommender", SHOPAI_KAFKA_MAX_BATCH="100")
+        first, second = purchases(1000, seed=21), purchases(1000, seed=22)
+        publish(settings, first)
+        wait_for(lambda: applied_count(client) >= len(first), 60, what="the first events")
+        private.stop()
+        publish(settings, second)  # accepted by the broker while Redis is down
+        wait_for(lambda: proc.metric("shopai_consumer_retries_total") > 0, 30, what="the consumer to retry")
+        assert proc.proc.poll() is None, "the consumer died instead of waiting for Redis"
+        private.start()
+        wait_for(lambda: applied_count(client) >= 2000, 60, what="the events held back by the outage")
+        assert_exactly_once(client, first + second)
+    finally:
+        private.stop()
