@@ -32,6 +32,8 @@ def configure_logging(level: str = "INFO", json: bool = True, service: str | Non
     root.setLevel(level.upper())
     # kafka-python is chatty at INFO about every connection and rebalance step.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # Its event loop warns whenever decoding a large fetch takes over 100 ms: noise, not a fault.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     if service:
         structlog.contextvars.bind_contextvars(service=service)
     _configured = True
