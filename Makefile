@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-integration proto proto-check lint compose-config compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus proto proto-check lint compose-config compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ test-unit: venv ## unit tests only (no broker, no Redis)
 
 test-integration: venv sysdeps ## integration tests only
 	$(BIN)/python -m pytest -q -ra tests/integration
+
+bench: bench-bus ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
+
+bench-bus: venv sysdeps ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis
+	$(BIN)/python -m benchmarks.bench_bus $(if $(QUICK),--quick)
 
 proto: venv ## regenerate the Python stubs from protos/*.proto
 	$(BIN)/python -m shopai.protogen

@@ -19,8 +19,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from services.common.settings import SERVICE_NAMES, Settings, load_settings
 
@@ -105,7 +105,7 @@ def _chunks(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield chunk
 
 
-def seed(settings: Settings, config: "object", truth_path: Path | None, progress: bool = True) -> dict[str, int]:
+def seed(settings: Settings, config: object, truth_path: Path | None, progress: bool = True) -> dict[str, int]:
     """Generate the demo shop, publish every event (acks='all'), write the hidden truth."""
     from tqdm import tqdm
 
@@ -133,7 +133,7 @@ def seed(settings: Settings, config: "object", truth_path: Path | None, progress
     return counts
 
 
-def _demo_config(args: argparse.Namespace) -> "object":
+def _demo_config(args: argparse.Namespace) -> object:
     from shopai.demo.generator import DemoShopConfig
 
     return DemoShopConfig(seed=args.seed, n_products=args.products, n_users=args.users, days=args.days)

@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import Callable
 
 import redis
 
@@ -127,14 +127,14 @@ class ServiceProcess:
         self.metrics_port = free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_dir / f"{name}-{self.grpc_port}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
             cwd=ROOT, env=service_env(settings, name, self.grpc_port, self.metrics_port, **env),
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
-    def wait_serving(self, timeout: float = 60.0) -> "ServiceProcess":
+    def wait_serving(self, timeout: float = 60.0) -> ServiceProcess:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")

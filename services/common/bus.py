@@ -22,8 +22,9 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -144,7 +145,7 @@ def dead_letter_value(record: Any, group: str, reason: str, error_type: str) -> 
             "value": text,
             "value_is_base64": is_b64,
             "consumer_group": group,
-            "failed_at": format_time(datetime.now(timezone.utc)),
+            "failed_at": format_time(datetime.now(UTC)),
         },
         ensure_ascii=False,
     ).encode()
@@ -265,7 +266,7 @@ class EventConsumer:
                     self.projection.apply(event, ops)
                 except TRANSIENT_ERRORS:
                     raise
-                except Exception as exc:  # a bug or bad data in one event must not stop the others
+                except Exception as exc:  # noqa: BLE001 - bad data in one event must not stop the others
                     dead.append((record, f"processing failed: {exc}", type(exc).__name__))
                     continue
                 items.append((event.event_id, ops.commands))
@@ -330,7 +331,7 @@ class EventConsumer:
         finally:
             replayer.close()
         if not stop.is_set():
-            self.projection.redis.set(self.projection.sentinel_key, format_time(datetime.now(timezone.utc)))
+            self.projection.redis.set(self.projection.sentinel_key, format_time(datetime.now(UTC)))
             log.info("projection_rebuild_finished", group=self.group, events=read)
         return read
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
@@ -80,7 +80,7 @@ class Event:
 
 
 def format_time(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
 
 def _require(payload: dict[str, Any], *names: str) -> None:
@@ -148,12 +148,12 @@ def _parse_time(value: Any) -> datetime:
     if not isinstance(value, str) or not value:
         raise InvalidEvent("occurred_at must be an RFC 3339 timestamp string")
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        ts = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidEvent(f"occurred_at {value!r} is not an RFC 3339 timestamp") from None
     if ts.tzinfo is None:
         raise InvalidEvent("occurred_at must carry a time zone (e.g. a trailing Z)")
-    return ts.astimezone(timezone.utc)
+    return ts.astimezone(UTC)
 
 
 def parse_event(data: Any) -> Event:
@@ -218,7 +218,7 @@ def new_event(
             "event_id": event_id or str(uuid.uuid4()),
             "type": event_type,
             "schema_version": SCHEMA_VERSION,
-            "occurred_at": format_time(occurred_at or datetime.now(timezone.utc)),
+            "occurred_at": format_time(occurred_at or datetime.now(UTC)),
             "source": source,
             "payload": payload,
         }

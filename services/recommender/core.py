@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 
 # How much one interaction says about interest; a purchase says the most.
 EVENT_WEIGHTS: Mapping[str, float] = {
@@ -18,7 +18,7 @@ RATING_WEIGHTS: Mapping[int, float] = {4: 2.0, 5: 4.0}
 # Trending scores are stored as weight * 2**((t - epoch) / half_life): the ranking
 # at any moment equals that of weights decayed to that moment, with no rewrite of
 # old scores. Doubles hold this for ~19 years past the epoch with a 7-day half-life.
-TREND_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+TREND_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 TREND_HALF_LIFE_DAYS = 7.0
 
 STRATEGIES: tuple[str, ...] = ("hybrid", "popular", "trending", "user_knn", "item_knn", "als", "bpr", "content")

@@ -74,7 +74,7 @@ def stack(tmp_path, redis_url):
         env[f"SHOPAI_{name.upper()}__GRPC_PORT"] = str(ports[name])
         env[f"SHOPAI_{name.upper()}__METRICS_PORT"] = str(ports[f"{name}-metrics"])
     redis.Redis.from_url(redis_url).flushdb()
-    log = open(tmp_path / "run.log", "wb")
+    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 - closed after the test
     proc = subprocess.Popen([str(Path(sys.executable).parent / "shopai"), "run"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     yield proc, ports, tmp_path / "run.log"

@@ -107,7 +107,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(settings, start_ser
     kills = 0
     for threshold in (1500, 5000):
         proc = start_service("recommender", SHOPAI_KAFKA_MAX_BATCH="200")
-        wait_for(lambda: applied_count(redis_client) >= threshold, 60, interval=0.02, what=f"{threshold} applied")
+        wait_for(lambda t=threshold: applied_count(redis_client) >= t, 60, interval=0.02, what=f"{threshold} applied")
         proc.kill()
         kills += 1
     thread.join(60)

@@ -96,7 +96,7 @@ def test_events_become_popular_recommendations(gateway, settings, redis_client):
 
 
 def test_malformed_events_go_to_the_dead_letter_topic(gateway, settings, redis_client):
-    client, recommender = gateway
+    # `gateway` starts the recommender, whose consumer must dead-letter what follows.
     publisher = EventPublisher(settings)
     try:
         publisher.wait([(topics.INTERACTIONS, publisher.send(topics.INTERACTIONS, "u1", b"\xff{not json"))])

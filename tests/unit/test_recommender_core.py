@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,7 +22,7 @@ def test_stronger_signals_weigh_more():
 
 
 def test_trending_halves_per_half_life_and_keeps_order_over_time():
-    now = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, tzinfo=UTC)
     fresh = core.trend_score(1.0, now)
     week_old = core.trend_score(1.0, now - timedelta(days=core.TREND_HALF_LIFE_DAYS))
     assert week_old / fresh == pytest.approx(0.5)
