@@ -42,6 +42,8 @@ def test_the_design_example_is_valid_and_routed_by_user():
         (with_(event_id="42"), "UUID"),
         (with_(type="interaction.teleport"), "unknown event type"),
         (with_(schema_version=2), "schema_version"),
+        (with_(schema_version="1"), "schema_version"),
+        (with_(source=5), "source"),
         (with_(occurred_at="yesterday"), "RFC 3339"),
         (with_(occurred_at="2026-11-28T10:00:00"), "time zone"),
         (with_(payload__price="cheap"), "price"),
