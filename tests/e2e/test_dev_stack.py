@@ -17,6 +17,7 @@ import redis
 
 from services.common.settings import SERVICE_NAMES
 from services.recommender import core
+from services.recommender.store import RecommenderKeys
 from shopai.demo.generator import DemoShopConfig, generate
 from tests.support import ROOT, _listening, free_port, wait_for
 
@@ -58,44 +59,80 @@ def expected_popular(user: str, k: int = 10) -> list[str]:
     return [pid for pid, _ in ranked if pid not in bought][:k]
 
 
+class DevStack:
+    """`shopai run` on free ports, with the test's Redis and a small demo shop."""
+
+    def __init__(self, tmp_path: Path, redis_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.ports = {"gateway": free_port(), "kafka": free_port()}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPAI_")}
+        env.update(DEMO)
+        env.update(
+            SHOPAI_GATEWAY_PORT=str(self.ports["gateway"]),
+            SHOPAI_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{self.ports['kafka']}",
+            SHOPAI_REDIS_URL=redis_url, SHOPAI_DATA_DIR=str(tmp_path / "data"), SHOPAI_LOG_JSON="false",
+            PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+        )
+        for name in SERVICE_NAMES:
+            self.ports[name] = free_port()
+            self.ports[f"{name}-metrics"] = free_port()
+            env[f"SHOPAI_{name.upper()}__GRPC_PORT"] = str(self.ports[name])
+            env[f"SHOPAI_{name.upper()}__METRICS_PORT"] = str(self.ports[f"{name}-metrics"])
+        self.env = env
+        self.base = f"http://127.0.0.1:{self.ports['gateway']}"
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.tmp_path / f"run-{self.runs}.log"
+
+    def start(self) -> None:
+        self.runs += 1
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([str(Path(sys.executable).parent / "shopai"), "run"], cwd=ROOT, env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def seeded() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"shopai run exited {self.proc.returncode}:\n{self.log()}")
+            return "ShopAI is up" in self.log()
+
+        wait_for(seeded, 240, interval=1, what="the demo shop to be seeded")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def ctrl_c(self) -> None:
+        """What a terminal does on Ctrl-C: SIGINT to the foreground process group."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        self.proc.wait(60)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def recommender_metric(self, name: str, **labels: str) -> float:
+        _, text = get(f"http://127.0.0.1:{self.ports['recommender-metrics']}/metrics")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in str(text).splitlines()
+                   if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()))
+
+
 @pytest.fixture
 def stack(tmp_path, redis_url):
-    ports = {"gateway": free_port(), "kafka": free_port()}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPAI_")}
-    env.update(DEMO)
-    env.update(
-        SHOPAI_GATEWAY_PORT=str(ports["gateway"]), SHOPAI_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{ports['kafka']}",
-        SHOPAI_REDIS_URL=redis_url, SHOPAI_DATA_DIR=str(tmp_path / "data"), SHOPAI_LOG_JSON="false",
-        PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
-    )
-    for name in SERVICE_NAMES:
-        ports[name] = free_port()
-        ports[f"{name}-metrics"] = free_port()
-        env[f"SHOPAI_{name.upper()}__GRPC_PORT"] = str(ports[name])
-        env[f"SHOPAI_{name.upper()}__METRICS_PORT"] = str(ports[f"{name}-metrics"])
     redis.Redis.from_url(redis_url).flushdb()
-    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 - closed after the test
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "shopai"), "run"], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    yield proc, ports, tmp_path / "run.log"
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    log.close()
+    dev = DevStack(tmp_path, redis_url)
+    yield dev
+    dev.kill()
 
 
 def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url):
-    proc, ports, log_path = stack
-    base = f"http://127.0.0.1:{ports['gateway']}"
-
-    def seeded() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"shopai run exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        return "ShopAI is up" in log_path.read_text(errors="replace")
-
-    wait_for(seeded, 240, interval=1, what="the demo shop to be seeded")
+    stack.start()
+    base = stack.base
     status, ready = get(f"{base}/readyz")
     assert status == 200 and set(ready["backends"].values()) == {"SERVING"}, ready
+    assert (stack.tmp_path / "data" / "demo" / "truth.json").is_file(), "the hidden truth was not written"
 
     want = expected_popular("u1")
     assert len(want) == 10
@@ -110,11 +147,21 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
     status, metrics = get(f"{base}/metrics")
     assert status == 200 and "shopai_http_requests_total" in metrics
 
-    # Ctrl-C: the terminal sends SIGINT to the foreground process group.
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(60)
-    still_open = [name for name, port in ports.items() if _listening(port)]
+    stack.ctrl_c()
+    still_open = [name for name, port in stack.ports.items() if _listening(port)]
     assert not still_open, f"still listening after Ctrl-C: {still_open}"
     assert redis.Redis.from_url(redis_url).ping(), "the machine's Redis must not be stopped"
-    output = log_path.read_text(errors="replace")
-    assert "redis.1" not in output, "a Redis was already running: the launcher must not start another"
+    assert "redis.1" not in stack.log(), "a Redis was already running: the launcher must not start another"
+
+    # Run it again: the broker starts empty, Redis keeps the projection, and the re-seeded
+    # events (same ids) are all recognised as already counted.
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    before = client.zrange(RecommenderKeys.popular, 0, -1, withscores=True)
+    stack.start()
+    applied = sum(int(v) for v in client.hvals(RecommenderKeys.stats))
+    wait_for(lambda: stack.recommender_metric("shopai_events_consumed_total", outcome="duplicate") >= applied,
+             120, interval=1, what="the re-seeded events to be read")
+    assert stack.recommender_metric("shopai_events_consumed_total", outcome="applied") == 0
+    assert client.zrange(RecommenderKeys.popular, 0, -1, withscores=True) == before
+    assert [i["product_id"] for i in get(f"{base}/v1/users/u1/recommendations?strategy=popular")[1]["items"]] == want
+    stack.ctrl_c()
