@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import threading
@@ -43,10 +44,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2].removeprefix("v=")
+    version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=True).stdout
+    redis_version = version.split()[2].removeprefix("v=")
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, Redis {redis_version}"
 
 
@@ -179,7 +179,6 @@ def main() -> None:
         consume_rate = n / (time.perf_counter() - started)
         stop.set()
         thread.join(20)
-        consumer.publisher.close()
     finally:
         broker.stop()
         client.flushdb()

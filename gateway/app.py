@@ -20,7 +20,7 @@ from gateway.routes.events import events
 from gateway.routes.recommendations import recommendations
 from gateway.routes.system import system
 from services.common import cache
-from services.common.bus import EventPublisher
+from services.common.bus import EventPublisher, ensure_topics
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import LATENCY_BUCKETS
 from services.common.settings import Settings, load_settings
@@ -52,6 +52,7 @@ class LazyPublisher:
         with self._lock:
             if self._publisher is None:
                 try:
+                    ensure_topics(self.settings, wait_seconds=3)  # compose's Kafka does not create topics on first use
                     self._publisher = EventPublisher(self.settings, client_id="gateway")
                 except KafkaError as exc:
                     raise ApiProblem(503, f"the event broker is unavailable: {exc}") from exc

@@ -43,8 +43,8 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
 class Broker:
     """A fresh tansu broker (memory storage) on a free port."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         settings = Settings(kafka_bootstrap_servers=self.bootstrap)
         self.proc = subprocess.Popen(

@@ -53,6 +53,9 @@ log = get_logger(__name__)
 # and before its offsets are committed, the moment where a crash is hardest to survive.
 KILL_BEFORE_COMMIT_ENV = "SHOPAI_FAILPOINT_KILL_BEFORE_COMMIT"
 
+# Reconnect to a broker that was away within 2 s of its return (kafka-python backs off to 30 s).
+RECONNECT = {"reconnect_backoff_ms": 100, "reconnect_backoff_max_ms": 2000}
+
 # Errors that say "the infrastructure is away", not "this event is bad": retry, never dead-letter.
 TRANSIENT_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, KafkaError, OSError)
 
@@ -61,15 +64,20 @@ class PublishError(RuntimeError):
     """The broker did not acknowledge an event."""
 
 
-def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
-    """Create the topics if missing (idempotent; every process calls it at start)."""
+def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, wait_seconds: float = 60.0) -> None:
+    """Create the topics if missing (idempotent; every process calls it at start), waiting up to
+    ``wait_seconds`` for the broker."""
     wanted = list(topics or all_topics())
     for attempt in Retrying(
         retry=retry_if_exception_type(TRANSIENT_ERRORS), wait=wait_exponential(0.2, max=2),
-        stop=stop_after_delay(60), reraise=True,
+        stop=stop_after_delay(wait_seconds), reraise=True,
     ):
         with attempt:
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="shopai-admin")
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap_servers, client_id="shopai-admin",
+                bootstrap_timeout_ms=int(min(wait_seconds, 30) * 1000),
+                **RECONNECT,
+            )
             try:
                 existing = set(admin.list_topics())
                 missing = [t for t in wanted if t not in existing]
@@ -100,7 +108,12 @@ class EventPublisher:
             batch_size=256 * 1024,
             compression_type="gzip",
             max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
+            # A missing broker or topic fails a call within seconds instead of blocking a request.
             request_timeout_ms=15000,
+            delivery_timeout_ms=20000,
+            bootstrap_timeout_ms=10000,
+            max_block_ms=10000,
+            **RECONNECT,
         )
 
     def send(self, topic: str, key: str | None, value: bytes) -> Any:
@@ -169,7 +182,7 @@ class EventConsumer:
         self.projection = projection
         self.group = projection.group
         self.applier = RedisApplier(projection.redis, self.group, settings.dedup_ttl_seconds)
-        self.publisher = publisher or EventPublisher(settings, client_id=f"{self.group}-dlq")
+        self.publisher = publisher  # for dead letters; created in run() once the broker answers
         self.rebuild_check_seconds = rebuild_check_seconds
         self._next_rebuild_check = 0.0
         self._consumer: KafkaConsumer | None = None
@@ -179,7 +192,27 @@ class EventConsumer:
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        ensure_topics(self.settings, self.projection.topics + tuple(dlq(t) for t in self.projection.topics))
+        """Consume until ``stop`` is set. A session that fails (the broker is not up yet, or a bug
+        in a batch) is logged, reported as not ready, and started again with back-off: the
+        committed offsets make a restart lose nothing."""
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                self._session(stop)
+                backoff = 1.0
+            except Exception:  # kept alive on purpose; the failure is logged with its traceback
+                self.ready.clear()
+                log.exception("consumer_session_failed", group=self.group, retry_in=backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        if self.publisher is not None:
+            self.publisher.close()
+        log.info("consumer_stopped", group=self.group)
+
+    def _session(self, stop: threading.Event) -> None:
+        ensure_topics(self.settings)  # all of them: a producer may need a topic no consumer reads yet
+        if self.publisher is None:
+            self.publisher = EventPublisher(self.settings, client_id=f"{self.group}-dlq")
         self._consumer = self._group_consumer()
         log.info("consumer_started", group=self.group, topics=list(self.projection.topics))
         try:
@@ -197,7 +230,6 @@ class EventConsumer:
                     stop.wait(1.0)
         finally:
             self._consumer.close(autocommit=False)
-            log.info("consumer_stopped", group=self.group)
 
     def _record_assignment_and_lag(self) -> None:
         """Partitions owned and events behind, from the high watermarks that fetches report."""
@@ -222,6 +254,7 @@ class EventConsumer:
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
             max_poll_records=self.settings.kafka_max_batch,
+            **RECONNECT,
         )
 
     def _process_with_retry(self, batch: Mapping[TopicPartition, list[Any]], stop: threading.Event) -> None:
@@ -277,6 +310,7 @@ class EventConsumer:
                 topics_of.append(record.topic)
         result = self.applier.apply(items) if items else None
         if dead_letter and dead:
+            assert self.publisher is not None, "dead letters are sent only from run()"
             futures = []
             for record, reason, error_type in dead:
                 log.warning("event_dead_lettered", group=self.group, topic=record.topic,
@@ -310,6 +344,7 @@ class EventConsumer:
             group_id=None,
             enable_auto_commit=False,
             client_id=f"{self.group}-rebuild",
+            **RECONNECT,
         )
         read = 0
         try:

@@ -89,7 +89,6 @@ def build(settings: Settings) -> ServiceRunner:
     )
     runner.add_worker(consumer.run, "recommender-consumer")
     runner.add_readiness(consumer.ready.is_set)
-    runner.on_stop(consumer.publisher.close)
     return runner
 
 

@@ -183,3 +183,22 @@ def test_a_redis_outage_delays_events_but_loses_none(broker, tmp_path, start_ser
         assert_exactly_once(client, first + second)
     finally:
         private.stop()
+
+
+def test_a_service_started_before_the_broker_waits_for_it(redis_client, redis_url, tmp_path, start_service_with):
+    from tests.support import Broker, free_port, grpc_serving
+
+    port = free_port()
+    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", redis_url=redis_url,
+                        data_dir=tmp_path / "data", log_json=False)
+    proc = start_service_with(settings, "recommender", wait=False)
+    wait_for(lambda: "ECONNREFUSED" in proc.log(), 60,
+             what="the consumer to notice the missing broker")
+    assert proc.proc.poll() is None and not grpc_serving(proc.target), "it must wait, not die or claim readiness"
+    broker = Broker(port)
+    try:
+        proc.wait_serving(90)
+        publish(settings, purchases(50))
+        wait_for(lambda: applied_count(redis_client) == 50, 30, what="events after the broker came up")
+    finally:
+        broker.stop()

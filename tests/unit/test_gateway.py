@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
@@ -62,6 +64,15 @@ def test_events_need_a_json_body_and_valid_events(client):
     assert_problem(client.post("/v1/events", data=b"x" * 20_000, content_type="application/json"), 413)
 
 
+def test_a_broker_that_is_down_is_a_503_not_a_hang(client):
+    event = {"event_id": "7d0c2a4e-5b1f-4a7e-9a53-0f5c2f7b9e11", "type": "interaction.view", "schema_version": 1,
+             "occurred_at": "2026-11-28T10:00:00Z", "payload": {"user_id": "u1", "product_id": "p1"}}
+    started = time.monotonic()
+    body = assert_problem(client.post("/v1/events", json=event), 503)
+    assert "broker" in body["detail"]
+    assert time.monotonic() - started < 15
+
+
 def test_unknown_routes_and_methods_are_problems_too(client):
     assert_problem(client.get("/v1/nothing-here"), 404)
     assert_problem(client.delete("/healthz"), 405)
@@ -75,6 +86,7 @@ def test_the_openapi_spec_and_docs_are_served(client):
     assert {"user_id", "k", "strategy", "category"} <= params
     assert client.get("/docs").status_code in (301, 302, 308)
     assert client.get("/docs/swagger").status_code == 200
+    assert client.get("/docs/swagger/js/swagger-ui-bundle.js").status_code == 200, "the UI must not need a CDN"
 
 
 def test_metrics_count_requests_by_route_not_by_id(client):
