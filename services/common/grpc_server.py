@@ -28,7 +28,8 @@ log = get_logger(__name__)
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every unary call by method and status code; logs failures."""
+    """Counts and times every unary call by method and status code; logs failures; refuses a
+    call whose deadline passed while it waited for a worker thread (nobody awaits its answer)."""
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(handler_call_details)
@@ -41,6 +42,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if context.time_remaining() <= 0:
+                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call started")
                 response = inner(request, context)
                 code = context.code() or grpc.StatusCode.OK
                 return response
