@@ -68,7 +68,7 @@ compose-config: sysdeps ## validate docker-compose.yml
 compose-up: ## build and start the stack with docker compose
 	docker compose up --build -d
 
-compose-down:
+compose-down: ## stop the compose stack
 	docker compose down
 
 clean: ## remove the virtualenv and local state

@@ -21,8 +21,12 @@ import time
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.common.settings import SERVICE_NAMES, Settings, load_settings
+
+if TYPE_CHECKING:  # the generator pulls in numpy; `shopai broker` and `shopai run` start without it
+    from shopai.demo.generator import DemoShopConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = ROOT / "deploy" / "Procfile.dev"
@@ -105,15 +109,14 @@ def _chunks(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield chunk
 
 
-def seed(settings: Settings, config: object, truth_path: Path | None, progress: bool = True) -> dict[str, int]:
+def seed(settings: Settings, config: DemoShopConfig, truth_path: Path | None, show_progress: bool = True) -> dict[str, int]:
     """Generate the demo shop, publish every event (acks='all'), write the hidden truth."""
-    from tqdm import tqdm
-
     from services.common.bus import EventPublisher, ensure_topics
     from services.common.events import parse_event
+    from services.common.progress import progress
     from shopai.demo.generator import generate
 
-    shop = generate(config, progress=progress)
+    shop = generate(config, progress=show_progress)
     if truth_path:
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         shop.write_truth(truth_path)
@@ -122,7 +125,7 @@ def seed(settings: Settings, config: object, truth_path: Path | None, progress: 
     counts: dict[str, int] = {}
     try:
         total = len(shop.catalog) + len(shop.inventory) + len(shop.interactions) + len(shop.orders)
-        with tqdm(total=total, desc="publishing", unit="ev", disable=not progress) as bar:
+        with progress(total=total, desc="publishing", unit="ev", disable=not show_progress) as bar:
             for chunk in _chunks(shop.events(), 5000):
                 publisher.publish([parse_event(e) for e in chunk])
                 for event in chunk:
@@ -133,7 +136,7 @@ def seed(settings: Settings, config: object, truth_path: Path | None, progress: 
     return counts
 
 
-def _demo_config(args: argparse.Namespace) -> object:
+def _demo_config(args: argparse.Namespace) -> DemoShopConfig:
     from shopai.demo.generator import DemoShopConfig
 
     return DemoShopConfig(seed=args.seed, n_products=args.products, n_users=args.users, days=args.days)
@@ -141,7 +144,7 @@ def _demo_config(args: argparse.Namespace) -> object:
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     truth = Path(args.truth) if args.truth else settings.data_dir / "demo" / "truth.json"
-    counts = seed(settings, _demo_config(args), truth, progress=not args.quiet)
+    counts = seed(settings, _demo_config(args), truth, show_progress=not args.quiet)
     print(json.dumps({"published": sum(counts.values()), "by_type": counts, "truth": str(truth)}, indent=2))
     return 0
 

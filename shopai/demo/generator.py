@@ -23,8 +23,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from services.common.progress import progress as progress_bar
 from shopai.demo.catalog import (
     BRAND_NAMES,
     BRAND_TIER,
@@ -488,7 +488,7 @@ def generate(config: DemoShopConfig, progress: bool = True) -> DemoShop:
     colour_w = colour_w / colour_w.sum()
     n_views_total = 0
 
-    for d in tqdm(range(D), desc="demo shop", unit="day", disable=not progress, mininterval=0.5):
+    for d in progress_bar(range(D), desc="demo shop", unit="day", disable=not progress):
         day_ts = start_ts + d * 86400
         day_end = day_ts + 86399
         # catalog changes happen at the start of the day
