@@ -93,6 +93,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if busy:
         print("cannot start: already in use: " + ", ".join(busy) + " (stop what holds them, or set SHOPAI_* ports)")
         return 1
+    os.environ.setdefault("SHOPAI_LOG_JSON", "false")  # a person reads this terminal; containers log JSON
     honcho = str(Path(sys.executable).with_name("honcho"))
     os.execv(honcho, [honcho, "-f", str(PROCFILE), "-d", str(ROOT), "start", *processes])
     return 0  # not reached

@@ -56,12 +56,14 @@ KILL_BEFORE_COMMIT_ENV = "SHOPAI_FAILPOINT_KILL_BEFORE_COMMIT"
 # Reconnect to a broker that was away within 2 s of its return (kafka-python backs off to 30 s).
 RECONNECT = {"reconnect_backoff_ms": 100, "reconnect_backoff_max_ms": 2000}
 
-# Errors that say "the infrastructure is away", not "this event is bad": retry, never dead-letter.
-TRANSIENT_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, KafkaError, OSError)
-
-
 class PublishError(RuntimeError):
     """The broker did not acknowledge an event."""
+
+
+# Errors that say "the infrastructure is away", not "this event is bad": retry, never dead-letter.
+TRANSIENT_ERRORS = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, KafkaError, OSError, PublishError,
+)
 
 
 def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, wait_seconds: float = 60.0) -> None:
