@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import grpc
 
 from protos import recommender_pb2 as pb
@@ -45,6 +47,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             exclude |= self.store.purchased(request.user_id)
         ranked = self.store.ranking(strategy, category, limit=(k + len(exclude)) * CANDIDATE_FACTOR)
         reason = core.popularity_reason(strategy, category)
+        if strategy == "trending":  # stored scores grow with time; answer the weight decayed to now
+            now = datetime.now(UTC)
+            ranked = [(pid, core.decayed_to(score, now)) for pid, score in ranked]
         items = []
         for pid, score in core.top_k(ranked, k, exclude):
             info = self.store.product(pid)

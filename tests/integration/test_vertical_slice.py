@@ -40,7 +40,7 @@ def gateway(settings, start_service):
 
 
 def recommendations(client, user: str = "u1", **params) -> dict:
-    query = "&".join(f"{k}={v}" for k, v in {"strategy": "popular", **params}.items())
+    query = "&".join(f"{k}={v}" for k, v in {"strategy": "popular", **params}.items())  # params may override
     reply = client.get(f"/v1/users/{user}/recommendations?{query}")
     assert reply.status_code == 200, reply.json
     return reply.json
@@ -81,6 +81,10 @@ def test_events_become_popular_recommendations(gateway, settings, redis_client):
     assert body["strategy"] == "popular" and body["model_version"]
     assert body["items"][0]["reason"] == "popular in the shop"
     assert body["items"][0]["title"] == "Product p3" and body["items"][0]["category"] == "bags"
+    trending = recommendations(client, k=10, strategy="trending", exclude_purchased="false")["items"]
+    assert [i["product_id"] for i in trending] == ["p3", "p2", "p1", "p4"]  # all happened just now
+    assert trending[0]["score"] == pytest.approx(16.0, rel=1e-3), "trending answers the weight decayed to now"
+    assert trending[0]["reason"] == "trending in the shop this week"
     bags = recommendations(client, k=10, category="bags")["items"]
     assert [i["product_id"] for i in bags] == ["p3", "p4"]
     assert bags[0]["reason"] == "popular in bags"
