@@ -6,7 +6,7 @@ product id, which would explode the series count.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -36,7 +36,6 @@ CONSUMER_RETRIES = Counter(
 PROJECTION_REBUILDS = Counter(
     "shopai_projection_rebuilds_total", "Redis projections rebuilt by replaying topics.", ["group"]
 )
-MODEL_INFO = Info("shopai_model", "The model version each service is serving.")
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:

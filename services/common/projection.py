@@ -87,8 +87,8 @@ class Projection:
 
 @dataclass
 class Applied:
-    applied: int = 0
-    duplicates: int = 0
+    """Per event of a batch, in order: True if applied now, False if it had been applied before."""
+
     per_event: list[bool] = field(default_factory=list)
 
 
@@ -111,10 +111,5 @@ class RedisApplier:
             part = items[start : start + self.chunk]
             body = json.dumps([[self.marker(eid), [list(c) for c in cmds]] for eid, cmds in part])
             flags = self._script(args=[body, self.ttl])
-            for flag in flags:
-                result.per_event.append(bool(flag))
-                if flag:
-                    result.applied += 1
-                else:
-                    result.duplicates += 1
+            result.per_event.extend(bool(flag) for flag in flags)
         return result

@@ -68,6 +68,3 @@ class RecommenderStore:
 
     def product(self, pid: str) -> dict[str, str]:
         return dict(self.redis.hgetall(K.product(pid)))
-
-    def event_counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.redis.hgetall(K.stats).items()}
