@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 # Debian packages: Fashion-MNIST (demo shop pictures), docker-compose v1 (validates the
 # compose file without an engine), redis-server (when no Redis is running).
 DEBIAN_PACKAGES := dataset-fashion-mnist docker-compose redis-server
+# Data-only packages installed without their dependency trees: recbole ships MovieLens-100k
+# (the recommender benchmark); its own torch/scipy pins would fight ours.
+NO_DEPS_PACKAGES := recbole==1.2.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export OPENBLAS_NUM_THREADS ?= 1
@@ -25,6 +28,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps $(NO_DEPS_PACKAGES)
 	@touch $@
 
 venv: $(STAMP) ## create .venv and install the project with every extra
