@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.backends import Backends
 from gateway.problems import ApiProblem, from_grpc_error, from_validation_error, problem_response
+from gateway.routes.admin import admin
 from gateway.routes.events import events
 from gateway.routes.recommendations import recommendations
 from gateway.routes.system import system
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(system)
     app.register_api(events)
     app.register_api(recommendations)
+    app.register_api(admin)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json() -> dict:

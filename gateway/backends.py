@@ -20,11 +20,15 @@ STUBS = {
 }
 
 # Idempotent reads may be retried by gRPC itself when a backend is briefly unreachable.
+# Train is not idempotent (each call queues a job): it is never listed here.
 _RETRY_POLICY = {
     "methodConfig": [
         {
             "name": [{"service": "shopai.recommender.v1.Recommender", "method": m}
-                     for m in ("Recommend", "BatchRecommend", "Similar", "UserProfile", "ItemProfile")],
+                     for m in ("Recommend", "BatchRecommend", "Similar", "UserProfile", "ItemProfile", "GetJob")]
+                    + [{"service": s, "method": "GetJob"}
+                       for s in ("shopai.chatbot.v1.Assistant", "shopai.vision.v1.Vision",
+                                 "shopai.forecasting.v1.Forecasting")],
             "retryPolicy": {
                 "maxAttempts": 3,
                 "initialBackoff": "0.05s",

@@ -1,0 +1,127 @@
+"""Admin routes: retrain a service's models and poll the job (REST -> each service's Train/GetJob).
+
+A later issue puts these routes behind an admin API key (``X-API-Key``)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import grpc
+from flask import Response, current_app, request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.json import reply_json
+from gateway.problems import ApiProblem, Problem, from_grpc_error
+from protos import common_pb2
+from services.common.settings import SERVICE_NAMES
+
+admin = APIBlueprint(
+    "admin", __name__, url_prefix="/v1/admin",
+    abp_tags=[Tag(name="admin", description="Retrain models and follow the jobs (an admin API key comes later)")],
+)
+
+JOB_STATES = ("queued", "running", "succeeded", "failed")
+
+
+class TrainPath(BaseModel):
+    # Checked in the view so that an unknown service is a 404 naming the services, not a 400.
+    service: str = Field(json_schema_extra={"enum": list(SERVICE_NAMES)})
+
+
+class TrainBody(BaseModel):
+    """Optional: an absent body trains every model of the service with its default options."""
+
+    model_config = ConfigDict(extra="forbid", openapi_extra={"required": False})  # type: ignore[typeddict-unknown-key]
+
+    model: str = Field("", max_length=64, description="which model to train (e.g. als); empty: every model")
+    params: dict[str, str] = Field({}, description='training options, e.g. {"factors": "64"}')
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_body(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class JobPath(BaseModel):
+    job_id: str = Field(min_length=1, max_length=200, description="as returned by the train route, e.g. recommender-6f1c…")
+
+
+class Job(BaseModel):
+    job_id: str
+    service: str
+    model: str
+    state: str = Field(description=" | ".join(JOB_STATES))
+    progress: float = Field(description="fraction done, 0..1")
+    message: str
+    model_version: str
+    created_at: str | None = Field(None, description="RFC 3339")
+    started_at: str | None = Field(None, description="RFC 3339; absent while queued")
+    finished_at: str | None = Field(None, description="RFC 3339; absent until succeeded or failed")
+    metrics: dict[str, float]
+    requested_by: str
+
+
+class JobAccepted(Job):
+    model_config = ConfigDict(openapi_extra={  # type: ignore[typeddict-unknown-key]
+        "description": "Accepted: the job is queued",
+        "headers": {"Location": {"description": "/v1/admin/jobs/{job_id}", "schema": {"type": "string"}}},
+    })
+
+
+def _services() -> str:
+    return ", ".join(SERVICE_NAMES)
+
+
+def _stub(service: str) -> Any:
+    return current_app.extensions["shopai.backends"].stub(service)
+
+
+def _deadline() -> float:
+    return current_app.config["GRPC_DEADLINE"]
+
+
+@admin.post(
+    "/train/<service>",
+    responses={202: JobAccepted, 400: Problem, 404: Problem, 501: Problem, 503: Problem, 504: Problem},
+)
+def train(path: TrainPath, body: TrainBody) -> Response | tuple[dict, int, dict[str, str]]:
+    """Retrain a service's models from the events seen so far.
+
+    Answers 202 with the queued job and its `Location`; poll it with `GET /v1/admin/jobs/{job_id}`.
+    A service that cannot train yet answers 501. A later issue puts this route behind an admin API key."""
+    if path.service not in SERVICE_NAMES:
+        raise ApiProblem(404, f"unknown service {path.service!r}; expected one of {_services()}", slug="unknown-service")
+    if request.get_data() and request.get_json(silent=True) is None:
+        raise ApiProblem(400, "the body must be a JSON object such as {\"model\": \"als\", \"params\": {}}, or absent")
+    message = common_pb2.TrainRequest(
+        model=body.model, params=body.params,
+        requested_by="gateway",  # the API key's name once API keys exist (a later issue)
+    )
+    try:  # Train is never retried (not idempotent): see gateway/backends.py
+        job = _stub(path.service).Train(message, timeout=_deadline())
+    except grpc.RpcError as exc:
+        return from_grpc_error(exc, path.service)  # names the service that failed
+    return reply_json(job), 202, {"Location": f"/v1/admin/jobs/{quote(job.job_id, safe='')}"}
+
+
+@admin.get(
+    "/jobs/<job_id>",
+    responses={200: Job, 400: Problem, 404: Problem, 501: Problem, 503: Problem, 504: Problem},
+)
+def get_job(path: JobPath) -> Response | tuple[dict, int]:
+    """The state of a retraining job; the job id's prefix (`recommender-…`) names the service asked.
+
+    A later issue puts this route behind an admin API key."""
+    service = path.job_id.split("-", 1)[0]
+    if "-" not in path.job_id or service not in SERVICE_NAMES:
+        raise ApiProblem(
+            404, f"unknown job {path.job_id!r}: job ids start with the owning service and a dash "
+                 f"({_services()}), e.g. recommender-6f1c…", slug="unknown-job",
+        )
+    try:
+        job = _stub(service).GetJob(common_pb2.GetJobRequest(job_id=path.job_id), timeout=_deadline())
+    except grpc.RpcError as exc:
+        return from_grpc_error(exc, service)
+    return reply_json(job), 200
