@@ -65,11 +65,21 @@ class Settings(BaseSettings):
     # Largest request body the gateway reads (images, event batches).
     gateway_max_body_bytes: int = 8 * 1024 * 1024
 
+    # Model lifecycle, the same for every service: versions live under <data_dir>/models/<service>/;
+    # a scheduler retrains when new events arrived and the model is older than the interval (0 = only
+    # on demand, POST /v1/admin/train/<service>); jobs are kept in Redis this long.
+    retrain_interval_seconds: float = Field(default=6 * 3600, ge=0)
+    retrain_check_seconds: float = Field(default=10.0, gt=0)
+    jobs_ttl_seconds: int = 7 * 24 * 3600
+
     # The demo shop that `make run` seeds (shopai demo / shopai seed defaults).
     demo_seed: int = 42
     demo_products: int = Field(default=2000, ge=10)
     demo_users: int = Field(default=3000, ge=10)
     demo_days: int = Field(default=730, ge=14)
+
+    def model_dir(self, service: str) -> Path:
+        return self.data_dir / "models" / service
 
     def endpoint(self, service: str) -> ServiceEndpoint:
         if service not in SERVICE_NAMES:

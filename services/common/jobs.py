@@ -1,0 +1,145 @@
+"""Admin retraining jobs, the same for every service (common.proto's Train / GetJob).
+
+A job runs on one background thread per service (training is CPU-heavy; two at
+once would only slow both down) and its state lives in Redis, so any replica can
+answer GetJob and a restart does not forget finished jobs. A job that was queued
+or running when its process died is reported FAILED by whoever reads it next.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from protos import common_pb2
+from services.common.cache import key
+from services.common.logging import get_logger
+
+log = get_logger(__name__)
+
+# progress(fraction, message) lets a training function report how far it is.
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class TrainResult:
+    model_version: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str = "trained"
+
+
+# train(model, params, progress) -> TrainResult; raise to fail the job (the old model keeps serving).
+TrainFn = Callable[[str, Mapping[str, str], Progress], TrainResult]
+
+
+class JobRunner:
+    def __init__(self, service: str, client: redis.Redis, train: TrainFn, ttl_seconds: int = 7 * 24 * 3600) -> None:
+        self.service = service
+        self.redis = client
+        self.train = train
+        self.ttl = ttl_seconds
+        self.instance = uuid.uuid4().hex  # jobs of a dead process are recognisable
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._busy = threading.Event()
+
+    def _key(self, job_id: str) -> str:
+        return key("jobs", self.service, job_id)
+
+    def _save(self, job: dict) -> None:
+        self.redis.set(self._key(job["job_id"]), json.dumps(job), ex=self.ttl)
+
+    def _load(self, job_id: str) -> dict | None:
+        raw = self.redis.get(self._key(job_id))
+        return json.loads(raw) if raw else None
+
+    def submit(self, model: str, params: Mapping[str, str], requested_by: str) -> common_pb2.Job:
+        job = {
+            "job_id": f"{self.service}-{uuid.uuid4().hex}", "service": self.service, "model": model,
+            "params": dict(params), "state": "QUEUED", "progress": 0.0, "message": "queued",
+            "model_version": "", "created_at": time.time(), "started_at": None, "finished_at": None,
+            "metrics": {}, "requested_by": requested_by, "instance": self.instance,
+        }
+        self._save(job)
+        self._queue.put(job["job_id"])
+        return to_proto(job)
+
+    def get(self, job_id: str) -> common_pb2.Job | None:
+        job = self._load(job_id)
+        if job is None:
+            return None
+        if job["state"] in ("QUEUED", "RUNNING") and job["instance"] != self.instance and not self._alive(job):
+            job.update(state="FAILED", message="the process running this job stopped", finished_at=time.time())
+            self._save(job)
+        return to_proto(job)
+
+    def _alive(self, job: dict) -> bool:
+        """Another replica's job counts as alive while it keeps writing progress (heartbeat)."""
+        return time.time() - float(job.get("heartbeat") or job["created_at"]) < 120
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.is_set() or not self._queue.empty()
+
+    def run(self, stop: threading.Event) -> None:
+        """The worker loop (a ServiceRunner worker)."""
+        while not stop.is_set():
+            try:
+                job_id = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if job_id is None:
+                break
+            self._busy.set()
+            try:
+                self._run_one(job_id)
+            finally:
+                self._busy.clear()
+
+    def _run_one(self, job_id: str) -> None:
+        job = self._load(job_id)
+        if job is None:
+            return
+        job.update(state="RUNNING", started_at=time.time(), heartbeat=time.time(), message="training")
+        self._save(job)
+
+        def progress(fraction: float, message: str) -> None:
+            job.update(progress=max(0.0, min(1.0, float(fraction))), message=message, heartbeat=time.time())
+            self._save(job)
+
+        try:
+            result = self.train(job["model"], job["params"], progress)
+        except Exception as exc:  # the job reports it; the service keeps serving the old model
+            log.exception("training_failed", job_id=job_id)
+            job.update(state="FAILED", message=f"{type(exc).__name__}: {exc}", finished_at=time.time())
+        else:
+            job.update(
+                state="SUCCEEDED", progress=1.0, message=result.message, model_version=result.model_version,
+                metrics=result.metrics, finished_at=time.time(),
+            )
+        self._save(job)
+
+
+def to_proto(job: Mapping) -> common_pb2.Job:
+    def ts(value: float | None) -> Timestamp | None:
+        if value is None:
+            return None
+        out = Timestamp()
+        out.FromDatetime(datetime.fromtimestamp(value, UTC))
+        return out
+
+    return common_pb2.Job(
+        job_id=job["job_id"], service=job["service"], model=job["model"],
+        state=common_pb2.JobState.Value(f"JOB_STATE_{job['state']}"), progress=job["progress"],
+        message=job["message"], model_version=job["model_version"], created_at=ts(job["created_at"]),
+        started_at=ts(job["started_at"]), finished_at=ts(job["finished_at"]),
+        metrics={k: float(v) for k, v in job["metrics"].items()}, requested_by=job["requested_by"],
+    )

@@ -1,0 +1,61 @@
+"""Stock on hand per product, projected from inventory.v1 and orders.v1.
+
+The rule (docs/demo-shop.md, the order system's contract): on_hand = the last
+``inventory.set`` + later ``inventory.received``/``adjusted`` deltas - quantities
+of ``order.created`` + quantities of ``order.cancelled``; returns are not restocked.
+
+Topics are consumed in parallel, so a change may arrive after a later stock-take
+(``inventory.set``). A count replaces everything before it, so a change whose
+``occurred_at`` is older than the product's last count is already inside that
+count and is skipped. (A change that arrives *before* an older count is still
+overwritten by it; the next count corrects it. Documented in docs/architecture.md.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from services.common.events import Event
+from services.common.projection import Ops
+
+# on_hand would go wrong if a consumer applied a stock event twice, so only the
+# exactly-once applier may run these commands (HINCRBY is not idempotent).
+
+
+def stock_changes(event: Event) -> Iterable[tuple[str, int | None, int]]:
+    """(product_id, new on_hand or None, delta) for each product an event moves."""
+    p = event.payload
+    if event.type == "inventory.set":
+        yield str(p["product_id"]), int(p["on_hand"]), 0
+    elif event.type in ("inventory.received", "inventory.adjusted"):
+        yield str(p["product_id"]), None, int(p.get("delta", 0) or 0)
+    elif event.type in ("order.created", "order.cancelled"):
+        sign = -1 if event.action == "created" else 1
+        for line in p.get("lines", []) or []:
+            yield str(line["product_id"]), None, sign * int(line.get("quantity", 1) or 1)
+
+
+def apply_stock(
+    event: Event,
+    ops: Ops,
+    on_hand_key: str,
+    counted_at_key: str,
+    counted_at: Callable[[str], float | None],
+) -> None:
+    """Emit the commands that move ``on_hand_key`` (a hash product -> units) for one event.
+
+    ``counted_at_key`` is a hash product -> epoch seconds of its last ``inventory.set``;
+    ``counted_at(pid)`` reads it (the caller caches it per batch).
+    """
+    when = event.occurred_at.timestamp()
+    counts: dict[str, float] = ops.batch_state.setdefault(f"stock-counted:{on_hand_key}", {})
+    for pid, level, delta in stock_changes(event):
+        last = counts[pid] if pid in counts else counted_at(pid)
+        if level is not None:
+            if last is not None and when < last:
+                continue  # an older count than the one we hold
+            ops("HSET", on_hand_key, pid, level)
+            ops("HSET", counted_at_key, pid, when)
+            counts[pid] = when
+        elif delta and (last is None or when >= last):
+            ops("HINCRBY", on_hand_key, pid, delta)
