@@ -172,7 +172,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     cmd_seed(args, settings)
     print(
         "\n" + "=" * 64 + f"\n ShopAI is up: {base}\n"
-        f"   recommendations: {base}/v1/users/u1/recommendations?strategy=popular\n"
+        f"   recommendations: {base}/v1/users/u1/recommendations  (hybrid once the first model is trained;\n"
+        f"                    popular until then)\n"
+        f"   similar:         {base}/v1/products/p00001/similar\n"
         f"   API docs:        {base}/docs\n   metrics:         {base}/metrics\n"
         " Ctrl-C stops everything `make run` started.\n" + "=" * 64,
         flush=True,

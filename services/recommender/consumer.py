@@ -1,19 +1,33 @@
-"""The recommender's projection of the catalog and interaction topics into Redis."""
+"""The recommender's projection of catalog, interaction, order and stock events into Redis.
+
+Everything a model trains on and everything a request needs in real time lives
+here: each user's weighted items (the interaction matrix, one hash per user),
+recent items, tastes, prices paid; each product's details, counts and stock.
+Every command goes through the exactly-once applier, so increments are safe.
+"""
 
 from __future__ import annotations
+
+import json
 
 from services.common import topics
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
+from services.common.stock import apply_stock
 from services.recommender import core
+from services.recommender.core.profiles import recent_entry
 from services.recommender.store import RecommenderKeys as K
 
-PRODUCT_FIELDS = ("title", "title_zh", "category", "brand", "price", "currency")
+PRODUCT_FIELDS = ("title", "title_zh", "description", "description_zh", "category", "brand", "price", "currency")
+RECENT_ITEMS = 50
+PRICES_KEPT = 100
+# Reads a product's current details when an interaction refers to it (category, brand, price).
+_INFO_FIELDS = ("category", "brand", "price")
 
 
 class RecommenderProjection(Projection):
     group = "recommender"
-    topics = (topics.CATALOG, topics.INTERACTIONS)
+    topics = (topics.CATALOG, topics.INTERACTIONS, topics.ORDERS, topics.INVENTORY)
 
     def apply(self, event: Event, ops: Ops) -> None:
         ops("HINCRBY", K.stats, event.type, 1)
@@ -21,14 +35,27 @@ class RecommenderProjection(Projection):
             self._apply_product(event, ops)
         elif event.family == "interaction":
             self._apply_interaction(event, ops)
+        elif event.family == "order":
+            self._apply_order(event, ops)
+        elif event.family == "inventory":
+            self._apply_stock(event, ops)
         else:
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
+
+    # -- catalog -----------------------------------------------------------------------------
+    def _info(self, pid: str, ops: Ops) -> dict[str, str]:
+        """A product's category/brand/price as of this point in the batch."""
+        infos: dict[str, dict[str, str]] = ops.batch_state.setdefault("info", {})
+        if pid not in infos:
+            values = self.redis.hmget(K.product(pid), *_INFO_FIELDS)
+            infos[pid] = {f: v for f, v in zip(_INFO_FIELDS, values, strict=True) if v is not None}
+        return infos[pid]
 
     def _apply_product(self, event: Event, ops: Ops) -> None:
         p = event.payload
         pid = str(p["product_id"])
-        categories: dict[str, str] = ops.batch_state.setdefault("category", {})
-        old = categories[pid] if pid in categories else self.redis.hget(K.product(pid), "category")
+        info = self._info(pid, ops)
+        old = info.get("category")
         if event.action == "removed":
             ops("SREM", K.active, pid)
             if old:
@@ -38,26 +65,79 @@ class RecommenderProjection(Projection):
         for name in PRODUCT_FIELDS:
             if name in p:
                 fields += [name, p[name]]
+        if "tags" in p:
+            fields += ["tags", json.dumps(list(p["tags"]), ensure_ascii=False)]
         ops("HSET", K.product(pid), *fields)
         category = str(p["category"])
         if old and old != category:
             ops("SREM", K.category(old), pid)
         ops("SADD", K.category(category), pid)
         ops("SADD", K.active, pid)
-        categories[pid] = category
+        info.update({"category": category, "brand": str(p.get("brand", "")), "price": str(p.get("price", ""))})
 
+    # -- behaviour ---------------------------------------------------------------------------
     def _apply_interaction(self, event: Event, ops: Ops) -> None:
         p = event.payload
         user = str(p["user_id"])
+        when = event.occurred_at.timestamp()
+        ops("SADD", K.users, user)
         ops("HINCRBY", K.user_counts(user), event.action, 1)
+        ops("ZADD", K.first_seen, "LT", when, user)
+        ops("ZADD", K.last_seen, "GT", when, user)
+        # Cached answers are keyed by this version, so one computed from older state is never served again.
+        ops("INCRBY", K.user_version(user), 1)
+        ops("DEL", K.answers(user))
         pid = str(p.get("product_id") or "")
         if not pid:
             return
         weight = core.interaction_weight(event.action, p)
+        info = self._info(pid, ops)
         if weight > 0:
             ops("ZINCRBY", K.popular, weight, pid)
             ops("ZINCRBY", K.trending, core.trend_score(weight, event.occurred_at), pid)
-        ops("LPUSH", K.user_recent(user), pid)
-        ops("LTRIM", K.user_recent(user), 0, 49)
+            ops("HINCRBYFLOAT", K.user_items(user), pid, weight)
+            if info.get("category"):
+                ops("HINCRBYFLOAT", K.user_categories(user), info["category"], weight)
+            if info.get("brand"):
+                ops("HINCRBYFLOAT", K.user_brands(user), info["brand"], weight)
+        ops("LPUSH", K.user_recent(user), recent_entry(pid, event.action, when))
+        ops("LTRIM", K.user_recent(user), 0, RECENT_ITEMS - 1)
+        ops("HINCRBY", K.item_counts(pid), event.action, 1)
+        ops("PFADD", K.item_users(pid), user)
+        ops("ZADD", K.item_last_seen, "GT", when, pid)
+        price = p.get("price") or info.get("price")
         if event.action == "purchase":
             ops("SADD", K.user_purchased(user), pid)
+            if price:
+                ops("LPUSH", K.user_prices(user, "purchase"), float(price))
+                ops("LTRIM", K.user_prices(user, "purchase"), 0, PRICES_KEPT - 1)
+        elif event.action == "view" and price:
+            ops("LPUSH", K.user_prices(user, "view"), float(price))
+            ops("LTRIM", K.user_prices(user, "view"), 0, PRICES_KEPT - 1)
+        elif event.action == "rating":
+            ops("HINCRBY", K.item_ratings(pid), "count", 1)
+            ops("HINCRBY", K.item_ratings(pid), "sum", int(p.get("rating", 0) or 0))
+
+    def _apply_order(self, event: Event, ops: Ops) -> None:
+        p = event.payload
+        user = str(p.get("user_id") or "")
+        if event.action in ("created", "cancelled") and user:
+            sign = 1 if event.action == "created" else -1
+            ops("HINCRBY", K.user_orders(user), "orders", sign)
+            ops("HINCRBYFLOAT", K.user_orders(user), "spend", sign * float(p.get("total", 0) or 0))
+            if p.get("currency"):
+                ops("HSET", K.user_orders(user), "currency", p["currency"])
+        if event.action == "created":
+            lines = sorted({str(line["product_id"]) for line in p.get("lines", []) or []})
+            for a in lines:  # bought together: every pair of products in one order
+                for b in lines:
+                    if a != b:
+                        ops("ZINCRBY", K.bought_with(a), 1, b)
+        self._apply_stock(event, ops)
+
+    def _apply_stock(self, event: Event, ops: Ops) -> None:
+        apply_stock(event, ops, K.stock, K.stock_counted_at, self._counted_at)
+
+    def _counted_at(self, pid: str) -> float | None:
+        value = self.redis.hget(K.stock_counted_at, pid)
+        return float(value) if value is not None else None

@@ -1,69 +1,91 @@
-"""Recommender gRPC servicer: request -> core/store -> response, no business logic here."""
+"""Recommender gRPC servicer: request -> store/model -> response.
+
+The ranking logic lives in ``core`` (pure) and ``ranker`` (core + the Redis reads a
+request needs); this module only validates, caches and translates.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+from collections.abc import Mapping
 
 import grpc
 
+from protos import common_pb2
 from protos import recommender_pb2 as pb
 from protos import recommender_pb2_grpc as pb_grpc
-from services.common.bus import EventConsumer
+from services.common import topics
+from services.common.bus import EventConsumer, EventPublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
+from services.common.jobs import JobRunner
+from services.common.models import ModelHolder, ModelRegistry, model_event
 from services.common.settings import Settings, load_settings
 from services.recommender import core
 from services.recommender.consumer import RecommenderProjection
+from services.recommender.core.bundle import RecommenderModel
+from services.recommender.core.defaults import TRAIN_PARAMS, make_components
+from services.recommender.core.profiles import Filters
+from services.recommender.ranker import Ranker, Scheduler
 from services.recommender.store import RecommenderStore
+from services.recommender.trainer import RecommenderTrainer
 
-POPULARITY_VERSION = "popularity-v1"
-# Strategies answered from the Redis projection, without a trained model.
-PROJECTION_STRATEGIES = ("popular", "trending")
-# How many ranked candidates to read so that filtering still leaves k.
-CANDIDATE_FACTOR = 4
+SIMILAR_STRATEGIES = ("item_knn", "content", "als", "hybrid")
+TRAINABLE_MODELS = ("", "hybrid")
+
+
+def _filters(message: pb.Filters) -> Filters:
+    return Filters(
+        exclude=set(message.exclude_product_ids), category=message.category,
+        exclude_categories=set(message.exclude_categories),
+        min_price=message.min_price if message.HasField("min_price") else None,
+        max_price=message.max_price if message.HasField("max_price") else None,
+    )
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
-    def __init__(self, store: RecommenderStore) -> None:
+    def __init__(self, store: RecommenderStore, ranker: Ranker, jobs: JobRunner) -> None:
         self.store = store
+        self.ranker = ranker
+        self.jobs = jobs
 
     def _recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
         try:
             k = core.validate_k(request.k)
+            filters = _filters(request.filters)
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        strategy = request.strategy or "popular"
+        strategy = request.strategy or "hybrid"
         if strategy not in core.STRATEGIES:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"unknown strategy {strategy!r}; expected one of {', '.join(core.STRATEGIES)}",
             )
-        if strategy not in PROJECTION_STRATEGIES:
-            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"strategy {strategy!r} is not served yet")
-        filters = request.filters
-        category = filters.category or None
-        exclude = set(filters.exclude_product_ids)
-        if request.user_id and filters.exclude_purchased:
-            exclude |= self.store.purchased(request.user_id)
-        ranked = self.store.ranking(strategy, category, limit=(k + len(exclude)) * CANDIDATE_FACTOR)
-        reason = core.popularity_reason(strategy, category)
-        if strategy == "trending":  # stored scores grow with time; answer the weight decayed to now
-            now = datetime.now(UTC)
-            ranked = [(pid, core.decayed_to(score, now)) for pid, score in ranked]
-        items = []
-        for pid, score in core.top_k(ranked, k, exclude):
-            info = self.store.product(pid)
-            items.append(
-                pb.RecommendedItem(
-                    product_id=pid, score=score, reason=reason, title=info.get("title", ""),
-                    category=info.get("category", ""), price=float(info.get("price", 0) or 0),
-                    currency=info.get("currency", ""),
-                )
-            )
-        return pb.RecommendResponse(
-            user_id=request.user_id, items=items, model_version=POPULARITY_VERSION, strategy=strategy,
-            cold_start=not request.user_id or not self.store.recent(request.user_id, 1),
+        if len(request.session_product_ids) > 50:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "at most 50 session_product_ids")
+        user = request.user_id
+        cache_key = ""
+        if user:
+            digest = hashlib.blake2b(request.SerializeToString(deterministic=True), digest_size=12).hexdigest()
+            cache_key = f"{self.store.user_version(user)}:{self.ranker.model_version}:{digest}"
+            cached = self.store.cached_answer(user, cache_key)
+            if cached is not None:
+                response = pb.RecommendResponse.FromString(cached)
+                if self.ranker.still_valid([i.product_id for i in response.items],
+                                           request.filters.exclude_out_of_stock):
+                    return response
+        answer = self.ranker.recommend(
+            user, k, strategy, filters, exclude_purchased=request.filters.exclude_purchased,
+            exclude_out_of_stock=request.filters.exclude_out_of_stock,
+            session=list(request.session_product_ids),
         )
+        response = pb.RecommendResponse(
+            user_id=user, items=[pb.RecommendedItem(**item) for item in answer.items],
+            model_version=answer.model_version, strategy=answer.strategy, cold_start=answer.cold_start,
+        )
+        if cache_key:
+            self.store.cache_answer(user, cache_key, response.SerializeToString())
+        return response
 
     def Recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
         return self._recommend(request, context)
@@ -83,20 +105,97 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             ]
         )
 
+    def Similar(self, request: pb.SimilarRequest, context: grpc.ServicerContext) -> pb.SimilarResponse:
+        try:
+            k = core.validate_k(request.k)
+            filters = _filters(request.filters)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        strategy = request.strategy or "item_knn"
+        if strategy not in SIMILAR_STRATEGIES:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"unknown strategy {strategy!r}; expected one of {', '.join(SIMILAR_STRATEGIES)}")
+        if not request.product_id or not self.store.product(request.product_id):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"product {request.product_id!r} is not in the catalog")
+        answer = self.ranker.similar(request.product_id, k, strategy, filters,
+                                     exclude_out_of_stock=request.filters.exclude_out_of_stock)
+        return pb.SimilarResponse(
+            product_id=request.product_id, items=[pb.RecommendedItem(**item) for item in answer.items],
+            model_version=answer.model_version, strategy=answer.strategy,
+        )
+
+    def UserProfile(self, request: pb.UserProfileRequest, context: grpc.ServicerContext) -> pb.UserProfileResponse:
+        profile = self.ranker.user_profile(request.user_id) if request.user_id else None
+        if profile is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"user {request.user_id!r} has never been seen")
+        return pb.UserProfileResponse(**profile)
+
+    def ItemProfile(self, request: pb.ItemProfileRequest, context: grpc.ServicerContext) -> pb.ItemProfileResponse:
+        profile = self.ranker.item_profile(request.product_id) if request.product_id else None
+        if profile is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"product {request.product_id!r} is not in the catalog")
+        return pb.ItemProfileResponse(**profile)
+
+    def Train(self, request: common_pb2.TrainRequest, context: grpc.ServicerContext) -> common_pb2.Job:
+        if request.model not in TRAINABLE_MODELS:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model {request.model!r}: the recommender trains all its models together (the hybrid learns "
+                "their weights), so model must be empty or 'hybrid'",
+            )
+        unknown = sorted(set(request.params) - set(TRAIN_PARAMS))
+        if unknown:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"unknown params {unknown}; known: {', '.join(sorted(TRAIN_PARAMS))}")
+        try:
+            params = validate_params(request.params)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return self.jobs.submit(request.model, params, request.requested_by or "unknown")
+
+    def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
+        job = self.jobs.get(request.job_id) if request.job_id else None
+        if job is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
+        return job
+
+
+def validate_params(params: Mapping[str, str]) -> dict[str, str]:
+    """Every param must parse (a bad value fails the call, not the job an hour later)."""
+    make_components(None, **params)
+    return dict(params)
+
 
 def build(settings: Settings) -> ServiceRunner:
     runner = bootstrap("recommender", settings)
     client = connect(settings.redis_url)
+    store = RecommenderStore(client)
+    holder: ModelHolder[RecommenderModel] = ModelHolder(ModelRegistry(settings.model_dir("recommender")))
+    holder.refresh()  # serve the last trained version straight away after a restart
+    publisher: list[EventPublisher] = []
+
+    def announce(version: str, meta: dict) -> None:
+        if not publisher:
+            publisher.append(EventPublisher(settings, client_id="recommender-models"))
+        publisher[0].wait([(topics.MODELS, publisher[0].send(topics.MODELS, "recommender",
+                                                             model_event("recommender", version, meta)))])
+
+    trainer = RecommenderTrainer(store, holder.registry, holder, on_new_version=announce)
+    jobs = JobRunner("recommender", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
+    ranker = Ranker(store, holder)
     consumer = EventConsumer(settings, RecommenderProjection(client))
     runner.add_servicer(
-        pb_grpc.add_RecommenderServicer_to_server, RecommenderServicer(RecommenderStore(client)),
+        pb_grpc.add_RecommenderServicer_to_server, RecommenderServicer(store, ranker, jobs),
         pb.DESCRIPTOR.services_by_name["Recommender"].full_name,
     )
+    scheduler = Scheduler(settings, trainer, jobs, ranker)
     runner.add_worker(consumer.run, "recommender-consumer")
+    runner.add_worker(jobs.run, "recommender-trainer")
+    runner.add_worker(scheduler.run, "recommender-scheduler")
+    runner.add_worker(ranker.watch_catalog, "recommender-catalog")
     runner.add_readiness(consumer.ready.is_set)
     return runner
 
 
 def main() -> None:
     run(build(load_settings()))
-

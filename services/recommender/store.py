@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
+
 import redis
 
 from services.common.cache import key
 
 # Rankings restricted to the live catalog are recomputed at most this often.
 RANKING_CACHE_SECONDS = 5
+# A cached answer lives this long unless the user's next event deletes it first.
+ANSWER_CACHE_SECONDS = 60
 
 
 class RecommenderKeys:
@@ -15,6 +20,12 @@ class RecommenderKeys:
     trending = key("rec", "trend", "all")
     active = key("rec", "catalog", "active")
     stats = key("rec", "stats", "events")
+    users = key("rec", "users")
+    first_seen = key("rec", "users", "first-seen")
+    last_seen = key("rec", "users", "last-seen")
+    item_last_seen = key("rec", "items", "last-seen")
+    stock = key("rec", "stock", "on-hand")
+    stock_counted_at = key("rec", "stock", "counted-at")
 
     @staticmethod
     def product(pid: str) -> str:
@@ -37,6 +48,53 @@ class RecommenderKeys:
         return key("rec", "user", user, "purchased")
 
     @staticmethod
+    def user_items(user: str) -> str:
+        """Hash product -> accumulated interest weight: the user's row of the interaction matrix."""
+        return key("rec", "user", user, "items")
+
+    @staticmethod
+    def user_categories(user: str) -> str:
+        return key("rec", "user", user, "categories")
+
+    @staticmethod
+    def user_brands(user: str) -> str:
+        return key("rec", "user", user, "brands")
+
+    @staticmethod
+    def user_prices(user: str, kind: str) -> str:
+        return key("rec", "user", user, "prices", kind)
+
+    @staticmethod
+    def user_orders(user: str) -> str:
+        return key("rec", "user", user, "orders")
+
+    @staticmethod
+    def user_version(user: str) -> str:
+        """Bumped by each of the user's events; part of every cached answer's key."""
+        return key("rec", "user", user, "version")
+
+    @staticmethod
+    def answers(user: str) -> str:
+        """Hash request fingerprint -> cached response; deleted by each of the user's events."""
+        return key("rec", "user", user, "answers")
+
+    @staticmethod
+    def item_counts(pid: str) -> str:
+        return key("rec", "item", pid, "counts")
+
+    @staticmethod
+    def item_users(pid: str) -> str:
+        return key("rec", "item", pid, "users")
+
+    @staticmethod
+    def item_ratings(pid: str) -> str:
+        return key("rec", "item", pid, "ratings")
+
+    @staticmethod
+    def bought_with(pid: str) -> str:
+        return key("rec", "item", pid, "bought-with")
+
+    @staticmethod
     def ranking_cache(kind: str, category: str | None) -> str:
         return key("rec", "cache", kind, category or "*")
 
@@ -48,6 +106,7 @@ class RecommenderStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
+    # -- rankings ------------------------------------------------------------------------------
     def ranking(self, kind: str, category: str | None, limit: int) -> list[tuple[str, float]]:
         """Best-first (product, score) for 'popular' or 'trending', live catalog only, optionally one category."""
         source = K.popular if kind == "popular" else K.trending
@@ -60,11 +119,129 @@ class RecommenderStore:
                 pipe.execute()
         return [(m, float(s)) for m, s in self.redis.zrevrange(cached, 0, limit - 1, withscores=True)]
 
+    def popularity_rank(self, pid: str) -> int:
+        rank = self.redis.zrevrank(K.popular, pid)
+        return 0 if rank is None else int(rank) + 1
+
+    # -- users ---------------------------------------------------------------------------------
     def purchased(self, user: str) -> set[str]:
         return set(self.redis.smembers(K.user_purchased(user)))
 
     def recent(self, user: str, n: int = 20) -> list[str]:
+        """The user's recent raw entries (see core.recent_entry), most recent first."""
         return list(self.redis.lrange(K.user_recent(user), 0, n - 1))
 
+    def user_items(self, user: str) -> dict[str, float]:
+        return {pid: float(w) for pid, w in self.redis.hgetall(K.user_items(user)).items()}
+
+    def all_users(self) -> Iterator[tuple[str, dict[str, float]]]:
+        """Every user's weighted items, read in pipelined chunks (the trainer's input)."""
+        users = sorted(self.redis.smembers(K.users))
+        for start in range(0, len(users), 500):
+            chunk = users[start : start + 500]
+            with self.redis.pipeline(transaction=False) as pipe:
+                for u in chunk:
+                    pipe.hgetall(K.user_items(u))
+                rows = pipe.execute()
+            for u, row in zip(chunk, rows, strict=True):
+                if row:
+                    yield u, {pid: float(w) for pid, w in row.items()}
+
+    def user_facts(self, user: str) -> dict:
+        """Everything the profile is computed from, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(K.user_counts(user))
+            pipe.hgetall(K.user_categories(user))
+            pipe.hgetall(K.user_brands(user))
+            pipe.lrange(K.user_prices(user, "purchase"), 0, -1)
+            pipe.lrange(K.user_prices(user, "view"), 0, -1)
+            pipe.lrange(K.user_recent(user), 0, -1)
+            pipe.zscore(K.first_seen, user)
+            pipe.zscore(K.last_seen, user)
+            pipe.hgetall(K.user_orders(user))
+            r = pipe.execute()
+        return {
+            "counts": {a: int(n) for a, n in r[0].items()},
+            "categories": {c: float(w) for c, w in r[1].items()},
+            "brands": {b: float(w) for b, w in r[2].items()},
+            "purchase_prices": [float(x) for x in r[3]],
+            "view_prices": [float(x) for x in r[4]],
+            "recent": r[5],
+            "first_seen": r[6],
+            "last_seen": r[7],
+            "orders": r[8],
+        }
+
+    # -- catalog -------------------------------------------------------------------------------
     def product(self, pid: str) -> dict[str, str]:
         return dict(self.redis.hgetall(K.product(pid)))
+
+    def products(self, pids: Iterable[str]) -> dict[str, dict[str, str]]:
+        pids = list(pids)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for pid in pids:
+                pipe.hgetall(K.product(pid))
+            rows = pipe.execute()
+        return {pid: row for pid, row in zip(pids, rows, strict=True) if row}
+
+    def active_products(self) -> set[str]:
+        return set(self.redis.smembers(K.active))
+
+    def out_of_stock(self, pids: list[str]) -> set[str]:
+        """Products whose stock was counted at least once and whose on_hand is now <= 0."""
+        if not pids:
+            return set()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(K.stock, pids)
+            pipe.hmget(K.stock_counted_at, pids)
+            levels, counted = pipe.execute()
+        return {
+            pid for pid, level, at in zip(pids, levels, counted, strict=True)
+            if at is not None and level is not None and int(level) <= 0
+        }
+
+    def on_hand(self, pid: str) -> int | None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(K.stock, pid)
+            pipe.hget(K.stock_counted_at, pid)
+            level, at = pipe.execute()
+        return None if at is None or level is None else int(level)
+
+    def item_facts(self, pid: str) -> dict:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(K.item_counts(pid))
+            pipe.pfcount(K.item_users(pid))
+            pipe.hgetall(K.item_ratings(pid))
+            pipe.zscore(K.item_last_seen, pid)
+            pipe.zrevrange(K.bought_with(pid), 0, 9, withscores=True)
+            r = pipe.execute()
+        return {
+            "counts": {a: int(n) for a, n in r[0].items()},
+            "unique_users": int(r[1]),
+            "ratings": {k: int(v) for k, v in r[2].items()},
+            "last_seen": r[3],
+            "bought_with": [(m, float(s)) for m, s in r[4]],
+        }
+
+    # -- cached answers ------------------------------------------------------------------------
+    def user_version(self, user: str) -> str:
+        return self.redis.get(K.user_version(user)) or "0"
+
+    def cached_answer(self, user: str, fingerprint: str) -> bytes | None:
+        value = self.redis.hget(K.answers(user), fingerprint)
+        return value.encode("latin-1") if value is not None else None
+
+    def cache_answer(self, user: str, fingerprint: str, payload: bytes) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(K.answers(user), fingerprint, payload.decode("latin-1"))
+            pipe.expire(K.answers(user), ANSWER_CACHE_SECONDS)
+            pipe.execute()
+
+
+def decode_tags(raw: str | None) -> list[str]:
+    if not raw:
+        return []
+    try:
+        return [str(t) for t in json.loads(raw)]
+    except ValueError:
+        return []

@@ -144,6 +144,15 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
         return got if got == want else None
 
     wait_for(served, 120, interval=1, what=f"u1's popular items to be {want}")
+
+    def hybrid() -> dict | None:  # the scheduler trains the first model on its own
+        status, body = get(f"{base}/v1/users/u1/recommendations")
+        assert status == 200, body
+        return body if body["strategy"] == "hybrid" else None
+
+    body = wait_for(hybrid, 120, interval=1, what="the default answer to come from a trained hybrid")
+    assert body["model_version"].startswith("hybrid-") and len(body["items"]) == 10
+    assert (stack.tmp_path / "data" / "models" / "recommender" / "CURRENT").is_file()
     status, metrics = get(f"{base}/metrics")
     assert status == 200 and "shopai_http_requests_total" in metrics
 

@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient
 from services.common.bus import KILL_BEFORE_COMMIT_ENV, EventPublisher, ensure_topics
 from services.common.events import new_event
 from services.common.settings import Settings
+from services.recommender.consumer import RecommenderProjection
 from services.recommender.core import EVENT_WEIGHTS
 from services.recommender.store import RecommenderKeys as K
 from tests.support import wait_for
@@ -126,7 +127,7 @@ def test_two_replicas_split_partitions_and_apply_each_event_once(settings, start
 
     def split() -> bool:
         owned = [r.metric("shopai_consumer_assigned_partitions") for r in (a, b)]
-        return all(o > 0 for o in owned) and sum(owned) == 2 * settings.kafka_topic_partitions
+        return all(o > 0 for o in owned) and sum(owned) == len(RecommenderProjection.topics) * settings.kafka_topic_partitions
 
     wait_for(split, 60, what="both replicas to own partitions")
     events = purchases(4000, seed=3, users=400)

@@ -49,13 +49,18 @@ def test_k_out_of_range_is_refused(k):
 
 
 class NoRedis:
-    """The projection reads one field (a product's previous category); nothing else."""
+    """The projection reads a product's details and a product's last stock count; nothing else."""
 
-    def __init__(self, categories=None):
+    def __init__(self, categories=None, counted_at=None):
         self.categories = categories or {}
+        self.counted_at = counted_at or {}
+
+    def hmget(self, key, *fields):
+        return [self.categories.get(key) if f == "category" else None for f in fields]
 
     def hget(self, key, field):
-        return self.categories.get(key)
+        assert key == K.stock_counted_at
+        return self.counted_at.get(field)
 
 
 def commands(projection, *events):
@@ -71,7 +76,9 @@ def test_a_purchase_becomes_popularity_trend_recent_and_purchased():
     assert ["ZINCRBY", K.popular, "8.0", "p1"] in cmds
     assert any(c[:2] == ["ZINCRBY", K.trending] for c in cmds)
     assert ["SADD", K.user_purchased("u1"), "p1"] in cmds
-    assert ["LPUSH", K.user_recent("u1"), "p1"] in cmds
+    assert any(c[:2] == ["LPUSH", K.user_recent("u1")] and c[2].startswith("p1|purchase|") for c in cmds)
+    assert ["HINCRBYFLOAT", K.user_items("u1"), "p1", "8.0"] in cmds
+    assert ["INCRBY", K.user_version("u1"), "1"] in cmds, "cached answers of u1 must go stale"
     assert ["HINCRBY", K.user_counts("u1"), "purchase", "1"] in cmds
 
 
@@ -92,10 +99,35 @@ def test_a_removed_product_leaves_the_live_catalog():
     assert ["SREM", K.active, "p1"] in cmds and ["SREM", K.category("shoes"), "p1"] in cmds
 
 
-def test_projection_refuses_an_event_of_another_topic():
-    event = new_event("inventory.set", {"product_id": "p1", "on_hand": 3})
-    with pytest.raises(ValueError):
-        commands(RecommenderProjection(NoRedis()), event)
+def test_stock_follows_counts_deltas_and_orders():
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    count = new_event("inventory.set", {"product_id": "p1", "on_hand": 10}, occurred_at=t0)
+    sold = new_event("order.created", {"order_id": "o1", "user_id": "u1", "total": 10.0,
+                                       "lines": [{"product_id": "p1", "quantity": 3, "unit_price": 5.0}]},
+                     occurred_at=t0 + timedelta(hours=1))
+    received = new_event("inventory.received", {"product_id": "p1", "delta": 4}, occurred_at=t0 + timedelta(hours=2))
+    cmds = commands(RecommenderProjection(NoRedis()), count, sold, received)
+    assert ["HSET", K.stock, "p1", "10"] in cmds
+    assert ["HINCRBY", K.stock, "p1", "-3"] in cmds and ["HINCRBY", K.stock, "p1", "4"] in cmds
+    assert ["HINCRBY", K.user_orders("u1"), "orders", "1"] in cmds
+
+
+def test_a_change_older_than_the_last_stock_count_is_already_counted():
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    late_sale = new_event("order.created", {"order_id": "o1", "user_id": "u1",
+                                            "lines": [{"product_id": "p1", "quantity": 2, "unit_price": 5.0}]},
+                          occurred_at=t0 - timedelta(minutes=5))
+    older_count = new_event("inventory.set", {"product_id": "p1", "on_hand": 50}, occurred_at=t0 - timedelta(days=1))
+    projection = RecommenderProjection(NoRedis(counted_at={"p1": str(t0.timestamp())}))
+    cmds = commands(projection, late_sale, older_count)
+    assert not [c for c in cmds if c[1] == K.stock], cmds
+
+
+def test_an_order_links_its_products_as_bought_together():
+    order = new_event("order.created", {"order_id": "o1", "user_id": "u1", "lines": [
+        {"product_id": "p1", "quantity": 1, "unit_price": 5.0}, {"product_id": "p2", "quantity": 1, "unit_price": 5.0}]})
+    cmds = commands(RecommenderProjection(NoRedis()), order)
+    assert ["ZINCRBY", K.bought_with("p1"), "1", "p2"] in cmds and ["ZINCRBY", K.bought_with("p2"), "1", "p1"] in cmds
 
 
 def test_ops_only_allow_deterministic_writes():

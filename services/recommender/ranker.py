@@ -1,0 +1,367 @@
+"""Answering one request: the served model's scores + the user's live state in Redis + business rules.
+
+The model is read once per request from the holder (a hot swap never changes it
+mid-request). The user's row is read from Redis on every request, so an event
+the consumer applied a moment ago already changes the answer: the factor models
+fold the fresh row in, the neighbourhood models score it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import scipy.sparse as sp
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.common.jobs import JobRunner
+from services.common.logging import get_logger
+from services.common.models import ModelHolder, retrain_due
+from services.common.settings import Settings
+from services.recommender import core
+from services.recommender.core import profiles
+from services.recommender.core.bundle import RecommenderModel, product_text
+from services.recommender.store import RecommenderStore, decode_tags
+from services.recommender.trainer import MIN_USERS, RecommenderTrainer
+
+log = get_logger(__name__)
+
+POPULARITY_VERSION = "popularity-v1"
+# Candidates examined per round of filtering; more rounds only when filters reject most of them.
+CANDIDATE_CHUNK = 400
+CATALOG_REFRESH_SECONDS = 1.0
+
+
+@dataclass
+class Answer:
+    items: list[dict] = field(default_factory=list)
+    model_version: str = POPULARITY_VERSION
+    strategy: str = "popular"
+    cold_start: bool = False
+
+
+def _timestamp(epoch: float | None) -> Timestamp | None:
+    if epoch is None:
+        return None
+    out = Timestamp()
+    out.FromDatetime(datetime.fromtimestamp(float(epoch), UTC))
+    return out
+
+
+class Ranker:
+    def __init__(self, store: RecommenderStore, holder: ModelHolder[RecommenderModel]) -> None:
+        self.store = store
+        self.holder = holder
+        self._active: frozenset[str] = frozenset()
+        self._active_at = 0.0
+
+    @property
+    def model_version(self) -> str:
+        return self.holder.version or POPULARITY_VERSION
+
+    def active(self) -> frozenset[str]:
+        """The live catalog, re-read at most once a second (the catalog watcher keeps it warm)."""
+        if time.monotonic() - self._active_at > CATALOG_REFRESH_SECONDS:
+            self._active = frozenset(self.store.active_products())
+            self._active_at = time.monotonic()
+        return self._active
+
+    def still_valid(self, pids: list[str], exclude_out_of_stock: bool) -> bool:
+        """A cached answer stands while its products are on sale and (when asked) in stock: stock moves with
+        every order, so it is checked on each hit instead of invalidating every user's cache."""
+        active = self.active()
+        if any(p not in active for p in pids):
+            return False
+        return not (exclude_out_of_stock and self.store.out_of_stock(pids))
+
+    # -- recommendations -------------------------------------------------------------------------
+    def recommend(self, user: str, k: int, strategy: str, filters: profiles.Filters, *, exclude_purchased: bool,
+                  exclude_out_of_stock: bool, session: list[str]) -> Answer:
+        model = self.holder.model
+        items = self.store.user_items(user) if user else {}
+        if user and exclude_purchased:
+            filters.exclude |= self.store.purchased(user)
+        if strategy in ("popular", "trending") or model is None:
+            used = strategy if strategy in ("popular", "trending") else "popular"
+            return self._ranking(used, k, filters, exclude_out_of_stock, cold_start=not items)
+        row = model.row(items)
+        if row.nnz == 0:
+            return self._cold_start(model, user, k, filters, exclude_out_of_stock, session)
+        if strategy not in model.strategies:
+            strategy = "hybrid"
+        if strategy == "hybrid":
+            scores, dominant = model.explained_scores(row, user)
+        else:
+            scores, dominant = model.scores(strategy, row, user), None
+        scores[row.indices] = -np.inf  # recommend what is new to the user
+        chosen = self._pick(model, scores, k, filters, exclude_out_of_stock)
+        anchors = self._anchor_actions(user)
+        out = []
+        for pid, score, details in chosen:
+            reason = self._reason(model, strategy, dominant, row, pid, details, anchors)
+            out.append(_item(pid, score, reason, details))
+        return Answer(out, model.version, strategy)
+
+    def _cold_start(self, model: RecommenderModel, user: str, k: int, filters: profiles.Filters,
+                    exclude_out_of_stock: bool, session: list[str]) -> Answer:
+        """No usable history: content from this session's views (then recent views), mixed with trending."""
+        viewed = [p for p in session if p in model.item_index]
+        if user:
+            viewed += [profiles.parse_recent(e).product_id for e in self.store.recent(user, 20)]
+        viewed = list(dict.fromkeys(p for p in viewed if p in model.item_index))[:20]
+        trending = self._ranking("trending", k, filters, exclude_out_of_stock, cold_start=True)
+        if not viewed or "content" not in model.strategies:
+            return trending
+        # Most recent first weighs most.
+        pseudo = model.row({p: 1.0 / (1 + i) for i, p in enumerate(viewed)})
+        content = model.scores("content", pseudo)
+        for p in viewed:
+            content[model.item_index[p]] = -np.inf
+        filters.exclude |= set(viewed)
+        similar = self._pick(model, content, k, filters, exclude_out_of_stock)
+        titles = self.store.products(viewed)
+        mixed: list[dict] = []
+        seen: set[str] = set()
+        by_content = []
+        for pid, score, details in similar:
+            anchor = model.content_anchor(pseudo, pid) or viewed[0]
+            by_content.append(_item(pid, score, f"similar to {titles.get(anchor, {}).get('title', anchor)}", details))
+        for pair in zip(by_content, trending.items, strict=False):
+            for item in pair:
+                if item["product_id"] not in seen and len(mixed) < k:
+                    seen.add(item["product_id"])
+                    mixed.append(item)
+        for item in by_content[len(trending.items):] + trending.items[len(by_content):]:
+            if item["product_id"] not in seen and len(mixed) < k:
+                seen.add(item["product_id"])
+                mixed.append(item)
+        return Answer(mixed, model.version, "content+trending", cold_start=True)
+
+    def _pick(self, model: RecommenderModel, scores: np.ndarray, k: int, filters: profiles.Filters,
+              exclude_out_of_stock: bool) -> list[tuple[str, float, dict]]:
+        """The k best products that pass every rule, best first, with their catalog details."""
+        active = self.active()
+        order = np.argsort(-scores, kind="stable")
+        out: list[tuple[str, float, dict]] = []
+        for start in range(0, len(order), CANDIDATE_CHUNK):
+            chunk = [i for i in order[start : start + CANDIDATE_CHUNK] if np.isfinite(scores[i])]
+            pids = [model.item_ids[i] for i in chunk if model.item_ids[i] in active
+                    and model.item_ids[i] not in filters.exclude]
+            details = self.store.products(pids)
+            gone = self.store.out_of_stock(pids) if exclude_out_of_stock else set()
+            for pid in pids:
+                if pid in gone or not filters.allows(pid, details.get(pid)):
+                    continue
+                out.append((pid, float(scores[model.item_index[pid]]), details.get(pid, {})))
+                if len(out) == k:
+                    return out
+            if len(chunk) < CANDIDATE_CHUNK:
+                break
+        return out
+
+    def _ranking(self, kind: str, k: int, filters: profiles.Filters, exclude_out_of_stock: bool,
+                 cold_start: bool) -> Answer:
+        """Popular or trending from the projection (no model needed), with the same rules applied."""
+        limit = (k + len(filters.exclude)) * 4
+        out: list[dict] = []
+        while True:
+            ranked = self.store.ranking(kind, filters.category or None, limit)
+            if kind == "trending":  # stored scores grow with time; answer the weight decayed to now
+                now = datetime.now(UTC)
+                ranked = [(pid, core.decayed_to(score, now)) for pid, score in ranked]
+            pids = [pid for pid, _ in ranked]
+            details = self.store.products(pids)
+            gone = self.store.out_of_stock(pids) if exclude_out_of_stock else set()
+            out = []
+            for pid, score in ranked:
+                info = details.get(pid)
+                if pid in gone or not filters.allows(pid, info):
+                    continue
+                reason = core.popularity_reason(kind, (info or {}).get("category") if filters.category else None)
+                out.append(_item(pid, score, reason, info or {}))
+                if len(out) == k:
+                    break
+            if len(out) == k or len(ranked) < limit:
+                break
+            limit *= 4
+        return Answer(out, self.model_version if self.holder.model else POPULARITY_VERSION, kind,
+                      cold_start=cold_start)
+
+    def _anchor_actions(self, user: str) -> dict[str, str]:
+        """The strongest thing the user did with each product they touched recently (for reasons)."""
+        strength = {a: i for i, a in enumerate(("view", "click", "rating", "add_to_cart", "purchase"))}
+        out: dict[str, str] = {}
+        for entry in self.store.recent(user, 50):
+            r = profiles.parse_recent(entry)
+            if strength.get(r.action, -1) > strength.get(out.get(r.product_id, ""), -1):
+                out[r.product_id] = r.action
+        for pid in self.store.purchased(user):
+            out[pid] = "purchase"
+        return out
+
+    def _reason(self, model: RecommenderModel, strategy: str, dominant: np.ndarray | None, row: sp.csr_matrix,
+                pid: str, details: dict, anchors: dict[str, str]) -> str:
+        component = str(dominant[model.item_index[pid]]) if dominant is not None else strategy
+        category = details.get("category", "")
+        if component in ("popular", "user_knn"):
+            return profiles.component_reason(component, category)
+        anchor = model.content_anchor(row, pid) if component == "content" else model.because_of(row, pid)
+        if anchor:
+            title = self.store.product(anchor).get("title", anchor)
+            if component == "content":
+                return f"similar to {title}"
+            return profiles.because_reason(title, anchors.get(anchor, "view"))
+        return profiles.component_reason(component, category)
+
+    # -- similar products ------------------------------------------------------------------------
+    def similar(self, product_id: str, k: int, strategy: str, filters: profiles.Filters, *,
+                exclude_out_of_stock: bool) -> Answer:
+        model = self.holder.model
+        filters.exclude.add(product_id)
+        product = self.store.product(product_id)
+        if model is None or product_id not in model.item_index:
+            answer = self._ranking("popular", k, profiles.Filters(
+                exclude=filters.exclude, category=filters.category or product.get("category", ""),
+                exclude_categories=filters.exclude_categories, min_price=filters.min_price,
+                max_price=filters.max_price), exclude_out_of_stock, cold_start=True)
+            for item in answer.items:
+                item["reason"] = f"popular in {item['category']}" if item["category"] else item["reason"]
+            return answer
+        if strategy != "hybrid" and strategy not in model.strategies:
+            strategy = "hybrid"
+        neighbours = model.similar(product_id, strategy, max(k * 5, 50))
+        if not neighbours and strategy != "content":  # nobody interacted with it yet: its text still speaks
+            strategy = "content"
+            neighbours = model.similar(product_id, strategy, max(k * 5, 50))
+        scores = np.full(len(model.item_ids), -np.inf)
+        for pid, score in neighbours:
+            scores[model.item_index[pid]] = score
+        title = product.get("title", product_id)
+        reason = {"item_knn": f"often chosen with {title}", "als": f"liked by the same shoppers as {title}",
+                  "content": f"similar to {title}", "hybrid": f"similar to {title}"}[strategy]
+        chosen = self._pick(model, scores, k, filters, exclude_out_of_stock)
+        return Answer([_item(pid, s, reason, d) for pid, s, d in chosen], model.version, strategy)
+
+    # -- profiles --------------------------------------------------------------------------------
+    def user_profile(self, user: str) -> dict | None:
+        facts = self.store.user_facts(user)
+        orders = facts["orders"]
+        if facts["first_seen"] is None and not orders:
+            return None
+        band = profiles.price_band(facts["purchase_prices"], facts["view_prices"])
+        recent = [profiles.parse_recent(e) for e in facts["recent"][: profiles.RECENT_ITEMS_SHOWN]]
+        currency = orders.get("currency", "")
+        return {
+            "user_id": user,
+            "purchase_frequency": profiles.purchase_frequency(
+                facts["counts"].get("purchase", 0), facts["first_seen"], facts["last_seen"]),
+            "favourite_categories": [{"name": n, "weight": w} for n, w in profiles.shares(facts["categories"])],
+            "favourite_brands": [{"name": n, "weight": w} for n, w in profiles.shares(facts["brands"])],
+            "price_band": ({"min": band[0], "median": band[1], "max": band[2], "currency": currency}
+                           if band else None),
+            "recent_items": [{"product_id": r.product_id, "event_type": r.action,
+                              "occurred_at": _timestamp(r.occurred_at.timestamp())} for r in recent],
+            "event_counts": facts["counts"],
+            "first_seen": _timestamp(facts["first_seen"]),
+            "last_seen": _timestamp(facts["last_seen"]),
+            "orders": max(0, int(orders.get("orders", 0))),
+            "total_spend": max(0.0, float(orders.get("spend", 0.0))),
+            "currency": currency,
+        }
+
+    def item_profile(self, product_id: str) -> dict | None:
+        details = self.store.product(product_id)
+        if not details:
+            return None
+        facts = self.store.item_facts(product_id)
+        on_hand = self.store.on_hand(product_id)
+        ratings = facts["ratings"]
+        together = self.store.products([pid for pid, _ in facts["bought_with"]])
+        return {
+            "product_id": product_id,
+            "title": details.get("title", ""),
+            "category": details.get("category", ""),
+            "brand": details.get("brand", ""),
+            "price": float(details.get("price") or 0.0),
+            "currency": details.get("currency", ""),
+            "tags": decode_tags(details.get("tags")),
+            "in_stock": on_hand is None or on_hand > 0,
+            "event_counts": facts["counts"],
+            "unique_users": facts["unique_users"],
+            "conversion_rate": profiles.conversion_rate(facts["counts"]),
+            "average_rating": ratings.get("sum", 0) / ratings["count"] if ratings.get("count") else 0.0,
+            "rating_count": ratings.get("count", 0),
+            "popularity_rank": self.store.popularity_rank(product_id),
+            "last_interaction_at": _timestamp(facts["last_seen"]),
+            "frequently_bought_with": [
+                _item(pid, n, f"bought together {int(n)} times", together.get(pid, {}))
+                for pid, n in facts["bought_with"]
+            ],
+        }
+
+    # -- background ------------------------------------------------------------------------------
+    def watch_catalog(self, stop: threading.Event) -> None:
+        """Keep the live catalog warm and make new products known to the served model within a second."""
+        while not stop.wait(CATALOG_REFRESH_SECONDS):
+            try:
+                self._active = frozenset(self.store.active_products())
+                self._active_at = time.monotonic()
+                self.learn_new_products()
+            except Exception:  # Redis away for a moment: try again next second
+                log.warning("catalog_refresh_failed", exc_info=True)
+
+    def learn_new_products(self) -> int:
+        model, version = self.holder.model, self.holder.version
+        if model is None:
+            return 0
+        new = sorted(self._active - model.item_index.keys())
+        if not new:
+            return 0
+        details = self.store.products(new)
+        texts = {pid: product_text(details[pid], decode_tags) for pid in new if pid in details}
+        if texts and self.holder.update(model.with_new_products(texts), version):
+            log.info("products_learned", count=len(texts), version=version)
+        return len(texts)
+
+
+def _item(pid: str, score: float, reason: str, details: dict) -> dict:
+    return {
+        "product_id": pid, "score": float(score), "reason": reason, "title": details.get("title", ""),
+        "category": details.get("category", ""), "price": float(details.get("price") or 0.0),
+        "currency": details.get("currency", ""),
+    }
+
+
+class Scheduler:
+    """Starts training runs on its own: a first model once there is data, then as data grows."""
+
+    def __init__(self, settings: Settings, trainer: RecommenderTrainer, jobs: JobRunner, ranker: Ranker) -> None:
+        self.settings = settings
+        self.trainer = trainer
+        self.jobs = jobs
+        self.ranker = ranker
+        self._last_attempt = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.retrain_check_seconds):
+            try:
+                self.ranker.holder.refresh()  # a version another replica trained
+                if not self.jobs.busy and time.monotonic() - self._last_attempt >= 60 and self.due():
+                    self._last_attempt = time.monotonic()
+                    self.jobs.submit("", {}, "scheduler")
+            except Exception:
+                log.warning("scheduler_check_failed", exc_info=True)
+
+    def due(self) -> bool:
+        holder = self.ranker.holder
+        model = holder.model
+        return retrain_due(
+            has_model=model is not None, users=self.trainer.users_seen(), min_users=MIN_USERS,
+            events_now=self.trainer.events_seen(), events_at_training=int(holder.meta.get("events_seen", 0)),
+            model_age_seconds=time.time() - model.trained_at if model is not None else 0.0,
+            interval_seconds=self.settings.retrain_interval_seconds,
+        )
+

@@ -1,0 +1,90 @@
+"""Offline training: the projection in Redis -> a versioned RecommenderModel artifact.
+
+Training reads every user's weighted items (the interaction matrix the consumer
+keeps) and the catalog's text, measures the hybrid on a held-out split (the
+metrics on the job and in the artifact's meta.json), then fits it on everything,
+saves a new version and swaps it in. Requests keep being answered by the old
+model until the swap, a single reference assignment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from services.common.jobs import Progress, TrainResult
+from services.common.logging import get_logger
+from services.common.models import ModelHolder, ModelRegistry, new_version
+from services.recommender.core.bundle import RecommenderModel, build_matrix, product_text
+from services.recommender.core.defaults import TRAIN_PARAMS, make_components
+from services.recommender.core.evaluation import ranking_metrics, stratified_split
+from services.recommender.core.hybrid import fit_hybrid
+from services.recommender.store import RecommenderKeys as K
+from services.recommender.store import RecommenderStore, decode_tags
+
+log = get_logger(__name__)
+# Fewer users than this and a model would only echo popularity: the service keeps answering from it.
+MIN_USERS = 5
+HOLDOUT_RATIO = 0.75
+
+
+class NotEnoughData(RuntimeError):
+    pass
+
+
+class RecommenderTrainer:
+    def __init__(self, store: RecommenderStore, registry: ModelRegistry, holder: ModelHolder[RecommenderModel],
+                 on_new_version: Callable[[str, dict], None] | None = None) -> None:
+        self.store = store
+        self.registry = registry
+        self.holder = holder
+        self.on_new_version = on_new_version
+
+    def events_seen(self) -> int:
+        """How many events the projection has applied (the scheduler retrains when this moves)."""
+        return sum(int(v) for v in self.store.redis.hgetall(K.stats).values())
+
+    def users_seen(self) -> int:
+        return int(self.store.redis.scard(K.users))
+
+    def train(self, model: str, params: Mapping[str, str], progress: Progress) -> TrainResult:
+        started = time.perf_counter()
+        events_before = self.events_seen()
+        progress(0.02, "reading interactions and catalog")
+        users = list(self.store.all_users())
+        if len(users) < MIN_USERS:
+            raise NotEnoughData(f"{len(users)} users with interactions; at least {MIN_USERS} are needed")
+        catalog = self.store.products(sorted(self.store.active_products()))
+        user_ids, item_ids, matrix = build_matrix(users, catalog)
+        details = self.store.products([p for p in item_ids if p not in catalog])
+        texts = [product_text(catalog.get(p) or details.get(p) or {}, decode_tags) for p in item_ids]
+        options = {k: v for k, v in params.items() if k in TRAIN_PARAMS}
+
+        def components() -> dict:
+            return make_components(texts, **options)
+
+        progress(0.1, f"held-out evaluation on {len(user_ids)} users x {len(item_ids)} products")
+        fit_part, held_out = stratified_split(matrix, HOLDOUT_RATIO, seed=42)
+        evaluated, _ = fit_hybrid(fit_part, components)
+        metrics = ranking_metrics(lambda users_: evaluated.score(fit_part[users_], users_), fit_part, held_out)
+        progress(0.5, "fitting every model on all interactions")
+        hybrid, report = fit_hybrid(matrix, components)
+        version = new_version("hybrid")
+        bundle = RecommenderModel(version=version, user_ids=user_ids, item_ids=item_ids, hybrid=hybrid,
+                                  item_texts=texts, trained_at=time.time())
+        metrics = {k: float(v) for k, v in metrics.items()}
+        meta = {
+            "metrics": metrics, "weights": hybrid.weights, "report": report, "users": len(user_ids),
+            "products": len(item_ids), "interactions": int(matrix.nnz), "events_seen": events_before,
+            "train_seconds": round(time.perf_counter() - started, 2), "params": options,
+        }
+        progress(0.9, f"saving {version}")
+        self.registry.save(version, bundle, meta)
+        self.holder.swap(bundle, version, meta)
+        if self.on_new_version is not None:
+            self.on_new_version(version, meta)
+        log.info("model_trained", version=version, seconds=meta["train_seconds"],
+                 ndcg_at_10=round(metrics.get("ndcg_at_10", float("nan")), 4))
+        return TrainResult(model_version=version, metrics=metrics,
+                           message=f"trained on {len(user_ids)} users, {len(item_ids)} products")
+
