@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import threading
 import time
 from datetime import UTC, datetime
@@ -23,6 +20,7 @@ from pathlib import Path
 
 import redis
 
+from benchmarks.machine import describe
 from services.common.bus import EventConsumer, EventPublisher, ensure_topics
 from services.common.events import decode_event, parse_event
 from services.common.projection import Ops, RedisApplier
@@ -36,18 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=True).stdout
-    redis_version = version.split()[2].removeprefix("v=")
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, Redis {redis_version}"
+    return describe()
 
 
 def commands_for(projection: RecommenderProjection, events: list) -> list[tuple[str, list[list[str]]]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ import sklearn
 from implicit.als import AlternatingLeastSquares
 from implicit.nearest_neighbours import bm25_weight
 
+from benchmarks.machine import describe
 from services.recommender.core import defaults as d
 from services.recommender.core.bundle import build_matrix, product_text, user_items_from_events
 from services.recommender.core.content import ContentModel
@@ -51,17 +51,8 @@ METRICS = ("map", "ndcg_at_10", "precision_at_10", "recall_at_10")
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, implicit {implicit.__version__}, scikit-learn {sklearn.__version__}")
+    return describe(f"numpy {np.__version__}", f"implicit {implicit.__version__}",
+                    f"scikit-learn {sklearn.__version__}")
 
 
 def movielens_dir() -> Path:

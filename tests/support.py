@@ -174,3 +174,12 @@ class ServiceProcess:
                 self.kill()
         self._log.close()
         return self.proc.returncode
+
+
+def assert_problem(reply, status: int) -> dict:
+    """A Flask test reply is an RFC 9457 problem with this status; returns its body."""
+    assert reply.status_code == status, reply.get_data(as_text=True)
+    assert reply.content_type == "application/problem+json"
+    body = reply.json
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("https://")
+    return body

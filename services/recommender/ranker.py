@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-import scipy.sparse as sp
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.jobs import JobRunner
@@ -24,14 +23,12 @@ from services.common.settings import Settings
 from services.recommender import core
 from services.recommender.core import profiles
 from services.recommender.core.bundle import RecommenderModel, product_text
-from services.recommender.store import RecommenderStore, decode_tags
+from services.recommender.store import RecommenderStore, UserState, decode_tags
 from services.recommender.trainer import MIN_USERS, RecommenderTrainer
 
 log = get_logger(__name__)
 
 POPULARITY_VERSION = "popularity-v1"
-# Candidates examined per round of filtering; more rounds only when filters reject most of them.
-CANDIDATE_CHUNK = 400
 CATALOG_REFRESH_SECONDS = 1.0
 
 
@@ -81,15 +78,17 @@ class Ranker:
     def recommend(self, user: str, k: int, strategy: str, filters: profiles.Filters, *, exclude_purchased: bool,
                   exclude_out_of_stock: bool, session: list[str]) -> Answer:
         model = self.holder.model
-        items = self.store.user_items(user) if user else {}
-        if user and exclude_purchased:
-            filters.exclude |= self.store.purchased(user)
+        state = self.store.user_state(user) if user else None
+        items = state.items if state else {}
+        if state and exclude_purchased:
+            filters.exclude |= state.purchased
         if strategy in ("popular", "trending") or model is None:
             used = strategy if strategy in ("popular", "trending") else "popular"
             return self._ranking(used, k, filters, exclude_out_of_stock, cold_start=not items)
         row = model.row(items)
         if row.nnz == 0:
-            return self._cold_start(model, user, k, filters, exclude_out_of_stock, session)
+            recent = [profiles.parse_recent(e).product_id for e in state.recent] if state else []
+            return self._cold_start(model, k, filters, exclude_out_of_stock, session + recent)
         if strategy not in model.strategies:
             strategy = "hybrid"
         if strategy == "hybrid":
@@ -98,19 +97,28 @@ class Ranker:
             scores, dominant = model.scores(strategy, row, user), None
         scores[row.indices] = -np.inf  # recommend what is new to the user
         chosen = self._pick(model, scores, k, filters, exclude_out_of_stock)
-        anchors = self._anchor_actions(user)
+        components = [str(dominant[model.item_index[pid]]) if dominant is not None else strategy
+                      for pid, _, _ in chosen]
+        anchors = [None if c in ("popular", "user_knn") else
+                   model.content_anchor(row, pid) if c == "content" else model.because_of(row, pid)
+                   for (pid, _, _), c in zip(chosen, components, strict=True)]
+        titles = self.store.titles([a for a in anchors if a])
+        actions = _strongest_actions(state)
         out = []
-        for pid, score, details in chosen:
-            reason = self._reason(model, strategy, dominant, row, pid, details, anchors)
+        for (pid, score, details), component, anchor in zip(chosen, components, anchors, strict=True):
+            category = details.get("category", "")
+            if anchor and component == "content":
+                reason = f"similar to {titles.get(anchor) or anchor}"
+            elif anchor:
+                reason = profiles.because_reason(titles.get(anchor) or anchor, actions.get(anchor, "view"))
+            else:
+                reason = profiles.component_reason(component, category)
             out.append(_item(pid, score, reason, details))
         return Answer(out, model.version, strategy)
 
-    def _cold_start(self, model: RecommenderModel, user: str, k: int, filters: profiles.Filters,
-                    exclude_out_of_stock: bool, session: list[str]) -> Answer:
+    def _cold_start(self, model: RecommenderModel, k: int, filters: profiles.Filters,
+                    exclude_out_of_stock: bool, viewed: list[str]) -> Answer:
         """No usable history: content from this session's views (then recent views), mixed with trending."""
-        viewed = [p for p in session if p in model.item_index]
-        if user:
-            viewed += [profiles.parse_recent(e).product_id for e in self.store.recent(user, 20)]
         viewed = list(dict.fromkeys(p for p in viewed if p in model.item_index))[:20]
         trending = self._ranking("trending", k, filters, exclude_out_of_stock, cold_start=True)
         if not viewed or "content" not in model.strategies:
@@ -122,13 +130,12 @@ class Ranker:
             content[model.item_index[p]] = -np.inf
         filters.exclude |= set(viewed)
         similar = self._pick(model, content, k, filters, exclude_out_of_stock)
-        titles = self.store.products(viewed)
+        anchors = [model.content_anchor(pseudo, pid) or viewed[0] for pid, _, _ in similar]
+        titles = self.store.titles(anchors)
         mixed: list[dict] = []
         seen: set[str] = set()
-        by_content = []
-        for pid, score, details in similar:
-            anchor = model.content_anchor(pseudo, pid) or viewed[0]
-            by_content.append(_item(pid, score, f"similar to {titles.get(anchor, {}).get('title', anchor)}", details))
+        by_content = [_item(pid, score, f"similar to {titles.get(anchor) or anchor}", details)
+                      for (pid, score, details), anchor in zip(similar, anchors, strict=True)]
         for pair in zip(by_content, trending.items, strict=False):
             for item in pair:
                 if item["product_id"] not in seen and len(mixed) < k:
@@ -142,25 +149,32 @@ class Ranker:
 
     def _pick(self, model: RecommenderModel, scores: np.ndarray, k: int, filters: profiles.Filters,
               exclude_out_of_stock: bool) -> list[tuple[str, float, dict]]:
-        """The k best products that pass every rule, best first, with their catalog details."""
+        """The k best products that pass every rule, best first, with their catalog details.
+
+        Candidates are examined best first in growing chunks; catalog details are read for a chunk
+        only when a rule needs them (category, price), otherwise for the k chosen alone."""
         active = self.active()
         order = np.argsort(-scores, kind="stable")
-        out: list[tuple[str, float, dict]] = []
-        for start in range(0, len(order), CANDIDATE_CHUNK):
-            chunk = [i for i in order[start : start + CANDIDATE_CHUNK] if np.isfinite(scores[i])]
-            pids = [model.item_ids[i] for i in chunk if model.item_ids[i] in active
-                    and model.item_ids[i] not in filters.exclude]
-            details = self.store.products(pids)
-            gone = self.store.out_of_stock(pids) if exclude_out_of_stock else set()
-            for pid in pids:
-                if pid in gone or not filters.allows(pid, details.get(pid)):
-                    continue
-                out.append((pid, float(scores[model.item_index[pid]]), details.get(pid, {})))
-                if len(out) == k:
-                    return out
-            if len(chunk) < CANDIDATE_CHUNK:
+        chosen: list[str] = []
+        details: dict[str, dict] = {}
+        start, size = 0, max(2 * k, 20)
+        while start < len(order) and len(chosen) < k:
+            chunk = [i for i in order[start : start + size] if np.isfinite(scores[i])]
+            pids = [model.item_ids[i] for i in chunk]
+            pids = [p for p in pids if p in active and p not in filters.exclude]
+            if exclude_out_of_stock:
+                gone = self.store.out_of_stock(pids)
+                pids = [p for p in pids if p not in gone]
+            if filters.needs_details:
+                details.update(self.store.products(pids))
+                pids = [p for p in pids if filters.allows(p, details.get(p))]
+            chosen.extend(pids[: k - len(chosen)])
+            if len(chunk) < size:
                 break
-        return out
+            start, size = start + size, size * 4
+        missing = [p for p in chosen if p not in details]
+        details.update(self.store.products(missing))
+        return [(p, float(scores[model.item_index[p]]), details.get(p, {})) for p in chosen]
 
     def _ranking(self, kind: str, k: int, filters: profiles.Filters, exclude_out_of_stock: bool,
                  cold_start: bool) -> Answer:
@@ -172,16 +186,18 @@ class Ranker:
             if kind == "trending":  # stored scores grow with time; answer the weight decayed to now
                 now = datetime.now(UTC)
                 ranked = [(pid, core.decayed_to(score, now)) for pid, score in ranked]
-            pids = [pid for pid, _ in ranked]
-            details = self.store.products(pids)
+            pids = [pid for pid, _ in ranked if pid not in filters.exclude]
             gone = self.store.out_of_stock(pids) if exclude_out_of_stock else set()
+            pids = [p for p in pids if p not in gone]
+            details = self.store.products(pids if filters.needs_details else pids[:k])
+            scores = dict(ranked)
             out = []
-            for pid, score in ranked:
+            for pid in pids:
                 info = details.get(pid)
-                if pid in gone or not filters.allows(pid, info):
+                if not filters.allows(pid, info):
                     continue
                 reason = core.popularity_reason(kind, (info or {}).get("category") if filters.category else None)
-                out.append(_item(pid, score, reason, info or {}))
+                out.append(_item(pid, scores[pid], reason, info or {}))
                 if len(out) == k:
                     break
             if len(out) == k or len(ranked) < limit:
@@ -189,32 +205,6 @@ class Ranker:
             limit *= 4
         return Answer(out, self.model_version if self.holder.model else POPULARITY_VERSION, kind,
                       cold_start=cold_start)
-
-    def _anchor_actions(self, user: str) -> dict[str, str]:
-        """The strongest thing the user did with each product they touched recently (for reasons)."""
-        strength = {a: i for i, a in enumerate(("view", "click", "rating", "add_to_cart", "purchase"))}
-        out: dict[str, str] = {}
-        for entry in self.store.recent(user, 50):
-            r = profiles.parse_recent(entry)
-            if strength.get(r.action, -1) > strength.get(out.get(r.product_id, ""), -1):
-                out[r.product_id] = r.action
-        for pid in self.store.purchased(user):
-            out[pid] = "purchase"
-        return out
-
-    def _reason(self, model: RecommenderModel, strategy: str, dominant: np.ndarray | None, row: sp.csr_matrix,
-                pid: str, details: dict, anchors: dict[str, str]) -> str:
-        component = str(dominant[model.item_index[pid]]) if dominant is not None else strategy
-        category = details.get("category", "")
-        if component in ("popular", "user_knn"):
-            return profiles.component_reason(component, category)
-        anchor = model.content_anchor(row, pid) if component == "content" else model.because_of(row, pid)
-        if anchor:
-            title = self.store.product(anchor).get("title", anchor)
-            if component == "content":
-                return f"similar to {title}"
-            return profiles.because_reason(title, anchors.get(anchor, "view"))
-        return profiles.component_reason(component, category)
 
     # -- similar products ------------------------------------------------------------------------
     def similar(self, product_id: str, k: int, strategy: str, filters: profiles.Filters, *,
@@ -325,6 +315,21 @@ class Ranker:
         if texts and self.holder.update(model.with_new_products(texts), version):
             log.info("products_learned", count=len(texts), version=version)
         return len(texts)
+
+
+def _strongest_actions(state: UserState | None) -> dict[str, str]:
+    """The strongest thing the user did with each product they touched recently (for reasons)."""
+    strength = {a: i for i, a in enumerate(("view", "click", "rating", "add_to_cart", "purchase"))}
+    out: dict[str, str] = {}
+    if state is None:
+        return out
+    for entry in state.recent:
+        r = profiles.parse_recent(entry)
+        if strength.get(r.action, -1) > strength.get(out.get(r.product_id, ""), -1):
+            out[r.product_id] = r.action
+    for pid in state.purchased:
+        out[pid] = "purchase"
+    return out
 
 
 def _item(pid: str, score: float, reason: str, details: dict) -> dict:

@@ -43,6 +43,15 @@ def _filters(message: pb.Filters) -> Filters:
     )
 
 
+def _k_and_filters(request: pb.RecommendRequest | pb.SimilarRequest,
+                   context: grpc.ServicerContext) -> tuple[int, Filters]:
+    try:
+        return core.validate_k(request.k), _filters(request.filters)
+    except ValueError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise  # abort raises; this keeps type checkers honest
+
+
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     def __init__(self, store: RecommenderStore, ranker: Ranker, jobs: JobRunner) -> None:
         self.store = store
@@ -50,11 +59,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self.jobs = jobs
 
     def _recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
-        try:
-            k = core.validate_k(request.k)
-            filters = _filters(request.filters)
-        except ValueError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        k, filters = _k_and_filters(request, context)
         strategy = request.strategy or "hybrid"
         if strategy not in core.STRATEGIES:
             context.abort(
@@ -106,11 +111,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         )
 
     def Similar(self, request: pb.SimilarRequest, context: grpc.ServicerContext) -> pb.SimilarResponse:
-        try:
-            k = core.validate_k(request.k)
-            filters = _filters(request.filters)
-        except ValueError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        k, filters = _k_and_filters(request, context)
         strategy = request.strategy or "item_knn"
         if strategy not in SIMILAR_STRATEGIES:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import redis
 
@@ -102,6 +103,15 @@ class RecommenderKeys:
 K = RecommenderKeys
 
 
+@dataclass
+class UserState:
+    """What one request needs to know about a user, read in one round trip."""
+
+    items: dict[str, float]
+    purchased: set[str]
+    recent: list[str]
+
+
 class RecommenderStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
@@ -130,6 +140,14 @@ class RecommenderStore:
     def recent(self, user: str, n: int = 20) -> list[str]:
         """The user's recent raw entries (see core.recent_entry), most recent first."""
         return list(self.redis.lrange(K.user_recent(user), 0, n - 1))
+
+    def user_state(self, user: str) -> UserState:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(K.user_items(user))
+            pipe.smembers(K.user_purchased(user))
+            pipe.lrange(K.user_recent(user), 0, -1)
+            items, purchased, recent = pipe.execute()
+        return UserState({pid: float(w) for pid, w in items.items()}, set(purchased), list(recent))
 
     def user_items(self, user: str) -> dict[str, float]:
         return {pid: float(w) for pid, w in self.redis.hgetall(K.user_items(user)).items()}
@@ -183,6 +201,14 @@ class RecommenderStore:
                 pipe.hgetall(K.product(pid))
             rows = pipe.execute()
         return {pid: row for pid, row in zip(pids, rows, strict=True) if row}
+
+    def titles(self, pids: Iterable[str]) -> dict[str, str]:
+        pids = list(dict.fromkeys(pids))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for pid in pids:
+                pipe.hget(K.product(pid), "title")
+            rows = pipe.execute()
+        return {pid: title for pid, title in zip(pids, rows, strict=True) if title}
 
     def active_products(self) -> set[str]:
         return set(self.redis.smembers(K.active))

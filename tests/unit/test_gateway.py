@@ -10,7 +10,7 @@ import pytest
 from gateway.app import close_app, create_app
 from gateway.problems import GRPC_TO_HTTP
 from services.common.settings import SERVICE_NAMES, Settings
-from tests.support import free_port
+from tests.support import assert_problem, free_port
 
 
 @pytest.fixture
@@ -24,13 +24,6 @@ def client():
     yield app.test_client()
     close_app(app)
 
-
-def assert_problem(reply, status: int) -> dict:
-    assert reply.status_code == status, reply.get_data(as_text=True)
-    assert reply.content_type == "application/problem+json"
-    body = reply.json
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("https://")
-    return body
 
 
 def test_liveness_does_not_depend_on_backends(client):

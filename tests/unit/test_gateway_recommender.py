@@ -25,7 +25,7 @@ from protos import (
     vision_pb2_grpc,
 )
 from services.common.settings import SERVICE_NAMES, Settings
-from tests.support import free_port
+from tests.support import assert_problem, free_port
 
 pb = recommender_pb2
 
@@ -154,13 +154,6 @@ def client(fakes):
 def rec(fakes):
     return fakes["recommender"]
 
-
-def assert_problem(reply, status: int) -> dict:
-    assert reply.status_code == status, reply.get_data(as_text=True)
-    assert reply.content_type == "application/problem+json"
-    body = reply.json
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("https://")
-    return body
 
 
 # ------------------------------------------------------------------ GET /v1/users/{id}/recommendations
