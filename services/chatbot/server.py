@@ -1,16 +1,163 @@
-"""Chatbot gRPC server. Health, reflection and metrics are live; the Assistant RPCs answer
-UNIMPLEMENTED until the customer-service assistant is built (issue #4)."""
+"""Assistant gRPC servicer: request -> NLU -> dialogue (over the projection) -> response.
+
+The first intent model is trained when the service starts with none in its model directory
+(about a minute and a half on two cores without the embedding cache, seconds with it); until
+then the service reports NOT_SERVING, so load balancers and the gateway's readiness wait.
+"""
 
 from __future__ import annotations
 
-from functools import partial
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import grpc
 
 from protos import chatbot_pb2 as pb
 from protos import chatbot_pb2_grpc as pb_grpc
-from services.common.grpc_server import build_with_base_servicer, run
-from services.common.settings import load_settings
+from protos import common_pb2
+from services.chatbot.consumer import ChatbotProjection
+from services.chatbot.core.data import load_knowledge_base
+from services.chatbot.core.dialogue import Dialogue, Understood, new_session
+from services.chatbot.core.embeddings import Embedders
+from services.chatbot.core.intents import LanguageRoutedClassifier
+from services.chatbot.core.knowledge import KnowledgeBase
+from services.chatbot.core.masking import mask_personal_data
+from services.chatbot.core.nlu import NLU, check_message
+from services.chatbot.store import ChatbotStore
+from services.chatbot.trainer import IntentTrainer, make_classifier
+from services.chatbot.world import ShopWorld
+from services.common import topics
+from services.common.bus import EventConsumer, EventPublisher
+from services.common.cache import connect
+from services.common.grpc_server import ServiceRunner, bootstrap, run
+from services.common.jobs import JobRunner
+from services.common.logging import get_logger
+from services.common.models import ModelHolder, ModelRegistry, model_event
+from services.common.settings import Settings, load_settings
 
-build = partial(build_with_base_servicer, "chatbot", pb, pb_grpc, "Assistant")
+log = get_logger(__name__)
+TRAINABLE_MODELS = ("", "intent")
+
+
+class AssistantServicer(pb_grpc.AssistantServicer):
+    def __init__(self, store: ChatbotStore, world: ShopWorld, holder: ModelHolder[LanguageRoutedClassifier],
+                 embedders: Embedders, jobs: JobRunner, publish: Callable[[str, str, dict], None]) -> None:
+        self.store = store
+        self.world = world
+        self.holder = holder
+        self.embedders = embedders
+        self.jobs = jobs
+        self.publish = publish
+        self.dialogue = Dialogue(world)
+
+    def _nlu(self, context: grpc.ServicerContext) -> NLU:
+        classifier = self.holder.model
+        if classifier is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the assistant is still training its first model")
+        return NLU(classifier, self.embedders, self.world.catalog)
+
+    def Parse(self, request: pb.ParseRequest, context: grpc.ServicerContext) -> pb.ParseResponse:
+        problem = check_message(request.text)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        parsed = self._nlu(context).parse(request.text, self.world.today(), request.language)
+        return pb.ParseResponse(
+            intent=pb.Intent(name=parsed.intent.name, confidence=parsed.intent.confidence),
+            entities=[_entity(e) for e in parsed.entities], language=parsed.language,
+            intent_ranking=[pb.Intent(name=n, confidence=c) for n, c in parsed.intent.ranking],
+        )
+
+    def Chat(self, request: pb.ChatRequest, context: grpc.ServicerContext) -> pb.ChatResponse:
+        problem = check_message(request.message)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        nlu = self._nlu(context)
+        session_id = request.session_id or uuid.uuid4().hex
+        state = self.store.load_session(session_id) or new_session()
+        parsed = nlu.parse(request.message, self.world.today(), request.language)
+        understood = Understood(parsed.intent.name, parsed.intent.confidence, parsed.entities, parsed.language)
+        turn = self.dialogue.respond(state, understood, request.message, request.user_id)
+        for action, details in turn.actions:
+            self._act(action, details, session_id, request.user_id)
+        self.store.save_session(session_id, state)
+        return pb.ChatResponse(
+            reply=turn.reply, intent=pb.Intent(name=turn.intent, confidence=parsed.intent.confidence),
+            entities=[_entity(e) for e in parsed.entities], handoff=turn.handoff, session_id=session_id,
+            language=parsed.language, suggestions=turn.suggestions[:5], handoff_reason=turn.handoff_reason,
+            product_ids=turn.product_ids,
+        )
+
+    def _act(self, action: str, details: dict, session_id: str, user_id: str) -> None:
+        """Hand-offs and cancellation requests go to people through handoffs.v1, personal data masked."""
+        transcript = [{"role": t["role"], "text": mask_personal_data(t["text"])} for t in details["transcript"]]
+        payload = {"session_id": session_id, "user_id": user_id, "kind": action, "transcript": transcript,
+                   **{k: v for k, v in details.items() if k != "transcript"}}
+        self.publish(topics.HANDOFFS, session_id, {
+            "event_id": str(uuid.uuid4()), "type": "handoff.cancel_requested" if action == "cancel_order"
+            else "handoff.requested", "schema_version": 1,
+            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "source": "chatbot",
+            "payload": payload,
+        })
+
+    def Train(self, request: common_pb2.TrainRequest, context: grpc.ServicerContext) -> common_pb2.Job:
+        if request.model not in TRAINABLE_MODELS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"model {request.model!r}: the assistant trains 'intent' (or empty for all)")
+        try:
+            make_classifier(dict(request.params))
+        except (TypeError, ValueError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad params: {exc}")
+        return self.jobs.submit(request.model, dict(request.params), request.requested_by or "unknown")
+
+    def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
+        job = self.jobs.get(request.job_id) if request.job_id else None
+        if job is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
+        return job
+
+
+def _entity(e) -> pb.Entity:
+    return pb.Entity(type=e.type, value=e.value, start=e.start, end=e.end, normalized=e.normalized)
+
+
+def build(settings: Settings) -> ServiceRunner:
+    runner = bootstrap("chatbot", settings)
+    client = connect(settings.redis_url)
+    store = ChatbotStore(client, settings.chat_session_ttl_seconds)
+    embedders = Embedders()
+    knowledge = KnowledgeBase(load_knowledge_base(), embedders.models["e5"].encode, embedders.passages)
+    world = ShopWorld(store, knowledge, settings.endpoint("recommender").target, settings.grpc_deadline_seconds)
+    holder: ModelHolder[LanguageRoutedClassifier] = ModelHolder(ModelRegistry(settings.model_dir("chatbot")))
+    holder.refresh()
+    publisher: list[EventPublisher] = []
+
+    def publish(topic: str, key: str, envelope: dict) -> None:
+        if not publisher:
+            publisher.append(EventPublisher(settings, client_id="chatbot"))
+        value = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+        publisher[0].wait([(topic, publisher[0].send(topic, key, value))])
+
+    def announce(version: str, meta: dict) -> None:
+        publish(topics.MODELS, "chatbot", json.loads(model_event("chatbot", version, meta)))
+
+    trainer = IntentTrainer(embedders, holder.registry, holder,
+                            settings.embedding_cache_dir or settings.data_dir / "cache", on_new_version=announce)
+    jobs = JobRunner("chatbot", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
+    if holder.model is None:
+        jobs.submit("intent", {}, "startup")  # the first model; the service is not ready until it is in
+    consumer = EventConsumer(settings, ChatbotProjection(client))
+    runner.add_servicer(pb_grpc.add_AssistantServicer_to_server,
+                        AssistantServicer(store, world, holder, embedders, jobs, publish),
+                        pb.DESCRIPTOR.services_by_name["Assistant"].full_name)
+    runner.add_worker(consumer.run, "chatbot-consumer")
+    runner.add_worker(jobs.run, "chatbot-trainer")
+    runner.add_worker(world.watch_catalog, "chatbot-catalog")
+    runner.add_readiness(consumer.ready.is_set)
+    runner.add_readiness(lambda: holder.model is not None)
+    runner.on_stop(world.close)
+    return runner
 
 
 def main() -> None:

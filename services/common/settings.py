@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     retrain_check_seconds: float = Field(default=10.0, gt=0)
     jobs_ttl_seconds: int = 7 * 24 * 3600
 
+    # The assistant: how long a conversation is remembered without a new message, and where sentence
+    # embeddings of its training data are cached (default <data_dir>/cache).
+    chat_session_ttl_seconds: int = Field(default=30 * 60, ge=60)
+    embedding_cache_dir: Path | None = None
+
     # The demo shop that `make run` seeds (shopai demo / shopai seed defaults).
     demo_seed: int = 42
     demo_products: int = Field(default=2000, ge=10)

@@ -1,0 +1,102 @@
+"""The assistant's state in Redis: orders, catalog and stock (its projection) and dialogue sessions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import redis
+
+from services.common.cache import key
+
+
+class ChatbotKeys:
+    active = key("chat", "catalog", "active")
+    catalog_version = key("chat", "catalog", "version")
+    stock = key("chat", "stock", "on-hand")
+    stock_counted_at = key("chat", "stock", "counted-at")
+    stats = key("chat", "stats", "events")
+
+    @staticmethod
+    def order(order_id: str) -> str:
+        return key("chat", "order", order_id)
+
+    @staticmethod
+    def user_orders(user: str) -> str:
+        return key("chat", "user", user, "orders")
+
+    @staticmethod
+    def product(pid: str) -> str:
+        return key("chat", "product", pid)
+
+    @staticmethod
+    def session(session_id: str) -> str:
+        return key("chat", "session", session_id)
+
+
+K = ChatbotKeys
+
+
+class ChatbotStore:
+    def __init__(self, client: redis.Redis, session_ttl_seconds: int = 1800) -> None:
+        self.redis = client
+        self.session_ttl = session_ttl_seconds
+
+    # -- orders ----------------------------------------------------------------------------------
+    def order(self, order_id: str) -> dict | None:
+        raw = self.redis.hgetall(K.order(order_id))
+        if not raw:
+            return None
+        order = dict(raw)
+        order["lines"] = json.loads(order.get("lines") or "[]")
+        order["history"] = json.loads(order.get("history") or "[]")
+        order["order_id"] = order_id
+        return order
+
+    def user_orders(self, user: str, limit: int = 10) -> list[dict]:
+        """The user's orders, newest first."""
+        ids = self.redis.zrevrange(K.user_orders(user), 0, limit - 1)
+        return [o for o in (self.order(i) for i in ids) if o]
+
+    # -- catalog ---------------------------------------------------------------------------------
+    def product(self, pid: str) -> dict | None:
+        raw = self.redis.hgetall(K.product(pid))
+        return decode_product(pid, raw) if raw else None
+
+    def products(self, pids: Iterable[str]) -> dict[str, dict]:
+        pids = list(pids)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for pid in pids:
+                pipe.hgetall(K.product(pid))
+            rows = pipe.execute()
+        return {pid: decode_product(pid, row) for pid, row in zip(pids, rows, strict=True) if row}
+
+    def catalog(self) -> list[dict]:
+        return list(self.products(sorted(self.redis.smembers(K.active))).values())
+
+    def catalog_version(self) -> int:
+        return int(self.redis.get(K.catalog_version) or 0)
+
+    def on_hand(self, pid: str) -> int | None:
+        """Units in stock, or None when stock was never counted for the product."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(K.stock, pid)
+            pipe.hget(K.stock_counted_at, pid)
+            level, at = pipe.execute()
+        return None if at is None or level is None else int(level)
+
+    # -- sessions --------------------------------------------------------------------------------
+    def load_session(self, session_id: str) -> dict | None:
+        raw = self.redis.get(K.session(session_id))
+        return json.loads(raw) if raw else None
+
+    def save_session(self, session_id: str, state: dict) -> None:
+        self.redis.set(K.session(session_id), json.dumps(state, ensure_ascii=False), ex=self.session_ttl)
+
+
+def decode_product(pid: str, raw: dict) -> dict:
+    product = {**raw, "product_id": pid}
+    for field in ("attributes", "tags"):
+        product[field] = json.loads(product.get(field) or ("{}" if field == "attributes" else "[]"))
+    product["price"] = float(product.get("price") or 0.0)
+    return product
