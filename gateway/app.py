@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from gateway.backends import Backends
 from gateway.problems import ApiProblem, from_grpc_error, from_validation_error, problem_response
 from gateway.routes.admin import admin
+from gateway.routes.chat import chat
 from gateway.routes.events import events
 from gateway.routes.recommendations import recommendations
 from gateway.routes.system import system
@@ -37,7 +38,7 @@ HTTP_LATENCY = Histogram(
 )
 
 # Which backend a blueprint's routes call, to name it in error messages.
-BLUEPRINT_BACKEND = {"recommendations": "recommender"}
+BLUEPRINT_BACKEND = {"recommendations": "recommender", "chat": "chatbot"}
 
 
 class LazyPublisher:
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(system)
     app.register_api(events)
     app.register_api(recommendations)
+    app.register_api(chat)
     app.register_api(admin)
 
     @app.get("/openapi.json", doc_ui=False)
@@ -126,6 +128,11 @@ def _install_error_handlers(app: Flask) -> None:
         else:
             detail = exc.description or exc.name
         return problem_response(exc.code or 500, detail)
+
+    @app.errorhandler(RecursionError)
+    def too_deep(exc: RecursionError) -> Response:
+        # json.loads recurses per nesting level: "[[[[…" a few thousand deep is refused, not a 500.
+        return problem_response(400, "the JSON body is nested too deeply")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

@@ -20,12 +20,14 @@ STUBS = {
 }
 
 # Idempotent reads may be retried by gRPC itself when a backend is briefly unreachable.
-# Train is not idempotent (each call queues a job): it is never listed here.
+# Train is not idempotent (each call queues a job) and neither is the assistant's Chat (each turn
+# changes the conversation's state and may publish a hand-off): they are never listed here.
 _RETRY_POLICY = {
     "methodConfig": [
         {
             "name": [{"service": "shopai.recommender.v1.Recommender", "method": m}
                      for m in ("Recommend", "BatchRecommend", "Similar", "UserProfile", "ItemProfile", "GetJob")]
+                    + [{"service": "shopai.chatbot.v1.Assistant", "method": "Parse"}]
                     + [{"service": s, "method": "GetJob"}
                        for s in ("shopai.chatbot.v1.Assistant", "shopai.vision.v1.Vision",
                                  "shopai.forecasting.v1.Forecasting")],

@@ -63,3 +63,18 @@ def start_service_with(tmp_path):
 def start_service(settings, start_service_with):
     """start_service_with, on the test's broker and Redis."""
     return lambda name, wait=True, **env: start_service_with(settings, name, wait, **env)
+
+
+@pytest.fixture(scope="session")
+def chatbot_model_dir(tmp_path_factory):
+    """The assistant's intent model, trained once per test session (the embedding of the data set takes
+    about two minutes on two cores); tests copy it into a service's data directory."""
+    from services.chatbot.core.embeddings import Embedders
+    from services.chatbot.trainer import IntentTrainer
+    from services.common.models import ModelHolder, ModelRegistry
+
+    root = tmp_path_factory.mktemp("chatbot")
+    holder = ModelHolder(ModelRegistry(root / "models" / "chatbot"))
+    embedders = Embedders()
+    IntentTrainer(embedders, holder.registry, holder, root / "cache").train("", {}, lambda *_: None)
+    return root, holder, embedders

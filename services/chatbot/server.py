@@ -8,6 +8,7 @@ then the service reports NOT_SERVING, so load balancers and the gateway's readin
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -147,6 +148,15 @@ def build(settings: Settings) -> ServiceRunner:
     jobs = JobRunner("chatbot", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
     if holder.model is None:
         jobs.submit("intent", {}, "startup")  # the first model; the service is not ready until it is in
+    warm = threading.Event()
+
+    def warm_up(stop: threading.Event) -> None:
+        """Load every encoder before reporting ready: the first message must not wait seconds for torch."""
+        for name in embedders.models:
+            embedders(name, ["warm up"])
+        world.refresh_catalog()
+        warm.set()
+
     consumer = EventConsumer(settings, ChatbotProjection(client))
     runner.add_servicer(pb_grpc.add_AssistantServicer_to_server,
                         AssistantServicer(store, world, holder, embedders, jobs, publish),
@@ -154,6 +164,8 @@ def build(settings: Settings) -> ServiceRunner:
     runner.add_worker(consumer.run, "chatbot-consumer")
     runner.add_worker(jobs.run, "chatbot-trainer")
     runner.add_worker(world.watch_catalog, "chatbot-catalog")
+    runner.add_worker(warm_up, "chatbot-warm-up")
+    runner.add_readiness(warm.is_set)
     runner.add_readiness(consumer.ready.is_set)
     runner.add_readiness(lambda: holder.model is not None)
     runner.on_stop(world.close)

@@ -51,6 +51,9 @@ class ChatbotStore:
         order["lines"] = json.loads(order.get("lines") or "[]")
         order["history"] = json.loads(order.get("history") or "[]")
         order["order_id"] = order_id
+        for name in list(order):
+            if name.endswith("_at"):
+                order[name] = float(order[name])  # epoch seconds
         return order
 
     def user_orders(self, user: str, limit: int = 10) -> list[dict]:

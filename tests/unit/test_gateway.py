@@ -93,3 +93,9 @@ def test_grpc_codes_map_to_the_design_statuses():
     expected = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403,
                 "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504}
     assert {code: GRPC_TO_HTTP[getattr(grpc.StatusCode, code)] for code in expected} == expected
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(client):
+    reply = client.post("/v1/events", data="[" * 4000 + "]" * 4000, content_type="application/json")
+    body = assert_problem(reply, 400)
+    assert "nested too deeply" in body["detail"]

@@ -1,0 +1,222 @@
+"""Assistant routes: REST -> chatbot gRPC (one conversation turn, NLU only).
+
+Bad input is answered here with a 400 and never reaches the assistant: the body must be a JSON
+object, the text 1..2000 characters, not blank, without control characters."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Any, Literal
+
+from flask import current_app, request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from gateway.json import reply_json
+from gateway.problems import ApiProblem, Problem
+from protos import chatbot_pb2 as pb
+
+chat = APIBlueprint(
+    "chat", __name__, url_prefix="/v1",
+    abp_tags=[Tag(name="assistant", description="The customer-service assistant (English and Chinese)")],
+)
+
+# The assistant's own limit (services/chatbot/core/nlu.py MAX_CHARS; a unit test keeps them equal).
+# Not imported: that module pulls in the NLU's dependencies, which the gateway does not need.
+MAX_MESSAGE_CHARS = 2000
+MIN_CHAT_DEADLINE_SECONDS = 5.0
+ALLOWED_CONTROL = frozenset("\n\r\t")
+
+Language = Literal["en", "zh"]
+
+
+# ------------------------------------------------------------------ request models
+
+
+def _bad_character(text: str) -> tuple[int, str] | None:
+    """The first character a message may not hold: control characters other than newline, carriage
+    return and tab (C0, DEL, C1), and lone surrogates (they cannot be encoded as UTF-8 for gRPC)."""
+    for index, char in enumerate(text):
+        if char in ALLOWED_CONTROL:
+            continue
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            return index, char
+    return None
+
+
+def _check_text(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must not be empty or only whitespace")
+    bad = _bad_character(value)
+    if bad is not None:
+        index, char = bad
+        raise PydanticCustomError(
+            "control_character",
+            "must not contain control characters other than newline, carriage return and tab "
+            "(found U+{code} at index {index})",
+            {"code": f"{ord(char):04X}", "index": index},
+        )
+    return value
+
+
+def _check_id(value: str | None) -> str | None:
+    if value is not None and _bad_character(value) is not None:
+        raise PydanticCustomError("control_character", "must not contain control characters")
+    return value
+
+
+Text = Field(
+    min_length=1, max_length=MAX_MESSAGE_CHARS,
+    description=f"1 to {MAX_MESSAGE_CHARS} characters (Unicode code points), not only whitespace, no control "
+                "characters except newline, carriage return and tab; sent as written, so entity offsets "
+                "index into this text",
+)
+LanguageHint = Field(None, description='"en" or "zh"; absent: detected from the text')
+
+
+class ChatBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Text
+    session_id: str | None = Field(
+        None, max_length=128, pattern=r"^[A-Za-z0-9_-]*$",
+        description="the conversation id from the previous reply; absent or empty starts a new conversation "
+                    "(so does an unknown id)",
+    )
+    user_id: str | None = Field(None, max_length=128, description="the shop's user id when logged in (order look-ups)")
+    language: Language | None = LanguageHint
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str) -> str:
+        return _check_text(value)
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id(cls, value: str | None) -> str | None:
+        return _check_id(value)
+
+
+class ParseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Text
+    language: Language | None = LanguageHint
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _check_text(value)
+
+
+# ------------------------------------------------------------------ response models (for the spec)
+
+
+class Intent(BaseModel):
+    name: str = Field(description="e.g. order_status, return_request, product_search, greeting, human_agent")
+    confidence: float = Field(description="0..1")
+
+
+class Entity(BaseModel):
+    type: str = Field(description="order_id, product_id, product, category, brand, price, quantity, date, ...")
+    value: str = Field(description="the text as written in the message")
+    start: int = Field(description="offset of the first character, in Unicode code points")
+    end: int = Field(description="offset after the last character (exclusive): text[start:end] == value")
+    normalized: str = Field(description='canonical form when it differs from value (e.g. "199.00" for "199块"), else ""')
+
+
+class ChatReply(BaseModel):
+    reply: str = Field(description="the assistant's answer, in `language`")
+    intent: Intent
+    entities: list[Entity]
+    handoff: bool = Field(description="true when the conversation is handed to a person")
+    handoff_reason: str = Field(description="why, when handoff is true")
+    session_id: str = Field(description="send it with the next turn")
+    language: str = Field(description='"en" or "zh"')
+    suggestions: list[str] = Field(description="quick replies the UI may offer (at most 5)")
+    product_ids: list[str] = Field(description="products the reply refers to")
+
+
+class ParseReply(BaseModel):
+    intent: Intent
+    entities: list[Entity]
+    language: str = Field(description='detected (or hinted) language: "en" or "zh"')
+    intent_ranking: list[Intent] = Field(description="the best few intents, best first")
+
+
+# ------------------------------------------------------------------ body check (before validation)
+
+
+@chat.before_request
+def _json_object_body() -> None:
+    """flask-openapi3 reads the body with ``get_json(silent=True)``: garbage, a missing content type and
+    a JSON array all become ``None`` and a vague error, and a JSON *string* is parsed a second time.
+    Here each gets a 400 with its reason before validation runs."""
+    if request.method != "POST":
+        return
+    example = ('{"message": "where is my order?"}' if request.endpoint == "chat.post_chat"
+               else '{"text": "where is my order?"}')
+    if not request.is_json:
+        raise ApiProblem(400, f"the body must be JSON with Content-Type: application/json, e.g. {example}",
+                         slug="invalid-body")
+    if not request.get_data(cache=True):
+        raise ApiProblem(400, f"the body is empty; expected a JSON object, e.g. {example}", slug="invalid-body")
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except RecursionError:
+        raise ApiProblem(400, "the body is not valid JSON: it is nested too deeply", slug="invalid-body") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ApiProblem(400, f"the body is not valid JSON (UTF-8): {exc}", slug="invalid-body") from None
+    if not isinstance(body, dict):
+        raise ApiProblem(400, f"the body must be a JSON object, e.g. {example}; got {_json_type(body)}",
+                         slug="invalid-body")
+
+
+def _json_type(value: Any) -> str:
+    return {str: "a string", list: "an array", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), "null")
+
+
+# ------------------------------------------------------------------ routes
+
+
+def _assistant() -> Any:
+    return current_app.extensions["shopai.backends"].stub("chatbot")
+
+
+def _deadline() -> float:
+    # The assistant embeds every message (sentence-embedding models on CPU) before it classifies it,
+    # which can take longer than the gateway's default deadline for cheap reads; a conversation turn
+    # gets at least MIN_CHAT_DEADLINE_SECONDS so that a busy assistant is not reported as a 504.
+    return max(float(current_app.config["GRPC_DEADLINE"]), MIN_CHAT_DEADLINE_SECONDS)
+
+
+RESPONSES: dict[int, type[BaseModel]] = {400: Problem, 413: Problem, 429: Problem, 501: Problem, 503: Problem,
+                                         504: Problem}
+
+
+@chat.post("/chat", responses={200: ChatReply, **RESPONSES})
+def post_chat(body: ChatBody) -> tuple[dict, int]:
+    """One turn of a conversation with the customer-service assistant.
+
+    Send the `session_id` of the previous reply to continue a conversation; without one a new
+    conversation starts and the reply carries its id. `handoff` is true when the conversation is
+    handed to a person. 503 while the assistant is still training its first model.
+    The call is never retried by the gateway: a turn changes the conversation."""
+    reply = _assistant().Chat(
+        pb.ChatRequest(message=body.message, session_id=body.session_id or "", user_id=body.user_id or "",
+                       language=body.language or ""),
+        timeout=_deadline(),
+    )
+    return reply_json(reply), 200
+
+
+@chat.post("/nlu/parse", responses={200: ParseReply, **RESPONSES})
+def post_parse(body: ParseBody) -> tuple[dict, int]:
+    """Natural-language understanding only: the intent and entities of a text, no dialogue state.
+
+    503 while the assistant is still training its first model."""
+    reply = _assistant().Parse(pb.ParseRequest(text=body.text, language=body.language or ""), timeout=_deadline())
+    return reply_json(reply), 200

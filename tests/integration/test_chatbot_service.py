@@ -1,0 +1,115 @@
+"""The assistant as a shopper meets it: real orders and products through the broker, the service's
+projection in the real Redis, conversations over REST, hand-offs on handoffs.v1 with personal data masked."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.app import close_app, create_app
+from services.chatbot.store import ChatbotKeys as K
+from services.common import topics
+from services.common.bus import EventPublisher
+from services.common.events import new_event
+from tests.integration.test_vertical_slice import read_topic
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+ORDER = "ORD-20481234"
+PRODUCT = {"product_id": "p00001", "title": "Nordwind Slim-fit Red Cotton T-shirt", "title_zh": "Nordwind 修身红色纯棉T恤",
+           "category": "t-shirts", "brand": "Nordwind", "price": 129.0, "currency": "CNY",
+           "attributes": {"colour": "red", "colour_zh": "红色", "material": "cotton", "material_zh": "纯棉",
+                          "size": "S,M,L,XL"}, "tags": ["clothing", "t-shirts"]}
+
+
+@pytest.fixture
+def assistant(settings, start_service_with, chatbot_model_dir, redis_client):
+    root, _, _ = chatbot_model_dir
+    shutil.copytree(root / "models", settings.data_dir / "models")
+    service = start_service_with(settings, "chatbot", SHOPAI_EMBEDDING_CACHE_DIR=str(root / "cache"))
+    settings.chatbot.grpc_port = service.grpc_port
+    publisher = EventPublisher(settings)
+    line = {"product_id": "p00001", "quantity": 1, "unit_price": 129.0}
+    events = [new_event("product.upserted", PRODUCT)]
+    for day, action in ((8, "created"), (8, "paid"), (9, "shipped"), (12, "delivered")):
+        payload = {"order_id": ORDER, "user_id": "u7", "lines": [line], "total": 129.0, "currency": "CNY"}
+        if action == "shipped":
+            payload.update(carrier="SF Express", tracking_no="SF1234567890", expected_delivery="2026-11-12")
+        when = datetime.now(UTC) - timedelta(days=20 - day)
+        events.append(new_event(f"order.{action}", payload, occurred_at=when))
+    publisher.publish(events)
+    wait_for(lambda: redis_client.hget(K.order(ORDER), "status") == "delivered", 30, what="the order projected")
+    app = create_app(settings)
+    yield app.test_client(), settings, publisher
+    close_app(app)
+    publisher.close()
+
+
+def chat(client, message: str, session_id: str = "", **extra) -> dict:
+    reply = client.post("/v1/chat", json={"message": message, "session_id": session_id, **extra})
+    assert reply.status_code == 200, reply.json
+    return reply.json
+
+
+def test_a_return_conversation_grounded_in_the_real_order(assistant):
+    client, _, _ = assistant
+    first = chat(client, "How do I return an item?")
+    assert first["intent"]["name"] == "return_request" and first["language"] == "en"
+    assert "My orders" in first["reply"] and "order number" in first["reply"], first["reply"]
+    session = first["session_id"]
+    second = chat(client, ORDER, session)
+    assert second["intent"]["name"] == "return_request"
+    assert ORDER in second["reply"] and "Nordwind Slim-fit Red Cotton T-shirt" in second["reply"]
+    assert "30-day return window" in second["reply"]
+    assert second["entities"][0]["type"] == "order_id" and second["entities"][0]["normalized"] == ORDER
+
+    status = chat(client, "我的订单ORD-20481234到哪了？", user_id="u7")
+    assert status["language"] == "zh" and "已于" in status["reply"] and "签收" in status["reply"]
+    unknown = chat(client, "where is my order ORD-99999999?")
+    assert "couldn't find an order ORD-99999999" in unknown["reply"]
+    assert "delivered" not in unknown["reply"] and "shipped" not in unknown["reply"]
+
+
+def test_product_questions_use_the_catalog(assistant):
+    client, _, _ = assistant
+    wait_for(lambda: chat(client, "Is the Nordwind Slim-fit Red Cotton T-shirt cotton?")["product_ids"] == ["p00001"],
+             15, what="the catalog index to know the product")
+    answer = chat(client, "How much is the Nordwind Slim-fit Red Cotton T-shirt?")
+    assert "¥129.00" in answer["reply"] and "S, M, L, XL" in answer["reply"]
+    entity = next(e for e in answer["entities"] if e["type"] == "product")
+    assert entity["normalized"] == "p00001"
+    assert answer["reply"] and answer["session_id"]
+
+
+def test_a_person_is_asked_for_and_the_transcript_is_masked(assistant):
+    client, settings, _ = assistant
+    first = chat(client, "hello")
+    turn = chat(client, "I need a human agent, call me on 13812345678 or li.wei@example.com", first["session_id"])
+    assert turn["handoff"] and turn["handoff_reason"] == "asked for a person"
+    events = read_topic(settings.kafka_bootstrap_servers, topics.HANDOFFS, expect=1)
+    assert events[0]["type"] == "handoff.requested" and events[0]["payload"]["session_id"] == first["session_id"]
+    text = " ".join(t["text"] for t in events[0]["payload"]["transcript"])
+    assert "[phone]" in text and "[email]" in text
+    assert "13812345678" not in text and "li.wei@example.com" not in text
+
+
+@pytest.mark.parametrize("body", [{"message": ""}, {"message": "   "}, {"message": "x" * 10_000}, {"message": "a\x00b"}])
+def test_bad_messages_are_refused_with_a_reason(assistant, body):
+    client, _, _ = assistant
+    reply = client.post("/v1/chat", json=body)
+    assert reply.status_code == 400 and reply.content_type == "application/problem+json"
+    assert reply.json["detail"]
+
+
+def test_garbage_bytes_and_odd_messages_never_crash(assistant):
+    client, _, _ = assistant
+    reply = client.post("/v1/chat", data=b"\xff\xfe\x00garbage", content_type="application/json")
+    assert reply.status_code == 400
+    for odd in ("🙂🙂🙂", "1234567", "???", "x" * 2000):
+        answer = chat(client, odd)
+        assert answer["reply"], odd
+    parsed = client.post("/v1/nlu/parse", json={"text": "我想要退款"}).json
+    assert parsed["intent"]["name"] == "refund_status" and parsed["language"] == "zh"
