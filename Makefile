@@ -19,7 +19,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender proto proto-check lint compose-config compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot proto proto-check lint compose-config compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,13 +52,16 @@ test-unit: venv ## unit tests only (no broker, no Redis)
 test-integration: venv sysdeps ## integration tests only
 	$(BIN)/python -m pytest -q -ra tests/integration
 
-bench: bench-bus bench-recommender ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
+bench: bench-bus bench-recommender bench-chatbot ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
 
 bench-bus: venv sysdeps ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis
 	$(BIN)/python -m benchmarks.bench_bus $(if $(QUICK),--quick)
 
 bench-recommender: venv sysdeps ## MovieLens-100k, demo shop, serving latency + freshness (SECTION=movielens|demo|serving)
 	$(BIN)/python -m benchmarks.bench_recommender $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
+
+bench-chatbot: venv sysdeps ## intent accuracy per language vs TF-IDF and MiniLM baselines, entity F1, latency
+	$(BIN)/python -m benchmarks.bench_chatbot $(if $(QUICK),--quick)
 
 proto: venv ## regenerate the Python stubs from protos/*.proto
 	$(BIN)/python -m shopai.protogen

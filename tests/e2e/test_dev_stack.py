@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,8 +121,11 @@ class DevStack:
 
 
 @pytest.fixture
-def stack(tmp_path, redis_url):
+def stack(tmp_path, redis_url, chatbot_model_dir):
     redis.Redis.from_url(redis_url).flushdb()
+    # The assistant's intent model, trained once per session: the first start of a real `make run`
+    # trains it (2-3 minutes), which is not what this test is about.
+    shutil.copytree(chatbot_model_dir[0] / "models", tmp_path / "data" / "models")
     dev = DevStack(tmp_path, redis_url)
     yield dev
     dev.kill()
