@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from protos import chatbot_pb2, chatbot_pb2_grpc, recommender_pb2, recommender_pb2_grpc
+from protos import (
+    chatbot_pb2,
+    chatbot_pb2_grpc,
+    recommender_pb2,
+    recommender_pb2_grpc,
+    vision_pb2,
+    vision_pb2_grpc,
+)
 from services.common.settings import SERVICE_NAMES
 
 pytestmark = pytest.mark.integration
@@ -27,7 +36,9 @@ def reflected_services(target: str) -> set[str]:
         return {s.name for reply in replies for s in reply.list_services_response.service}
 
 
-def test_every_service_serves_health_and_reflection(start_service):
+def test_every_service_serves_health_and_reflection(start_service, settings, chatbot_model_dir):
+    # The assistant is ready once it has an intent model: give it the session's (training takes minutes).
+    shutil.copytree(chatbot_model_dir[0] / "models", settings.data_dir / "models")
     procs = {name: start_service(name) for name in SERVICE_NAMES}
     for name, proc in procs.items():
         with grpc.insecure_channel(proc.target) as channel:
@@ -40,10 +51,13 @@ def test_every_service_serves_health_and_reflection(start_service):
         assert proc.metric("process_cpu_seconds_total") >= 0  # the Prometheus exporter answers
 
     # A declared RPC that is not built yet answers UNIMPLEMENTED, not a hang or a crash.
-    with grpc.insecure_channel(procs["chatbot"].target) as channel:
+    with grpc.insecure_channel(procs["vision"].target) as channel:
         with pytest.raises(grpc.RpcError) as err:
-            chatbot_pb2_grpc.AssistantStub(channel).Chat(chatbot_pb2.ChatRequest(message="hi"), timeout=5)
+            vision_pb2_grpc.VisionStub(channel).Identify(vision_pb2.ImageRequest(), timeout=5)
         assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    with grpc.insecure_channel(procs["chatbot"].target) as channel:
+        reply = chatbot_pb2_grpc.AssistantStub(channel).Chat(chatbot_pb2.ChatRequest(message="hi"), timeout=10)
+        assert reply.intent.name == "greeting" and reply.reply and reply.session_id
     # Calls are counted by method and code.
     with grpc.insecure_channel(procs["recommender"].target) as channel:
         stub = recommender_pb2_grpc.RecommenderStub(channel)
