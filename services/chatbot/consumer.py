@@ -12,7 +12,7 @@ from services.chatbot.store import ChatbotKeys as K
 from services.common import topics
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
-from services.common.stock import apply_stock
+from services.common.stock import StockLedger
 
 ORDER_FIELDS = ("user_id", "total", "currency", "carrier", "tracking_no", "expected_delivery", "reason")
 PRODUCT_FIELDS = ("title", "title_zh", "description", "description_zh", "category", "brand", "price", "currency")
@@ -26,11 +26,11 @@ class ChatbotProjection(Projection):
         ops("HINCRBY", K.stats, event.type, 1)
         if event.family == "order":
             self._apply_order(event, ops)
-            apply_stock(event, ops, K.stock, K.stock_counted_at, self._counted_at)
+            StockLedger(self.redis, "chat").apply(event, ops)
         elif event.family == "product":
             self._apply_product(event, ops)
         elif event.family == "inventory":
-            apply_stock(event, ops, K.stock, K.stock_counted_at, self._counted_at)
+            StockLedger(self.redis, "chat").apply(event, ops)
         else:
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
 
@@ -69,7 +69,3 @@ class ChatbotProjection(Projection):
                    "tags", json.dumps(list(p.get("tags") or []), ensure_ascii=False)]
         ops("HSET", K.product(pid), *fields)
         ops("SADD", K.active, pid)
-
-    def _counted_at(self, pid: str) -> float | None:
-        value = self.redis.hget(K.stock_counted_at, pid)
-        return float(value) if value is not None else None

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import redis
 
 from services.common.cache import key
+from services.common.stock import StockLedger
 
 
 class ChatbotKeys:
@@ -41,6 +42,7 @@ class ChatbotStore:
     def __init__(self, client: redis.Redis, session_ttl_seconds: int = 1800) -> None:
         self.redis = client
         self.session_ttl = session_ttl_seconds
+        self.stock = StockLedger(client, "chat")
 
     # -- orders ----------------------------------------------------------------------------------
     def order(self, order_id: str) -> dict | None:
@@ -81,12 +83,7 @@ class ChatbotStore:
         return int(self.redis.get(K.catalog_version) or 0)
 
     def on_hand(self, pid: str) -> int | None:
-        """Units in stock, or None when stock was never counted for the product."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(K.stock, pid)
-            pipe.hget(K.stock_counted_at, pid)
-            level, at = pipe.execute()
-        return None if at is None or level is None else int(level)
+        return self.stock.on_hand(pid)
 
     # -- sessions --------------------------------------------------------------------------------
     def load_session(self, session_id: str) -> dict | None:

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import redis
+
+from services.common.cache import key
 from services.common.events import Event
 from services.common.projection import Ops
 
@@ -59,3 +62,42 @@ def apply_stock(
             counts[pid] = when
         elif delta and (last is None or when >= last):
             ops("HINCRBY", on_hand_key, pid, delta)
+
+
+class StockLedger:
+    """One projection's stock in Redis: a hash product -> on_hand and a hash product -> last count time.
+
+    Each service keeps its own ledger (``namespace`` "rec", "chat", ...) in its own projection, so it
+    can be rebuilt on its own; the rule and the reads are the same everywhere.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.redis = client
+        self.on_hand_key = key(namespace, "stock", "on-hand")
+        self.counted_at_key = key(namespace, "stock", "counted-at")
+
+    def apply(self, event: Event, ops: Ops) -> None:
+        apply_stock(event, ops, self.on_hand_key, self.counted_at_key, self.counted_at)
+
+    def counted_at(self, pid: str) -> float | None:
+        value = self.redis.hget(self.counted_at_key, pid)
+        return float(value) if value is not None else None
+
+    def on_hand(self, pid: str) -> int | None:
+        """Units in stock, or None when the product's stock was never counted."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.on_hand_key, pid)
+            pipe.hget(self.counted_at_key, pid)
+            level, at = pipe.execute()
+        return None if at is None or level is None else int(level)
+
+    def out_of_stock(self, pids: list[str]) -> set[str]:
+        """Products whose stock was counted at least once and whose on_hand is now <= 0."""
+        if not pids:
+            return set()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.on_hand_key, pids)
+            pipe.hmget(self.counted_at_key, pids)
+            levels, counted = pipe.execute()
+        return {pid for pid, level, at in zip(pids, levels, counted, strict=True)
+                if at is not None and level is not None and int(level) <= 0}

@@ -13,7 +13,7 @@ import json
 from services.common import topics
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
-from services.common.stock import apply_stock
+from services.common.stock import StockLedger
 from services.recommender import core
 from services.recommender.core.profiles import recent_entry
 from services.recommender.store import RecommenderKeys as K
@@ -136,8 +136,4 @@ class RecommenderProjection(Projection):
         self._apply_stock(event, ops)
 
     def _apply_stock(self, event: Event, ops: Ops) -> None:
-        apply_stock(event, ops, K.stock, K.stock_counted_at, self._counted_at)
-
-    def _counted_at(self, pid: str) -> float | None:
-        value = self.redis.hget(K.stock_counted_at, pid)
-        return float(value) if value is not None else None
+        StockLedger(self.redis, "rec").apply(event, ops)

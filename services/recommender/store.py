@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import redis
 
 from services.common.cache import key
+from services.common.stock import StockLedger
 
 # Rankings restricted to the live catalog are recomputed at most this often.
 RANKING_CACHE_SECONDS = 5
@@ -115,6 +116,7 @@ class UserState:
 class RecommenderStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self.stock = StockLedger(client, "rec")
 
     # -- rankings ------------------------------------------------------------------------------
     def ranking(self, kind: str, category: str | None, limit: int) -> list[tuple[str, float]]:
@@ -214,24 +216,10 @@ class RecommenderStore:
         return set(self.redis.smembers(K.active))
 
     def out_of_stock(self, pids: list[str]) -> set[str]:
-        """Products whose stock was counted at least once and whose on_hand is now <= 0."""
-        if not pids:
-            return set()
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(K.stock, pids)
-            pipe.hmget(K.stock_counted_at, pids)
-            levels, counted = pipe.execute()
-        return {
-            pid for pid, level, at in zip(pids, levels, counted, strict=True)
-            if at is not None and level is not None and int(level) <= 0
-        }
+        return self.stock.out_of_stock(pids)
 
     def on_hand(self, pid: str) -> int | None:
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(K.stock, pid)
-            pipe.hget(K.stock_counted_at, pid)
-            level, at = pipe.execute()
-        return None if at is None or level is None else int(level)
+        return self.stock.on_hand(pid)
 
     def item_facts(self, pid: str) -> dict:
         with self.redis.pipeline(transaction=False) as pipe:
