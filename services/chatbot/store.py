@@ -8,14 +8,13 @@ from collections.abc import Iterable
 import redis
 
 from services.common.cache import key
-from services.common.stock import StockLedger
+from services.common.stock import StockLedger, stock_keys
 
 
 class ChatbotKeys:
     active = key("chat", "catalog", "active")
     catalog_version = key("chat", "catalog", "version")
-    stock = key("chat", "stock", "on-hand")
-    stock_counted_at = key("chat", "stock", "counted-at")
+    stock, stock_counted_at = stock_keys("chat")
     stats = key("chat", "stats", "events")
 
     @staticmethod

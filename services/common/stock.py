@@ -64,6 +64,11 @@ def apply_stock(
             ops("HINCRBY", on_hand_key, pid, delta)
 
 
+def stock_keys(namespace: str) -> tuple[str, str]:
+    """(on-hand hash, counted-at hash) of one projection's stock."""
+    return key(namespace, "stock", "on-hand"), key(namespace, "stock", "counted-at")
+
+
 class StockLedger:
     """One projection's stock in Redis: a hash product -> on_hand and a hash product -> last count time.
 
@@ -73,8 +78,7 @@ class StockLedger:
 
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.redis = client
-        self.on_hand_key = key(namespace, "stock", "on-hand")
-        self.counted_at_key = key(namespace, "stock", "counted-at")
+        self.on_hand_key, self.counted_at_key = stock_keys(namespace)
 
     def apply(self, event: Event, ops: Ops) -> None:
         apply_stock(event, ops, self.on_hand_key, self.counted_at_key, self.counted_at)

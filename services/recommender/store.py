@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import redis
 
 from services.common.cache import key
-from services.common.stock import StockLedger
+from services.common.stock import StockLedger, stock_keys
 
 # Rankings restricted to the live catalog are recomputed at most this often.
 RANKING_CACHE_SECONDS = 5
@@ -26,8 +26,7 @@ class RecommenderKeys:
     first_seen = key("rec", "users", "first-seen")
     last_seen = key("rec", "users", "last-seen")
     item_last_seen = key("rec", "items", "last-seen")
-    stock = key("rec", "stock", "on-hand")
-    stock_counted_at = key("rec", "stock", "counted-at")
+    stock, stock_counted_at = stock_keys("rec")
 
     @staticmethod
     def product(pid: str) -> str:
@@ -136,13 +135,6 @@ class RecommenderStore:
         return 0 if rank is None else int(rank) + 1
 
     # -- users ---------------------------------------------------------------------------------
-    def purchased(self, user: str) -> set[str]:
-        return set(self.redis.smembers(K.user_purchased(user)))
-
-    def recent(self, user: str, n: int = 20) -> list[str]:
-        """The user's recent raw entries (see core.recent_entry), most recent first."""
-        return list(self.redis.lrange(K.user_recent(user), 0, n - 1))
-
     def user_state(self, user: str) -> UserState:
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(K.user_items(user))
@@ -150,9 +142,6 @@ class RecommenderStore:
             pipe.lrange(K.user_recent(user), 0, -1)
             items, purchased, recent = pipe.execute()
         return UserState({pid: float(w) for pid, w in items.items()}, set(purchased), list(recent))
-
-    def user_items(self, user: str) -> dict[str, float]:
-        return {pid: float(w) for pid, w in self.redis.hgetall(K.user_items(user)).items()}
 
     def all_users(self) -> Iterator[tuple[str, dict[str, float]]]:
         """Every user's weighted items, read in pipelined chunks (the trainer's input)."""
