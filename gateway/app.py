@@ -21,6 +21,7 @@ from gateway.routes.chat import chat
 from gateway.routes.events import events
 from gateway.routes.recommendations import recommendations
 from gateway.routes.system import system
+from gateway.routes.vision import vision
 from services.common import cache
 from services.common.bus import EventPublisher, ensure_topics
 from services.common.logging import configure_logging, get_logger
@@ -38,7 +39,7 @@ HTTP_LATENCY = Histogram(
 )
 
 # Which backend a blueprint's routes call, to name it in error messages.
-BLUEPRINT_BACKEND = {"recommendations": "recommender", "chat": "chatbot"}
+BLUEPRINT_BACKEND = {"recommendations": "recommender", "chat": "chatbot", "vision": "vision"}
 
 
 class LazyPublisher:
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(events)
     app.register_api(recommendations)
     app.register_api(chat)
+    app.register_api(vision)
     app.register_api(admin)
 
     @app.get("/openapi.json", doc_ui=False)

@@ -28,6 +28,7 @@ _RETRY_POLICY = {
             "name": [{"service": "shopai.recommender.v1.Recommender", "method": m}
                      for m in ("Recommend", "BatchRecommend", "Similar", "UserProfile", "ItemProfile", "GetJob")]
                     + [{"service": "shopai.chatbot.v1.Assistant", "method": "Parse"}]
+                    + [{"service": "shopai.vision.v1.Vision", "method": m} for m in ("Identify", "Search")]
                     + [{"service": s, "method": "GetJob"}
                        for s in ("shopai.chatbot.v1.Assistant", "shopai.vision.v1.Vision",
                                  "shopai.forecasting.v1.Forecasting")],
@@ -47,7 +48,9 @@ class Backends:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.deadline = settings.grpc_deadline_seconds
-        options = [("grpc.service_config", json.dumps(_RETRY_POLICY)), ("grpc.enable_retries", 1)]
+        options = [("grpc.service_config", json.dumps(_RETRY_POLICY)), ("grpc.enable_retries", 1),
+                   # IssueCodes answers up to 1,000 QR PNGs in one message.
+                   ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         self.channels: dict[str, grpc.Channel] = {
             name: grpc.insecure_channel(settings.endpoint(name).target, options=options) for name in SERVICE_NAMES
         }

@@ -127,6 +127,26 @@ class InventoryChange(_message.Message):
     location: str
     def __init__(self, product_id: _Optional[str] = ..., on_hand: _Optional[int] = ..., delta: _Optional[int] = ..., location: _Optional[str] = ...) -> None: ...
 
+class CodeEvent(_message.Message):
+    __slots__ = ("product_id", "batch", "key_id", "issued_at", "serials", "serial", "location", "scanned_by")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    SERIALS_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_BY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    batch: str
+    key_id: str
+    issued_at: int
+    serials: _containers.RepeatedScalarFieldContainer[str]
+    serial: str
+    location: str
+    scanned_by: str
+    def __init__(self, product_id: _Optional[str] = ..., batch: _Optional[str] = ..., key_id: _Optional[str] = ..., issued_at: _Optional[int] = ..., serials: _Optional[_Iterable[str]] = ..., serial: _Optional[str] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ...) -> None: ...
+
 class DeadLetter(_message.Message):
     __slots__ = ("reason", "error_type", "topic", "partition", "offset", "key", "value", "value_is_base64", "consumer_group", "failed_at")
     REASON_FIELD_NUMBER: _ClassVar[int]

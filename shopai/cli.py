@@ -94,9 +94,27 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print("cannot start: already in use: " + ", ".join(busy) + " (stop what holds them, or set SHOPAI_* ports)")
         return 1
     os.environ.setdefault("SHOPAI_LOG_JSON", "false")  # a person reads this terminal; containers log JSON
+    _dev_signing_key(settings)
     honcho = str(Path(sys.executable).with_name("honcho"))
     os.execv(honcho, [honcho, "-f", str(PROCFILE), "-d", str(ROOT), "start", *processes])
     return 0  # not reached
+
+
+def _dev_signing_key(settings: Settings) -> None:
+    """On a laptop without a configured key, the vision service signs codes with a key of its own
+    under the data directory (created once, readable by this user only). Servers configure theirs."""
+    if settings.vision_signing_key is not None or settings.vision_signing_key_file is not None:
+        return
+    from services.vision.core.codes import SigningKey
+
+    path = settings.data_dir / "secrets" / "vision-signing-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(SigningKey.generate().to_text() + "\n")
+        print(f"created a development signing key for authenticity codes: {path}")
+    os.environ["SHOPAI_VISION_SIGNING_KEY_FILE"] = str(path.resolve())
 
 
 def _chunks(items: Iterable[dict], size: int) -> Iterator[list[dict]]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from gateway.problems import ApiProblem, Problem
 from services.common.bus import PublishError
 from services.common.events import InvalidEvent, parse_event
+from services.common.topics import INTERNAL_FAMILIES
 
 events = APIBlueprint("events", __name__, url_prefix="/v1", abp_tags=[Tag(name="events", description="Ingest shop events")])
 
@@ -70,6 +71,8 @@ def post_events() -> tuple[dict, int]:
         event_id = item.get("event_id") if isinstance(item, dict) else None
         try:
             event = parse_event(item)
+            if event.family in INTERNAL_FAMILIES:
+                raise InvalidEvent(f"{event.type} events are written by the vision service only")
         except InvalidEvent as exc:
             results.append({"index": index, "event_id": event_id, "status": "rejected", "reason": str(exc)})
             continue

@@ -28,6 +28,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "interaction": ("view", "click", "add_to_cart", "purchase", "rating", "search"),
     "order": ("created", "paid", "shipped", "delivered", "cancelled", "returned", "refunded"),
     "inventory": ("set", "received", "adjusted"),
+    "code": ("issued", "scanned"),
 }
 ALL_TYPES: frozenset[str] = frozenset(f"{fam}.{act}" for fam, acts in EVENT_TYPES.items() for act in acts)
 
@@ -38,6 +39,7 @@ PAYLOAD_MESSAGES: dict[str, type[Message]] = {
     "interaction": events_pb2.Interaction,
     "order": events_pb2.Order,
     "inventory": events_pb2.InventoryChange,
+    "code": events_pb2.CodeEvent,
 }
 
 
@@ -139,11 +141,20 @@ def _check_inventory(action: str, p: dict[str, Any]) -> None:
         raise InvalidEvent("inventory.adjusted needs delta")
 
 
+def _check_code(action: str, p: dict[str, Any]) -> None:
+    _require(p, "product_id", "batch")
+    if action == "issued":
+        _require(p, "key_id", "serials")
+    else:
+        _require(p, "serial")
+
+
 _RULES = {
     "product": _check_product,
     "interaction": _check_interaction,
     "order": _check_order,
     "inventory": _check_inventory,
+    "code": _check_code,
 }
 
 

@@ -22,7 +22,7 @@ from services.common.events import Event
 
 # Commands a projection may emit: all deterministic writes, safe inside a script.
 ALLOWED_COMMANDS = frozenset(
-    {"HSET", "HDEL", "HINCRBY", "HINCRBYFLOAT", "ZINCRBY", "ZADD", "ZREM", "SADD", "SREM",
+    {"HSET", "HSETNX", "HDEL", "HINCRBY", "HINCRBYFLOAT", "ZINCRBY", "ZADD", "ZREM", "SADD", "SREM",
      "INCRBY", "INCRBYFLOAT", "SET", "DEL", "LPUSH", "RPUSH", "LTRIM", "LREM", "EXPIRE", "PFADD"}
 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES: tuple[str, ...] = ("recommender", "chatbot", "vision", "forecasting")
@@ -76,6 +76,26 @@ class Settings(BaseSettings):
     # embeddings of its training data are cached (default <data_dir>/cache).
     chat_session_ttl_seconds: int = Field(default=30 * 60, ge=60)
     embedding_cache_dir: Path | None = None
+
+    # Vision: image limits (bytes of the file, pixels once decoded: decompression bombs), the model's
+    # input side, the key that signs authenticity codes (base64url/hex of an Ed25519 seed or a PEM;
+    # from the environment or a file, never from the repository), public keys of earlier signing keys
+    # that codes in circulation still carry (comma-separated), and the scan history that makes a
+    # valid code suspicious (more scans, or more distinct places, than these).
+    vision_max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    vision_max_pixels: int = Field(default=36_000_000, ge=64 * 64)
+    vision_image_size: int = Field(default=64, ge=32, le=320)
+    vision_signing_key: SecretStr | None = None
+    vision_signing_key_file: Path | None = None
+    vision_trusted_public_keys: str = ""
+    vision_max_scans: int = Field(default=5, ge=1)
+    vision_max_locations: int = Field(default=2, ge=1)
+    # Fine-tune the embedder on its own once the catalog has this many images (and again when it
+    # doubled or the retrain interval passed); false: only on demand.
+    vision_auto_train: bool = True
+    vision_min_products: int = Field(default=20, ge=2)
+    # CPU threads torch may use for one service (inference and training).
+    torch_threads: int = Field(default=2, ge=1)
 
     # The demo shop that `make run` seeds (shopai demo / shopai seed defaults).
     demo_seed: int = 42

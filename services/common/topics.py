@@ -9,9 +9,11 @@ INVENTORY = "inventory.v1"
 MODELS = "models.v1"
 ALERTS = "alerts.v1"
 HANDOFFS = "handoffs.v1"
+# The vision service's own log of issued codes and scans (the registry is rebuilt from it).
+CODES = "vision.codes.v1"
 
 INPUT_TOPICS: tuple[str, ...] = (CATALOG, INTERACTIONS, ORDERS, INVENTORY)
-OUTPUT_TOPICS: tuple[str, ...] = (MODELS, ALERTS, HANDOFFS)
+OUTPUT_TOPICS: tuple[str, ...] = (MODELS, ALERTS, HANDOFFS, CODES)
 
 # event type prefix -> (topic, payload field used as the message key)
 ROUTES: dict[str, tuple[str, str]] = {
@@ -19,7 +21,10 @@ ROUTES: dict[str, tuple[str, str]] = {
     "interaction": (INTERACTIONS, "user_id"),
     "order": (ORDERS, "order_id"),
     "inventory": (INVENTORY, "product_id"),
+    "code": (CODES, "product_id"),
 }
+# Families only a service writes: POST /v1/events refuses them.
+INTERNAL_FAMILIES: frozenset[str] = frozenset({"code"})
 
 
 def dlq(topic: str) -> str:
@@ -28,7 +33,7 @@ def dlq(topic: str) -> str:
 
 
 def all_topics() -> tuple[str, ...]:
-    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in INPUT_TOPICS)
+    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in (*INPUT_TOPICS, CODES))
 
 
 def route(event_type: str) -> tuple[str, str]:

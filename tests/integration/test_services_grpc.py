@@ -12,6 +12,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from protos import (
     chatbot_pb2,
     chatbot_pb2_grpc,
+    forecasting_pb2,
+    forecasting_pb2_grpc,
     recommender_pb2,
     recommender_pb2_grpc,
     vision_pb2,
@@ -51,10 +53,14 @@ def test_every_service_serves_health_and_reflection(start_service, settings, cha
         assert proc.metric("process_cpu_seconds_total") >= 0  # the Prometheus exporter answers
 
     # A declared RPC that is not built yet answers UNIMPLEMENTED, not a hang or a crash.
+    with grpc.insecure_channel(procs["forecasting"].target) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            forecasting_pb2_grpc.ForecastingStub(channel).Forecast(forecasting_pb2.ForecastRequest(), timeout=5)
+        assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
     with grpc.insecure_channel(procs["vision"].target) as channel:
         with pytest.raises(grpc.RpcError) as err:
-            vision_pb2_grpc.VisionStub(channel).Identify(vision_pb2.ImageRequest(), timeout=5)
-        assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
+            vision_pb2_grpc.VisionStub(channel).Identify(vision_pb2.ImageRequest(), timeout=10)
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "image" in err.value.details()
     with grpc.insecure_channel(procs["chatbot"].target) as channel:
         reply = chatbot_pb2_grpc.AssistantStub(channel).Chat(chatbot_pb2.ChatRequest(message="hi"), timeout=10)
         assert reply.intent.name == "greeting" and reply.reply and reply.session_id

@@ -1,0 +1,464 @@
+"""Vision routes: REST -> vision gRPC (identify a product in a photo, search by image, verify and issue
+authenticity codes).
+
+An image arrives either as ``multipart/form-data`` (file field ``image``) or as JSON
+``{"image_base64": …}`` (standard or URL-safe alphabet, padding optional, an optional
+``data:image/…;base64,`` prefix). flask-openapi3 validates one content type per view, so these views
+read the request themselves with the same pydantic models, and ``_document_request_body`` puts both
+content types in the spec. Bad input is a 400 naming the field and never reaches the service."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Annotated, Any, Literal
+
+import grpc
+from flask import abort, current_app, request
+from flask_openapi3 import APIBlueprint, FileStorage, RequestBody, Tag
+from flask_openapi3.utils import parse_body, parse_form
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from gateway.json import reply_json
+from gateway.problems import ApiProblem, Problem, from_validation_error
+from protos import vision_pb2 as pb
+
+vision = APIBlueprint(
+    "vision", __name__, url_prefix="/v1/vision",
+    abp_tags=[Tag(name="vision", description="Identify products in photos, search by image, authenticity codes")],
+)
+
+MAX_K = 100
+DEFAULT_IDENTIFY_K = 5
+DEFAULT_SEARCH_K = 10
+MAX_CATEGORY_CHARS = 100
+MAX_SCAN_FIELD_CHARS = 200  # location, scanned_by
+MAX_PAYLOAD_CHARS = 2000
+MAX_CODES = 1000
+# Below the service's own 10 MiB limit (vision.proto) and within its gRPC receive limit (body limit + 1 MiB).
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+# The model runs on CPU; issuing 1000 codes renders 1000 PNGs.
+MIN_VISION_DEADLINE_SECONDS = 10.0
+MIN_CODES_DEADLINE_SECONDS = 30.0
+# The service answers OUT_OF_RANGE with these details for an image too large in bytes or pixels: a 413.
+TOO_LARGE_PREFIX = "too large:"
+
+IMAGE_EXAMPLE = 'curl -F image=@photo.jpg, or {"image_base64": "iVBORw0KGgo…"}'
+CODES_EXAMPLE = '{"product_id": "p1001", "batch": "2026-11-A", "count": 10}'
+
+
+# ------------------------------------------------------------------ base64 images
+
+
+_DATA_URL = re.compile(r"data:[^,;]*(?:;[^,;]*)*;base64,", re.IGNORECASE)
+_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_")
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+
+def decode_base64_image(value: Any) -> bytes:
+    """The bytes of a base64 image: standard or URL-safe alphabet, with or without padding, line breaks
+    allowed, optionally behind a ``data:<type>;base64,`` prefix."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "Input should be a valid string (base64)")
+    text = value.strip()
+    if text[:5].lower() == "data:":
+        prefix = _DATA_URL.match(text)
+        if prefix is None:
+            raise PydanticCustomError("data_url", "a data URL must look like data:image/png;base64,<data>")
+        text = text[prefix.end():]
+    text = "".join(text.split())  # `base64` wraps its output at 76 characters
+    data = text.rstrip("=")
+    if not data:
+        raise PydanticCustomError("empty_image", "the image is empty")
+    bad = next((char for char in data if char not in _BASE64_CHARS), None)
+    if bad is not None:
+        raise PydanticCustomError("base64", "is not base64: it contains {char}", {"char": repr(bad)})
+    if len(text) - len(data) > 2:
+        raise PydanticCustomError("base64", "is not base64: too much = padding")
+    if set(data) & set("+/") and set(data) & set("-_"):
+        raise PydanticCustomError("base64", "is not base64: it mixes the standard (+/) and URL-safe (-_) alphabets")
+    if len(data) % 4 == 1:
+        raise PydanticCustomError("base64", "is not base64: its length does not fit (truncated?)")
+    return base64.b64decode(data.translate(_URLSAFE_TO_STANDARD) + "=" * (-len(data) % 4), validate=True)
+
+
+Base64Image = Annotated[
+    bytes,
+    BeforeValidator(decode_base64_image),
+    WithJsonSchema({
+        "type": "string", "format": "byte",
+        "description": "the image file (JPEG, PNG, WebP, GIF or BMP) in base64, standard or URL-safe, padding "
+                       "optional, optionally as a data URL (data:image/jpeg;base64,…); at most 8 MiB decoded, and the "
+                       "whole JSON body is limited to 8 MiB (about 6 MiB of image)",
+    }),
+]
+
+
+# ------------------------------------------------------------------ request models
+
+ImageFile = Field(description="the image file (JPEG, PNG, WebP, GIF or BMP), at most 8 MiB")
+Category = Field(None, max_length=MAX_CATEGORY_CHARS, description="only consider products of this category")
+
+
+def _k(default: int, what: str) -> Any:
+    return Field(default, ge=1, le=MAX_K, description=f"{what}, 1..{MAX_K}")
+
+
+class IdentifyForm(BaseModel):
+    """multipart/form-data: the photo as the file field ``image``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: FileStorage = ImageFile
+    k: int = _k(DEFAULT_IDENTIFY_K, "how many candidates in top_k")
+    category: str | None = Category
+
+
+class SearchForm(IdentifyForm):
+    k: int = _k(DEFAULT_SEARCH_K, "how many results")
+
+
+class IdentifyJson(BaseModel):
+    """application/json: the photo in base64."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    image_base64: Base64Image
+    k: int = _k(DEFAULT_IDENTIFY_K, "how many candidates in top_k")
+    category: str | None = Category
+
+
+class SearchJson(IdentifyJson):
+    k: int = _k(DEFAULT_SEARCH_K, "how many results")
+
+
+ScanLocation = Field(None, max_length=MAX_SCAN_FIELD_CHARS,
+                     description='where it was scanned, free text or "lat,lon"; recorded with the scan')
+ScannedBy = Field(None, max_length=MAX_SCAN_FIELD_CHARS,
+                  description="who scanned (user id, store id, app name); recorded with the scan")
+Payload = Field(None, max_length=MAX_PAYLOAD_CHARS,
+                description="the code's decoded text, when the client already decoded the QR code")
+
+
+class VerifyForm(BaseModel):
+    """multipart/form-data: a photo of the code (file field ``image``) and/or its decoded ``payload``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: FileStorage | None = Field(None, description="a photo of the product's code / label")
+    payload: str | None = Payload
+    location: str | None = ScanLocation
+    scanned_by: str | None = ScannedBy
+
+
+class VerifyJson(BaseModel):
+    """application/json: ``image_base64`` and/or ``payload``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    image_base64: Base64Image | None = None
+    payload: str | None = Payload
+    location: str | None = ScanLocation
+    scanned_by: str | None = ScannedBy
+
+
+class IssueCodesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    product_id: str = Field(min_length=1, max_length=64, description="a catalog product (404 otherwise)")
+    batch: str = Field(min_length=1, max_length=64, pattern=r"^\S+$",
+                       description="production / shipment batch id chosen by the caller, no whitespace")
+    count: int = Field(1, ge=1, le=MAX_CODES, description=f"how many codes, 1..{MAX_CODES}")
+    skip_png: bool = Field(False, description="true: payloads and signatures only, no QR PNGs")
+
+
+# ------------------------------------------------------------------ response models (for the spec)
+
+
+class Candidate(BaseModel):
+    product_id: str
+    label: str = Field(description="the product's title")
+    score: float = Field(description="0..1, higher is more likely")
+    category: str
+
+
+class Identification(BaseModel):
+    product_id: str = Field(description='the best match; "" when known is false')
+    label: str = Field(description="title of the best match (or the generic class when unknown)")
+    category: str
+    confidence: float = Field(description="0..1, the calibrated score of the best match")
+    known: bool = Field(description="confidence reached the service's acceptance threshold")
+    top_k: list[Candidate] = Field(description="best first, includes the best match")
+    model_version: str
+
+
+class SearchResult(BaseModel):
+    product_id: str
+    score: float = Field(description="cosine similarity mapped to 0..1, higher is more similar")
+    label: str = Field(description="the product's title")
+    category: str
+
+
+class SearchResults(BaseModel):
+    results: list[SearchResult] = Field(description="most similar first, at most k")
+    model_version: str
+
+
+class Verification(BaseModel):
+    verdict: Literal["authentic", "counterfeit", "suspicious", "unreadable"] = Field(
+        description="suspicious: a valid code whose scan history looks copied (see reasons); "
+                    "unreadable: no code found or decoded in the image")
+    product_id: str = Field(description='from the code; "" when unreadable')
+    batch: str
+    serial: str
+    reasons: list[str] = Field(description='human-readable findings, e.g. "signature valid"')
+    scan_count: int = Field(description="scans of this serial so far, including this one (0 when unreadable)")
+    first_scanned_at: str | None = Field(description="RFC 3339; null when unknown")
+    issued_at: str | None = Field(description="RFC 3339; null when unknown")
+
+
+class AuthenticityCode(BaseModel):
+    serial: str
+    payload: str = Field(description="the exact text in the QR code; POST /v1/vision/verify accepts it as payload")
+    signature: str = Field(description="base64url signature over product, batch and serial")
+    png_base64: str | None = Field(description="the QR code as a PNG, standard base64; null with skip_png")
+
+
+class IssuedCodes(BaseModel):
+    product_id: str
+    batch: str
+    key_id: str = Field(description="id of the signing key (for key rotation)")
+    issued_at: str | None = Field(description="RFC 3339")
+    codes: list[AuthenticityCode]
+
+
+# ------------------------------------------------------------------ reading the request
+
+
+@vision.before_request
+def _json_object_or_multipart() -> None:
+    """The image routes take multipart/form-data or a JSON object, the codes route only a JSON object;
+    anything else is a 400 with its reason before validation (as in gateway/routes/chat.py)."""
+    if request.method != "POST":
+        return
+    codes = request.endpoint == "vision.issue_codes"
+    if request.mimetype == "multipart/form-data" and not codes:
+        return
+    example = CODES_EXAMPLE if codes else IMAGE_EXAMPLE
+    if not request.is_json:
+        expected = ("JSON with Content-Type: application/json" if codes else
+                    "multipart/form-data with the file field image, or JSON with Content-Type: application/json")
+        raise ApiProblem(400, f"the body must be {expected}, e.g. {example}", slug="invalid-body")
+    if not request.get_data(cache=True):
+        raise ApiProblem(400, f"the body is empty; expected e.g. {example}", slug="invalid-body")
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except RecursionError:
+        raise ApiProblem(400, "the body is not valid JSON: it is nested too deeply", slug="invalid-body") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ApiProblem(400, f"the body is not valid JSON (UTF-8): {exc}", slug="invalid-body") from None
+    if not isinstance(body, dict):
+        raise ApiProblem(400, f"the body must be a JSON object, e.g. {example}", slug="invalid-body")
+
+
+def _invalid(location: str, message: str, kind: str) -> ApiProblem:
+    """A 400 in the shape of a validation error (gateway/problems.py ``from_validation_error``)."""
+    return ApiProblem(400, f"{location}: {message}", slug="validation-error",
+                      errors=[{"location": location, "message": message, "type": kind}])
+
+
+def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        abort(from_validation_error(exc))  # as flask-openapi3 answers its own validation errors
+
+
+def _form_fields() -> dict[str, Any]:
+    """The multipart fields, each once: text fields as strings, the file as a FileStorage."""
+    fields: dict[str, Any] = {}
+    for name in request.form:
+        if name == "image":
+            raise _invalid("image", "must be a file part (curl -F image=@photo.jpg), not a text field",
+                           "file_expected")
+        if name == "image_base64":
+            raise _invalid("image_base64", "send the image once: as the file field image in a multipart form, "
+                                           "or as image_base64 in a JSON body", "both_image_forms")
+        values = request.form.getlist(name)
+        if len(values) > 1:
+            raise _invalid(name, "is given more than once", "repeated")
+        fields[name] = values[0]
+    for name in request.files:
+        files = [file for file in request.files.getlist(name) if not _no_file_chosen(file)]
+        if len(files) > 1:
+            raise _invalid(name, "send one file", "repeated")
+        if files:
+            fields[name] = files[0]
+    return fields
+
+
+def _no_file_chosen(file: FileStorage) -> bool:
+    """A browser form sends an empty part without a file name when no file was chosen."""
+    if file.filename:
+        return False
+    empty = not file.stream.read(1)
+    file.stream.seek(0)
+    return empty
+
+
+def _json_fields() -> dict[str, Any]:
+    body = request.get_json()  # a JSON object: checked in _json_object_or_multipart
+    if "image" in body:
+        raise _invalid("image", "in a JSON body send the image as image_base64 (image is the multipart file field)",
+                       "json_image_field")
+    return body
+
+
+def _read_image(form_or_body: Any, location: str) -> bytes:
+    """The decoded image bytes (b"" when none was sent), at most MAX_IMAGE_BYTES."""
+    if location == "image":
+        image = form_or_body.image.read() if form_or_body.image is not None else b""
+        if form_or_body.image is not None and not image:
+            raise _invalid("image", "the file is empty", "empty_image")
+    else:
+        image = form_or_body.image_base64 or b""
+    if len(image) > MAX_IMAGE_BYTES:
+        raise ApiProblem(413, f"the image is {len(image)} bytes; at most {MAX_IMAGE_BYTES} bytes (8 MiB) are accepted",
+                         slug="image-too-large")
+    return image
+
+
+def _image_request(form_model: type[BaseModel], json_model: type[BaseModel]) -> pb.ImageRequest:
+    if request.mimetype == "multipart/form-data":
+        fields, location = _validated(form_model, _form_fields()), "image"
+    else:
+        fields, location = _validated(json_model, _json_fields()), "image_base64"
+    return pb.ImageRequest(image=_read_image(fields, location), k=fields.k, category=fields.category or "")
+
+
+# ------------------------------------------------------------------ calling the service
+
+
+def _deadline(minimum: float) -> float:
+    # CPU inference (and PNG rendering for codes) can take longer than the gateway's default deadline
+    # for cheap reads: at least `minimum`, so that a busy service is not reported as a 504.
+    return max(float(current_app.config["GRPC_DEADLINE"]), minimum)
+
+
+def _call(method: str, message: Any, minimum_deadline: float) -> Any:
+    """One Vision RPC. OUT_OF_RANGE "too large: …" (an image too large in bytes or pixels) is a 413 here;
+    every other gRPC error goes to the app's handler (GRPC_TO_HTTP)."""
+    stub = current_app.extensions["shopai.backends"].stub("vision")
+    try:
+        return getattr(stub, method)(message, timeout=_deadline(minimum_deadline))
+    except grpc.RpcError as exc:
+        code = exc.code() if hasattr(exc, "code") else None
+        details = (exc.details() if hasattr(exc, "details") else "") or ""
+        if code is grpc.StatusCode.OUT_OF_RANGE and details.startswith(TOO_LARGE_PREFIX):
+            raise ApiProblem(413, details, slug="image-too-large") from exc
+        raise
+
+
+# ------------------------------------------------------------------ routes
+
+
+RESPONSES: dict[int, type[BaseModel]] = {400: Problem, 413: Problem, 501: Problem, 503: Problem, 504: Problem}
+
+
+@vision.post("/identify", responses={200: Identification, **RESPONSES})
+def identify() -> tuple[dict, int]:
+    """Which catalog product is in a photo.
+
+    Send the photo as multipart/form-data (file field `image`, optional fields `k` and `category`) or
+    as JSON `{"image_base64": "…", "k": 5, "category": "bags"}` (standard or URL-safe base64, padding
+    optional, a `data:image/…;base64,` prefix allowed). `k` (1..100, default 5) is the size of `top_k`.
+    `known` is false when nothing in the catalog matches well enough (then `product_id` is empty).
+    400 for an image the service cannot decode, 413 for one larger than 8 MiB or with too many pixels."""
+    reply = _call("Identify", _image_request(IdentifyForm, IdentifyJson), MIN_VISION_DEADLINE_SECONDS)
+    return reply_json(reply), 200
+
+
+@vision.post("/search", responses={200: SearchResults, **RESPONSES})
+def search() -> tuple[dict, int]:
+    """Catalog products that look like a photo, most similar first.
+
+    The same body as `POST /v1/vision/identify` (multipart file field `image`, or JSON `image_base64`);
+    `k` (1..100, default 10) is the number of results."""
+    reply = _call("Search", _image_request(SearchForm, SearchJson), MIN_VISION_DEADLINE_SECONDS)
+    return reply_json(reply), 200
+
+
+@vision.post("/verify", responses={200: Verification, **RESPONSES})
+def verify() -> tuple[dict, int]:
+    """Check a product's authenticity code: a photo of the code / label, or its decoded text.
+
+    multipart/form-data (file field `image`, optional fields `payload`, `location`, `scanned_by`) or JSON
+    `{"image_base64": "…", "payload": "…", "location": "…", "scanned_by": "…"}`; an image or a payload
+    is required. Each call records a scan, so the gateway never retries it."""
+    if request.mimetype == "multipart/form-data":
+        fields, location = _validated(VerifyForm, _form_fields()), "image"
+    else:
+        fields, location = _validated(VerifyJson, _json_fields()), "image_base64"
+    image = _read_image(fields, location)
+    payload = fields.payload or ""
+    if not image and not payload.strip():
+        raise _invalid(location, "send a photo of the code or its decoded text (payload)", "missing_image_or_payload")
+    reply = _call(
+        "Verify",
+        pb.VerifyRequest(image=image, payload=payload, location=fields.location or "",
+                         scanned_by=fields.scanned_by or ""),
+        MIN_VISION_DEADLINE_SECONDS,
+    )
+    body = reply_json(reply)
+    for stamp in ("first_scanned_at", "issued_at"):
+        body.setdefault(stamp, None)
+    return body, 200
+
+
+@vision.post("/codes", responses={201: IssuedCodes, 400: Problem, 404: Problem, 501: Problem, 503: Problem,
+                                  504: Problem})
+def issue_codes(body: IssueCodesBody) -> tuple[dict, int]:
+    """Issue signed authenticity codes (QR PNGs) for a product batch.
+
+    Answers 201 with one code per `count`: its `serial`, the `payload` encoded in the QR code (verify
+    accepts it), the `signature`, and the QR code as `png_base64` (null with `skip_png`). 404 when the
+    product is not in the catalog, 400 when the service has no signing key. Never retried by the
+    gateway: each call issues new serials."""
+    reply = _call(
+        "IssueCodes",
+        pb.IssueCodesRequest(product_id=body.product_id, batch=body.batch, count=body.count, skip_png=body.skip_png),
+        MIN_CODES_DEADLINE_SECONDS,
+    )
+    issued = reply_json(reply)
+    issued.setdefault("issued_at", None)
+    issued["codes"] = [
+        {"serial": code.serial, "payload": code.payload, "signature": code.signature,
+         "png_base64": base64.b64encode(code.png).decode("ascii") if code.png else None}
+        for code in reply.codes
+    ]
+    return issued, 201
+
+
+# ------------------------------------------------------------------ both content types in the spec
+
+
+def _document_request_body(rule: str, form_model: type[BaseModel], json_model: type[BaseModel],
+                           description: str) -> None:
+    """flask-openapi3 documents one body model per view (a ``form`` or a ``body`` parameter, each also
+    validated); these views read both content types themselves, so both are added to the spec here."""
+    form_content, form_schemas = parse_form(form_model)
+    json_content, json_schemas = parse_body(json_model)
+    vision.components_schemas.update(**form_schemas, **json_schemas)
+    vision.paths[f"{vision.url_prefix}{rule}"].post.requestBody = RequestBody(
+        content={**form_content, **json_content}, required=True, description=description,
+    )
+
+
+_IMAGE_BODY = "multipart/form-data with the file field image, or JSON with image_base64"
+_document_request_body("/identify", IdentifyForm, IdentifyJson, _IMAGE_BODY)
+_document_request_body("/search", SearchForm, SearchJson, _IMAGE_BODY)
+_document_request_body("/verify", VerifyForm, VerifyJson,
+                       "multipart/form-data (file field image and/or field payload), or JSON with image_base64 "
+                       "and/or payload")

@@ -1,0 +1,95 @@
+"""The vision service's projection: catalog pictures and the log of authenticity codes.
+
+``product.upserted`` with ``image_base64``: the picture is decoded and checked here (a product
+whose image is not a picture goes to the dead-letter topic with the reason); the product's hash
+and fingerprint change, and the index watcher (server.py) embeds it within a second.
+An upsert without an image keeps the picture it had (title and category still update).
+``code.issued`` / ``code.scanned``: the registry of serials and their scan history; the service
+applies its own events at once through the same exactly-once applier (the same event id), so the
+consumer's later delivery changes nothing, and a rebuild from the topic gives the same state.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+
+from services.common import topics
+from services.common.events import Event, InvalidEvent
+from services.common.projection import Ops, Projection
+from services.vision.core.images import ImageProblem, decode_image
+from services.vision.store import RECENT_SCANS, fingerprint
+from services.vision.store import VisionKeys as K
+
+MAX_CATALOG_IMAGE_BYTES = 8 * 1024 * 1024
+
+
+class VisionProjection(Projection):
+    group = "vision"
+    topics = (topics.CATALOG, topics.CODES)
+
+    def apply(self, event: Event, ops: Ops) -> None:
+        ops("HINCRBY", K.stats, event.type, 1)
+        if event.family == "product":
+            self._apply_product(event, ops)
+        elif event.family == "code":
+            code_ops(event, ops)
+        else:
+            raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
+
+    def _apply_product(self, event: Event, ops: Ops) -> None:
+        p = event.payload
+        pid = str(p["product_id"])
+        if event.action == "removed":
+            ops("DEL", K.product(pid))
+            ops("HDEL", K.fingerprints, pid)
+            ops.batch_state.setdefault("sha", {})[pid] = ""
+            return
+        title, category = str(p.get("title", "")), str(p.get("category", ""))
+        fields: list[object] = ["title", title, "category", category]
+        shas: dict[str, str] = ops.batch_state.setdefault("sha", {})
+        raw = p.get("image_base64")
+        if raw:
+            try:
+                data = base64.b64decode(str(raw), validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidEvent("image_base64 is not valid base64") from None
+            try:
+                decode_image(data, max_bytes=MAX_CATALOG_IMAGE_BYTES)
+            except ImageProblem as exc:
+                raise InvalidEvent(f"image_base64: {exc.reason}") from None
+            shas[pid] = hashlib.sha256(data).hexdigest()
+            fields += ["image", str(raw), "image_sha", shas[pid]]
+        elif pid not in shas:
+            shas[pid] = self.redis.hget(K.product(pid), "image_sha") or ""
+        if not shas[pid]:
+            ops("HSET", K.product(pid), *fields)  # known, but no picture to recognise it by (yet)
+            ops("HINCRBY", K.stats, "products_without_image", 1)
+            return
+        fp = fingerprint(shas[pid], title, category)
+        ops("HSET", K.product(pid), *fields, "fingerprint", fp)
+        ops("HSET", K.fingerprints, pid, fp)
+
+
+def code_ops(event: Event, ops: Ops) -> None:
+    """The Redis commands of a ``code.*`` event (also run by the service for its own events)."""
+    p = event.payload
+    if event.action == "issued":
+        record = ["product_id", p["product_id"], "batch", p["batch"], "key_id", p["key_id"],
+                  "issued_at", int(p.get("issued_at", 0))]
+        for serial in p["serials"]:
+            ops("HSET", K.code(str(serial)), *record)
+        return
+    serial = str(p["serial"])
+    when = event.occurred_at.timestamp()
+    ops("HINCRBY", K.scans(serial), "count", 1)
+    ops("HSETNX", K.scans(serial), "first", when)
+    ops("HSET", K.scans(serial), "last", when)
+    place = str(p.get("location", "")).strip().lower()
+    if place:
+        ops("SADD", K.places(serial), place)
+    scan = {"at": when, "location": p.get("location", ""), "scanned_by": p.get("scanned_by", "")}
+    ops("LPUSH", K.recent_scans(serial), json.dumps(scan, ensure_ascii=False))
+    ops("LTRIM", K.recent_scans(serial), 0, RECENT_SCANS - 1)

@@ -1,0 +1,90 @@
+"""The verdict on a scanned authenticity code, from what the service found out (pure rules).
+
+Order of the questions, and why:
+1. Is there a code at all? No -> ``unreadable`` (a blurred or code-less photo is never called
+   counterfeit: the shopper is asked to try again). A QR code that is not ours is unreadable too.
+2. Is the signature ours and intact? No -> ``counterfeit`` (forged, altered, or a foreign key).
+3. Did we issue this serial, for this product and batch? No -> ``counterfeit``.
+4. Does the scan history look like one physical label? Scanned more than ``max_scans`` times or
+   in more than ``max_places`` places -> ``suspicious`` (a copied label carries a valid code, so
+   the code itself cannot be called fake; its clones can only be told apart by where they turn up).
+5. Does the product in the photo look like the product the code names? Clearly another product
+   -> ``suspicious`` (a genuine label moved onto a fake). No product visible, or no confident
+   match, changes nothing: the code alone is then checked.
+Otherwise ``authentic``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from services.vision.core.codes import CodeCheck
+
+AUTHENTIC, COUNTERFEIT, SUSPICIOUS, UNREADABLE = "authentic", "counterfeit", "suspicious", "unreadable"
+
+
+@dataclass(frozen=True)
+class ProductMatch:
+    """What image search said about the photo next to the code."""
+
+    status: str  # "match" | "mismatch" | "unsure" | "no_product" | "no_photo"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_scans: int = 5
+    max_places: int = 2
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def alert(self) -> bool:
+        return self.verdict in (COUNTERFEIT, SUSPICIOUS)
+
+
+def unreadable(found_foreign: bool, blurred: bool) -> Verdict:
+    if found_foreign:
+        return Verdict(UNREADABLE, ["a code was found, but it is not a ShopAI authenticity code"])
+    reasons = ["no authenticity code could be found in the photo"]
+    if blurred:
+        reasons.append("the photo looks blurred: hold the camera still, closer to the code")
+    return Verdict(UNREADABLE, reasons)
+
+
+def judge_code(check: CodeCheck, issued: dict[str, str]) -> Verdict | None:
+    """Steps 2-3: a verdict of ``counterfeit``, or None when the code is valid and ours."""
+    if not check.valid or check.claims is None:
+        return Verdict(COUNTERFEIT, [check.reason])
+    claims = check.claims
+    if not issued:
+        return Verdict(COUNTERFEIT, [check.reason, f"serial {claims.serial} was never issued"])
+    if issued.get("product_id") != claims.product_id or issued.get("batch") != claims.batch:
+        return Verdict(COUNTERFEIT, [check.reason, f"serial {claims.serial} was issued for another product or batch"])
+    return None
+
+
+def judge_history(check: CodeCheck, issued_at: int, scans: int, places: int, match: ProductMatch,
+                  limits: Limits) -> Verdict:
+    """Steps 4-5 for a valid, issued code (``scans`` includes this one)."""
+    batch = check.claims.batch if check.claims else ""
+    reasons = [check.reason, f"issued {datetime.fromtimestamp(issued_at, UTC):%Y-%m-%d} for batch {batch}"]
+    suspicious = []
+    if scans > limits.max_scans:
+        suspicious.append(f"scanned {scans} times (more than {limits.max_scans}): the label may have been copied")
+    if places > limits.max_places:
+        suspicious.append(f"scanned in {places} different places (more than {limits.max_places}): "
+                          "the label may have been copied")
+    if match.status == "mismatch":
+        suspicious.append(match.detail)
+    elif match.detail:
+        reasons.append(match.detail)
+    if suspicious:
+        return Verdict(SUSPICIOUS, reasons + suspicious)
+    reasons.append(f"scan {scans} of this serial" + (f", in {places} place(s)" if places else ""))
+    return Verdict(AUTHENTIC, reasons)

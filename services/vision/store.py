@@ -1,0 +1,118 @@
+"""Where the vision service keeps its state in Redis (all rebuildable from the topics).
+
+- The catalog's pictures: one hash per product (title, category, the image as base64, its
+  fingerprint) and one hash of every product's fingerprint, which the index watcher compares with
+  the served index to find what to (re-)embed.
+- Authenticity codes: one hash per issued serial (product, batch, key, time), projected from
+  ``code.issued`` events on ``vision.codes.v1``; the scan history of each serial (count, first
+  and last scan, the distinct places, the last scans), projected from ``code.scanned``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+
+import redis
+from PIL import Image
+
+from services.common.cache import key
+
+RECENT_SCANS = 20
+
+
+class VisionKeys:
+    stats = key("vision", "stats")
+    fingerprints = key("vision", "fingerprints")
+
+    @staticmethod
+    def product(pid: str) -> str:
+        return key("vision", "product", pid)
+
+    @staticmethod
+    def code(serial: str) -> str:
+        return key("vision", "code", serial)
+
+    @staticmethod
+    def scans(serial: str) -> str:
+        return key("vision", "scans", serial)
+
+    @staticmethod
+    def places(serial: str) -> str:
+        return key("vision", "places", serial)
+
+    @staticmethod
+    def recent_scans(serial: str) -> str:
+        return key("vision", "recent_scans", serial)
+
+
+K = VisionKeys
+
+
+def fingerprint(image_sha: str, title: str, category: str) -> str:
+    return hashlib.sha256(f"{image_sha}|{title}|{category}".encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    product_id: str
+    title: str
+    category: str
+    fingerprint: str
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class ScanHistory:
+    count: int  # scans so far, including the current one
+    places: int  # distinct non-empty locations
+    first_scanned_at: float | None
+    recent: list[dict]
+
+
+class VisionStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    # -- catalog -----------------------------------------------------------------------------------
+    def fingerprints(self) -> dict[str, str]:
+        return self.redis.hgetall(K.fingerprints)
+
+    def product(self, pid: str) -> dict[str, str]:
+        return self.redis.hgetall(K.product(pid))
+
+    def entries(self, pids: list[str]) -> list[CatalogEntry]:
+        """The products' pictures, decoded (a product whose image went away meanwhile is skipped)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for pid in pids:
+            pipe.hmget(K.product(pid), "title", "category", "fingerprint", "image")
+        out = []
+        for pid, (title, category, fp, image) in zip(pids, pipe.execute(), strict=True):
+            if not image or fp is None:
+                continue
+            picture = Image.open(io.BytesIO(base64.b64decode(image))).convert("RGB")
+            out.append(CatalogEntry(pid, title or "", category or "", fp, picture))
+        return out
+
+    def catalog(self) -> list[CatalogEntry]:
+        return self.entries(sorted(self.fingerprints()))
+
+    def images_count(self) -> int:
+        return int(self.redis.hlen(K.fingerprints))
+
+    # -- codes --------------------------------------------------------------------------------------
+    def issued(self, serial: str) -> dict[str, str]:
+        return self.redis.hgetall(K.code(serial))
+
+    def history(self, serial: str) -> ScanHistory:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(K.scans(serial))
+        pipe.scard(K.places(serial))
+        pipe.lrange(K.recent_scans(serial), 0, RECENT_SCANS - 1)
+        scans, places, recent = pipe.execute()
+        first = scans.get("first")
+        return ScanHistory(int(scans.get("count", 0)), int(places), float(first) if first else None,
+                           [json.loads(r) for r in recent])

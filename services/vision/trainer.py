@@ -1,0 +1,83 @@
+"""Training the vision model: the catalog's pictures -> a fine-tuned, versioned embedder + index.
+
+One run: read every product picture from the projection; make held-out query photos
+(``distort.make_query``, seeded, an implementation the training never samples from); fine-tune
+(core/finetune.py, progress and checkpoints); embed the catalog into a new index; fit the
+identification settings on the query photos; save the version and swap it in. The job's metrics
+compare the new model's recall with the model that was serving, on the same photos.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from services.common.jobs import Progress, TrainResult
+from services.common.logging import get_logger
+from services.common.models import ModelHolder, ModelRegistry, new_version
+from services.vision.core.distort import make_query
+from services.vision.core.finetune import finetune, training_params
+from services.vision.core.index import VectorIndex
+from services.vision.core.model import Product, VisionModel, evaluate, tune
+from services.vision.store import CatalogEntry, VisionStore
+
+log = get_logger(__name__)
+TRAINABLE_MODELS = ("", "embedder")
+HELD_OUT_QUERIES = 500
+
+
+def catalog_images(entries: list[CatalogEntry]) -> dict:
+    return {e.product_id: (Product(e.product_id, e.title, e.category, e.fingerprint), e.image) for e in entries}
+
+
+class VisionTrainer:
+    def __init__(self, store: VisionStore, holder: ModelHolder[VisionModel], registry: ModelRegistry,
+                 on_new_version: Callable[[str, dict], None] | None = None) -> None:
+        self.store = store
+        self.holder = holder
+        self.registry = registry
+        self.on_new_version = on_new_version
+
+    def train(self, model_name: str, raw: Mapping[str, str], progress: Progress) -> TrainResult:
+        if model_name not in TRAINABLE_MODELS:
+            raise ValueError(f"model {model_name!r}: the vision service trains 'embedder' (or empty for all)")
+        params = training_params(dict(raw))
+        started = time.time()
+        entries = self.store.catalog()
+        if len(entries) < 2:
+            raise ValueError(f"{len(entries)} product picture(s) in the catalog: fine-tuning needs at least 2")
+        progress(0.02, f"{len(entries)} product pictures")
+        rng = np.random.default_rng(0)
+        held = [entries[i] for i in sorted(rng.choice(len(entries), min(HELD_OUT_QUERIES, len(entries)),
+                                                      replace=False))]
+        queries = [make_query(e.image, rng) for e in held]
+        truth = [e.product_id for e in held]
+        previous = self.holder.model
+        before = evaluate(previous, queries, truth) if previous is not None and len(previous.index) else {}
+
+        version = new_version("vision")
+        net = finetune([e.image for e in entries], params,
+                       report=lambda f, msg: progress(0.05 + 0.85 * f, msg),
+                       checkpoint_dir=str(self.registry.directory / "checkpoints" / version))
+        progress(0.92, "embedding the catalog")
+        model = VisionModel(net=net, image_size=int(params["image_size"]), kind="finetuned",
+                            index=VectorIndex(int(params["embed_dim"])), trained_at=time.time())
+        model = model.with_products(catalog_images(entries))
+        after = evaluate(model, queries, truth)
+        model = tune(model, after)
+        metrics = {"products": float(len(entries)), "held_out_queries": float(len(queries)),
+                   "recall_at_1": after["recall_at_1"], "recall_at_5": after["recall_at_5"],
+                   "softmax_scale": after["scale"], "min_similarity": after["min_similarity"],
+                   "train_seconds": round(time.time() - started, 1)}
+        if before:
+            metrics.update(previous_recall_at_1=before["recall_at_1"], previous_recall_at_5=before["recall_at_5"])
+        meta = {"metrics": metrics, "params": params, "kind": "finetuned",
+                "previous_version": self.holder.version}
+        self.registry.save(version, model, meta)
+        self.holder.swap(model, version, meta)
+        if self.on_new_version is not None:
+            self.on_new_version(version, meta)
+        log.info("vision_trained", version=version, **metrics)
+        return TrainResult(version, metrics, f"recall@1 {after['recall_at_1']:.3f} on {len(queries)} query photos")

@@ -1,0 +1,220 @@
+"""The vision service as a shop meets it: real product pictures through the broker, the service as
+its own process, questions over gRPC and through the gateway's REST routes, codes signed with a key
+from the environment, alerts on alerts.v1, the code log on vision.codes.v1."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from gateway.app import close_app, create_app
+from protos import common_pb2
+from protos import vision_pb2 as pb
+from protos import vision_pb2_grpc as pb_grpc
+from services.common import topics
+from services.common.bus import EventPublisher
+from services.common.events import new_event
+from services.vision.core.codes import SigningKey, find_codes
+from services.vision.core.distort import label_photo
+from services.vision.core.images import encode_image
+from services.vision.store import VisionKeys as K
+from shopai.demo.catalog import build_catalog
+from tests.integration.test_vertical_slice import read_topic
+from tests.support import assert_problem, wait_for
+from tests.unit.test_vision_images import _png_claiming as png_claiming
+
+pytestmark = pytest.mark.integration
+PRODUCTS = 24
+
+
+def catalog() -> list[dict]:
+    return build_catalog(PRODUCTS, np.random.default_rng(5), np.zeros(PRODUCTS, bool)).payloads
+
+
+def picture(product: dict) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(product["image_base64"]))).convert("RGB")
+
+
+def jpeg(image: Image.Image, size: int = 112) -> bytes:
+    return encode_image(image.resize((size, size), Image.BICUBIC), "JPEG", quality=85)
+
+
+@pytest.fixture
+def vision(settings, start_service_with, redis_client):
+    key = SigningKey.generate()
+    products = catalog()
+    publisher = EventPublisher(settings)
+    publisher.publish([new_event("product.upserted", {k: v for k, v in p.items() if k != "cost"}) for p in products])
+    wait_for(lambda: redis_client.hlen(K.fingerprints) == PRODUCTS, 30, what="the pictures projected")
+    service = start_service_with(settings, "vision", SHOPAI_VISION_SIGNING_KEY=key.to_text(),
+                                 SHOPAI_VISION_AUTO_TRAIN="false", SHOPAI_RETRAIN_CHECK_SECONDS="1")
+    settings.vision.grpc_port = service.grpc_port
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    stub = pb_grpc.VisionStub(channel)
+    app = create_app(settings)
+    yield stub, app.test_client(), products, publisher, settings, key
+    close_app(app)
+    channel.close()
+    publisher.close()
+
+
+def test_a_catalog_picture_is_identified_and_found(vision):
+    stub, client, products, _, _, _ = vision
+    for product in products[:6]:
+        answer = stub.Identify(pb.ImageRequest(image=jpeg(picture(product))), timeout=20)
+        assert answer.known and answer.product_id == product["product_id"], (product["product_id"], answer)
+        assert answer.category == product["category"] and answer.label == product["title"]
+        assert 0.5 <= answer.confidence <= 1.0 and answer.top_k[0].product_id == product["product_id"]
+        found = stub.Search(pb.ImageRequest(image=jpeg(picture(product)), k=3), timeout=20)
+        assert next(r.product_id for r in found.results) == product["product_id"] and len(found.results) == 3
+        assert found.results[0].score >= found.results[1].score
+    in_category = stub.Search(pb.ImageRequest(image=jpeg(picture(products[0])), k=50,
+                                              category=products[0]["category"]), timeout=20)
+    assert {r.category for r in in_category.results} == {products[0]["category"]}
+
+    upload = client.post("/v1/vision/identify", data={"image": (io.BytesIO(jpeg(picture(products[1]))), "p.jpg")},
+                         content_type="multipart/form-data")
+    assert upload.status_code == 200, upload.json
+    assert upload.json["product_id"] == products[1]["product_id"] and upload.json["known"] is True
+    search = client.post("/v1/vision/search", json={"image_base64": base64.b64encode(jpeg(picture(products[2]))).decode(),
+                                                    "k": 4})
+    assert search.status_code == 200 and search.json["results"][0]["product_id"] == products[2]["product_id"]
+    assert search.json["model_version"].startswith("pretrained")
+
+
+def test_bad_images_get_a_reason_never_a_crash(vision):
+    stub, client, products, _, _, _ = vision
+    good = jpeg(picture(products[0]))
+    cases = [b"not an image at all", good[: len(good) // 2], b"GIF89a" + b"\x00" * 10]
+    for data in cases:
+        reply = client.post("/v1/vision/identify", data={"image": (io.BytesIO(data), "x.jpg")},
+                            content_type="multipart/form-data")
+        assert_problem(reply, 400)
+    # A PNG whose header claims 30000 x 30000 pixels: refused before decoding (a decompression bomb).
+    reply = client.post("/v1/vision/search", data={"image": (io.BytesIO(png_claiming(30000, 30000)), "bomb.png")},
+                        content_type="multipart/form-data")
+    problem = assert_problem(reply, 413)
+    assert "pixels" in problem["detail"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Identify(pb.ImageRequest(image=good, k=101), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for fmt in ("PNG", "WEBP"):
+        reply = client.post("/v1/vision/identify", json={"image_base64": base64.b64encode(
+            encode_image(picture(products[3]).resize((90, 90)), fmt)).decode()})
+        assert reply.status_code == 200 and reply.json["product_id"] == products[3]["product_id"], fmt
+
+
+def test_codes_are_issued_and_verified(vision):
+    _stub, client, products, _, settings, key = vision
+    product = products[4]
+    issued = client.post("/v1/vision/codes", json={"product_id": product["product_id"], "batch": "B-2026-11", "count": 3})
+    assert issued.status_code == 201, issued.json
+    assert issued.json["key_id"] == key.key_id and len(issued.json["codes"]) == 3
+    code = issued.json["codes"][0]
+    png = base64.b64decode(code["png_base64"])
+    assert [f.text for f in find_codes(Image.open(io.BytesIO(png)))] == [code["payload"]]
+    log = read_topic(settings.kafka_bootstrap_servers, topics.CODES, expect=1)
+    assert log[0]["type"] == "code.issued" and len(log[0]["payload"]["serials"]) == 3
+
+    def verify(photo: Image.Image | None = None, **fields) -> dict:
+        if photo is not None:
+            fields["image_base64"] = base64.b64encode(encode_image(photo, "JPEG", quality=90)).decode()
+        reply = client.post("/v1/vision/verify", json=fields)
+        assert reply.status_code == 200, reply.json
+        return reply.json
+
+    genuine = verify(label_photo(picture(product), png), location="Shanghai", scanned_by="u1")
+    assert genuine["verdict"] == "authentic", genuine
+    assert genuine["serial"] == code["serial"] and genuine["product_id"] == product["product_id"]
+    assert genuine["scan_count"] == 1 and genuine["issued_at"] and genuine["first_scanned_at"]
+    assert any("looks like the product of the code" in r for r in genuine["reasons"]), genuine["reasons"]
+
+    # One byte of the payload altered: the signature no longer holds.
+    payload = code["payload"]
+    i = len(payload) // 3
+    altered = payload[:i] + ("A" if payload[i] != "A" else "B") + payload[i + 1:]
+    fake = verify(payload=altered, location="Shenzhen")
+    assert fake["verdict"] == "counterfeit" and any("forged or altered" in r or "malformed" in r for r in fake["reasons"])
+    alerts = read_topic(settings.kafka_bootstrap_servers, topics.ALERTS, expect=1)
+    assert alerts[0]["type"] == "alert.counterfeit_detected" and alerts[0]["payload"]["location"] == "Shenzhen"
+
+    # The same altered code, printed and photographed.
+    forged_photo = label_photo(picture(product), png_of(altered))
+    assert verify(forged_photo)["verdict"] == "counterfeit"
+    # No code in the photo.
+    nothing = verify(label_photo(picture(product), None))
+    assert nothing["verdict"] == "unreadable" and nothing["reasons"] and nothing["scan_count"] == 0
+
+    # A copied label: the second code turns up in more places than one label can be.
+    second = issued.json["codes"][1]
+    verdicts = [verify(payload=second["payload"], location=city)["verdict"] for city in ("Beijing", "Lagos", "Lima")]
+    assert verdicts[:2] == ["authentic", "authentic"] and verdicts[2] == "suspicious"
+    assert read_topic(settings.kafka_bootstrap_servers, topics.ALERTS, expect=2)[-1]["type"] == "alert.code_suspicious"
+
+    unknown = client.post("/v1/vision/codes", json={"product_id": "no-such-product", "batch": "B1"})
+    assert_problem(unknown, 404)
+
+
+def png_of(payload: str) -> bytes:
+    from services.vision.core.codes import render_png
+
+    return render_png(payload)
+
+
+def test_the_code_registry_is_rebuilt_from_its_log(vision, redis_client):
+    stub, _client, products, _, _, _ = vision
+    issued = stub.IssueCodes(pb.IssueCodesRequest(product_id=products[5]["product_id"], batch="B7", count=1,
+                                                  skip_png=True), timeout=30)
+    payload = issued.codes[0].payload
+    assert stub.Verify(pb.VerifyRequest(payload=payload, location="Paris"), timeout=20).scan_count == 1
+    redis_client.flushdb()  # the registry and the scan history are gone ...
+    wait_for(lambda: redis_client.exists(K.code(issued.codes[0].serial)), 60, what="the registry replayed")
+    wait_for(lambda: redis_client.hget(K.scans(issued.codes[0].serial), "count") == "1", 30, what="scans replayed")
+    again = stub.Verify(pb.VerifyRequest(payload=payload, location="Paris"), timeout=20)
+    assert again.verdict == pb.VERDICT_AUTHENTIC and again.scan_count == 2
+
+
+def test_a_new_product_is_searchable_at_once_and_a_removed_one_is_gone(vision):
+    stub, _, _products, publisher, _, _ = vision
+    extra = build_catalog(PRODUCTS + 1, np.random.default_rng(99), np.zeros(PRODUCTS + 1, bool)).payloads[-1]
+    extra = {k: v for k, v in extra.items() if k != "cost"} | {"product_id": "new-arrival-1"}
+    started = time.monotonic()
+    publisher.publish([new_event("product.upserted", extra)])
+
+    def found() -> bool:
+        answer = stub.Search(pb.ImageRequest(image=jpeg(picture(extra)), k=1), timeout=10)
+        return answer.results[0].product_id == "new-arrival-1"
+
+    wait_for(found, 15, what="the new product in the index")
+    assert time.monotonic() - started < 15
+    publisher.publish([new_event("product.removed", {"product_id": "new-arrival-1"})])
+    wait_for(lambda: not found(), 15, what="the removed product gone from the index")
+
+
+def test_a_training_job_fine_tunes_and_swaps_the_model(vision):
+    stub, client, products, _, settings, _ = vision
+    job = client.post("/v1/admin/train/vision", json={"params": {"epochs": "1", "views": "2", "image_size": "48"}})
+    assert job.status_code == 202, job.json
+    job_id = job.json["job_id"]
+
+    def done() -> dict | None:
+        state = client.get(f"/v1/admin/jobs/{job_id}").json
+        return state if state["state"] in ("succeeded", "failed") else None
+
+    final = wait_for(done, 240, interval=1.0, what="the training job")
+    assert final["state"] == "succeeded", final
+    assert final["model_version"].startswith("vision-") and 0 <= final["metrics"]["recall_at_1"] <= 1
+    answer = stub.Identify(pb.ImageRequest(image=jpeg(picture(products[0]))), timeout=20)
+    assert answer.model_version == final["model_version"]
+    assert answer.top_k[0].product_id == products[0]["product_id"]
+    models = read_topic(settings.kafka_bootstrap_servers, topics.MODELS, expect=1)
+    assert models[-1]["payload"]["service"] == "vision"
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Train(common_pb2.TrainRequest(params={"epochs": "0"}), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

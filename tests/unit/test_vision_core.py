@@ -1,0 +1,168 @@
+"""Pure parts of the vision service: the vector index, identification's unknown answer, the
+verification rules, the training parameters, and the projection of catalog and code events."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from services.common.events import new_event
+from services.common.projection import Ops
+from services.vision.consumer import code_ops
+from services.vision.core import codes
+from services.vision.core.distort import foreground_mask, label_photo, make_query
+from services.vision.core.finetune import training_params
+from services.vision.core.index import VectorIndex
+from services.vision.core.model import Product, VisionModel, evaluate, tune
+from services.vision.core.verification import Limits, ProductMatch, judge_code, judge_history, unreadable
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_the_index_is_exact_filters_by_category_and_copies_on_write():
+    rng = np.random.default_rng(0)
+    vectors = unit(rng.normal(size=(50, 8)))
+    ids = [f"p{i}" for i in range(50)]
+    cats = ["bags" if i % 2 else "shoes" for i in range(50)]
+    index = VectorIndex(8, ids, vectors, cats)
+    q = unit(vectors[7] + 0.01)
+    hits = index.search(q, 5)
+    expected = np.argsort(-(vectors @ q))[:5]
+    assert [h[0] for h in hits] == [ids[i] for i in expected]
+    assert hits[0][1] == pytest.approx(float(vectors[7] @ q), abs=1e-5)
+    assert all(index.categories[index.position[pid]] == "shoes" for pid, _ in index.search(q, 10, "shoes"))
+    assert index.search(q, 3, "hats") == []
+    moved = index.upsert(["p7"], unit(-vectors[7:8]), ["bags"])
+    assert len(moved) == 50 and index.search(q, 1)[0][0] == "p7" and moved.search(q, 1)[0][0] != "p7"
+    smaller = moved.remove(["p1", "p2", "nope"])
+    assert len(smaller) == 48 and "p1" not in smaller.position and len(moved) == 50
+    again = pickle.loads(pickle.dumps(smaller))
+    assert again.search(q, 3) == smaller.search(q, 3)
+
+
+class RowNet(torch.nn.Module):
+    """A fake embedder: the image's mean colour, as a direction (so tests control similarity)."""
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(x.mean(dim=(2, 3)) + 3.0, dim=1)
+
+
+def solid(rgb) -> Image.Image:
+    return Image.new("RGB", (16, 16), tuple(rgb))
+
+
+def model_with(colours: dict[str, tuple[int, int, int]]) -> VisionModel:
+    model = VisionModel(net=RowNet(), image_size=16, index=VectorIndex(3), min_similarity=0.999)
+    return model.with_products({p: (Product(p, f"title {p}", "cat", "fp"), solid(c)) for p, c in colours.items()})
+
+
+def test_identification_answers_known_products_and_unknown_below_the_threshold():
+    model = model_with({"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)})
+    answer = model.identify(solid((250, 10, 10)), 2)
+    assert answer.known and answer.best.product_id == "red" and answer.best.probability > 0.5
+    assert next(m.product_id for m in answer.candidates) == "red" and len(answer.candidates) == 2
+    grey = model.identify(solid((128, 128, 128)), 3)
+    assert not grey.known  # nearest product is far below the calibrated similarity
+    assert model.search(solid((10, 240, 20)), 1)[0].product_id == "green"
+
+
+def test_evaluation_measures_recall_and_fits_the_identification_settings():
+    model = model_with({f"p{i}": (i * 20, 255 - i * 20, 100) for i in range(10)})
+    queries = [solid((i * 20 + 3, 255 - i * 20, 98)) for i in range(10)]
+    metrics = evaluate(model, queries, [f"p{i}" for i in range(10)])
+    assert metrics["recall_at_1"] == 1.0 and metrics["recall_at_5"] == 1.0
+    assert 0.9 < metrics["min_similarity"] <= 1.0 and metrics["scale"] > 0
+    tuned = tune(model, metrics)
+    assert tuned.scale == metrics["scale"] and model.scale != tuned.scale or model.scale == metrics["scale"]
+
+
+def test_a_new_product_is_known_without_retraining():
+    model = model_with({"red": (250, 10, 10)})
+    bigger = model.with_products({"teal": (Product("teal", "Teal", "cat", "fp"), solid((0, 128, 128)))})
+    assert bigger.identify(solid((0, 128, 128)), 1).best.product_id == "teal"
+    assert "teal" not in model.products  # the served object was not changed under a request
+    assert bigger.with_products({}, removed=["teal"]).search(solid((0, 128, 128)), 1)[0].product_id == "red"
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"epochs": "0"}, "outside"), ({"views": "x"}, "not a number"), ({"colour": "1"}, "unknown param"),
+])
+def test_training_params_are_checked(raw, problem):
+    with pytest.raises(ValueError, match=problem):
+        training_params(raw)
+    assert training_params({"epochs": "3"})["epochs"] == 3
+
+
+KEY = codes.SigningKey.generate()
+KEYS = {KEY.key_id: KEY.public_key}
+
+
+def valid_check(serial: str = "S1") -> codes.CodeCheck:
+    code = codes.sign(KEY, codes.Claims("p1", "B1", serial, KEY.key_id, 1_764_000_000))
+    return codes.verify_payload(code.payload, KEYS)
+
+
+def test_verdicts_follow_the_rules():
+    check = valid_check()
+    issued = {"product_id": "p1", "batch": "B1", "issued_at": "1764000000"}
+    assert judge_code(check, issued) is None
+    never = judge_code(check, {})
+    assert never.verdict == "counterfeit" and "never issued" in never.reasons[-1]
+    other = judge_code(check, {"product_id": "p2", "batch": "B1"})
+    assert other.verdict == "counterfeit"
+    forged = judge_code(codes.verify_payload(check_payload_altered(), KEYS), issued)
+    assert forged.verdict == "counterfeit" and forged.alert
+
+    limits = Limits(max_scans=5, max_places=2)
+    ok = judge_history(check, 1_764_000_000, 1, 1, ProductMatch("match", "looks like it"), limits)
+    assert ok.verdict == "authentic" and "looks like it" in ok.reasons and not ok.alert
+    assert judge_history(check, 0, 6, 1, ProductMatch("no_photo"), limits).verdict == "suspicious"
+    places = judge_history(check, 0, 3, 3, ProductMatch("no_photo"), limits)
+    assert places.verdict == "suspicious" and any("3 different places" in r for r in places.reasons)
+    moved = judge_history(check, 0, 1, 1, ProductMatch("mismatch", "the photo shows a bag"), limits)
+    assert moved.verdict == "suspicious" and "the photo shows a bag" in moved.reasons
+    unsure = judge_history(check, 0, 1, 1, ProductMatch("unsure", "could not be matched"), limits)
+    assert unsure.verdict == "authentic"
+    assert unreadable(False, True).verdict == "unreadable" and "blurred" in unreadable(False, True).reasons[-1]
+    assert "not a ShopAI" in unreadable(True, False).reasons[0]
+
+
+def check_payload_altered() -> str:
+    payload = codes.sign(KEY, codes.Claims("p1", "B1", "S1", KEY.key_id, 1_764_000_000)).payload
+    i = len(payload) // 2
+    return payload[:i] + ("A" if payload[i] != "A" else "B") + payload[i + 1:]
+
+
+def test_code_events_project_the_registry_and_the_scan_history():
+    issued = new_event("code.issued", {"product_id": "p1", "batch": "B1", "key_id": KEY.key_id,
+                                       "issued_at": 1_764_000_000, "serials": ["S1", "S2"]})
+    ops = Ops()
+    code_ops(issued, ops)
+    assert [c[0] for c in ops.commands] == ["HSET", "HSET"] and ops.commands[1][1].endswith(":S2")
+    scanned = new_event("code.scanned", {"product_id": "p1", "batch": "B1", "serial": "S1", "location": " Paris "})
+    ops = Ops()
+    code_ops(scanned, ops)
+    names = [c[0] for c in ops.commands]
+    assert names == ["HINCRBY", "HSETNX", "HSET", "SADD", "LPUSH", "LTRIM"] and ops.commands[3][2] == "paris"
+
+
+def test_query_photos_and_label_photos_are_real_pictures():
+    product = Image.new("RGB", (28, 28), (226, 228, 232))
+    product.paste((200, 30, 30), (6, 6, 22, 22))
+    rng = np.random.default_rng(1)
+    queries = [make_query(product, rng) for _ in range(20)]
+    assert all(q.mode == "RGB" and min(q.size) >= 8 for q in queries)
+    assert len({q.size for q in queries}) > 5  # scale varies
+    mask = foreground_mask(product)
+    assert mask[10, 10] and not mask[0, 0]
+    png = codes.render_png(valid_check().claims and codes.sign(KEY, valid_check().claims).payload)
+    photo = label_photo(product, png)
+    assert [f.text for f in codes.find_codes(photo)] == [codes.sign(KEY, valid_check().claims).payload]
+    assert codes.find_codes(label_photo(product, None)) == []
