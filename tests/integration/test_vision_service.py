@@ -49,14 +49,16 @@ def jpeg(image: Image.Image, size: int = 112) -> bytes:
 def vision(settings, start_service_with, redis_client):
     key = SigningKey.generate()
     products = catalog()
-    publisher = EventPublisher(settings)
-    publisher.publish([new_event("product.upserted", {k: v for k, v in p.items() if k != "cost"}) for p in products])
-    wait_for(lambda: redis_client.hlen(K.fingerprints) == PRODUCTS, 30, what="the pictures projected")
     service = start_service_with(settings, "vision", SHOPAI_VISION_SIGNING_KEY=key.to_text(),
                                  SHOPAI_VISION_AUTO_TRAIN="false", SHOPAI_RETRAIN_CHECK_SECONDS="1")
     settings.vision.grpc_port = service.grpc_port
     channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
     stub = pb_grpc.VisionStub(channel)
+    publisher = EventPublisher(settings)
+    publisher.publish([new_event("product.upserted", {k: v for k, v in p.items() if k != "cost"}) for p in products])
+    wait_for(lambda: redis_client.hlen(K.fingerprints) == PRODUCTS, 30, what="the pictures projected")
+    wait_for(lambda: len(stub.Search(pb.ImageRequest(image=jpeg(picture(products[0])), k=100), timeout=20).results)
+             == PRODUCTS, 30, what="every picture in the index")
     app = create_app(settings)
     yield stub, app.test_client(), products, publisher, settings, key
     close_app(app)
@@ -155,7 +157,8 @@ def test_codes_are_issued_and_verified(vision):
     second = issued.json["codes"][1]
     verdicts = [verify(payload=second["payload"], location=city)["verdict"] for city in ("Beijing", "Lagos", "Lima")]
     assert verdicts[:2] == ["authentic", "authentic"] and verdicts[2] == "suspicious"
-    assert read_topic(settings.kafka_bootstrap_servers, topics.ALERTS, expect=2)[-1]["type"] == "alert.code_suspicious"
+    alerts = read_topic(settings.kafka_bootstrap_servers, topics.ALERTS, expect=3)  # two counterfeits, then this
+    assert sorted(a["type"] for a in alerts) == ["alert.code_suspicious"] + ["alert.counterfeit_detected"] * 2
 
     unknown = client.post("/v1/vision/codes", json={"product_id": "no-such-product", "batch": "B1"})
     assert_problem(unknown, 404)

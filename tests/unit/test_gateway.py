@@ -57,6 +57,14 @@ def test_events_need_a_json_body_and_valid_events(client):
     assert_problem(client.post("/v1/events", data=b"x" * 20_000, content_type="application/json"), 413)
 
 
+def test_code_events_are_written_by_the_vision_service_only(client):
+    forged = {"event_id": "7d0c2a4e-5b1f-4a7e-9a53-0f5c2f7b9e12", "type": "code.issued", "schema_version": 1,
+              "occurred_at": "2026-11-28T10:00:00Z",
+              "payload": {"product_id": "p1", "batch": "B1", "key_id": "k", "serials": ["S1"]}}
+    body = assert_problem(client.post("/v1/events", json=forged), 400)
+    assert "vision service only" in body["errors"][0]["reason"]
+
+
 def test_a_broker_that_is_down_is_a_503_not_a_hang(client):
     event = {"event_id": "7d0c2a4e-5b1f-4a7e-9a53-0f5c2f7b9e11", "type": "interaction.view", "schema_version": 1,
              "occurred_at": "2026-11-28T10:00:00Z", "payload": {"user_id": "u1", "product_id": "p1"}}
