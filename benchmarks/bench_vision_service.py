@@ -49,16 +49,18 @@ def _model_row(name: str, model, queries, truth, seconds: float | None) -> dict:
     started = time.perf_counter()
     metrics = evaluate(model, queries, truth)
     tuned = tune(model, metrics)
-    known_right = 0
+    known = right = 0
     latencies = []
     for q, pid in zip(queries[:300], truth[:300], strict=True):
         t = time.perf_counter()
         answer = tuned.identify(q, 5)
         latencies.append(time.perf_counter() - t)
-        known_right += int(answer.known and answer.best is not None and answer.best.product_id == pid)
+        known += int(answer.known)
+        right += int(answer.known and answer.best is not None and answer.best.product_id == pid)
     row = {"embedder": name, "recall_at_1": round(metrics["recall_at_1"], 4),
            "recall_at_5": round(metrics["recall_at_5"], 4),
-           "identified_right": round(known_right / min(300, len(queries)), 4),
+           "identify_known_share": round(known / min(300, len(queries)), 4),
+           "identify_precision_when_known": round(right / known, 4) if known else None,
            "eval_seconds": round(time.perf_counter() - started, 1), **_percentiles(latencies)}
     if seconds is not None:
         row["train_seconds"] = round(seconds)

@@ -89,3 +89,27 @@ def from_validation_error(error: ValidationError) -> Response:
     ]
     detail = "; ".join(f"{e['location'] or 'body'}: {e['message']}" for e in errors) or "invalid request"
     return problem_response(400, detail, slug="validation-error", errors=errors)
+
+
+def require_json_object(example: str, expected: str = "JSON with Content-Type: application/json") -> None:
+    """Check the current request's body is a JSON object, with a 400 that says what is wrong (garbage, a
+    missing content type, an empty body, too deep, an array or a string) before pydantic validation runs:
+    flask-openapi3 reads bodies with ``get_json(silent=True)``, which turns all of these into ``None``."""
+    import json
+
+    from flask import request
+
+    if not request.is_json:
+        raise ApiProblem(400, f"the body must be {expected}, e.g. {example}", slug="invalid-body")
+    if not request.get_data(cache=True):
+        raise ApiProblem(400, f"the body is empty; expected a JSON object, e.g. {example}", slug="invalid-body")
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except RecursionError:
+        raise ApiProblem(400, "the body is not valid JSON: it is nested too deeply", slug="invalid-body") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ApiProblem(400, f"the body is not valid JSON (UTF-8): {exc}", slug="invalid-body") from None
+    if not isinstance(body, dict):
+        kind = {str: "a string", list: "an array", bool: "a boolean", int: "a number", float: "a number"}.get(
+            type(body), "null")
+        raise ApiProblem(400, f"the body must be a JSON object, e.g. {example}; got {kind}", slug="invalid-body")

@@ -5,7 +5,6 @@ object, the text 1..2000 characters, not blank, without control characters."""
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from typing import Any, Literal
 
@@ -15,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.json import reply_json
-from gateway.problems import ApiProblem, Problem
+from gateway.problems import Problem, require_json_object
 from protos import chatbot_pb2 as pb
 
 chat = APIBlueprint(
@@ -158,25 +157,7 @@ def _json_object_body() -> None:
         return
     example = ('{"message": "where is my order?"}' if request.endpoint == "chat.post_chat"
                else '{"text": "where is my order?"}')
-    if not request.is_json:
-        raise ApiProblem(400, f"the body must be JSON with Content-Type: application/json, e.g. {example}",
-                         slug="invalid-body")
-    if not request.get_data(cache=True):
-        raise ApiProblem(400, f"the body is empty; expected a JSON object, e.g. {example}", slug="invalid-body")
-    try:
-        body = json.loads(request.get_data(cache=True))
-    except RecursionError:
-        raise ApiProblem(400, "the body is not valid JSON: it is nested too deeply", slug="invalid-body") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ApiProblem(400, f"the body is not valid JSON (UTF-8): {exc}", slug="invalid-body") from None
-    if not isinstance(body, dict):
-        raise ApiProblem(400, f"the body must be a JSON object, e.g. {example}; got {_json_type(body)}",
-                         slug="invalid-body")
-
-
-def _json_type(value: Any) -> str:
-    return {str: "a string", list: "an array", bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(value), "null")
+    require_json_object(example)
 
 
 # ------------------------------------------------------------------ routes

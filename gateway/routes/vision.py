@@ -10,7 +10,6 @@ content types in the spec. Bad input is a 400 naming the field and never reaches
 from __future__ import annotations
 
 import base64
-import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -22,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from gateway.json import reply_json
-from gateway.problems import ApiProblem, Problem, from_validation_error
+from gateway.problems import ApiProblem, Problem, from_validation_error, require_json_object
 from protos import vision_pb2 as pb
 
 vision = APIBlueprint(
@@ -247,20 +246,9 @@ def _json_object_or_multipart() -> None:
     if request.mimetype == "multipart/form-data" and not codes:
         return
     example = CODES_EXAMPLE if codes else IMAGE_EXAMPLE
-    if not request.is_json:
-        expected = ("JSON with Content-Type: application/json" if codes else
-                    "multipart/form-data with the file field image, or JSON with Content-Type: application/json")
-        raise ApiProblem(400, f"the body must be {expected}, e.g. {example}", slug="invalid-body")
-    if not request.get_data(cache=True):
-        raise ApiProblem(400, f"the body is empty; expected e.g. {example}", slug="invalid-body")
-    try:
-        body = json.loads(request.get_data(cache=True))
-    except RecursionError:
-        raise ApiProblem(400, "the body is not valid JSON: it is nested too deeply", slug="invalid-body") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ApiProblem(400, f"the body is not valid JSON (UTF-8): {exc}", slug="invalid-body") from None
-    if not isinstance(body, dict):
-        raise ApiProblem(400, f"the body must be a JSON object, e.g. {example}", slug="invalid-body")
+    expected = ("JSON with Content-Type: application/json" if codes else
+                "multipart/form-data with the file field image, or JSON with Content-Type: application/json")
+    require_json_object(example, expected)
 
 
 def _invalid(location: str, message: str, kind: str) -> ApiProblem:

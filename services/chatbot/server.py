@@ -33,7 +33,7 @@ from services.common import topics
 from services.common.bus import EventConsumer, EventPublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
-from services.common.jobs import JobRunner
+from services.common.jobs import JobRunner, get_job_rpc, train_rpc
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, model_event
 from services.common.settings import Settings, load_settings
@@ -103,20 +103,11 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         })
 
     def Train(self, request: common_pb2.TrainRequest, context: grpc.ServicerContext) -> common_pb2.Job:
-        if request.model not in TRAINABLE_MODELS:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"model {request.model!r}: the assistant trains 'intent' (or empty for all)")
-        try:
-            make_classifier(dict(request.params))
-        except (TypeError, ValueError) as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad params: {exc}")
-        return self.jobs.submit(request.model, dict(request.params), request.requested_by or "unknown")
+        return train_rpc(self.jobs, request, context, trainable=TRAINABLE_MODELS, check=make_classifier,
+                         models_hint="the assistant trains 'intent' (or empty for all)")
 
     def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
-        job = self.jobs.get(request.job_id) if request.job_id else None
-        if job is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
-        return job
+        return get_job_rpc(self.jobs, request, context)
 
 
 def _entity(e) -> pb.Entity:

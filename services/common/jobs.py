@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import grpc
 import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -143,3 +144,26 @@ def to_proto(job: Mapping) -> common_pb2.Job:
         started_at=ts(job["started_at"]), finished_at=ts(job["finished_at"]),
         metrics={k: float(v) for k, v in job["metrics"].items()}, requested_by=job["requested_by"],
     )
+
+
+def train_rpc(jobs: JobRunner, request: common_pb2.TrainRequest, context: grpc.ServicerContext, *,
+              trainable: tuple[str, ...], models_hint: str,
+              check: Callable[[dict[str, str]], object]) -> common_pb2.Job:
+    """The body of every service's ``Train`` RPC: the model name and the params are checked now (a bad
+    value fails the call, not the job an hour later), then the job is queued."""
+    if request.model not in trainable:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {request.model!r}: {models_hint}")
+    params = dict(request.params)
+    try:
+        check(params)
+    except (TypeError, ValueError) as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad params: {exc}")
+    return jobs.submit(request.model, params, request.requested_by or "unknown")
+
+
+def get_job_rpc(jobs: JobRunner, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
+    """The body of every service's ``GetJob`` RPC."""
+    job = jobs.get(request.job_id) if request.job_id else None
+    if job is None:
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
+    return job

@@ -18,7 +18,7 @@ from services.common import topics
 from services.common.bus import EventConsumer, EventPublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
-from services.common.jobs import JobRunner
+from services.common.jobs import JobRunner, get_job_rpc, train_rpc
 from services.common.models import ModelHolder, ModelRegistry, model_event
 from services.common.settings import Settings, load_settings
 from services.recommender import core
@@ -138,31 +138,19 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         return pb.ItemProfileResponse(**profile)
 
     def Train(self, request: common_pb2.TrainRequest, context: grpc.ServicerContext) -> common_pb2.Job:
-        if request.model not in TRAINABLE_MODELS:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"model {request.model!r}: the recommender trains all its models together (the hybrid learns "
-                "their weights), so model must be empty or 'hybrid'",
-            )
-        unknown = sorted(set(request.params) - set(TRAIN_PARAMS))
-        if unknown:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"unknown params {unknown}; known: {', '.join(sorted(TRAIN_PARAMS))}")
-        try:
-            params = validate_params(request.params)
-        except ValueError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return self.jobs.submit(request.model, params, request.requested_by or "unknown")
+        return train_rpc(self.jobs, request, context, trainable=TRAINABLE_MODELS, check=validate_params,
+                         models_hint="the recommender trains all its models together (the hybrid learns "
+                                     "their weights), so model must be empty or 'hybrid'")
 
     def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
-        job = self.jobs.get(request.job_id) if request.job_id else None
-        if job is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
-        return job
+        return get_job_rpc(self.jobs, request, context)
 
 
 def validate_params(params: Mapping[str, str]) -> dict[str, str]:
-    """Every param must parse (a bad value fails the call, not the job an hour later)."""
+    """Every param must be known and parse (a bad value fails the call, not the job an hour later)."""
+    unknown = sorted(set(params) - set(TRAIN_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown params {unknown}; known: {', '.join(sorted(TRAIN_PARAMS))}")
     make_components(None, **params)
     return dict(params)
 

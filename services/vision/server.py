@@ -30,7 +30,7 @@ from services.common.bus import EventConsumer, EventPublisher
 from services.common.cache import connect
 from services.common.events import parse_event
 from services.common.grpc_server import ServiceRunner, bootstrap, run
-from services.common.jobs import JobRunner
+from services.common.jobs import JobRunner, get_job_rpc, train_rpc
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, model_event, retrain_due
 from services.common.projection import Ops, RedisApplier
@@ -290,20 +290,11 @@ class VisionServicer(pb_grpc.VisionServicer):
 
     # -- admin ---------------------------------------------------------------------------------------
     def Train(self, request: common_pb2.TrainRequest, context: grpc.ServicerContext) -> common_pb2.Job:
-        if request.model not in TRAINABLE_MODELS:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"model {request.model!r}: the vision service trains 'embedder' (or empty for all)")
-        try:
-            training_params(dict(request.params))
-        except ValueError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad params: {exc}")
-        return self.jobs.submit(request.model, dict(request.params), request.requested_by or "unknown")
+        return train_rpc(self.jobs, request, context, trainable=TRAINABLE_MODELS, check=training_params,
+                         models_hint="the vision service trains 'embedder' (or empty for all)")
 
     def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
-        job = self.jobs.get(request.job_id) if request.job_id else None
-        if job is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
-        return job
+        return get_job_rpc(self.jobs, request, context)
 
 
 class IndexWatcher:

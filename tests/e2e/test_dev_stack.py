@@ -19,6 +19,7 @@ import redis
 from services.common.settings import SERVICE_NAMES
 from services.recommender import core
 from services.recommender.store import RecommenderKeys
+from services.vision.store import VisionKeys
 from shopai.demo.generator import DemoShopConfig, generate
 from tests.support import ROOT, _listening, free_port, wait_for
 
@@ -38,6 +39,20 @@ def get(url: str) -> tuple[int, dict | str]:
         return status, json.loads(body)
     except json.JSONDecodeError:
         return status, body
+
+
+def post(url: str, body: dict) -> tuple[int, dict | str]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            text, status = reply.read().decode(), reply.status
+    except urllib.error.HTTPError as err:
+        text, status = err.read().decode(), err.code
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
 
 
 def expected_popular(user: str, k: int = 10) -> list[str]:
@@ -72,6 +87,9 @@ class DevStack:
             SHOPAI_GATEWAY_PORT=str(self.ports["gateway"]),
             SHOPAI_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{self.ports['kafka']}",
             SHOPAI_REDIS_URL=redis_url, SHOPAI_DATA_DIR=str(tmp_path / "data"), SHOPAI_LOG_JSON="false",
+            # Fine-tuning the vision model would take a core for minutes beside the recommender's
+            # first training; tests/integration/test_vision_service.py covers the training job.
+            SHOPAI_VISION_AUTO_TRAIN="false",
             PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
         )
         for name in SERVICE_NAMES:
@@ -159,6 +177,24 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
     assert (stack.tmp_path / "data" / "models" / "recommender" / "CURRENT").is_file()
     status, metrics = get(f"{base}/metrics")
     assert status == 200 and "shopai_http_requests_total" in metrics
+
+    # The vision service learnt the demo pictures from the catalog topic; `make run` gave it a
+    # development signing key (under the data directory, never the repository).
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    pid = wait_for(lambda: min(client.hkeys(VisionKeys.fingerprints), default=None), 60, what="demo pictures")
+    image = client.hget(VisionKeys.product(pid), "image")
+
+    def identified() -> dict | None:
+        status, body = post(f"{base}/v1/vision/identify", {"image_base64": image})
+        assert status == 200, body
+        return body if body["product_id"] == pid else None
+
+    wait_for(identified, 60, interval=1, what=f"a demo picture identified as {pid}")
+    status, issued = post(f"{base}/v1/vision/codes", {"product_id": pid, "batch": "E2E", "count": 1})
+    assert status == 201, issued
+    assert (stack.tmp_path / "data" / "secrets" / "vision-signing-key").stat().st_mode & 0o077 == 0
+    status, verdict = post(f"{base}/v1/vision/verify", {"payload": issued["codes"][0]["payload"]})
+    assert status == 200 and verdict["verdict"] == "authentic", verdict
 
     stack.ctrl_c()
     still_open = [name for name, port in stack.ports.items() if _listening(port)]
