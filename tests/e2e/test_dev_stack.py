@@ -149,6 +149,9 @@ def stack(tmp_path, redis_url, chatbot_model_dir):
     dev.kill()
 
 
+# The limit covers the fixtures too: when this test runs first, the session's intent model is trained
+# in its setup (2-3 minutes), before two starts of the whole stack.
+@pytest.mark.timeout(600)
 def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url):
     stack.start()
     base = stack.base
