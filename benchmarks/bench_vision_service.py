@@ -224,7 +224,16 @@ def run_verify(quick: bool) -> dict:
     rng = np.random.default_rng(11)
     per_case = 10 if quick else 60
     cases: dict[str, list[str]] = {}
+    baseline: dict[str, list[str]] = {}  # a signature-only checker, the usual QR verifier
     latencies: list[float] = []
+    current: list[str] = [""]
+
+    def signature_only(photo: Image.Image | None, payload: str) -> str:
+        texts = [payload] if payload else [f.text for f in codes.find_codes(photo)] if photo is not None else []
+        checks = [codes.verify_payload(t, servicer.keys) for t in texts]
+        if any(c.valid for c in checks):
+            return "authentic"
+        return "counterfeit" if any(c.ours for c in checks) else "unreadable"
 
     def verify(photo: Image.Image | None = None, payload: str = "", location: str = "") -> str:
         request = pb.VerifyRequest(image=encode_image(photo, "JPEG", 90) if photo is not None else b"",
@@ -232,7 +241,12 @@ def run_verify(quick: bool) -> dict:
         started = time.perf_counter()
         answer = servicer.Verify(request, ctx)
         latencies.append(time.perf_counter() - started)
+        current[0] = signature_only(photo, payload)
         return pb.Verdict.Name(answer.verdict).removeprefix("VERDICT_").lower()
+
+    def record(case: str, verdict: str) -> None:
+        cases.setdefault(case, []).append(verdict)
+        baseline.setdefault(case, []).append(current[0])
 
     def issue(pid: str, count: int) -> list:
         return servicer.IssueCodes(pb.IssueCodesRequest(product_id=pid, batch="BENCH", count=count), ctx).codes
@@ -240,30 +254,31 @@ def run_verify(quick: bool) -> dict:
     for i in range(per_case):
         pid, _, _, picture = catalog[i % len(catalog)]
         code, second = issue(pid, 2)
-        cases.setdefault("genuine photo", []).append(verify(_camera(label_photo(picture, code.png), rng), location="A"))
+        record("genuine photo", verify(_camera(label_photo(picture, code.png), rng), location="A"))
         # Our body (our key id, a fresh serial), signed by someone else's key.
         body = codes.sign(key, codes.Claims(pid, "BENCH", codes.new_serial(), key.key_id, int(time.time()))).payload
         body = body.split(".")[1]
         signature = attacker.private.sign(f"{codes.PREFIX}.{body}".encode())
         forged_payload = f"{codes.PREFIX}.{body}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
-        cases.setdefault("forged signature", []).append(
+        record("forged signature",
             verify(_camera(label_photo(picture, codes.render_png(forged_payload)), rng)))
         p = code.payload
         j = int(rng.integers(5, len(p) - 1))
         altered = p[:j] + ("A" if p[j] != "A" else "B") + p[j + 1:]
-        cases.setdefault("altered payload", []).append(
+        record("altered payload",
             verify(_camera(label_photo(picture, codes.render_png(altered)), rng)))
         for place in ("Shanghai", "Lagos", "Lima"):
             verdict = verify(payload=second.payload, location=place)
-        cases.setdefault("copied label (3rd place)", []).append(verdict)
-        cases.setdefault("no code in photo", []).append(verify(_camera(label_photo(picture, None), rng)))
+        record("copied label (3rd place)", verdict)
+        record("no code in photo", verify(_camera(label_photo(picture, None), rng)))
         blurred = label_photo(picture, code.png).filter(ImageFilter.GaussianBlur(float(rng.uniform(5, 8))))
-        cases.setdefault("blurred photo", []).append(verify(blurred))
+        record("blurred photo", verify(blurred))
     verdicts = ("authentic", "counterfeit", "suspicious", "unreadable")
     matrix = [{"case": name, **{v: got.count(v) for v in verdicts}} for name, got in cases.items()]
+    signature_matrix = [{"case": name, **{v: got.count(v) for v in verdicts}} for name, got in baseline.items()]
     bad_authentic = sum(r["authentic"] for r in matrix if r["case"] in ("forged signature", "altered payload"))
     genuine_counterfeit = next(r for r in matrix if r["case"] == "genuine photo")["counterfeit"]
     client.flushdb()
-    return {"confusion": matrix, "latency": [{"call": "Verify (photo or payload)", **_percentiles(latencies)}],
+    return {"confusion": matrix, "confusion_signature_only_baseline": signature_matrix, "latency": [{"call": "Verify (photo or payload)", **_percentiles(latencies)}],
             "forged_or_altered_called_authentic": bad_authentic, "genuine_called_counterfeit": genuine_counterfeit,
             "goal_met": bad_authentic == 0 and genuine_counterfeit == 0, "per_case": per_case}
