@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,10 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from contextlib import closing
 from pathlib import Path
 
+import grpc
 import redis
 
 from services.common.healthcheck import check as grpc_serving
@@ -183,3 +186,44 @@ def assert_problem(reply, status: int) -> dict:
     body = reply.json
     assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("https://")
     return body
+
+
+class RecordingServicer:
+    """Mixin for fake gRPC servicers in gateway tests: records every request (and the deadline it came
+    with); ``errors[method] = (code, details)`` makes the method abort."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object, float | None]] = []
+        self.errors: dict[str, tuple[grpc.StatusCode, str]] = {}
+        self.port = 0
+
+    def _handle(self, method: str, request, context, answer):
+        self.calls.append((method, request, context.time_remaining()))
+        if method in self.errors:
+            context.abort(*self.errors[method])
+        return answer(request)
+
+    def only(self, method: str):
+        assert [m for m, _, _ in self.calls] == [method], self.calls
+        return self.calls[0][1]
+
+    def methods(self) -> list[str]:
+        return [m for m, _, _ in self.calls]
+
+    def reset(self) -> RecordingServicer:
+        self.calls.clear()
+        self.errors.clear()
+        return self
+
+
+@contextlib.contextmanager
+def serving(fake: RecordingServicer, add_to_server: Callable) -> Iterator[RecordingServicer]:
+    """Run ``fake`` on a real in-process gRPC server on a free port (``fake.port``)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    add_to_server(fake, server)
+    fake.port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield fake
+    finally:
+        server.stop(grace=None)

@@ -30,7 +30,7 @@ from services.chatbot.store import ChatbotStore
 from services.chatbot.trainer import IntentTrainer, make_classifier
 from services.chatbot.world import ShopWorld
 from services.common import topics
-from services.common.bus import EventConsumer, EventPublisher
+from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
 from services.common.jobs import JobRunner, get_job_rpc, train_rpc
@@ -123,13 +123,8 @@ def build(settings: Settings) -> ServiceRunner:
     world = ShopWorld(store, knowledge, settings.endpoint("recommender").target, settings.grpc_deadline_seconds)
     holder: ModelHolder[LanguageRoutedClassifier] = ModelHolder(ModelRegistry(settings.model_dir("chatbot")))
     holder.refresh()
-    publisher: list[EventPublisher] = []
-
-    def publish(topic: str, key: str, envelope: dict) -> None:
-        if not publisher:
-            publisher.append(EventPublisher(settings, client_id="chatbot"))
-        value = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
-        publisher[0].wait([(topic, publisher[0].send(topic, key, value))])
+    outputs = LazyEnvelopePublisher(settings, client_id="chatbot")
+    publish = outputs.publish
 
     def announce(version: str, meta: dict) -> None:
         publish(topics.MODELS, "chatbot", json.loads(model_event("chatbot", version, meta)))
@@ -160,6 +155,7 @@ def build(settings: Settings) -> ServiceRunner:
     runner.add_readiness(consumer.ready.is_set)
     runner.add_readiness(lambda: holder.model is not None)
     runner.on_stop(world.close)
+    runner.on_stop(outputs.close)
     return runner
 
 

@@ -146,6 +146,30 @@ class EventPublisher:
         self._producer.close(timeout=5)
 
 
+class LazyEnvelopePublisher:
+    """A service's own outputs (``models.v1``, ``alerts.v1``, ``handoffs.v1``, ...): one envelope at a
+    time, acknowledged by the broker before ``publish`` returns. The producer is made on first use, so a
+    service starts (and answers) before the broker is up."""
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._publisher: EventPublisher | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, topic: str, key: str, envelope: Mapping[str, Any]) -> None:
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = EventPublisher(self._settings, client_id=self._client_id)
+            publisher = self._publisher
+        value = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+        publisher.wait([(topic, publisher.send(topic, key, value))])
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+
+
 def dead_letter_value(record: Any, group: str, reason: str, error_type: str) -> bytes:
     """The JSON body of a dead letter (schema: protos/events.proto DeadLetter)."""
     raw: bytes = record.value or b""

@@ -26,7 +26,7 @@ from protos import common_pb2
 from protos import vision_pb2 as pb
 from protos import vision_pb2_grpc as pb_grpc
 from services.common import topics
-from services.common.bus import EventConsumer, EventPublisher
+from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.events import parse_event
 from services.common.grpc_server import ServiceRunner, bootstrap, run
@@ -378,15 +378,8 @@ def build(settings: Settings) -> ServiceRunner:
         holder.swap(pretrained_model(settings.vision_image_size), PRETRAINED_VERSION,
                     {"kind": "pretrained", "metrics": {}})
     key = load_signing_key(settings)
-    publisher: list[EventPublisher] = []
-    lock = threading.Lock()
-
-    def publish(topic: str, message_key: str, envelope: dict) -> None:
-        with lock:
-            if not publisher:
-                publisher.append(EventPublisher(settings, client_id="vision"))
-        value = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
-        publisher[0].wait([(topic, publisher[0].send(topic, message_key, value))])
+    outputs = LazyEnvelopePublisher(settings, client_id="vision")
+    publish = outputs.publish
 
     def announce(version: str, meta: dict) -> None:
         publish(topics.MODELS, "vision", json.loads(model_event("vision", version, meta)))
@@ -408,12 +401,7 @@ def build(settings: Settings) -> ServiceRunner:
     runner.add_readiness(consumer.ready.is_set)
     runner.add_readiness(watcher.synced.is_set)
     runner.add_readiness(lambda: holder.model is not None)
-
-    def close() -> None:
-        if publisher:
-            publisher[0].close()
-
-    runner.on_stop(close)
+    runner.on_stop(outputs.close)
     return runner
 
 

@@ -6,7 +6,6 @@ Parse is retried on UNAVAILABLE and Chat never is."""
 from __future__ import annotations
 
 import json
-from concurrent import futures
 
 import grpc
 import pytest
@@ -17,7 +16,7 @@ from gateway.routes.chat import MAX_MESSAGE_CHARS, MIN_CHAT_DEADLINE_SECONDS
 from protos import chatbot_pb2 as pb
 from protos import chatbot_pb2_grpc
 from services.common.settings import SERVICE_NAMES, Settings
-from tests.support import assert_problem, free_port
+from tests.support import RecordingServicer, assert_problem, free_port, serving
 
 ZH = "我的订单 A1234 到哪了？明天能到吗"
 
@@ -40,19 +39,8 @@ def parse_reply(request: pb.ParseRequest) -> pb.ParseResponse:
     )
 
 
-class FakeAssistant(chatbot_pb2_grpc.AssistantServicer):
-    """Records every request (and the deadline it came with); ``errors[method] = (code, details)``
-    makes the method abort."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, object, float | None]] = []
-        self.errors: dict[str, tuple[grpc.StatusCode, str]] = {}
-
-    def _handle(self, method: str, request, context, answer):
-        self.calls.append((method, request, context.time_remaining()))
-        if method in self.errors:
-            context.abort(*self.errors[method])
-        return answer(request)
+class FakeAssistant(RecordingServicer, chatbot_pb2_grpc.AssistantServicer):
+    """The fake service (tests.support.RecordingServicer records calls and injects errors)."""
 
     def Chat(self, request, context):
         return self._handle("Chat", request, context, chat_reply)
@@ -60,30 +48,17 @@ class FakeAssistant(chatbot_pb2_grpc.AssistantServicer):
     def Parse(self, request, context):
         return self._handle("Parse", request, context, parse_reply)
 
-    def only(self, method: str):
-        assert [m for m, _, _ in self.calls] == [method], self.calls
-        return self.calls[0][1]
-
-    def methods(self) -> list[str]:
-        return [m for m, _, _ in self.calls]
 
 
 @pytest.fixture(scope="module")
 def server():
-    fake = FakeAssistant()
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    chatbot_pb2_grpc.add_AssistantServicer_to_server(fake, grpc_server)
-    fake.port = grpc_server.add_insecure_port("127.0.0.1:0")
-    grpc_server.start()
-    yield fake
-    grpc_server.stop(grace=None)
+    with serving(FakeAssistant(), chatbot_pb2_grpc.add_AssistantServicer_to_server) as fake:
+        yield fake
 
 
 @pytest.fixture
 def fake(server):
-    server.calls.clear()
-    server.errors.clear()
-    return server
+    return server.reset()
 
 
 @pytest.fixture

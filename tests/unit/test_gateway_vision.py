@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from concurrent import futures
 
 import grpc
 import pytest
@@ -21,7 +20,7 @@ from gateway.routes.vision import MAX_IMAGE_BYTES, MIN_CODES_DEADLINE_SECONDS, M
 from protos import vision_pb2 as pb
 from protos import vision_pb2_grpc
 from services.common.settings import SERVICE_NAMES, Settings
-from tests.support import assert_problem, free_port
+from tests.support import RecordingServicer, assert_problem, free_port, serving
 
 # Every byte value, so that standard base64 holds "+" and "/" and URL-safe base64 "-" and "_".
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 3 + b"\x01"
@@ -74,19 +73,8 @@ def codes_reply(request: pb.IssueCodesRequest) -> pb.IssueCodesResponse:
                                  issued_at=stamp(ISSUED_AT))
 
 
-class FakeVision(vision_pb2_grpc.VisionServicer):
-    """Records every request (and the deadline it came with); ``errors[method] = (code, details)``
-    makes the method abort."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, object, float | None]] = []
-        self.errors: dict[str, tuple[grpc.StatusCode, str]] = {}
-
-    def _handle(self, method: str, request, context, answer):
-        self.calls.append((method, request, context.time_remaining()))
-        if method in self.errors:
-            context.abort(*self.errors[method])
-        return answer(request)
+class FakeVision(RecordingServicer, vision_pb2_grpc.VisionServicer):
+    """The fake service (tests.support.RecordingServicer records calls and injects errors)."""
 
     def Identify(self, request, context):
         return self._handle("Identify", request, context, identify_reply)
@@ -100,30 +88,17 @@ class FakeVision(vision_pb2_grpc.VisionServicer):
     def IssueCodes(self, request, context):
         return self._handle("IssueCodes", request, context, codes_reply)
 
-    def only(self, method: str):
-        assert [m for m, _, _ in self.calls] == [method], self.calls
-        return self.calls[0][1]
-
-    def methods(self) -> list[str]:
-        return [m for m, _, _ in self.calls]
 
 
 @pytest.fixture(scope="module")
 def server():
-    fake = FakeVision()
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    vision_pb2_grpc.add_VisionServicer_to_server(fake, grpc_server)
-    fake.port = grpc_server.add_insecure_port("127.0.0.1:0")
-    grpc_server.start()
-    yield fake
-    grpc_server.stop(grace=None)
+    with serving(FakeVision(), vision_pb2_grpc.add_VisionServicer_to_server) as fake:
+        yield fake
 
 
 @pytest.fixture
 def fake(server):
-    server.calls.clear()
-    server.errors.clear()
-    return server
+    return server.reset()
 
 
 def build_app(fake: FakeVision, **overrides):
