@@ -210,15 +210,31 @@ def batch_augment(pad: int = 2, flip: bool = True, erase_p: float = 0.5,
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, batch: int = 1000, tta_flip: bool = False) -> torch.Tensor:
-    """Softmax probabilities in eval mode (bf16 autocast), optionally averaged with the mirror image."""
+def predict_proba(model: nn.Module, x: torch.Tensor, batch: int = 1000, tta_flip: bool = False,
+                  tta_shift: int = 0) -> torch.Tensor:
+    """Softmax probabilities in eval mode (bf16 autocast), optionally averaged over test-time views:
+    the mirror image (``tta_flip``) and the image moved by ``tta_shift`` pixels in each of the four
+    directions (zero padded, as the training crops are)."""
     model.eval()
+    shifts = [(0, 0)] + ([(tta_shift, 0), (-tta_shift, 0), (0, tta_shift), (0, -tta_shift)] if tta_shift else [])
     out = []
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            p = model(chunk).float().softmax(1)
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            chunk = x[i:i + batch]
+            views = [shift_image(chunk, dy, dx) for dy, dx in shifts]
             if tta_flip:
-                p = (p + model(chunk.flip(3)).float().softmax(1)) / 2
-        out.append(p)
+                views += [v.flip(3) for v in views]
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                p = torch.stack([model(v).float().softmax(1) for v in views]).mean(0)
+            out.append(p)
     return torch.cat(out)
+
+
+def shift_image(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """A batch moved by (dy, dx) pixels, the uncovered border filled with zeros."""
+    if not dy and not dx:
+        return x
+    p = max(abs(dy), abs(dx))
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (p, p, p, p))
+    return padded[..., p - dy:p - dy + h, p - dx:p - dx + w]
