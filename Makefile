@@ -12,8 +12,9 @@ STAMP := $(VENV)/.installed
 # compose file without an engine), redis-server (when no Redis is running).
 DEBIAN_PACKAGES := dataset-fashion-mnist docker-compose redis-server
 # Data-only packages installed without their dependency trees: recbole ships MovieLens-100k
-# (the recommender benchmark); its own torch/scipy pins would fight ours.
-NO_DEPS_PACKAGES := recbole==1.2.1
+# (the recommender benchmark); its own torch/scipy pins would fight ours. lifetimes ships the
+# CDNOW purchase log (the behaviour benchmark reads the file; its code needs dill/autograd).
+NO_DEPS_PACKAGES := recbole==1.2.1 lifetimes==0.11.3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export OPENBLAS_NUM_THREADS ?= 1
