@@ -20,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot bench-vision proto proto-check lint compose-config compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting proto proto-check lint compose-config compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -53,10 +53,13 @@ test-unit: venv ## unit tests only (no broker, no Redis)
 test-integration: venv sysdeps ## integration tests only
 	$(BIN)/python -m pytest -q -ra tests/integration
 
-bench: bench-bus bench-recommender bench-chatbot bench-vision ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
+bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
 
 bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix (SECTION=fashion|search|verify)
 	$(BIN)/python -m benchmarks.bench_vision $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
+
+bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive/auto), 1,000-product refresh, elasticities, CDNOW behaviour (SECTION=series|throughput|pricing|behaviour)
+	$(BIN)/python -m benchmarks.bench_forecasting $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 bench-bus: venv sysdeps ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis
 	$(BIN)/python -m benchmarks.bench_bus $(if $(QUICK),--quick)

@@ -19,6 +19,7 @@ from gateway.problems import ApiProblem, from_grpc_error, from_validation_error,
 from gateway.routes.admin import admin
 from gateway.routes.chat import chat
 from gateway.routes.events import events
+from gateway.routes.forecasting import forecasting
 from gateway.routes.recommendations import recommendations
 from gateway.routes.system import system
 from gateway.routes.vision import vision
@@ -39,7 +40,9 @@ HTTP_LATENCY = Histogram(
 )
 
 # Which backend a blueprint's routes call, to name it in error messages.
-BLUEPRINT_BACKEND = {"recommendations": "recommender", "chat": "chatbot", "vision": "vision"}
+BLUEPRINT_BACKEND = {
+    "recommendations": "recommender", "chat": "chatbot", "vision": "vision", "forecasting": "forecasting",
+}
 
 
 class LazyPublisher:
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(recommendations)
     app.register_api(chat)
     app.register_api(vision)
+    app.register_api(forecasting)
     app.register_api(admin)
 
     @app.get("/openapi.json", doc_ui=False)

@@ -29,6 +29,9 @@ _RETRY_POLICY = {
                      for m in ("Recommend", "BatchRecommend", "Similar", "UserProfile", "ItemProfile", "GetJob")]
                     + [{"service": "shopai.chatbot.v1.Assistant", "method": "Parse"}]
                     + [{"service": "shopai.vision.v1.Vision", "method": m} for m in ("Identify", "Search")]
+                    + [{"service": "shopai.forecasting.v1.Forecasting", "method": m}
+                       for m in ("Forecast", "InventoryPlan", "PriceRecommendation", "Segments", "Funnel",
+                                 "Cohorts", "UserProfile")]
                     + [{"service": s, "method": "GetJob"}
                        for s in ("shopai.chatbot.v1.Assistant", "shopai.vision.v1.Vision",
                                  "shopai.forecasting.v1.Forecasting")],

@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     # CPU threads torch may use for one service (inference and training).
     torch_threads: int = Field(default=2, ge=1)
 
+    # Forecasting: processes for model selection and refreshes, the country whose public holidays
+    # the daily models know (empty: none), how often cached forecasts are refreshed from new sales,
+    # training on its own once this many orders exist (false: only on demand), and the key of the
+    # pseudonyms analytics returns instead of user ids (default: a random one in <data_dir>/secrets).
+    forecast_jobs: int = Field(default=2, ge=1)
+    forecast_holidays_country: str = "CN"
+    forecast_refresh_seconds: float = Field(default=5.0, gt=0)
+    forecast_auto_train: bool = True
+    forecast_min_orders: int = Field(default=20, ge=1)
+    analytics_secret: SecretStr | None = None
+
     # The demo shop that `make run` seeds (shopai demo / shopai seed defaults).
     demo_seed: int = 42
     demo_products: int = Field(default=2000, ge=10)

@@ -19,6 +19,7 @@ import redis
 from services.common.settings import SERVICE_NAMES
 from services.recommender import core
 from services.recommender.store import RecommenderKeys
+from services.forecasting.store import ForecastKeys
 from services.vision.store import VisionKeys
 from shopai.demo.generator import DemoShopConfig, generate
 from tests.support import ROOT, _listening, free_port, wait_for
@@ -90,6 +91,8 @@ class DevStack:
             # Fine-tuning the vision model would take a core for minutes beside the recommender's
             # first training; tests/integration/test_vision_service.py covers the training job.
             SHOPAI_VISION_AUTO_TRAIN="false",
+            # Likewise the forecasting model selection (tests/integration/test_forecasting_service.py).
+            SHOPAI_FORECAST_AUTO_TRAIN="false",
             PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
         )
         for name in SERVICE_NAMES:
@@ -198,6 +201,12 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
     assert (stack.tmp_path / "data" / "secrets" / "vision-signing-key").stat().st_mode & 0o077 == 0
     status, verdict = post(f"{base}/v1/vision/verify", {"payload": issued["codes"][0]["payload"]})
     assert status == 200 and verdict["verdict"] == "authentic", verdict
+
+    # Forecasting built each product's daily sales from orders.v1 and answers with a forecast.
+    sold = wait_for(lambda: next(client.scan_iter(match=ForecastKeys.units("p", "*")), None), 60,
+                    what="demo sales projected").rsplit(":", 1)[1]
+    status, forecast = get(f"{base}/v1/forecasts/{sold}?horizon=7")
+    assert status == 200 and len(forecast["points"]) == 7 and forecast["history"], forecast
 
     stack.ctrl_c()
     still_open = [name for name, port in stack.ports.items() if _listening(port)]

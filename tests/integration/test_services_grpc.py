@@ -52,11 +52,11 @@ def test_every_service_serves_health_and_reflection(start_service, settings, cha
         assert {FULL_NAMES[name], "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= listed
         assert proc.metric("process_cpu_seconds_total") >= 0  # the Prometheus exporter answers
 
-    # A declared RPC that is not built yet answers UNIMPLEMENTED, not a hang or a crash.
+    # A request without its target gets a reason, not a hang or a crash.
     with grpc.insecure_channel(procs["forecasting"].target) as channel:
         with pytest.raises(grpc.RpcError) as err:
             forecasting_pb2_grpc.ForecastingStub(channel).Forecast(forecasting_pb2.ForecastRequest(), timeout=5)
-        assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "product_id" in err.value.details()
     with grpc.insecure_channel(procs["vision"].target) as channel:
         with pytest.raises(grpc.RpcError) as err:
             vision_pb2_grpc.VisionStub(channel).Identify(vision_pb2.ImageRequest(), timeout=10)

@@ -1,0 +1,130 @@
+"""The forecasting service's projection: catalog, orders, interactions and stock -> daily aggregates.
+
+Every command goes through the exactly-once applier (``services/common/projection.py``), so a
+replayed or duplicated ``order.created`` never counts twice: the daily series are built exactly
+once however often the log is read.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from services.common import topics
+from services.common.events import Event, InvalidEvent
+from services.common.projection import Ops, Projection
+from services.common.stock import StockLedger
+from services.forecasting.store import FUNNEL_ACTIONS, day_of
+from services.forecasting.store import ForecastKeys as K
+
+PRODUCT_FIELDS = ("title", "category", "price", "cost", "currency")
+
+
+class ForecastProjection(Projection):
+    group = "forecasting"
+    topics = (topics.CATALOG, topics.ORDERS, topics.INTERACTIONS, topics.INVENTORY)
+
+    def __init__(self, redis_client) -> None:
+        super().__init__(redis_client)
+        self.stock = StockLedger(redis_client, "fc")
+
+    def apply(self, event: Event, ops: Ops) -> None:
+        ops("HINCRBY", K.stats, event.type, 1)
+        ops("ZADD", K.clock, "GT", event.occurred_at.timestamp(), "last")
+        if event.family == "product":
+            self._product(event, ops)
+        elif event.family == "order":
+            self._order(event, ops)
+        elif event.family == "interaction":
+            self._interaction(event, ops)
+        elif event.family == "inventory":
+            self.stock.apply(event, ops)
+            ops("SADD", K.dirty, "stock|" + str(event.payload["product_id"]))
+        else:
+            raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
+
+    def _category(self, pid: str, ops: Ops) -> str:
+        """The product's category as of this point in the batch ("" when unknown)."""
+        cats: dict[str, str] = ops.batch_state.setdefault("category", {})
+        if pid not in cats:
+            cats[pid] = self.redis.hget(K.product(pid), "category") or ""
+        return cats[pid]
+
+    def _product(self, event: Event, ops: Ops) -> None:
+        p = event.payload
+        pid = str(p["product_id"])
+        if event.action == "removed":
+            ops("SREM", K.active, pid)
+            return
+        fields: list[object] = []
+        for name in PRODUCT_FIELDS:
+            if p.get(name) is not None:
+                fields += [name, p[name]]
+        ops("HSET", K.product(pid), *fields)
+        ops("SADD", K.catalog, pid)
+        ops("SADD", K.active, pid)
+        if p.get("category"):
+            ops("SADD", K.categories, str(p["category"]))
+            ops.batch_state.setdefault("category", {})[pid] = str(p["category"])
+
+    def _order(self, event: Event, ops: Ops) -> None:
+        p = event.payload
+        oid = str(p["order_id"])
+        if event.action in ("created", "cancelled"):
+            lines = p.get("lines") or []
+            if not isinstance(lines, list):
+                raise InvalidEvent("lines must be a list")
+            sign = 1 if event.action == "created" else -1
+            # A cancellation moves the sale out of the day it was made, not the day it was cancelled.
+            day = day_of(event.occurred_at)
+            if event.action == "cancelled":
+                known = ops.batch_state.get("orders", {}).get(oid) or self.redis.hget(K.orders, oid)
+                if known:
+                    o = known if isinstance(known, dict) else json.loads(known)
+                    day = datetime.fromtimestamp(float(o["t"]), UTC).date().isoformat()
+            for line in lines:
+                pid = str(line["product_id"])
+                qty = float(line.get("quantity", 1) or 1)
+                price = float(line.get("unit_price", 0) or 0)
+                if qty <= 0:
+                    raise InvalidEvent(f"line of {pid}: quantity must be positive")
+                category = self._category(pid, ops)
+                targets = [("p", pid)] + ([("c", category)] if category else [])
+                for kind, target in targets:
+                    ops("HINCRBYFLOAT", K.units(kind, target), day, sign * qty)
+                    ops("HINCRBYFLOAT", K.revenue(kind, target), day, sign * qty * price)
+                    ops("SADD", K.dirty, f"{kind}|{target}")
+                ops("SADD", K.dirty, "stock|" + pid)
+            self.stock.apply(event, ops)
+            user = str(p.get("user_id") or "")
+            if event.action == "created" and user:
+                order = {"u": user, "t": event.occurred_at.timestamp(), "total": float(p.get("total", 0) or 0),
+                         "cur": str(p.get("currency", ""))}
+                ops("HSET", K.orders, oid, json.dumps(order, separators=(",", ":")))
+                ops.batch_state.setdefault("orders", {})[oid] = order
+                ops("SADD", K.buyers, user)
+                ops("SADD", K.user_orders(user), oid)
+            elif event.action == "cancelled":
+                ops("HDEL", K.orders, oid)
+                if user:
+                    ops("SREM", K.user_orders(user), oid)
+
+    def _interaction(self, event: Event, ops: Ops) -> None:
+        p = event.payload
+        user = str(p["user_id"])
+        action = event.action
+        day = day_of(event.occurred_at)
+        ops("HINCRBY", K.user_counts(user), action, 1)
+        pid = str(p.get("product_id") or "")
+        if not pid:
+            return
+        category = self._category(pid, ops) or "unknown"
+        ops("HINCRBY", K.user_categories(user), f"{action}|{category}", 1)
+        if action == "view":
+            ops("HINCRBYFLOAT", K.views(pid), day, 1)
+            if p.get("price"):
+                ops("HINCRBYFLOAT", K.view_price(pid), day, float(p["price"]))
+        if action in FUNNEL_ACTIONS:
+            ops("SADD", K.days, day)
+            ops("SADD", K.funnel_users(day, action, category), user)
+            ops("HINCRBY", K.funnel_counts(day), f"{action}|{category}", 1)

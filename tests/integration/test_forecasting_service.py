@@ -1,0 +1,249 @@
+"""The forecasting service as a shop meets it: orders, views and stock through the real broker, the
+service as its own process, answers over gRPC and through the gateway's REST routes, reorder alerts
+on alerts.v1."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime, timedelta
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from gateway.app import close_app, create_app
+from protos import common_pb2
+from protos import forecasting_pb2 as pb
+from protos import forecasting_pb2_grpc as pb_grpc
+from services.common import topics
+from services.common.bus import EventPublisher
+from services.common.events import new_event
+from services.forecasting.store import ForecastKeys as K
+from tests.integration.test_vertical_slice import read_topic
+from tests.support import assert_problem, wait_for
+
+pytestmark = pytest.mark.integration
+DAYS = 84
+END = datetime.now(UTC).date() - timedelta(days=1)
+START = END - timedelta(days=DAYS - 1)
+USERS = [f"shopper-{i}" for i in range(30)]
+
+
+def at(day: date, hour: int = 12) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def catalog() -> list:
+    def product(pid: str, category: str, price: float, cost: float):
+        return new_event("product.upserted", {"product_id": pid, "title": f"Product {pid}", "category": category,
+                                              "price": price, "cost": cost, "currency": "CNY"},
+                         occurred_at=at(START - timedelta(days=2)))
+    return [product("f1", "bags", 100.0, 40.0), product("f2", "bags", 50.0, 20.0), product("f3", "shoes", 80.0, 30.0)]
+
+
+def shop_history() -> tuple[list, dict[str, np.ndarray]]:
+    """Orders and behaviour over DAYS days: f1 sells 3 a weekday and 6 a weekend day (+-1) at 100 (one order
+    per unit-pair, different shoppers); f2 one every other day at 50, then daily at 40 for the last
+    half (its price cut); every day 3 more views of f1 and 4 of f2 that buy nothing; views, carts and
+    purchases for the funnel."""
+    rng = np.random.default_rng(3)
+    truth = {"f1": np.zeros(DAYS), "f2": np.zeros(DAYS)}
+    events = []
+    n = 0
+    for i in range(DAYS):
+        day = START + timedelta(days=i)
+        cut = i >= DAYS // 2
+        noise = int(rng.integers(-1, 2))  # -1, 0 or +1: real demand is never exactly periodic
+        wanted = {"f1": (6 if day.weekday() >= 5 else 3) + noise, "f2": 1 if i % 2 == 0 or cut else 0}
+        prices = {"f1": 100.0, "f2": 40.0 if cut else 50.0}
+        for pid, extra in (("f1", 3), ("f2", 4)):
+            for j in range(extra):
+                events.append(new_event("interaction.view", {"user_id": USERS[(i + j) % len(USERS)], "product_id": pid,
+                                                             "price": prices[pid]}, occurred_at=at(day, 7)))
+        for pid, units in wanted.items():
+            price = prices[pid]
+            while units > 0:
+                q = min(units, 2)
+                units -= q
+                n += 1
+                user = USERS[int(rng.integers(len(USERS)))]
+                when = at(day, 9 + n % 10)
+                events.append(new_event("interaction.view", {"user_id": user, "product_id": pid, "price": price},
+                                        occurred_at=when - timedelta(minutes=5)))
+                events.append(new_event("interaction.add_to_cart", {"user_id": user, "product_id": pid},
+                                        occurred_at=when - timedelta(minutes=3)))
+                events.append(new_event("interaction.purchase", {"user_id": user, "product_id": pid},
+                                        occurred_at=when))
+                events.append(new_event("order.created", {
+                    "order_id": f"o{n}", "user_id": user, "lines": [{"product_id": pid, "quantity": q,
+                                                                      "unit_price": price}],
+                    "total": q * price, "currency": "CNY"}, occurred_at=when))
+                truth[pid][i] += q
+        events.append(new_event("interaction.view", {"user_id": USERS[i % len(USERS)], "product_id": "f3",
+                                                     "price": 80.0}, occurred_at=at(day, 20)))
+    return events, truth
+
+
+@pytest.fixture
+def forecasting(settings, start_service_with, redis_client):
+    service = start_service_with(settings, "forecasting", SHOPAI_FORECAST_AUTO_TRAIN="false",
+                                 SHOPAI_FORECAST_REFRESH_SECONDS="1", SHOPAI_RETRAIN_CHECK_SECONDS="1")
+    settings.forecasting.grpc_port = service.grpc_port
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    stub = pb_grpc.ForecastingStub(channel)
+    publisher = EventPublisher(settings)
+    publisher.publish(catalog())
+    wait_for(lambda: redis_client.scard(K.catalog) == 3, 30, what="the catalog projected")
+    publisher.publish([new_event("inventory.set", {"product_id": pid, "on_hand": 400},
+                                 occurred_at=at(START - timedelta(days=1))) for pid in ("f1", "f2")])
+    # Topics are consumed in parallel: the stock-take goes first, as it would in a real shop.
+    wait_for(lambda: redis_client.hlen(K.stock_counted_at) == 2, 30, what="the stock counted")
+    events, truth = shop_history()
+    publisher.publish(events)
+    expected = {t: sum(1 for e in events if e.type == t) for t in {e.type for e in events}}
+    wait_for(lambda: all(int(redis_client.hget(K.stats, t) or 0) == n for t, n in expected.items()), 60,
+             what="every event projected")
+    app = create_app(settings)
+    yield stub, app.test_client(), publisher, events, truth, settings
+    close_app(app)
+    channel.close()
+    publisher.close()
+
+
+def history(stub, pid: str) -> np.ndarray:
+    reply = stub.Forecast(pb.ForecastRequest(product_id=pid, horizon_days=7, history_days=DAYS), timeout=30)
+    assert reply.history[-1].date == END.isoformat()
+    days = {date.fromisoformat(h.date): h.y for h in reply.history}
+    return np.array([days.get(START + timedelta(days=i), 0.0) for i in range(DAYS)])
+
+
+def test_sales_build_the_daily_series_exactly_once(forecasting, redis_client):
+    stub, _client, publisher, events, truth, _ = forecasting
+    assert np.array_equal(history(stub, "f1"), truth["f1"])
+    assert np.array_equal(history(stub, "f2")[-60:], truth["f2"][-60:])
+    # The whole log again (a replay after a crash, a producer retry): nothing counts twice.
+    applied = redis_client.hget(K.stats, "order.created")
+    publisher.publish([e for e in events if e.type == "order.created"])
+    marker = new_event("interaction.view", {"user_id": "late", "product_id": "f3", "price": 80.0},
+                       occurred_at=at(END, 22))
+    publisher.publish([marker])
+    wait_for(lambda: redis_client.hget(K.user_counts("late"), "view") == "1", 30, what="the replay consumed")
+    assert redis_client.hget(K.stats, "order.created") == applied
+    assert np.array_equal(history(stub, "f1"), truth["f1"])
+    # A cancellation takes the sale back from the day it was made.
+    first = next(e for e in events if e.type == "order.created" and e.payload["lines"][0]["product_id"] == "f1")
+    publisher.publish([new_event("order.cancelled", {**first.payload, "reason": "changed_mind"},
+                                 occurred_at=at(END, 23))])
+    expected = truth["f1"].copy()
+    expected[(first.occurred_at.date() - START).days] -= first.payload["lines"][0]["quantity"]
+    wait_for(lambda: np.array_equal(history(stub, "f1"), expected), 30, what="the cancellation applied")
+
+
+def test_forecasts_plans_and_prices(forecasting):
+    stub, client, _publisher, _events, truth, _ = forecasting
+    reply = stub.Forecast(pb.ForecastRequest(product_id="f1", horizon_days=14, interval_level=0.9), timeout=30)
+    assert len(reply.points) == 14 and reply.points[0].date == (END + timedelta(days=1)).isoformat()
+    assert all(0 <= p.yhat_lower <= p.yhat <= p.yhat_upper for p in reply.points)
+    assert reply.interval_level == pytest.approx(0.9) and reply.model_version == "untrained"
+    # A product with no sales gets a clear answer; an unknown one is not found.
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Forecast(pb.ForecastRequest(product_id="f3"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "no sales" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Forecast(pb.ForecastRequest(product_id="nope"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    for bad in (pb.ForecastRequest(product_id="f1", horizon_days=400), pb.ForecastRequest(),
+                pb.ForecastRequest(product_id="f1", interval_level=1.0)):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Forecast(bad, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    job = stub.Train(common_pb2.TrainRequest(), timeout=10)
+    wait_for(lambda: stub.GetJob(common_pb2.GetJobRequest(job_id=job.job_id), timeout=10).state
+             in (common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED), 240, interval=1, what="training")
+    done = stub.GetJob(common_pb2.GetJobRequest(job_id=job.job_id), timeout=10)
+    assert done.state == common_pb2.JOB_STATE_SUCCEEDED, done.message
+    trained = stub.Forecast(pb.ForecastRequest(product_id="f1", horizon_days=28), timeout=30)
+    assert trained.model_version == done.model_version and trained.backtest.folds >= 1
+    # The backtest of the chosen model is on the record, and it learnt the weekly pattern.
+    assert 0 < trained.backtest.mae < 0.3 * truth["f1"].mean() and trained.backtest.smape < 0.5, trained.backtest
+    weekend = [p.yhat for p in trained.points if date.fromisoformat(p.date).weekday() >= 5]
+    weekday = [p.yhat for p in trained.points if date.fromisoformat(p.date).weekday() < 5]
+    assert np.mean(weekend) > np.mean(weekday) + 1.5
+    assert abs(sum(p.yhat for p in trained.points) - 28 * truth["f1"][-28:].mean()) < 0.25 * 28 * truth["f1"].mean()
+    category = client.get("/v1/forecasts/categories/bags?horizon=7")
+    assert category.status_code == 200, category.json
+    assert category.json["category"] == "bags" and len(category.json["points"]) == 7
+
+    def plan(**fields) -> pb.InventoryPlanResponse:
+        return stub.InventoryPlan(pb.InventoryPlanRequest(product_id="f1", **fields), timeout=30)
+
+    base = plan()
+    assert base.on_hand == 400 - int(truth["f1"].sum())
+    assert plan(lead_time_days=14).reorder_point > base.reorder_point > plan(lead_time_days=2).reorder_point
+    assert plan(service_level=0.99).reorder_point > base.reorder_point > plan(service_level=0.8).reorder_point
+    assert base.reorder_point == pytest.approx(base.forecast_demand_lead_time + base.safety_stock)
+    rest = client.get("/v1/inventory/f1/plan?lead_time_days=3&service_level=0.9")
+    assert rest.status_code == 200 and rest.json["lead_time_days"] == 3 and rest.json["order_quantity"] > 0
+    assert_problem(client.get("/v1/inventory/f1/plan?service_level=1.5"), 400)
+
+    price = stub.PriceRecommendation(pb.PriceRecommendationRequest(product_id="f1", objective=pb.OBJECTIVE_PROFIT,
+                                                                   max_change=0.1), timeout=30)
+    assert price.current_price == 100.0 and 90.0 <= price.recommended_price <= 110.0
+    assert price.lower_bound == pytest.approx(90.0) and price.upper_bound == pytest.approx(110.0)
+    assert price.expected_profit_recommended >= price.expected_profit_current - 1e-9
+    assert "category elasticity" in price.note  # f1 never changed its price: f2's price cut speaks for bags
+    assert price.elasticity < 0
+    chart = client.get("/v1/forecasts/f1/chart.png?horizon=14")
+    assert chart.status_code == 200 and chart.content_type == "image/png"
+    assert Image.open(io.BytesIO(chart.data)).size[0] >= 400
+
+
+def test_stock_below_the_reorder_point_raises_an_alert(forecasting):
+    stub, _client, publisher, _events, _truth, settings = forecasting
+    on_hand = stub.InventoryPlan(pb.InventoryPlanRequest(product_id="f1"), timeout=30).on_hand
+    publisher.publish([new_event("inventory.adjusted", {"product_id": "f1", "delta": -(on_hand - 5)}, occurred_at=datetime.now(UTC))])
+    wait_for(lambda: stub.InventoryPlan(pb.InventoryPlanRequest(product_id="f1"), timeout=30).on_hand == 5, 30,
+             what="the stock change projected")
+    plan = stub.InventoryPlan(pb.InventoryPlanRequest(product_id="f1"), timeout=30)
+    assert plan.reorder_now and plan.stockout_risk > 0.5
+    alerts = [a for a in read_topic(settings.kafka_bootstrap_servers, topics.ALERTS, 1, timeout=30)
+              if a["type"] == "alert.reorder_needed"]
+    assert alerts and alerts[0]["payload"]["product_id"] == "f1" and alerts[0]["payload"]["on_hand"] == 5
+
+
+def test_behaviour_analytics_are_pseudonymous(forecasting):
+    _stub, client, _publisher, events, _truth, _ = forecasting
+    segments = client.get("/v1/analytics/segments?sample_size=3")
+    assert segments.status_code == 200, segments.json
+    body = segments.json
+    buyers = {e.payload["user_id"] for e in events if e.type == "order.created"}
+    assert body["total_customers"] == len(buyers)
+    assert sum(s["customers"] for s in body["segments"]) == len(buyers)
+    assert body["total_revenue"] == pytest.approx(sum(e.payload["total"] for e in events if e.type == "order.created"))
+    text = segments.get_data(as_text=True)
+    assert not any(u in text for u in USERS)
+
+    funnel = client.get(f"/v1/analytics/funnel?from_date={START}&to_date={END}")
+    assert funnel.status_code == 200, funnel.json
+    steps = {s["name"]: s for s in funnel.json["steps"]}
+    assert steps["view"]["users"] >= steps["add_to_cart"]["users"] >= steps["purchase"]["users"] > 0
+    assert steps["purchase"]["events"] == sum(1 for e in events if e.type == "interaction.purchase")
+    assert {c["category"] for c in funnel.json["categories"]} == {"bags", "shoes"}
+    assert_problem(client.get(f"/v1/analytics/funnel?from_date={END}&to_date={START}"), 400)
+
+    cohorts = client.get("/v1/analytics/cohorts?period=week&max_periods=8")
+    assert cohorts.status_code == 200, cohorts.json
+    rows = cohorts.json["cohorts"]
+    assert sum(r["size"] for r in rows) == len(buyers) and all(r["retention"][0] == 1 for r in rows)
+
+    profile = client.get(f"/v1/analytics/users/{USERS[0]}")
+    assert profile.status_code == 200, profile.json
+    p = profile.json
+    assert USERS[0] not in profile.get_data(as_text=True) and p["pseudonymous_id"]
+    mine = [e for e in events if e.type == "order.created" and e.payload["user_id"] == USERS[0]]
+    assert p["orders"] == len(mine) and p["total_spend"] == pytest.approx(sum(e.payload["total"] for e in mine))
+    assert p["event_counts"]["purchase"] == len(mine) and p["favourite_categories"][0] == "bags"
+    assert 0 <= p["repeat_purchase_probability"] <= 1 and p["predicted_customer_value"] >= 0
+    assert_problem(client.get("/v1/analytics/users/never-seen"), 404)
