@@ -5,6 +5,7 @@
     shopai topics         create the topics
     shopai seed           generate the demo shop and publish it to Kafka
     shopai demo           wait for the gateway, seed, print where to look, stay up (Procfile)
+    shopai import FILE    validate and publish a shop's events from a JSONL or CSV file
 """
 
 from __future__ import annotations
@@ -207,6 +208,31 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from services.common.bus import EventPublisher, ensure_topics
+    from shopai.importer import import_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"shopai import: no such file: {path}", file=sys.stderr)
+        return 2
+    ensure_topics(settings)
+    publisher = EventPublisher(settings, client_id="shopai-import")
+    rejects = open(args.rejects, "w", encoding="utf-8") if args.rejects else None  # noqa: SIM115
+    try:
+        report = import_file(path, publisher.publish, fmt=args.format, batch_size=args.batch,
+                             show_progress=not args.quiet, rejects=rejects)
+    except ValueError as exc:
+        print(f"shopai import: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        publisher.close()
+        if rejects is not None:
+            rejects.close()
+    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    return 0 if report.rejected == 0 else 1
+
+
 def _add_seed_args(p: argparse.ArgumentParser, settings: Settings) -> None:
     p.add_argument("--seed", type=int, default=settings.demo_seed,
                    help="generator seed (same seed, same events and ids); default $SHOPAI_DEMO_SEED or 42")
@@ -233,7 +259,18 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the gateway")
     p_demo.add_argument("--once", action="store_true", help="exit after seeding")
     p_demo.set_defaults(func=cmd_demo)
+    p_import = sub.add_parser("import", help="validate and publish events from a JSONL or CSV file")
+    p_import.add_argument("file", help="JSONL (one envelope per line) or CSV (see shopai/importer.py)")
+    p_import.add_argument("--format", choices=("jsonl", "csv"), help="default: from the file name (.csv or JSONL)")
+    p_import.add_argument("--batch", type=int, default=1000, help="events per acknowledged publish")
+    p_import.add_argument("--rejects", help="write each rejected line's number and reason here (JSONL)")
+    p_import.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_import.set_defaults(func=cmd_import)
     args = parser.parse_args(argv)
+    from services.common.logging import configure_logging
+
+    # Logs on stderr, so a command's report on stdout stays machine-readable.
+    configure_logging(settings.log_level, json=settings.log_json and not sys.stderr.isatty(), service="shopai")
     return args.func(args, settings)
 
 
