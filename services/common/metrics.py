@@ -36,6 +36,12 @@ CONSUMER_RETRIES = Counter(
 PROJECTION_REBUILDS = Counter(
     "shopai_projection_rebuilds_total", "Redis projections rebuilt by replaying topics.", ["group"]
 )
+# The model version a process serves: 1 on the (service, version) series of the serving version; the
+# previous version's series is removed at a swap (services.common.models.ModelHolder.swap sets both).
+MODEL_INFO = Gauge("shopai_model_info", "The model version this process serves (value 1).", ["service", "version"])
+MODEL_TRAINED = Gauge(
+    "shopai_model_trained_timestamp_seconds", "When the serving model was trained (Unix time).", ["service"]
+)
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import threading
@@ -23,10 +24,12 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from services.common.logging import get_logger
+from services.common.metrics import MODEL_INFO, MODEL_TRAINED
 
 log = get_logger(__name__)
 T = TypeVar("T")
 KEEP_VERSIONS = 5
+_VERSION_TIME = re.compile(r"(\d{8}T\d{6}Z)")
 
 
 def new_version(prefix: str) -> str:
@@ -80,8 +83,10 @@ class ModelRegistry:
 class ModelHolder(Generic[T]):
     """The model a service answers with; replaced in one reference assignment (requests never wait)."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, service: str = "") -> None:
         self.registry = registry
+        # The ``service`` label of the model metrics: the registry directory is <data_dir>/models/<service>.
+        self.service = service or registry.directory.name
         self._lock = threading.Lock()
         self.model: T | None = None
         self.version = ""
@@ -89,8 +94,23 @@ class ModelHolder(Generic[T]):
 
     def swap(self, model: T, version: str, meta: dict) -> None:
         with self._lock:
+            previous = self.version
             self.model, self.version, self.meta = model, version, meta
-        log.info("model_serving", version=version)
+            if previous and previous != version:
+                try:
+                    MODEL_INFO.remove(self.service, previous)
+                except KeyError:
+                    pass
+            MODEL_INFO.labels(self.service, version).set(1)
+            trained = trained_timestamp(model, version, meta)
+            if trained is None:
+                try:
+                    MODEL_TRAINED.remove(self.service)
+                except KeyError:
+                    pass
+            else:
+                MODEL_TRAINED.labels(self.service).set(trained)
+        log.info("model_serving", service=self.service, version=version)
 
     def update(self, model: T, version: str) -> bool:
         """Replace the served object of the same version (e.g. extended with new products); False if a
@@ -109,6 +129,18 @@ class ModelHolder(Generic[T]):
         model, meta = self.registry.load(version)
         self.swap(model, version, meta)
         return True
+
+
+def trained_timestamp(model: Any, version: str, meta: dict) -> float | None:
+    """When a model was trained (Unix time): ``meta["trained_at"]``, the model's ``trained_at``, or the
+    time in a ``new_version`` name; None for a model that was never trained here (a pretrained one)."""
+    for value in (meta.get("trained_at"), getattr(model, "trained_at", None)):
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    match = _VERSION_TIME.search(version)
+    if match:
+        return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    return None
 
 
 def model_event(service: str, version: str, meta: dict) -> bytes:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+
+from prometheus_client import REGISTRY
 
 from services.common.models import ModelHolder, ModelRegistry, model_event, new_version, retrain_due
 
@@ -39,6 +42,37 @@ def test_holder_swaps_and_refuses_updates_from_a_stale_version(tmp_path):
     holder.refresh()
     assert not holder.update("model-one+more", "v1"), "an update computed from v1 must not replace v2"
     assert holder.model == "model-two"
+
+
+def _model_series(service: str) -> tuple[dict[str, float], float | None]:
+    """{version: value} of shopai_model_info and the trained timestamp, for one service label."""
+    info = {}
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            if sample.name == "shopai_model_info" and sample.labels["service"] == service:
+                info[sample.labels["version"]] = sample.value
+    return info, REGISTRY.get_sample_value("shopai_model_trained_timestamp_seconds", {"service": service})
+
+
+def test_swapping_exports_the_serving_version_and_when_it_was_trained(tmp_path):
+    service = "lifecycle-metrics-test"
+    holder: ModelHolder[str] = ModelHolder(ModelRegistry(tmp_path / "models" / service))
+    assert holder.service == service, "the service label defaults to the registry directory's name"
+    assert _model_series(service) == ({}, None)
+
+    holder.swap("model-one", "hybrid-20260101T000000Z-aaaaaa", {})
+    info, trained = _model_series(service)
+    assert info == {"hybrid-20260101T000000Z-aaaaaa": 1.0}
+    assert trained == datetime(2026, 1, 1, tzinfo=UTC).timestamp(), "the time in the version name"
+
+    holder.swap("model-two", "v2", {"trained_at": 1_800_000_000.0})
+    info, trained = _model_series(service)
+    assert info == {"v2": 1.0}, "the previous version's series is gone"
+    assert trained == 1_800_000_000.0
+
+    holder.swap("pretrained", "pretrained-net", {})
+    assert _model_series(service) == ({"pretrained-net": 1.0}, None), "no training time for a pretrained model"
+    assert ModelHolder(ModelRegistry(tmp_path), service="explicit").service == "explicit"
 
 
 def test_retraining_schedule():
