@@ -14,6 +14,7 @@ from kafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import HTTPException
 
+from gateway.access import install_access
 from gateway.backends import Backends
 from gateway.problems import ApiProblem, from_grpc_error, from_validation_error, problem_response
 from gateway.routes.admin import admin
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(vision)
     app.register_api(forecasting)
     app.register_api(admin)
+    app.register_blueprint(__import__("gateway.routes.storefront", fromlist=["storefront"]).storefront)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json() -> dict:
@@ -107,6 +109,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     _install_error_handlers(app)
     _install_metrics(app)
+    install_access(app, settings)  # keys, rate limits, CORS (gateway/access.py); after every blueprint
     return app
 
 

@@ -1,6 +1,7 @@
 """Admin routes: retrain a service's models and poll the job (REST -> each service's Train/GetJob).
 
-A later issue puts these routes behind an admin API key (``X-API-Key``)."""
+They need an API key with the ``admin`` role (gateway/access.py; open in the dev environment when no
+keys are configured)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.access import current_key_id
 from gateway.json import reply_json
 from gateway.problems import ApiProblem, Problem, from_grpc_error
 from protos import common_pb2
@@ -90,14 +92,14 @@ def train(path: TrainPath, body: TrainBody) -> Response | tuple[dict, int, dict[
     """Retrain a service's models from the events seen so far.
 
     Answers 202 with the queued job and its `Location`; poll it with `GET /v1/admin/jobs/{job_id}`.
-    A service that cannot train yet answers 501. A later issue puts this route behind an admin API key."""
+    A service that cannot train yet answers 501. Needs an API key with the `admin` role."""
     if path.service not in SERVICE_NAMES:
         raise ApiProblem(404, f"unknown service {path.service!r}; expected one of {_services()}", slug="unknown-service")
     if request.get_data() and request.get_json(silent=True) is None:
         raise ApiProblem(400, "the body must be a JSON object such as {\"model\": \"als\", \"params\": {}}, or absent")
     message = common_pb2.TrainRequest(
         model=body.model, params=body.params,
-        requested_by="gateway",  # the API key's name once API keys exist (a later issue)
+        requested_by=current_key_id() or "gateway",  # the calling key's id (never the key itself)
     )
     try:  # Train is never retried (not idempotent): see gateway/backends.py
         job = _stub(path.service).Train(message, timeout=_deadline())
@@ -113,7 +115,7 @@ def train(path: TrainPath, body: TrainBody) -> Response | tuple[dict, int, dict[
 def get_job(path: JobPath) -> Response | tuple[dict, int]:
     """The state of a retraining job; the job id's prefix (`recommender-…`) names the service asked.
 
-    A later issue puts this route behind an admin API key."""
+    Needs an API key with the `admin` role."""
     service = path.job_id.split("-", 1)[0]
     if "-" not in path.job_id or service not in SERVICE_NAMES:
         raise ApiProblem(

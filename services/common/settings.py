@@ -64,6 +64,22 @@ class Settings(BaseSettings):
     gateway_port: int = 8080
     # Largest request body the gateway reads (images, event batches).
     gateway_max_body_bytes: int = 8 * 1024 * 1024
+    # Access (gateway/access.py, docs/api.md "Access"). API keys: comma-separated `key:role[+role]` entries
+    # (roles: ingest = POST /v1/events, codes = POST /v1/vision/codes, admin = /v1/admin/* and every
+    # other role), from the environment and/or a file (one or more entries a line, `#` comments). With no
+    # key configured, the routes that need one are open when env is dev and answer 401 otherwise.
+    gateway_api_keys: SecretStr | None = None
+    gateway_api_keys_file: Path | None = None
+    # Requests a minute per client, counted in Redis (0: no limit): clients without a valid key by IP
+    # address, clients with one by key. /healthz, /readyz and /metrics are never limited.
+    gateway_rate_limit_per_minute: int = Field(default=600, ge=0)
+    gateway_key_rate_limit_per_minute: int = Field(default=6000, ge=0)
+    gateway_rate_limit_prefix: str = "shopai:ratelimit"
+    # Behind one reverse proxy: the client address is the last X-Forwarded-For entry, not the peer's.
+    gateway_trust_proxy: bool = False
+    # Browser origins allowed to call the API (comma-separated, e.g. https://shop.example.com); empty: no
+    # CORS headers; "*": every origin, for the public GET routes only.
+    gateway_cors_origins: str = ""
 
     # Model lifecycle, the same for every service: versions live under <data_dir>/models/<service>/;
     # a scheduler retrains when new events arrived and the model is older than the interval (0 = only

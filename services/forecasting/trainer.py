@@ -137,27 +137,31 @@ class ForecastTrainer:
                            message=f"models chosen for {len(chosen)} series ({len(failed)} failed)")
 
     def _elasticities(self, histories: Mapping[str, DailyHistory], details: Mapping[str, dict]):
-        """Each product's own elasticity estimate, and each category's (mean, spread) of the estimates
-        of its products whose prices varied enough (random effects): the prior a product's estimate is
-        shrunk toward, and the answer for products that never changed their price."""
+        """Each product's own elasticity estimate (Poisson, views as exposure), and each category's
+        prior: its pooled estimate (one slope, a fixed effect per product) as the mean and the spread
+        between its products. A product's answer is its own estimate shrunk toward that prior, or the
+        prior alone when its price never changed (the recipe ``make bench-forecasting`` measures)."""
         own: dict = {}
-        by_category: dict[str, list] = {}
+        by_category: dict[str, list[tuple[str, dict[str, np.ndarray], object]]] = {}
         for pid, h in histories.items():
             data = elasticity_data(h)
             if len(data["price"]) < 5:
                 continue
-            try:
-                estimate = pricing.estimate_elasticity(**data)
-            except ValueError:
-                continue
+            estimate = pricing.estimate_elasticity(data["price"], data["units"], data["exposure"])
             own[target_key("p", pid)] = estimate
             category = details.get(pid, {}).get("category")
             if category:
-                by_category.setdefault(category, []).append(estimate)
+                by_category.setdefault(category, []).append((pid, data, estimate))
         priors: dict[str, tuple[float, float]] = {}
-        for category, estimates in by_category.items():
+        for category, members in by_category.items():
+            product = np.concatenate([[pid] * len(data["price"]) for pid, data, _ in members])
+            stacked = {k: np.concatenate([data[k] for _, data, _ in members]) for k in ("price", "units", "exposure")}
             try:
-                priors[category] = pricing.category_prior(estimates)
+                pooled = pricing.pooled_elasticity(product, stacked["price"], stacked["units"], stacked["exposure"])
+            except ValueError:
+                pooled = None
+            try:
+                priors[category] = pricing.category_prior([e for _, _, e in members], pooled)
             except ValueError:  # no product of the category changed its price enough
                 pass
         return own, priors

@@ -31,7 +31,7 @@ def test_jsonl_good_and_bad_lines(tmp_path):
     assert "not JSON" in report.errors[0]["reason"] and "nope" in report.errors[1]["reason"]
     assert len(rejects.read_text().splitlines()) == 3
     # A record without an id gets a deterministic one: importing the file again publishes the same ids.
-    again, republished = run(path)
+    _, republished = run(path)
     assert [e.event_id for e in republished] == [e.event_id for e in published]
     assert published[1].event_id != VIEW["event_id"]
 
