@@ -139,6 +139,17 @@ def test_sales_build_the_daily_series_exactly_once(forecasting, redis_client):
     expected[(first.occurred_at.date() - START).days] -= first.payload["lines"][0]["quantity"]
     wait_for(lambda: np.array_equal(history(stub, "f1"), expected), 30, what="the cancellation applied")
 
+    # Forecasts are cached, and refreshed when new sales arrive: a burst of 40 units on the last day.
+    def total(request=pb.ForecastRequest(product_id="f1", horizon_days=7)) -> float:
+        return sum(p.yhat for p in stub.Forecast(request, timeout=30).points)
+
+    before = total()
+    assert total() == before  # served from the cache
+    publisher.publish([new_event("order.created", {"order_id": "burst", "user_id": USERS[1], "lines": [
+        {"product_id": "f1", "quantity": 40, "unit_price": 100.0}], "total": 4000.0, "currency": "CNY"},
+        occurred_at=at(END, 21))])
+    wait_for(lambda: total() > before, 30, what="the forecast refreshed after new sales")
+
 
 def test_forecasts_plans_and_prices(forecasting):
     stub, client, _publisher, _events, truth, _ = forecasting
