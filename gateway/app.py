@@ -22,6 +22,7 @@ from gateway.routes.chat import chat
 from gateway.routes.events import events
 from gateway.routes.forecasting import forecasting
 from gateway.routes.recommendations import recommendations
+from gateway.routes.storefront import storefront
 from gateway.routes.system import system
 from gateway.routes.vision import vision
 from services.common import cache
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(vision)
     app.register_api(forecasting)
     app.register_api(admin)
-    app.register_blueprint(__import__("gateway.routes.storefront", fromlist=["storefront"]).storefront)
+    app.register_blueprint(storefront)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json() -> dict:

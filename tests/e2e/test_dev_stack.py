@@ -17,11 +17,12 @@ import pytest
 import redis
 
 from services.common.settings import SERVICE_NAMES
+from services.forecasting.store import ForecastKeys
 from services.recommender import core
 from services.recommender.store import RecommenderKeys
-from services.forecasting.store import ForecastKeys
 from services.vision.store import VisionKeys
 from shopai.demo.generator import DemoShopConfig, generate
+from tests.e2e.storefront import check_storefront
 from tests.support import ROOT, _listening, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -201,6 +202,9 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
     assert (stack.tmp_path / "data" / "secrets" / "vision-signing-key").stat().st_mode & 0o077 == 0
     status, verdict = post(f"{base}/v1/vision/verify", {"payload": issued["codes"][0]["payload"]})
     assert status == 200 and verdict["verdict"] == "authentic", verdict
+
+    # The storefront at `/`, clicked through in headless Chromium (tests/e2e/storefront.py).
+    check_storefront(base, image, pid)
 
     # Forecasting built each product's daily sales from orders.v1 and answers with a forecast.
     sold = wait_for(lambda: next(client.scan_iter(match=ForecastKeys.units("p", "*")), None), 60,

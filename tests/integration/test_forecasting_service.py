@@ -140,7 +140,8 @@ def test_sales_build_the_daily_series_exactly_once(forecasting, redis_client):
     wait_for(lambda: np.array_equal(history(stub, "f1"), expected), 30, what="the cancellation applied")
 
     # Forecasts are cached, and refreshed when new sales arrive: a burst of 40 units on the last day.
-    def total(request=pb.ForecastRequest(product_id="f1", horizon_days=7)) -> float:
+    def total() -> float:
+        request = pb.ForecastRequest(product_id="f1", horizon_days=7)
         return sum(p.yhat for p in stub.Forecast(request, timeout=30).points)
 
     before = total()
