@@ -9,8 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages: Fashion-MNIST (demo shop pictures), docker-compose v1 (validates the
-# compose file without an engine), redis-server (when no Redis is running).
-DEBIAN_PACKAGES := dataset-fashion-mnist docker-compose redis-server
+# compose file without an engine), redis-server (when no Redis is running), chromium (the
+# storefront's end-to-end test drives it with Playwright; `playwright install` is not used).
+DEBIAN_PACKAGES := dataset-fashion-mnist docker-compose redis-server chromium
 # Data-only packages installed without their dependency trees: recbole ships MovieLens-100k
 # (the recommender benchmark); its own torch/scipy pins would fight ours. lifetimes ships the
 # CDNOW purchase log (the behaviour benchmark reads the file; its code needs dill/autograd).
@@ -20,7 +21,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting proto proto-check lint compose-config compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway proto proto-check lint compose-config compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -53,7 +54,7 @@ test-unit: venv ## unit tests only (no broker, no Redis)
 test-integration: venv sysdeps ## integration tests only
 	$(BIN)/python -m pytest -q -ra tests/integration
 
-bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
+bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
 
 bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix (SECTION=fashion|search|verify)
 	$(BIN)/python -m benchmarks.bench_vision $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
@@ -69,6 +70,9 @@ bench-recommender: venv sysdeps ## MovieLens-100k, demo shop, serving latency + 
 
 bench-chatbot: venv sysdeps ## intent accuracy per language vs TF-IDF and MiniLM baselines, entity F1, latency
 	$(BIN)/python -m benchmarks.bench_chatbot $(if $(QUICK),--quick)
+
+bench-gateway: venv sysdeps ## the gateway under gunicorn with real services: req/s and p50/p95/p99 per route vs a bare Flask route
+	$(BIN)/python -m benchmarks.bench_gateway $(if $(QUICK),--quick)
 
 proto: venv ## regenerate the Python stubs from protos/*.proto
 	$(BIN)/python -m shopai.protogen

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 from flask import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 PROBLEM_TYPE = "https://shopai.dev/problems/"
 
@@ -31,6 +31,12 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
 
 class Problem(BaseModel):
     """The body of every error response."""
+
+    # Error responses are sent as application/problem+json: the spec must say so (flask-openapi3 declares
+    # every response model as application/json, which stays listed too).
+    model_config = ConfigDict(openapi_extra={  # type: ignore[typeddict-unknown-key]
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    })
 
     type: str
     title: str

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.json import reply_json
 from gateway.problems import ApiProblem, Problem
+from gateway.routes import QueryModel
 from protos import forecasting_pb2 as pb
 
 forecasting = APIBlueprint(
@@ -80,7 +81,7 @@ class CustomerPath(BaseModel):
     user_id: str = Field(min_length=1, max_length=128, description="the shop's user id (never echoed back)")
 
 
-class ForecastQuery(BaseModel):
+class ForecastQuery(QueryModel):
     horizon: int = Field(DEFAULT_HORIZON_DAYS, ge=1, le=MAX_HORIZON_DAYS,
                          description=f"days to forecast, starting the day after the last full day observed, "
                                      f"1..{MAX_HORIZON_DAYS}")
@@ -97,7 +98,7 @@ class ForecastQuery(BaseModel):
                                   history_days=self.history, **target)
 
 
-class InventoryPlanQuery(BaseModel):
+class InventoryPlanQuery(QueryModel):
     service_level: float | None = Field(
         None, gt=0, lt=1, allow_inf_nan=False,
         description="target probability of not running out of stock before a new order arrives, strictly "
@@ -115,7 +116,7 @@ class InventoryPlanQuery(BaseModel):
                     f"{MAX_HOLDING_COST_RATE}; the service's default is 0.25")
 
 
-class PricingQuery(BaseModel):
+class PricingQuery(QueryModel):
     objective: Literal["revenue", "profit"] = Field(
         "revenue", description="maximise revenue (price x demand) or profit ((price - unit cost) x demand)")
     min_margin: float | None = Field(
@@ -128,14 +129,14 @@ class PricingQuery(BaseModel):
                     "default is 0.2 (+-20%)")
 
 
-class SegmentsQuery(BaseModel):
+class SegmentsQuery(QueryModel):
     as_of: Day | None = _day("analyse the events up to this day; default today")
     sample_size: int = Field(0, ge=0, le=MAX_SAMPLE_SIZE,
                              description=f"pseudonymised example customer ids per segment, "
                                          f"0..{MAX_SAMPLE_SIZE}")
 
 
-class DateRangeQuery(BaseModel):
+class DateRangeQuery(QueryModel):
     from_date: Day | None = None
     to_date: Day | None = None
 

@@ -1,18 +1,32 @@
-"""Recommendation routes: REST -> recommender gRPC (recommendations, similar products, profiles)."""
+"""Recommendation routes: REST -> recommender gRPC (recommendations, similar products, profiles).
+
+When the recommender cannot answer (UNAVAILABLE or DEADLINE_EXCEEDED, after the channel's own retries),
+recommendations degrade to the shop's popular products read from the recommender's Redis projection,
+marked by ``strategy: "popular_fallback"`` and the ``X-ShopAI-Degraded: recommender`` header."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import grpc
+import redis
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, BeforeValidator, Field, ValidationInfo, field_validator
+from prometheus_client import Counter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.json import reply_json
 from gateway.problems import Problem
+from gateway.routes import QueryModel
 from protos import recommender_pb2 as pb
+from services.common.logging import get_logger
+from services.common.stock import StockLedger
 from services.recommender.core import MAX_K, STRATEGIES
+from services.recommender.core.profiles import Filters
+from services.recommender.store import RecommenderKeys
+
+log = get_logger(__name__)
 
 recommendations = APIBlueprint(
     "recommendations", __name__, url_prefix="/v1",
@@ -26,6 +40,17 @@ SimilarStrategy = Literal[SIMILAR_STRATEGIES]  # type: ignore[valid-type]
 MAX_SESSION_PRODUCTS = 50
 MAX_EXCLUDED_PRODUCTS = 500
 MAX_EXCLUDED_CATEGORIES = 100
+
+# The degraded answer (see the module's docstring).
+DEGRADED_HEADER = "X-ShopAI-Degraded"
+FALLBACK_STRATEGY = "popular_fallback"
+FALLBACK_VERSION = "fallback"
+FALLBACK_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+FALLBACK_MAX_CANDIDATES = 5000  # popular products examined at most to fill one answer
+DEGRADED_ANSWERS = Counter(
+    "shopai_gateway_degraded_answers_total",
+    "Answers the gateway gave without the backend that should answer them.", ["backend"],
+)
 
 
 # ------------------------------------------------------------------ request models
@@ -54,7 +79,7 @@ class ProductPath(BaseModel):
     product_id: str = Field(min_length=1, max_length=128)
 
 
-class FilterQuery(BaseModel):
+class FilterQuery(QueryModel):
     """Business rules applied after scoring (recommender.proto ``Filters``)."""
 
     category: str | None = Field(None, max_length=128, description="only products of this category")
@@ -120,6 +145,14 @@ class Item(BaseModel):
 
 
 class Recommendations(BaseModel):
+    model_config = ConfigDict(openapi_extra={  # type: ignore[typeddict-unknown-key]
+        "headers": {DEGRADED_HEADER: {
+            "description": "`recommender` when the recommender was unavailable and the answer is the shop's "
+                           "popular products (`strategy: popular_fallback`); absent otherwise",
+            "schema": {"type": "string", "enum": ["recommender"]},
+        }},
+    })
+
     user_id: str
     items: list[Item]
     model_version: str
@@ -201,20 +234,80 @@ def _deadline() -> float:
     "/users/<user_id>/recommendations",
     responses={200: Recommendations, 400: Problem, 501: Problem, 503: Problem, 504: Problem},
 )
-def recommend(path: UserPath, query: RecommendQuery) -> tuple[dict, int]:
+def recommend(path: UserPath, query: RecommendQuery) -> tuple[dict, int] | tuple[dict, int, dict[str, str]]:
     """Ranked products for a user, each with a reason.
 
     Unknown users get a cold-start answer (from `session`, then popularity); `strategy` in the answer
-    says which strategy actually answered."""
-    reply = _recommender().Recommend(
-        pb.RecommendRequest(
-            user_id=path.user_id, k=query.k, strategy=query.strategy,
-            filters=query.filters(exclude_purchased=query.exclude_purchased),
-            session_product_ids=query.session,
-        ),
-        timeout=_deadline(),
-    )
+    says which strategy actually answered. When the recommender is unavailable or too slow, the answer is
+    the shop's popular products with `strategy: popular_fallback` and the header `X-ShopAI-Degraded:
+    recommender` (503/504 only when Redis cannot be read either)."""
+    try:
+        reply = _recommender().Recommend(
+            pb.RecommendRequest(
+                user_id=path.user_id, k=query.k, strategy=query.strategy,
+                filters=query.filters(exclude_purchased=query.exclude_purchased),
+                session_product_ids=query.session,
+            ),
+            timeout=_deadline(),
+        )
+    except grpc.RpcError as exc:
+        code = exc.code() if hasattr(exc, "code") else None
+        if code not in FALLBACK_CODES:
+            raise
+        try:
+            body = popular_fallback(path.user_id, query)
+        except redis.RedisError as redis_exc:
+            log.warning("recommender_fallback_failed", grpc_code=code.name, error=str(redis_exc))
+            raise exc from redis_exc  # the recommender's problem (503/504), as without a fallback
+        DEGRADED_ANSWERS.labels("recommender").inc()
+        return body, 200, {DEGRADED_HEADER: "recommender"}
     return reply_json(reply), 200
+
+
+def popular_fallback(user_id: str, query: RecommendQuery) -> dict[str, Any]:
+    """The shop's most popular products from the recommender's projection in Redis (read only), with the
+    request's filters applied as the recommender applies them: live catalog only, category, excluded
+    categories and ids, price bounds, the user's purchases (``exclude_purchased``) and stock."""
+    client = current_app.extensions["shopai.redis"]
+    k = RecommenderKeys
+    filters = Filters(exclude=set(query.exclude), category=query.category or "",
+                      exclude_categories=set(query.exclude_categories),
+                      min_price=query.min_price, max_price=query.max_price)
+    if query.exclude_purchased:
+        filters.exclude |= client.smembers(k.user_purchased(user_id))
+    stock = StockLedger(client, "rec")
+    where = f"in {query.category}" if query.category else "in the shop"
+    reason = f"popular {where} (the recommender is unavailable)"
+    items: list[dict[str, Any]] = []
+    start, size = 0, max(4 * query.k, 50)
+    while len(items) < query.k and start < FALLBACK_MAX_CANDIDATES:
+        ranked = client.zrevrange(k.popular, start, start + size - 1, withscores=True)
+        pids = [pid for pid, _ in ranked if pid not in filters.exclude]
+        if pids:
+            with client.pipeline(transaction=False) as pipe:
+                pipe.smismember(k.active, pids)
+                for pid in pids:
+                    pipe.hmget(k.product(pid), "title", "category", "price", "currency")
+                active, *rows = pipe.execute()
+            gone = stock.out_of_stock(pids) if query.exclude_out_of_stock else set()
+            scores = dict(ranked)
+            for pid, live, row in zip(pids, active, rows, strict=True):
+                details = {f: v for f, v in zip(("title", "category", "price", "currency"), row, strict=True)
+                           if v is not None}
+                if not live or pid in gone or not filters.allows(pid, details):
+                    continue
+                items.append({
+                    "product_id": pid, "score": float(scores[pid]), "reason": reason,
+                    "title": details.get("title", ""), "category": details.get("category", ""),
+                    "price": float(details.get("price") or 0.0), "currency": details.get("currency", ""),
+                })
+                if len(items) == query.k:
+                    break
+        if len(ranked) < size:
+            break
+        start, size = start + size, min(size * 4, 1000)
+    return {"user_id": user_id, "items": items, "model_version": FALLBACK_VERSION,
+            "strategy": FALLBACK_STRATEGY, "cold_start": False}
 
 
 @recommendations.get(
@@ -222,7 +315,9 @@ def recommend(path: UserPath, query: RecommendQuery) -> tuple[dict, int]:
     responses={200: SimilarProducts, 400: Problem, 404: Problem, 501: Problem, 503: Problem, 504: Problem},
 )
 def similar(path: ProductPath, query: SimilarQuery) -> tuple[dict, int]:
-    """Products similar to one product (item-to-item neighbours), never the product itself."""
+    """Products similar to one product (item-to-item neighbours), never the product itself.
+
+    No fallback: when the recommender is unavailable this is a 503 (504 when it is too slow)."""
     reply = _recommender().Similar(
         pb.SimilarRequest(product_id=path.product_id, k=query.k, strategy=query.strategy, filters=query.filters()),
         timeout=_deadline(),

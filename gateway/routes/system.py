@@ -41,7 +41,10 @@ def readyz() -> tuple[dict, int]:
     )
 
 
-@system.get("/metrics")
+@system.get("/metrics", responses={200: {
+    "description": "Prometheus text exposition format",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}})
 def prometheus_metrics() -> Response:
     """Prometheus metrics of the gateway process."""
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
