@@ -190,7 +190,7 @@ def test_a_product_forecast_has_defaults_and_answers_points_history_and_backtest
     assert body["history"] == [{"date": "2026-11-27", "y": 2.0}, {"date": "2026-11-28", "y": 0.0}]
     assert (body["model"], body["model_version"], body["interval_level"]) == ("ets", "fc-v2", 0.8)
     assert body["backtest"] == {"mase": 0.82, "smape": 0.31, "mae": 1.2, "horizon": 28, "folds": 4}
-    assert 0 < fake.calls[0][2] <= 2.0, "the gateway's deadline travels with the call"
+    assert 0 < fake.calls[0][2] <= 2.1, "the gateway's deadline travels with the call (2 s, plus clock rounding)"
 
 
 def test_forecast_parameters_become_the_request_fields(client, fake):
