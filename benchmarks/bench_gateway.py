@@ -669,6 +669,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small demo shop, short runs (< 3 minutes)")
     args = parser.parse_args()
+    # SIGTERM stops the stack as Ctrl-C does (the services run in sessions of their own).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     RESULTS.mkdir(exist_ok=True)
     print(f"\n== gateway benchmark{' (quick)' if args.quick else ''} ==", flush=True)
     started = time.perf_counter()
