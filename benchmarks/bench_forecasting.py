@@ -17,19 +17,14 @@ Sections (``--section``, default all):
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import date, datetime
 
 import numpy as np
 
-from benchmarks.machine import describe
+from benchmarks.sections import lazy, run_sections
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("series", "throughput", "pricing", "behaviour")
 GOAL_BEATS_NAIVE = 0.8
 GOAL_REFRESH_SECONDS = 300.0
 HORIZON = {"MS": 18, "QS": 8}
@@ -382,45 +377,12 @@ def run_throughput(quick: bool) -> dict:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _table(title: str, rows: list[dict]) -> None:
-    print(f"\n{title}")
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    print(" | ".join(keys))
-    for row in rows:
-        print(" | ".join(str(row.get(k, "")) for k in keys))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: a few series, 100 products")
-    parser.add_argument("--section", choices=("all", *SECTIONS), default="all")
-    args = parser.parse_args()
-    sections = SECTIONS if args.section == "all" else (args.section,)
-    RESULTS.mkdir(exist_ok=True)
-    for section in sections:
-        runner = {"series": run_series, "throughput": run_throughput,
-                  "pricing": _lazy("bench_forecasting_pricing", "run_pricing"),
-                  "behaviour": _lazy("bench_forecasting_behaviour", "run_behaviour")}[section]
-        print(f"== {section}{' (quick)' if args.quick else ''}", flush=True)
-        started = time.perf_counter()
-        result = runner(args.quick)
-        result.update(machine=describe(), quick=args.quick, seconds=round(time.perf_counter() - started),
-                      finished_at=datetime.now(UTC).isoformat(timespec="seconds"))
-        for key, value in result.items():
-            if isinstance(value, list) and value and isinstance(value[0], dict):
-                _table(f"{section}: {key}", value)
-        path = RESULTS / f"forecasting-{section}{'-quick' if args.quick else ''}.json"
-        path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-        print(f"wrote {path}", flush=True)
-
-
-def _lazy(module: str, name: str):
-    def call(quick: bool) -> dict:
-        import importlib
-
-        return getattr(importlib.import_module(f"benchmarks.{module}"), name)(quick)
-
-    return call
+def main(argv: list[str] | None = None) -> None:
+    run_sections("forecasting", __doc__.splitlines()[0], {
+        "series": run_series, "throughput": run_throughput,
+        "pricing": lazy("bench_forecasting_pricing", "run_pricing"),
+        "behaviour": lazy("bench_forecasting_behaviour", "run_behaviour"),
+    }, "a smoke run: a few series, 100 products", argv)
 
 
 if __name__ == "__main__":

@@ -17,18 +17,13 @@ Sections (``--section``, default all):
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import describe
+from benchmarks.sections import lazy, run_sections
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_ACCURACY = 0.95
 # The recorded run (benchmarks/README.md) used two members; FASHION_MEMBERS=3 is the next recipe to try.
 FASHION_EPOCHS = int(os.environ.get("FASHION_EPOCHS", "18"))
@@ -143,43 +138,11 @@ def run_fashion(quick: bool) -> dict:
     }
 
 
-def _table(title: str, rows: list[dict]) -> None:
-    print(f"\n{title}")
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    print(" | ".join(keys))
-    for row in rows:
-        print(" | ".join(str(row.get(k, "")) for k in keys))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: small data, one epoch")
-    parser.add_argument("--section", choices=("all", "fashion", "search", "verify"), default="all")
-    args = parser.parse_args()
-    sections = ("fashion", "search", "verify") if args.section == "all" else (args.section,)
-    RESULTS.mkdir(exist_ok=True)
-    for section in sections:
-        runner = {"fashion": run_fashion, "search": _lazy("run_search"), "verify": _lazy("run_verify")}[section]
-        print(f"== {section}{' (quick)' if args.quick else ''}", flush=True)
-        started = time.perf_counter()
-        result = runner(args.quick)
-        result.update(machine=describe(), quick=args.quick, seconds=round(time.perf_counter() - started),
-                      finished_at=datetime.now(UTC).isoformat(timespec="seconds"))
-        for key, value in result.items():
-            if isinstance(value, list) and value and isinstance(value[0], dict):
-                _table(f"{section}: {key}", value)
-        path = RESULTS / f"vision-{section}{'-quick' if args.quick else ''}.json"
-        path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-        print(f"wrote {path}", flush=True)
-
-
-def _lazy(name: str):
-    def call(quick: bool) -> dict:
-        from benchmarks import bench_vision_service
-
-        return getattr(bench_vision_service, name)(quick)
-
-    return call
+def main(argv: list[str] | None = None) -> None:
+    run_sections("vision", __doc__.splitlines()[0], {
+        "fashion": run_fashion, "search": lazy("bench_vision_service", "run_search"),
+        "verify": lazy("bench_vision_service", "run_verify"),
+    }, "a smoke run: small data, one epoch", argv)
 
 
 if __name__ == "__main__":
