@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import redis
@@ -167,3 +168,31 @@ def get_job_rpc(jobs: JobRunner, request: common_pb2.GetJobRequest, context: grp
     if job is None:
         context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
     return job
+
+
+class TrainingScheduler:
+    """Starts a training job on its own (the same loop for every service): every
+    ``retrain_check_seconds`` it first picks up a version another replica trained, then, when
+    ``enabled`` and the runner is idle, submits a job if :meth:`due` says so — at most once a minute,
+    so a failing job is not retried in a tight loop. Subclasses say when training is due."""
+
+    def __init__(self, check_seconds: float, holder: Any, jobs: JobRunner, enabled: bool = True) -> None:
+        self.check_seconds = check_seconds
+        self.holder = holder
+        self.jobs = jobs
+        self.enabled = enabled
+        self._last_attempt = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.check_seconds):
+            try:
+                self.holder.refresh()  # a version another replica trained
+                if (self.enabled and not self.jobs.busy
+                        and time.monotonic() - self._last_attempt >= 60 and self.due()):
+                    self._last_attempt = time.monotonic()
+                    self.jobs.submit("", {}, "scheduler")
+            except Exception:
+                log.warning("scheduler_check_failed", exc_info=True)
+
+    def due(self) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError

@@ -29,7 +29,7 @@ from services.common import topics
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
-from services.common.jobs import JobRunner, get_job_rpc, train_rpc
+from services.common.jobs import JobRunner, TrainingScheduler, get_job_rpc, train_rpc
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, model_event, retrain_due
 from services.common.settings import Settings, load_settings
@@ -529,27 +529,14 @@ class Refresher:
         log.info("reorder_alert", product_id=pid, on_hand=on_hand, reorder_point=payload["reorder_point"])
 
 
-class Scheduler:
-    """Trains on its own: as soon as there are sales, then when the events doubled or the interval passed."""
+class Scheduler(TrainingScheduler):
+    """Trains on its own: as soon as there are orders, then when the events doubled or the interval passed."""
 
     def __init__(self, settings: Settings, store: ForecastStore, holder: ModelHolder[ForecastingModel],
                  jobs: JobRunner) -> None:
+        super().__init__(settings.retrain_check_seconds, holder, jobs, enabled=settings.forecast_auto_train)
         self.settings = settings
         self.store = store
-        self.holder = holder
-        self.jobs = jobs
-        self._last_attempt = 0.0
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.retrain_check_seconds):
-            try:
-                self.holder.refresh()
-                if (self.settings.forecast_auto_train and not self.jobs.busy
-                        and time.monotonic() - self._last_attempt >= 60 and self.due()):
-                    self._last_attempt = time.monotonic()
-                    self.jobs.submit("", {}, "scheduler")
-            except Exception:
-                log.warning("scheduler_check_failed", exc_info=True)
 
     def due(self) -> bool:
         model = self.holder.model

@@ -30,7 +30,7 @@ from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.events import parse_event
 from services.common.grpc_server import ServiceRunner, bootstrap, run
-from services.common.jobs import JobRunner, get_job_rpc, train_rpc
+from services.common.jobs import JobRunner, TrainingScheduler, get_job_rpc, train_rpc
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, model_event, retrain_due
 from services.common.projection import Ops, RedisApplier
@@ -334,27 +334,14 @@ class IndexWatcher:
         return len(changed) + len(removed)
 
 
-class Scheduler:
+class Scheduler(TrainingScheduler):
     """Fine-tunes on its own: once the catalog has enough pictures, then as it grows."""
 
     def __init__(self, settings: Settings, store: VisionStore, holder: ModelHolder[VisionModel],
                  jobs: JobRunner) -> None:
+        super().__init__(settings.retrain_check_seconds, holder, jobs, enabled=settings.vision_auto_train)
         self.settings = settings
         self.store = store
-        self.holder = holder
-        self.jobs = jobs
-        self._last_attempt = 0.0
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.retrain_check_seconds):
-            try:
-                self.holder.refresh()  # a version another replica trained
-                if (self.settings.vision_auto_train and not self.jobs.busy
-                        and time.monotonic() - self._last_attempt >= 60 and self.due()):
-                    self._last_attempt = time.monotonic()
-                    self.jobs.submit("", {}, "scheduler")
-            except Exception:
-                log.warning("scheduler_check_failed", exc_info=True)
 
     def due(self) -> bool:
         model = self.holder.model
