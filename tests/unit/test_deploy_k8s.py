@@ -47,19 +47,7 @@ PROMETHEUS_BUILTINS = {"up": {"job", "instance"}}
 TARGET_LABELS = {"job", "instance"}
 
 
-def rel(path: Path) -> str:
-    return str(path.relative_to(ROOT))
-
-
-@cache
-def defaults() -> Settings:
-    """Settings as the code defines them, untouched by this process's environment."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.upper().startswith("SHOPAI_")}
-    try:
-        return Settings()
-    finally:
-        os.environ.update(saved)
-
+from tests.unit.test_deploy_consistency import defaults, rel
 
 # --------------------------------------------------------------------------- manifests
 
