@@ -146,7 +146,9 @@ def test_flushed_redis_is_rebuilt_from_the_events(settings, start_service, redis
     events = purchases(2000, seed=5)
     start_service("recommender")
     publish(settings, catalog + events)
-    wait_for(lambda: applied_count(redis_client) >= len(events), 60, what="all events applied")
+    # The catalog and the purchases travel on different topics, so neither waits for the other.
+    wait_for(lambda: applied_count(redis_client) >= len(events) and redis_client.scard(K.active) >= 50, 60,
+             what="all events applied")
     before = redis_client.zrange(K.popular, 0, -1, withscores=True)
     assert redis_client.scard(K.active) == 50
 

@@ -181,6 +181,28 @@ def _not_estimable(obs: int, units: float, levels: int, sd: float, method: str, 
     return Elasticity(nan, nan, nan, nan, nan, obs, units, levels, sd, False, method, note)
 
 
+def _observations(
+    price: np.ndarray, units: np.ndarray, exposure: np.ndarray | None, in_stock: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The checked per-row price, units, exposure and in-stock vectors every estimator takes."""
+    p = _vector("price", price)
+    n = p.size
+    if n == 0:
+        raise ValueError("price is empty: at least one observation is needed")
+    if np.any(p <= 0):
+        raise ValueError("price must be > 0 on every row")
+    y = _vector("units", units, n)
+    if np.any(y < 0):
+        raise ValueError("units must be >= 0")
+    ex = None if exposure is None else _vector("exposure", exposure, n)
+    if ex is not None and np.any(ex < 0):
+        raise ValueError("exposure must be >= 0")
+    stocked = None if in_stock is None else _vector("in_stock", in_stock, n)
+    if stocked is not None and not np.all((stocked == 0) | (stocked == 1)):
+        raise ValueError("in_stock must hold booleans (0/1)")
+    return p, y, ex, stocked
+
+
 def estimate_elasticity(
     price: np.ndarray,
     units: np.ndarray,
@@ -209,18 +231,8 @@ def estimate_elasticity(
     """
     if method not in ("poisson", "ols"):
         raise ValueError(f"method must be 'poisson' or 'ols', got {method!r}")
-    p = _vector("price", price)
+    p, y, ex, stocked = _observations(price, units, exposure, in_stock)
     n = p.size
-    if n == 0:
-        raise ValueError("price is empty: at least one observation is needed")
-    if np.any(p <= 0):
-        raise ValueError("price must be > 0 on every row")
-    y = _vector("units", units, n)
-    if np.any(y < 0):
-        raise ValueError("units must be >= 0")
-    ex = None if exposure is None else _vector("exposure", exposure, n)
-    if ex is not None and np.any(ex < 0):
-        raise ValueError("exposure must be >= 0")
     dow = None if day_of_week is None else _vector("day_of_week", day_of_week, n)
     if dow is not None and (np.any(dow < 0) or np.any(dow > 6) or np.any(dow != np.round(dow))):
         raise ValueError("day_of_week must hold integers 0 (Monday) to 6")
@@ -230,10 +242,6 @@ def estimate_elasticity(
     pr = None if promo is None else _vector("promo", promo, n)
     if pr is not None and not np.all((pr == 0) | (pr == 1)):
         raise ValueError("promo must hold 0 or 1")
-
-    stocked = None if in_stock is None else _vector("in_stock", in_stock, n)
-    if stocked is not None and not np.all((stocked == 0) | (stocked == 1)):
-        raise ValueError("in_stock must hold booleans (0/1)")
 
     notes: list[str] = []
     keep = np.ones(n, dtype=bool) if stocked is None else stocked.astype(bool)
@@ -400,26 +408,15 @@ def pooled_elasticity(
     ``exposure * price^e``) and the slope found by Newton's method. Standard error: cluster-robust by
     product (sandwich), which also covers products whose elasticities differ. Rows: one per product and
     day, as for :func:`estimate_elasticity`; ``method="pooled"``."""
-    p = _vector("price", price)
+    p, y, ex, stocked = _observations(price, units, exposure, in_stock)
     n = p.size
-    if n == 0:
-        raise ValueError("price is empty: at least one observation is needed")
-    if np.any(p <= 0):
-        raise ValueError("price must be > 0 on every row")
-    y = _vector("units", units, n)
-    if np.any(y < 0):
-        raise ValueError("units must be >= 0")
     ids = np.asarray(product)
     if ids.ndim != 1 or ids.size != n:
         raise ValueError(f"product must have the same length as price ({n}), got {ids.size}")
-    ex = np.ones(n) if exposure is None else _vector("exposure", exposure, n)
-    if np.any(ex < 0):
-        raise ValueError("exposure must be >= 0")
+    if ex is None:
+        ex = np.ones(n)
     keep = ex > 0
-    if in_stock is not None:
-        stocked = _vector("in_stock", in_stock, n)
-        if not np.all((stocked == 0) | (stocked == 1)):
-            raise ValueError("in_stock must hold booleans (0/1)")
+    if stocked is not None:
         keep &= stocked.astype(bool)
     _, code = np.unique(ids[keep], return_inverse=True)
     x, y, ex = np.log(p[keep]), y[keep], ex[keep]
