@@ -9,8 +9,8 @@
   a protected route is a 401 (``WWW-Authenticate: Bearer``), a key without the role a 403, an unknown key a
   401 on any route. With no key configured, protected routes are open when ``env`` is ``dev`` (``make run``)
   and answer 401 otherwise.
-- **Rate limits** per client in Redis (flask-limiter, fixed one-minute windows): a client with a valid key
-  is counted by key, any other by IP address. Over the limit is a 429 problem with ``Retry-After``; every
+- **Rate limits** per client in Redis (fixed one-minute windows, one atomic Lua round trip per request):
+  a client with a valid key is counted by key, any other by IP address. Over the limit is a 429 problem with ``Retry-After``; every
   limited response carries ``RateLimit-*`` and ``X-RateLimit-*``. A Redis that does not answer turns the
   limits off (one warning a minute), it never fails a request.
 - **CORS** (flask-cors) for the origins in ``SHOPAI_GATEWAY_CORS_ORIGINS``; ``*`` opens only the public
@@ -37,11 +37,9 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from flask_cors import CORS
-from flask_limiter import Limiter, RateLimitExceeded
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from gateway.problems import ApiProblem, problem_response
+from gateway.ratelimit import FixedWindowLimiter, RateLimited, Window
 from services.common.logging import get_logger
 from services.common.settings import Settings
 
@@ -258,7 +256,7 @@ class Access:
         self.open = not self.keys and settings.env.strip().lower() == "dev"
         # Browsers send an origin without a trailing slash.
         self.cors_origins = [o.strip().rstrip("/") for o in settings.gateway_cors_origins.split(",") if o.strip()]
-        self.limiter: Limiter | None = None
+        self.limiter: FixedWindowLimiter | None = None
 
     def identify(self) -> Client:
         address = _client_address(self.settings.gateway_trust_proxy)
@@ -366,23 +364,14 @@ def _announce(access: Access) -> None:
 
 # ----------------------------------------------------------------------------------------- rate limits
 
-
-class _StorageHealth(logging.Filter):
-    """Fail-open bookkeeping. flask-limiter logs a traceback for every request it could not count
-    (``swallow_errors``); this filter drops those and the per-request "exceeded" lines (they carry the
-    client's address), and logs one warning a minute while Redis does not answer instead."""
+class _StorageHealth:
+    """Fail-open bookkeeping: while Redis does not answer, requests go unlimited and one warning a
+    minute says so; the first answer again is logged once."""
 
     def __init__(self) -> None:
-        super().__init__()
         self._lock = threading.Lock()
         self._last_warning = 0.0
         self.down = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info:  # "Failed to rate limit. Swallowing error" and the like
-            self.failed(record.exc_info[1])
-            return False
-        return "exceeded at endpoint" not in str(record.msg)
 
     def failed(self, error: object) -> None:
         with self._lock:
@@ -402,98 +391,63 @@ class _StorageHealth(logging.Filter):
                 log.info("rate_limit_storage_recovered")
 
 
-def _storage_health() -> _StorageHealth:
-    logger = logging.getLogger("flask-limiter")
-    for existing in logger.filters:
-        if isinstance(existing, _StorageHealth):
-            return existing
-    health = _StorageHealth()
-    logger.addFilter(health)
-    return health
+def _install_rate_limits(app: Flask, access: Access) -> FixedWindowLimiter:
+    import redis
 
-
-def _install_rate_limits(app: Flask, access: Access) -> Limiter:
     settings = access.settings
-    health = _storage_health()
+    health = _StorageHealth()
+    limiter = FixedWindowLimiter(settings.redis_url, settings.gateway_rate_limit_prefix)
+    weakref.finalize(app, limiter.close)
 
-    def exempt() -> bool:
-        return request.method == "OPTIONS" or request.path in RATE_LIMIT_EXEMPT
-
-    def limit_text() -> str:
-        return f"{max(access.per_minute(current_client()), 1)} per minute"
-
-    def unlimited() -> bool:
-        return access.per_minute(current_client()) == 0
-
-    def client_key() -> str:
+    @app.before_request
+    def count_the_request() -> None:
+        if request.method == "OPTIONS" or request.path in RATE_LIMIT_EXEMPT:
+            return
         client = current_client()
-        return client.rate_key if client else f"ip:{_client_address(settings.gateway_trust_proxy)}"
+        per_minute = access.per_minute(client)
+        if per_minute == 0:  # no limit
+            return
+        rate_key = client.rate_key if client else f"ip:{_client_address(settings.gateway_trust_proxy)}"
+        try:
+            window = limiter.hit(rate_key, per_minute)
+        except redis.RedisError as exc:  # fail open: no counts, no headers, one warning a minute
+            health.failed(exc)
+            return
+        health.recovered()
+        g.shopai_rate_window = window
+        if window.exceeded:
+            raise RateLimited
 
-    limiter = Limiter(
-        key_func=client_key,
-        application_limits=[limit_text],  # one budget per client across every route
-        application_limits_exempt_when=unlimited,
-        strategy="fixed-window",
-        storage_uri=settings.redis_url,
-        storage_options={
-            "key_prefix": settings.gateway_rate_limit_prefix,
-            # A dead Redis must cost a request next to nothing: no retries, short timeouts.
-            "socket_connect_timeout": 0.25, "socket_timeout": 0.5, "retry": Retry(NoBackoff(), 0),
-        },
-        swallow_errors=True,  # fail open
-        headers_enabled=False,  # written below, with the IETF RateLimit-* names too
-    )
-    limiter.request_filter(exempt)
-    limiter.init_app(app)
-    storage = limiter.storage
-    weakref.finalize(app, _close_storage, storage)
-
-    @app.errorhandler(RateLimitExceeded)
-    def too_many_requests(exc: RateLimitExceeded) -> Response:
+    @app.errorhandler(RateLimited)
+    def too_many_requests(exc: RateLimited) -> Response:
         client = current_client()
         per_minute = access.per_minute(client)
         who = "API key" if client and client.key else "client address"
         # debug: a client over its limit is no fault of the gateway's, and /metrics counts the 429s
         log.debug("rate_limited", path=request.path, key_id=client.key.key_id if client and client.key else None,
-                 client_ip=None if client and client.key else (client.address if client else None),
-                 per_minute=per_minute)
+                  client_ip=None if client and client.key else (client.address if client else None),
+                  per_minute=per_minute)
         return problem_response(429, f"too many requests: this {who} may send {per_minute} requests a minute; "
                                      "retry after the number of seconds in Retry-After", slug="rate-limited")
 
     @app.after_request
     def rate_limit_headers(response: Response) -> Response:
-        current = limiter.current_limit
-        if current is None:
+        window: Window | None = g.get("shopai_rate_window")
+        if window is None:
             return response
-        window = current.limit.get_expiry()
-        try:
-            reset_at, remaining = current.window
-        except Exception as exc:  # noqa: BLE001 - fail open: no counts, no headers, one warning a minute
-            health.failed(exc)
-            if response.status_code == 429:
-                response.headers["Retry-After"] = str(window)
-            return response
-        health.recovered()
-        reset_in = max(1, math.ceil(reset_at - time.time()))
-        amount = current.limit.amount
-        response.headers["RateLimit-Limit"] = str(amount)
-        response.headers["RateLimit-Remaining"] = str(remaining)
+        reset_in = max(1, math.ceil(window.reset_in_ms / 1000))
+        response.headers["RateLimit-Limit"] = str(window.limit)
+        response.headers["RateLimit-Remaining"] = str(window.remaining)
         response.headers["RateLimit-Reset"] = str(reset_in)
-        response.headers["RateLimit-Policy"] = f"{amount};w={window}"
-        response.headers["X-RateLimit-Limit"] = str(amount)
-        response.headers["X-RateLimit-Remaining"] = str(remaining)
-        response.headers["X-RateLimit-Reset"] = str(math.ceil(reset_at))  # epoch seconds, as GitHub's
-        if response.status_code == 429 and current.breached:
+        response.headers["RateLimit-Policy"] = f"{window.limit};w={window.window_seconds}"
+        response.headers["X-RateLimit-Limit"] = str(window.limit)
+        response.headers["X-RateLimit-Remaining"] = str(window.remaining)
+        response.headers["X-RateLimit-Reset"] = str(math.ceil(time.time() + window.reset_in_ms / 1000))  # epoch s
+        if response.status_code == 429 and window.exceeded:
             response.headers["Retry-After"] = str(reset_in)
         return response
 
     return limiter
-
-
-def _close_storage(storage: Any) -> None:
-    client = getattr(storage, "storage", None)
-    if client is not None:
-        client.close()
 
 
 # ----------------------------------------------------------------------------------------- CORS

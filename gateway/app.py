@@ -30,6 +30,7 @@ from services.common.bus import EventPublisher, ensure_topics
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import LATENCY_BUCKETS
 from services.common.settings import Settings, load_settings
+from services.recommender.store import AnswerCache
 
 log = get_logger(__name__)
 
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["shopai.settings"] = settings
     app.extensions["shopai.backends"] = Backends(settings)
     app.extensions["shopai.redis"] = cache.connect(settings.redis_url)
+    if settings.gateway_answer_cache:
+        app.extensions["shopai.answers"] = AnswerCache(app.extensions["shopai.redis"])
     app.extensions["shopai.publisher"] = LazyPublisher(settings)
 
     app.register_api(system)

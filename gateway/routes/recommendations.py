@@ -6,6 +6,7 @@ marked by ``strategy: "popular_fallback"`` and the ``X-ShopAI-Degraded: recommen
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -24,7 +25,7 @@ from services.common.logging import get_logger
 from services.common.stock import StockLedger
 from services.recommender.core import MAX_K, STRATEGIES
 from services.recommender.core.profiles import Filters
-from services.recommender.store import RecommenderKeys
+from services.recommender.store import AnswerCache, RecommenderKeys, request_digest
 
 log = get_logger(__name__)
 
@@ -47,6 +48,11 @@ FALLBACK_STRATEGY = "popular_fallback"
 FALLBACK_VERSION = "fallback"
 FALLBACK_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 FALLBACK_MAX_CANDIDATES = 5000  # popular products examined at most to fill one answer
+ANSWER_CACHE = Counter(
+    "shopai_gateway_answer_cache_total",
+    "Recommendation requests looked up in the recommender's answer cache, by outcome (hit, miss, error).",
+    ["outcome"],
+)
 DEGRADED_ANSWERS = Counter(
     "shopai_gateway_degraded_answers_total",
     "Answers the gateway gave without the backend that should answer them.", ["backend"],
@@ -241,15 +247,16 @@ def recommend(path: UserPath, query: RecommendQuery) -> tuple[dict, int] | tuple
     says which strategy actually answered. When the recommender is unavailable or too slow, the answer is
     the shop's popular products with `strategy: popular_fallback` and the header `X-ShopAI-Degraded:
     recommender` (503/504 only when Redis cannot be read either)."""
+    request = pb.RecommendRequest(
+        user_id=path.user_id, k=query.k, strategy=query.strategy,
+        filters=query.filters(exclude_purchased=query.exclude_purchased),
+        session_product_ids=query.session,
+    )
+    cached = _cached_answer(request)
+    if cached is not None:
+        return current_app.response_class(_cached_body(cached), status=200, mimetype=current_app.json.mimetype)
     try:
-        reply = _recommender().Recommend(
-            pb.RecommendRequest(
-                user_id=path.user_id, k=query.k, strategy=query.strategy,
-                filters=query.filters(exclude_purchased=query.exclude_purchased),
-                session_product_ids=query.session,
-            ),
-            timeout=_deadline(),
-        )
+        reply = _recommender().Recommend(request, timeout=_deadline())
     except grpc.RpcError as exc:
         code = exc.code() if hasattr(exc, "code") else None
         if code not in FALLBACK_CODES:
@@ -262,6 +269,34 @@ def recommend(path: UserPath, query: RecommendQuery) -> tuple[dict, int] | tuple
         DEGRADED_ANSWERS.labels("recommender").inc()
         return body, 200, {DEGRADED_HEADER: "recommender"}
     return reply_json(reply), 200
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_body(payload: bytes) -> bytes:
+    """The JSON body of a cached answer, as every other route writes it: converted once per distinct
+    answer, because ``MessageToDict`` and the JSON encoding are most of the cost of serving one."""
+    return (current_app.json.dumps(reply_json(pb.RecommendResponse.FromString(payload))) + "\n").encode()
+
+
+def _cached_answer(request: pb.RecommendRequest) -> bytes | None:
+    """The recommender's valid cached answer to exactly this request, if Redis holds one (it is the answer
+    the recommender would give: same user version, serving model, request, products still on sale and in
+    stock); None sends the request to the recommender."""
+    answers: AnswerCache | None = current_app.extensions.get("shopai.answers")
+    if answers is None or not request.user_id:
+        return None
+    try:
+        found = answers.lookup(request.user_id, request_digest(request.SerializeToString(deterministic=True)),
+                               exclude_out_of_stock=request.filters.exclude_out_of_stock)
+    except redis.RedisError as exc:
+        ANSWER_CACHE.labels("error").inc()
+        log.debug("answer_cache_unavailable", error=str(exc))
+        return None
+    if found.payload is None:
+        ANSWER_CACHE.labels("miss").inc()
+        return None
+    ANSWER_CACHE.labels("hit").inc()
+    return found.payload
 
 
 def popular_fallback(user_id: str, query: RecommendQuery) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -91,6 +92,8 @@ class ModelHolder(Generic[T]):
         self.model: T | None = None
         self.version = ""
         self.meta: dict = {}
+        # Called with the new version after each swap (e.g. to tell other processes which model serves).
+        self.on_swap: list[Callable[[str], None]] = []
 
     def swap(self, model: T, version: str, meta: dict) -> None:
         with self._lock:
@@ -111,6 +114,11 @@ class ModelHolder(Generic[T]):
             else:
                 MODEL_TRAINED.labels(self.service).set(trained)
         log.info("model_serving", service=self.service, version=version)
+        for listener in self.on_swap:
+            try:
+                listener(version)
+            except Exception as exc:  # noqa: BLE001 - a listener must not undo a swap that happened
+                log.warning("model_swap_listener_failed", service=self.service, version=version, error=str(exc))
 
     def update(self, model: T, version: str) -> bool:
         """Replace the served object of the same version (e.g. extended with new products); False if a

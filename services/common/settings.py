@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     gateway_port: int = 8080
     # Largest request body the gateway reads (images, event batches).
     gateway_max_body_bytes: int = 8 * 1024 * 1024
+    # Serve a user's recommendations from the recommender's answer cache in Redis when a valid answer is
+    # there (the recommender computes, writes and invalidates them; see services/recommender/store.py).
+    gateway_answer_cache: bool = True
     # Access (gateway/access.py, docs/api.md "Access"). API keys: comma-separated `key:role[+role]` entries
     # (roles: ingest = POST /v1/events, codes = POST /v1/vision/codes, admin = /v1/admin/* and every
     # other role), from the environment and/or a file (one or more entries a line, `#` comments). With no

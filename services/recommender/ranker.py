@@ -66,14 +66,6 @@ class Ranker:
             self._active_at = time.monotonic()
         return self._active
 
-    def still_valid(self, pids: list[str], exclude_out_of_stock: bool) -> bool:
-        """A cached answer stands while its products are on sale and (when asked) in stock: stock moves with
-        every order, so it is checked on each hit instead of invalidating every user's cache."""
-        active = self.active()
-        if any(p not in active for p in pids):
-            return False
-        return not (exclude_out_of_stock and self.store.out_of_stock(pids))
-
     # -- recommendations -------------------------------------------------------------------------
     def recommend(self, user: str, k: int, strategy: str, filters: profiles.Filters, *, exclude_purchased: bool,
                   exclude_out_of_stock: bool, session: list[str]) -> Answer:

@@ -6,10 +6,10 @@ request needs); this module only validates, caches and translates.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 import grpc
+import redis
 
 from protos import common_pb2
 from protos import recommender_pb2 as pb
@@ -19,6 +19,7 @@ from services.common.bus import EventConsumer, EventPublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
 from services.common.jobs import JobRunner, get_job_rpc, train_rpc
+from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, model_event
 from services.common.settings import Settings, load_settings
 from services.recommender import core
@@ -27,11 +28,13 @@ from services.recommender.core.bundle import RecommenderModel
 from services.recommender.core.defaults import TRAIN_PARAMS, make_components
 from services.recommender.core.profiles import Filters
 from services.recommender.ranker import Ranker, Scheduler
-from services.recommender.store import RecommenderStore
+from services.recommender.store import AnswerCache, RecommenderStore, request_digest
 from services.recommender.trainer import RecommenderTrainer
 
 SIMILAR_STRATEGIES = ("item_knn", "content", "als", "hybrid")
 TRAINABLE_MODELS = ("", "hybrid")
+
+log = get_logger(__name__)
 
 
 def _filters(message: pb.Filters) -> Filters:
@@ -57,6 +60,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self.store = store
         self.ranker = ranker
         self.jobs = jobs
+        self.answers = AnswerCache(store.redis)
 
     def _recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
         k, filters = _k_and_filters(request, context)
@@ -69,16 +73,14 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         if len(request.session_product_ids) > 50:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "at most 50 session_product_ids")
         user = request.user_id
-        cache_key = ""
+        cached = None
+        model_version = self.ranker.model_version
         if user:
-            digest = hashlib.blake2b(request.SerializeToString(deterministic=True), digest_size=12).hexdigest()
-            cache_key = f"{self.store.user_version(user)}:{self.ranker.model_version}:{digest}"
-            cached = self.store.cached_answer(user, cache_key)
-            if cached is not None:
-                response = pb.RecommendResponse.FromString(cached)
-                if self.ranker.still_valid([i.product_id for i in response.items],
-                                           request.filters.exclude_out_of_stock):
-                    return response
+            cached = self.answers.lookup(user, request_digest(request.SerializeToString(deterministic=True)),
+                                         exclude_out_of_stock=request.filters.exclude_out_of_stock,
+                                         model_version=model_version)
+            if cached.payload is not None:
+                return pb.RecommendResponse.FromString(cached.payload)
         answer = self.ranker.recommend(
             user, k, strategy, filters, exclude_purchased=request.filters.exclude_purchased,
             exclude_out_of_stock=request.filters.exclude_out_of_stock,
@@ -88,8 +90,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             user_id=user, items=[pb.RecommendedItem(**item) for item in answer.items],
             model_version=answer.model_version, strategy=answer.strategy, cold_start=answer.cold_start,
         )
-        if cache_key:
-            self.store.cache_answer(user, cache_key, response.SerializeToString())
+        if cached is not None and answer.model_version == model_version:
+            self.answers.store(user, cached.field, response.SerializeToString(),
+                               [item.product_id for item in response.items], model_version)
         return response
 
     def Recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
@@ -172,6 +175,13 @@ def build(settings: Settings) -> ServiceRunner:
     trainer = RecommenderTrainer(store, holder.registry, holder, on_new_version=announce)
     jobs = JobRunner("recommender", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
     ranker = Ranker(store, holder)
+    # The gateway serves cached answers of the model that serves now (services/recommender/store.py).
+    answers = AnswerCache(client)
+    holder.on_swap.append(lambda version: answers.announce(version))
+    try:
+        answers.announce(ranker.model_version)
+    except redis.RedisError as exc:  # Redis may come up later: the first cached answer says it too
+        log.warning("model_version_not_announced", error=str(exc))
     consumer = EventConsumer(settings, RecommenderProjection(client))
     runner.add_servicer(
         pb_grpc.add_RecommenderServicer_to_server, RecommenderServicer(store, ranker, jobs),

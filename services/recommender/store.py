@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class RecommenderKeys:
     last_seen = key("rec", "users", "last-seen")
     item_last_seen = key("rec", "items", "last-seen")
     stock, stock_counted_at = stock_keys("rec")
+    # The model version the recommender serves now (cached answers of any other version are stale).
+    serving = key("rec", "model", "serving")
 
     @staticmethod
     def product(pid: str) -> str:
@@ -230,15 +233,67 @@ class RecommenderStore:
     def user_version(self, user: str) -> str:
         return self.redis.get(K.user_version(user)) or "0"
 
-    def cached_answer(self, user: str, fingerprint: str) -> bytes | None:
-        value = self.redis.hget(K.answers(user), fingerprint)
-        return value.encode("latin-1") if value is not None else None
 
-    def cache_answer(self, user: str, fingerprint: str, payload: bytes) -> None:
+# A cached answer is found and checked in one round trip, by the recommender and by the gateway alike:
+# it is the one under "<user version>:<model version>:<request digest>" (a user's event bumps the version
+# and deletes the hash; a new model changes the model version), and it stands while each of its products is
+# still on sale and, when the request excludes products out of stock, in stock (stock moves with every
+# order, so it is checked on each hit instead of invalidating every user's answers).
+# KEYS: user version, serving model version, answers hash, active catalog, on-hand, counted-at.
+# ARGV: request digest, "1" to check stock, the model version to use ("" = the serving one).
+# Returns {field, answer or false}; field is "" when no model serves yet.
+_LOOKUP_ANSWER = """
+local model = ARGV[3]
+if model == '' then model = redis.call('GET', KEYS[2]) end
+if not model then return {'', false} end
+local field = (redis.call('GET', KEYS[1]) or '0') .. ':' .. model .. ':' .. ARGV[1]
+local entry = redis.call('HMGET', KEYS[3], field, field .. '#pids')
+if not entry[1] or not entry[2] then return {field, false} end
+for _, pid in ipairs(cjson.decode(entry[2])) do
+  if redis.call('SISMEMBER', KEYS[4], pid) == 0 then return {field, false} end
+  if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[6], pid) == 1 then
+    local level = tonumber(redis.call('HGET', KEYS[5], pid))
+    if level and level <= 0 then return {field, false} end
+  end
+end
+return {field, entry[1]}
+"""
+
+
+def request_digest(serialized_request: bytes) -> str:
+    """The fingerprint of a request (deterministically serialized ``RecommendRequest``)."""
+    return hashlib.blake2b(serialized_request, digest_size=12).hexdigest()
+
+
+@dataclass
+class CachedAnswer:
+    field: str  # where an answer to this request is (or would be) cached; "" = no serving model known
+    payload: bytes | None  # the serialized RecommendResponse, when a valid one is cached
+
+
+class AnswerCache:
+    """The recommender's cached answers (``RecommendResponse`` bytes), shared with the gateway, which
+    serves a valid cached answer without calling the recommender. Only the recommender writes."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._lookup = client.register_script(_LOOKUP_ANSWER)
+
+    def lookup(self, user: str, digest: str, *, exclude_out_of_stock: bool, model_version: str = "") -> CachedAnswer:
+        keys = [K.user_version(user), K.serving, K.answers(user), K.active, K.stock, K.stock_counted_at]
+        field, value = self._lookup(keys=keys, args=[digest, "1" if exclude_out_of_stock else "0", model_version])
+        return CachedAnswer(field or "", value.encode("latin-1") if value else None)
+
+    def store(self, user: str, field: str, payload: bytes, pids: list[str], model_version: str) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(K.answers(user), fingerprint, payload.decode("latin-1"))
+            pipe.hset(K.answers(user), mapping={field: payload.decode("latin-1"), f"{field}#pids": json.dumps(pids)})
             pipe.expire(K.answers(user), ANSWER_CACHE_SECONDS)
+            pipe.set(K.serving, model_version)
             pipe.execute()
+
+    def announce(self, model_version: str) -> None:
+        """Say which model serves now: answers cached under another version stop being served."""
+        self.redis.set(K.serving, model_version)
 
 
 def decode_tags(raw: str | None) -> list[str]:

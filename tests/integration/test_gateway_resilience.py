@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from gateway.app import close_app, create_app
 from services.common.events import new_event
 from services.common.settings import SERVICE_NAMES
-from services.recommender.store import RecommenderKeys
+from services.recommender.store import AnswerCache, RecommenderKeys
 from tests.support import assert_problem, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -123,7 +123,12 @@ def test_recommendations_fall_back_to_popular_items_and_recover(stack, start_ser
     # A recommender that accepts but never answers (frozen): every call ends at its deadline.
     os.killpg(recommender.proc.pid, signal.SIGSTOP)
     try:
-        assert_fallback("", ["p3", "p1", "p4"])
+        # The answer the recommender gave and cached a moment ago is still valid: the gateway serves it
+        # from Redis without asking the recommender, at once and not degraded.
+        cached, seconds = timed(lambda: client.get("/v1/users/u1/recommendations"))
+        assert cached.status_code == 200 and seconds < 1, (cached.json, seconds)
+        assert "X-ShopAI-Degraded" not in cached.headers and cached.json["strategy"] != "popular_fallback"
+        assert_fallback("k=9", ["p3", "p1", "p4"])  # never asked before: no cached answer
         assert_not_ready()
     finally:
         os.killpg(recommender.proc.pid, signal.SIGCONT)
@@ -131,7 +136,7 @@ def test_recommendations_fall_back_to_popular_items_and_recover(stack, start_ser
     # A dead recommender (SIGKILL): connection refused, the fallback answers at once.
     port = recommender.grpc_port
     recommender.kill()
-    body = assert_fallback("k=10", ["p3", "p1", "p4"])
+    body = assert_fallback("k=8", ["p3", "p1", "p4"])
     first = body["items"][0]
     assert first["title"] == "Product p3" and first["category"] == "bags" and first["price"] == 80.0
     assert first["currency"] == "EUR" and first["score"] == 16.0
@@ -149,11 +154,13 @@ def test_recommendations_fall_back_to_popular_items_and_recover(stack, start_ser
     # Redis unreachable too: the recommender's problem, as without a fallback.
     extensions = client.application.extensions
     saved, extensions["shopai.redis"] = extensions["shopai.redis"], redis.Redis(port=free_port())
+    saved_answers, extensions["shopai.answers"] = extensions["shopai.answers"], AnswerCache(extensions["shopai.redis"])
     try:
         assert "recommender" in assert_problem(client.get("/v1/users/u1/recommendations"), 503)["detail"]
     finally:
         extensions["shopai.redis"].close()
         extensions["shopai.redis"] = saved
+        extensions["shopai.answers"] = saved_answers
 
     # The recommender comes back on the same port: the same gateway uses it again.
     again = start_service("recommender", wait=False, SHOPAI_RECOMMENDER__GRPC_PORT=str(port))
