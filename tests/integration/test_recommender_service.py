@@ -8,6 +8,7 @@ import json
 import threading
 
 import pytest
+from prometheus_client import REGISTRY
 
 from gateway.app import close_app, create_app
 from services.common.bus import EventPublisher
@@ -53,6 +54,10 @@ def train(client) -> dict:
     return job
 
 
+def gateway_cache_hits() -> float:
+    return REGISTRY.get_sample_value("shopai_gateway_answer_cache_total", {"outcome": "hit"}) or 0.0
+
+
 def recommend(client, user: str, **params) -> dict:
     query = "&".join(f"{k}={v}" for k, v in params.items())
     reply = client.get(f"/v1/users/{user}/recommendations?{query}")
@@ -85,6 +90,9 @@ def test_trained_hybrid_serves_fresh_filtered_explained_recommendations(shop_sta
     assert all(i["reason"] and i["title"] for i in body["items"])
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True)
+    # The same request again is answered by the gateway from the recommender's answer cache in Redis.
+    hits = gateway_cache_hits()
+    assert recommend(client, user, k=10) == body and gateway_cache_hits() == hits + 1
 
     for strategy in ("user_knn", "item_knn", "als", "bpr", "content", "popular", "trending"):
         other = recommend(client, user, k=5, strategy=strategy)
@@ -184,6 +192,7 @@ def test_retraining_swaps_the_model_without_dropping_requests(shop_stack, settin
             else:
                 seen.append(reply.json["model_version"])
 
+    assert recommend(client, user, k=7)["model_version"] == first  # cached under the first model
     thread = threading.Thread(target=shop_traffic)
     thread.start()
     try:
@@ -192,6 +201,8 @@ def test_retraining_swaps_the_model_without_dropping_requests(shop_stack, settin
     finally:
         stop.set()
         thread.join()
+    # The swap told the gateway which model serves: the answer cached under the first is not served again.
+    assert recommend(client, user, k=7)["model_version"] == second
     assert not failures, failures[:3]
     assert first != second and {first, second} <= set(seen)
     assert seen.index(second) > seen.index(first) and first not in seen[seen.index(second):], "a clean switch"
