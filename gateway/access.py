@@ -9,8 +9,8 @@
   a protected route is a 401 (``WWW-Authenticate: Bearer``), a key without the role a 403, an unknown key a
   401 on any route. With no key configured, protected routes are open when ``env`` is ``dev`` (``make run``)
   and answer 401 otherwise.
-- **Rate limits** per client in Redis (fixed one-minute windows, one atomic Lua round trip per request):
-  a client with a valid key is counted by key, any other by IP address. Over the limit is a 429 problem with ``Retry-After``; every
+- **Rate limits** per client in Redis (fixed one-minute windows, ``gateway/ratelimit.py``): a client with a
+  valid key is counted by key, any other by IP address. Over the limit is a 429 problem with ``Retry-After``; every
   limited response carries ``RateLimit-*`` and ``X-RateLimit-*``. A Redis that does not answer turns the
   limits off (one warning a minute), it never fails a request.
 - **CORS** (flask-cors) for the origins in ``SHOPAI_GATEWAY_CORS_ORIGINS``; ``*`` opens only the public
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 from flask import Flask, Response, g, request
 from flask_cors import CORS
 
@@ -392,8 +393,6 @@ class _StorageHealth:
 
 
 def _install_rate_limits(app: Flask, access: Access) -> FixedWindowLimiter:
-    import redis
-
     settings = access.settings
     health = _StorageHealth()
     limiter = FixedWindowLimiter(settings.redis_url, settings.gateway_rate_limit_prefix)

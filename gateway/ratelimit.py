@@ -90,7 +90,8 @@ class FixedWindowLimiter:
         now = time.monotonic()
         with self._lock:
             local = self._local.get(counter)
-            if (local is not None and limit >= MIN_LOCAL_LIMIT and now < local.window_end and now - local.synced_at < self.sync_seconds
+            if (local is not None and limit >= MIN_LOCAL_LIMIT and now < local.window_end
+                    and now - local.synced_at < self.sync_seconds
                     and local.count + local.pending + 1 <= limit - margin):
                 local.pending += 1
                 return Window(limit, local.count + local.pending, int((local.window_end - now) * 1000),

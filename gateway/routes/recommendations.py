@@ -286,7 +286,7 @@ def _cached_answer(request: pb.RecommendRequest) -> bytes | None:
     if answers is None or not request.user_id:
         return None
     try:
-        found = answers.lookup(request.user_id, request_digest(request.SerializeToString(deterministic=True)),
+        found = answers.lookup(request.user_id, request_digest(request),
                                exclude_out_of_stock=request.filters.exclude_out_of_stock)
     except redis.RedisError as exc:
         ANSWER_CACHE.labels("error").inc()

@@ -56,11 +56,11 @@ def _k_and_filters(request: pb.RecommendRequest | pb.SimilarRequest,
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
-    def __init__(self, store: RecommenderStore, ranker: Ranker, jobs: JobRunner) -> None:
+    def __init__(self, store: RecommenderStore, ranker: Ranker, jobs: JobRunner, answers: AnswerCache) -> None:
         self.store = store
         self.ranker = ranker
         self.jobs = jobs
-        self.answers = AnswerCache(store.redis)
+        self.answers = answers
 
     def _recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
         k, filters = _k_and_filters(request, context)
@@ -76,7 +76,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         cached = None
         model_version = self.ranker.model_version
         if user:
-            cached = self.answers.lookup(user, request_digest(request.SerializeToString(deterministic=True)),
+            cached = self.answers.lookup(user, request_digest(request),
                                          exclude_out_of_stock=request.filters.exclude_out_of_stock,
                                          model_version=model_version)
             if cached.payload is not None:
@@ -184,7 +184,7 @@ def build(settings: Settings) -> ServiceRunner:
         log.warning("model_version_not_announced", error=str(exc))
     consumer = EventConsumer(settings, RecommenderProjection(client))
     runner.add_servicer(
-        pb_grpc.add_RecommenderServicer_to_server, RecommenderServicer(store, ranker, jobs),
+        pb_grpc.add_RecommenderServicer_to_server, RecommenderServicer(store, ranker, jobs, answers),
         pb.DESCRIPTOR.services_by_name["Recommender"].full_name,
     )
     scheduler = Scheduler(settings, trainer, jobs, ranker)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import redis
+from google.protobuf.message import Message
 
 from services.common.cache import key
 from services.common.stock import StockLedger, stock_keys
@@ -229,10 +230,6 @@ class RecommenderStore:
             "bought_with": [(m, float(s)) for m, s in r[4]],
         }
 
-    # -- cached answers ------------------------------------------------------------------------
-    def user_version(self, user: str) -> str:
-        return self.redis.get(K.user_version(user)) or "0"
-
 
 # A cached answer is found and checked in one round trip, by the recommender and by the gateway alike:
 # it is the one under "<user version>:<model version>:<request digest>" (a user's event bumps the version
@@ -260,9 +257,9 @@ return {field, entry[1]}
 """
 
 
-def request_digest(serialized_request: bytes) -> str:
-    """The fingerprint of a request (deterministically serialized ``RecommendRequest``)."""
-    return hashlib.blake2b(serialized_request, digest_size=12).hexdigest()
+def request_digest(request: Message) -> str:
+    """The fingerprint of a ``RecommendRequest`` (of its deterministic serialization)."""
+    return hashlib.blake2b(request.SerializeToString(deterministic=True), digest_size=12).hexdigest()
 
 
 @dataclass

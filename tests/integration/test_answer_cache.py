@@ -19,7 +19,7 @@ def request(user: str = "u1", **filters) -> pb.RecommendRequest:
 
 
 def digest(req: pb.RecommendRequest) -> str:
-    return request_digest(req.SerializeToString(deterministic=True))
+    return request_digest(req)
 
 
 def answer(user: str = "u1") -> pb.RecommendResponse:
