@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -214,6 +215,12 @@ def _client_address(trust_proxy: bool) -> str:
         hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
         if hops:
             address = hops[-1]
+    return _normalised_address(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalised_address(address: str) -> str:
+    """The address a client is counted under (remembered: a client sends many requests)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -429,21 +436,27 @@ def _install_rate_limits(app: Flask, access: Access) -> FixedWindowLimiter:
         return problem_response(429, f"too many requests: this {who} may send {per_minute} requests a minute; "
                                      "retry after the number of seconds in Retry-After", slug="rate-limited")
 
+    @functools.lru_cache(maxsize=64)
+    def constant_headers(limit: int, window_seconds: int) -> tuple[tuple[str, str], ...]:
+        return (("RateLimit-Limit", str(limit)), ("RateLimit-Policy", f"{limit};w={window_seconds}"),
+                ("X-RateLimit-Limit", str(limit)))
+
     @app.after_request
     def rate_limit_headers(response: Response) -> Response:
         window: Window | None = g.get("shopai_rate_window")
         if window is None:
             return response
         reset_in = max(1, math.ceil(window.reset_in_ms / 1000))
-        response.headers["RateLimit-Limit"] = str(window.limit)
-        response.headers["RateLimit-Remaining"] = str(window.remaining)
-        response.headers["RateLimit-Reset"] = str(reset_in)
-        response.headers["RateLimit-Policy"] = f"{window.limit};w={window.window_seconds}"
-        response.headers["X-RateLimit-Limit"] = str(window.limit)
-        response.headers["X-RateLimit-Remaining"] = str(window.remaining)
-        response.headers["X-RateLimit-Reset"] = str(math.ceil(time.time() + window.reset_in_ms / 1000))  # epoch s
+        remaining = str(window.remaining)
+        headers = response.headers  # add, not set: a fresh response has none of these (the cost is per request)
+        for name, value in constant_headers(window.limit, window.window_seconds):
+            headers.add(name, value)
+        headers.add("RateLimit-Remaining", remaining)
+        headers.add("RateLimit-Reset", str(reset_in))
+        headers.add("X-RateLimit-Remaining", remaining)
+        headers.add("X-RateLimit-Reset", str(math.ceil(time.time() + window.reset_in_ms / 1000)))  # epoch s
         if response.status_code == 429 and window.exceeded:
-            response.headers["Retry-After"] = str(reset_in)
+            headers["Retry-After"] = str(reset_in)
         return response
 
     return limiter

@@ -3,6 +3,7 @@ gunicorn build the app with their own settings."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Any
@@ -17,11 +18,12 @@ from werkzeug.exceptions import HTTPException
 from gateway.access import install_access
 from gateway.backends import Backends
 from gateway.problems import ApiProblem, from_grpc_error, from_validation_error, problem_response
+from gateway.routes import install_query_memo
 from gateway.routes.admin import admin
 from gateway.routes.chat import chat
 from gateway.routes.events import events
 from gateway.routes.forecasting import forecasting
-from gateway.routes.recommendations import recommendations
+from gateway.routes.recommendations import AnswerLookup, recommendations
 from gateway.routes.storefront import storefront
 from gateway.routes.system import system
 from gateway.routes.vision import vision
@@ -30,7 +32,6 @@ from services.common.bus import EventPublisher, ensure_topics
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import LATENCY_BUCKETS
 from services.common.settings import Settings, load_settings
-from services.recommender.store import AnswerCache
 
 log = get_logger(__name__)
 
@@ -91,9 +92,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["shopai.backends"] = Backends(settings)
     app.extensions["shopai.redis"] = cache.connect(settings.redis_url)
     if settings.gateway_answer_cache:
-        app.extensions["shopai.answers"] = AnswerCache(app.extensions["shopai.redis"])
+        app.extensions["shopai.answers"] = AnswerLookup(settings.redis_url)
     app.extensions["shopai.publisher"] = LazyPublisher(settings)
 
+    install_query_memo()  # validated query strings remembered (gateway/routes/__init__.py)
     app.register_api(system)
     app.register_api(events)
     app.register_api(recommendations)
@@ -122,6 +124,8 @@ def close_app(app: Flask) -> None:
     app.extensions["shopai.publisher"].close()
     app.extensions["shopai.backends"].close()
     app.extensions["shopai.redis"].close()
+    if (answers := app.extensions.get("shopai.answers")) is not None:
+        answers.close()
 
 
 def _install_error_handlers(app: Flask) -> None:
@@ -153,6 +157,12 @@ def _install_error_handlers(app: Flask) -> None:
         return problem_response(500, "the gateway failed to answer; the error is logged")
 
 
+@functools.lru_cache(maxsize=1024)
+def _request_metrics(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The counter and histogram children of one (method, route, status): looked up once, not per request."""
+    return HTTP_REQUESTS.labels(method, route, str(status)), HTTP_LATENCY.labels(method, route)
+
+
 def _install_metrics(app: Flask) -> None:
     @app.before_request
     def started() -> None:
@@ -160,7 +170,8 @@ def _install_metrics(app: Flask) -> None:
 
     @app.after_request
     def observed(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        rule = request.url_rule
+        count, latency = _request_metrics(request.method, rule.rule if rule else "unmatched", response.status_code)
+        count.inc()
+        latency.observe(time.perf_counter() - g.get("started", time.perf_counter()))
         return response

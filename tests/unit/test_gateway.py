@@ -107,3 +107,23 @@ def test_deeply_nested_json_is_a_400_not_a_500(client):
     reply = client.post("/v1/events", data="[" * 4000 + "]" * 4000, content_type="application/json")
     body = assert_problem(reply, 400)
     assert "nested too deeply" in body["detail"]
+
+
+def test_a_remembered_query_is_the_validated_one_and_bad_ones_stay_400s(client):
+    from gateway.routes import QUERY_MEMO_MAX_BYTES, _query_memo
+    from gateway.routes.recommendations import RecommendQuery
+
+    _query_memo.clear()
+    for _ in range(3):  # invalid strings are never remembered: the same 400 every time
+        body = assert_problem(client.get("/v1/users/u1/recommendations?k=0"), 400)
+        assert body["errors"][0]["location"] == "k"
+    assert not _query_memo
+    for _ in range(2):
+        client.get("/v1/users/u1/recommendations?k=7&strategy=popular&exclude=a,b")
+    remembered = _query_memo[(RecommendQuery, b"k=7&strategy=popular&exclude=a,b")]
+    assert (remembered.k, remembered.strategy, remembered.exclude) == (7, "popular", ["a", "b"])
+    with pytest.raises(ValueError):  # frozen: one request cannot change what the next one is given
+        remembered.k = 8
+    long_query = "exclude=" + ",".join(f"p{i}" for i in range(QUERY_MEMO_MAX_BYTES // 3))
+    client.get(f"/v1/users/u1/recommendations?{long_query}")
+    assert len(_query_memo) == 1  # long strings are validated each time, not remembered
