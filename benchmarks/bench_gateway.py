@@ -614,7 +614,7 @@ def run(quick: bool) -> dict[str, Any]:
         "train_seconds": shop["train_seconds"],
         "setup": {
             "gateway": "gunicorn --config gateway/gunicorn_conf.py 'gateway.app:create_app()' (1 process, "
-                       "gthread, 32 threads), access control on (rate limit set out of reach), Redis, real "
+                       "gevent, 1,000 connections), access control on (rate limit set out of reach), Redis, real "
                        "services",
             "bare": "the same gunicorn configuration serving a Flask app with one route returning "
                     "{\"status\": \"ok\"}",

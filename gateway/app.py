@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import threading
 import time
+import types
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -23,7 +25,7 @@ from gateway.routes.admin import admin
 from gateway.routes.chat import chat
 from gateway.routes.events import events
 from gateway.routes.forecasting import forecasting
-from gateway.routes.recommendations import AnswerLookup, recommendations
+from gateway.routes.recommendations import recommendations
 from gateway.routes.storefront import storefront
 from gateway.routes.system import system
 from gateway.routes.vision import vision
@@ -32,6 +34,7 @@ from services.common.bus import EventPublisher, ensure_topics
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import LATENCY_BUCKETS
 from services.common.settings import Settings, load_settings
+from services.recommender.store import AnswerCache
 
 log = get_logger(__name__)
 
@@ -75,10 +78,27 @@ class LazyPublisher:
                 self._publisher = None
 
 
+class GatewayApp(OpenAPI):
+    """flask-openapi3's app, with Flask's check of whether a view or hook is a coroutine function made once per
+    function instead of on every call (Flask asks it seven times a request, ``inspect`` each time)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if type(func) is not types.FunctionType:  # bound methods are made anew on each access
+            return super().ensure_sync(func)
+        synced = self._synced.get(func)
+        if synced is None:
+            synced = self._synced[func] = super().ensure_sync(func)
+        return synced
+
+
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     configure_logging(settings.log_level, settings.log_json, service="gateway")
-    app = OpenAPI(
+    app = GatewayApp(
         __name__,
         info=Info(title="ShopAI", version="1.0.0", description="Recommendations, assistant, vision and analytics for a shop."),
         doc_prefix="/docs",
@@ -92,7 +112,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["shopai.backends"] = Backends(settings)
     app.extensions["shopai.redis"] = cache.connect(settings.redis_url)
     if settings.gateway_answer_cache:
-        app.extensions["shopai.answers"] = AnswerLookup(settings.redis_url)
+        # its lookups batched on a connection of their own (services/common/cache.py, BatchedScript)
+        app.extensions["shopai.answers"] = AnswerCache(cache.connect(settings.redis_url), batched=True)
     app.extensions["shopai.publisher"] = LazyPublisher(settings)
 
     install_query_memo()  # validated query strings remembered (gateway/routes/__init__.py)
@@ -126,6 +147,7 @@ def close_app(app: Flask) -> None:
     app.extensions["shopai.redis"].close()
     if (answers := app.extensions.get("shopai.answers")) is not None:
         answers.close()
+        answers.redis.close()
 
 
 def _install_error_handlers(app: Flask) -> None:

@@ -7,7 +7,6 @@ marked by ``strategy: "popular_fallback"`` and the ``X-ShopAI-Degraded: recommen
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -22,12 +21,11 @@ from gateway.json import reply_json
 from gateway.problems import Problem
 from gateway.routes import QueryModel
 from protos import recommender_pb2 as pb
-from services.common import cache
 from services.common.logging import get_logger
 from services.common.stock import StockLedger
 from services.recommender.core import MAX_K, STRATEGIES
 from services.recommender.core.profiles import Filters
-from services.recommender.store import AnswerCache, CachedAnswer, RecommenderKeys, request_digest
+from services.recommender.store import AnswerCache, RecommenderKeys, request_digest
 
 log = get_logger(__name__)
 
@@ -280,35 +278,11 @@ def _cached_body(payload: bytes) -> bytes:
     return (current_app.json.dumps(reply_json(pb.RecommendResponse.FromString(payload))) + "\n").encode()
 
 
-class AnswerLookup:
-    """The gateway's side of the recommender's answer cache: an ``AnswerCache`` on a Redis connection of its
-    own (``cache.connect(single_connection=True)``: the hottest path in the gateway, one short script per
-    request), opened on the first lookup so that the gateway starts whether or not Redis is up."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
-        self._answers: AnswerCache | None = None
-        self._lock = threading.Lock()
-
-    def lookup(self, user: str, digest: str, *, exclude_out_of_stock: bool) -> CachedAnswer:
-        answers = self._answers
-        if answers is None:
-            with self._lock:
-                if self._answers is None:
-                    self._answers = AnswerCache(cache.connect(self.redis_url, single_connection=True))
-                answers = self._answers
-        return answers.lookup(user, digest, exclude_out_of_stock=exclude_out_of_stock)
-
-    def close(self) -> None:
-        if self._answers is not None:
-            self._answers.redis.close()
-
-
 def _cached_answer(request: pb.RecommendRequest) -> bytes | None:
     """The recommender's valid cached answer to exactly this request, if Redis holds one (it is the answer
     the recommender would give: same user version, serving model, request, products still on sale and in
     stock); None sends the request to the recommender."""
-    answers: AnswerLookup | AnswerCache | None = current_app.extensions.get("shopai.answers")
+    answers: AnswerCache | None = current_app.extensions.get("shopai.answers")
     if answers is None or not request.user_id:
         return None
     try:

@@ -6,10 +6,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from google.protobuf.message import Message
 
+from services.common import cache
 from services.common.cache import key
 from services.common.stock import StockLedger, stock_keys
 
@@ -272,9 +274,12 @@ class AnswerCache:
     """The recommender's cached answers (``RecommendResponse`` bytes), shared with the gateway, which
     serves a valid cached answer without calling the recommender. Only the recommender writes."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, batched: bool = False) -> None:
+        """``batched``: lookups from many threads or greenlets go to Redis together (``cache.BatchedScript``,
+        on a connection of its own): the gateway, where they are the hottest path."""
         self.redis = client
-        self._lookup = client.register_script(_LOOKUP_ANSWER)
+        self._lookup: Any = (cache.BatchedScript(client, _LOOKUP_ANSWER) if batched
+                             else client.register_script(_LOOKUP_ANSWER))
 
     def lookup(self, user: str, digest: str, *, exclude_out_of_stock: bool, model_version: str = "") -> CachedAnswer:
         keys = [K.user_version(user), K.serving, K.answers(user), K.active, K.stock, K.stock_counted_at]
@@ -287,6 +292,11 @@ class AnswerCache:
             pipe.expire(K.answers(user), ANSWER_CACHE_SECONDS)
             pipe.set(K.serving, model_version)
             pipe.execute()
+
+    def close(self) -> None:
+        """Close the batched lookups' connection (the client is the caller's)."""
+        if isinstance(self._lookup, cache.BatchedScript):
+            self._lookup.close()
 
     def announce(self, model_version: str) -> None:
         """Say which model serves now: answers cached under another version stop being served."""

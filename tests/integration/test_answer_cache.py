@@ -29,14 +29,21 @@ def answer(user: str = "u1") -> pb.RecommendResponse:
     ])
 
 
+@pytest.fixture(params=[False, True], ids=["plain", "batched"])
+def batched(request):
+    """Every test runs with the recommender's plain lookups and the gateway's batched ones."""
+    return request.param
+
+
 @pytest.fixture
-def cache(redis_client):
+def cache(redis_client, batched):
     redis_client.sadd(K.active, "p1", "p2", "p3")
-    cache = AnswerCache(redis_client)
+    cache = AnswerCache(redis_client, batched=batched)
     found = cache.lookup("u1", digest(request()), exclude_out_of_stock=True, model_version=MODEL)
     assert found.payload is None and found.field.endswith(f":{MODEL}:{digest(request())}")
     cache.store("u1", found.field, answer().SerializeToString(), ["p1", "p2"], MODEL)
-    return cache
+    yield cache
+    cache.close()
 
 
 def gateway_lookup(cache: AnswerCache, req: pb.RecommendRequest | None = None) -> pb.RecommendResponse | None:
@@ -98,13 +105,14 @@ def test_stock_is_checked_only_when_the_request_excludes_products_out_of_stock(c
     assert gateway_lookup(cache) == answer()
 
 
-def test_product_ids_of_any_shape_round_trip(redis_client):
+def test_product_ids_of_any_shape_round_trip(redis_client, batched):
     odd = ['p"1', "p,2 ü", "p\\3"]
     redis_client.sadd(K.active, *odd)
-    cache = AnswerCache(redis_client)
+    cache = AnswerCache(redis_client, batched=batched)
     found = cache.lookup("u9", digest(request("u9")), exclude_out_of_stock=True, model_version=MODEL)
     cache.store("u9", found.field, b"\x00\xff binary", odd, MODEL)
     again = cache.lookup("u9", digest(request("u9")), exclude_out_of_stock=True)
     assert again.payload == b"\x00\xff binary"
     redis_client.srem(K.active, "p\\3")
     assert cache.lookup("u9", digest(request("u9")), exclude_out_of_stock=True).payload is None
+    cache.close()
