@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from prometheus_client import Counter
 
 KEY_PREFIX = "shopai"
 
@@ -31,6 +32,12 @@ def connect(url: str) -> redis.Redis:
         health_check_interval=30,
         retry_on_timeout=True,
     )
+
+
+BATCHED_CALLS = Counter("shopai_redis_batched_calls_total", "Calls of a batched Redis script.", ["script"])
+BATCHES = Counter("shopai_redis_batches_total",
+                  "Round trips that carried the calls of a batched Redis script (calls / batches = batch size).",
+                  ["script"])
 
 
 class _Call:
@@ -65,7 +72,7 @@ class BatchedScript:
     nothing: after a lost connection the batch is sent once more, on a new one. A script missing from
     Redis (a restart, ``SCRIPT FLUSH``) is loaded and the batch sent again."""
 
-    def __init__(self, client: redis.Redis, script: str, *, max_batch: int = 64) -> None:
+    def __init__(self, client: redis.Redis, script: str, *, name: str = "script", max_batch: int = 64) -> None:
         self._pool = client.connection_pool
         self._script = script
         self._sha = hashlib.sha1(script.encode()).hexdigest()
@@ -76,8 +83,9 @@ class BatchedScript:
         self._queue: list[_Call] = []
         self._busy = False  # a batch is on the wire (or about to be): new calls queue up
         self._connection: Any = None
-        self.batches = 0  # pipelines sent (for tests and the curious)
+        self.batches = 0  # pipelines sent (for tests and the curious; /metrics has them by ``name``)
         self.calls = 0
+        self._counted = (BATCHES.labels(name), BATCHED_CALLS.labels(name))
 
     def __call__(self, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
         call = _Call(("EVALSHA", self._sha, len(keys), *keys, *args))
@@ -132,6 +140,8 @@ class BatchedScript:
     def _send(self, batch: list[_Call]) -> None:
         self.batches += 1
         self.calls += len(batch)
+        self._counted[0].inc()
+        self._counted[1].inc(len(batch))
         loaded = False
         for attempt in range(3):
             try:

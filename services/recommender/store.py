@@ -278,7 +278,7 @@ class AnswerCache:
         """``batched``: lookups from many threads or greenlets go to Redis together (``cache.BatchedScript``,
         on a connection of its own): the gateway, where they are the hottest path."""
         self.redis = client
-        self._lookup: Any = (cache.BatchedScript(client, _LOOKUP_ANSWER) if batched
+        self._lookup: Any = (cache.BatchedScript(client, _LOOKUP_ANSWER, name="answer_lookup") if batched
                              else client.register_script(_LOOKUP_ANSWER))
 
     def lookup(self, user: str, digest: str, *, exclude_out_of_stock: bool, model_version: str = "") -> CachedAnswer:
