@@ -103,15 +103,38 @@ class BatchedScript:
     def _wait(self, call: _Call) -> bool:
         """Wait until ``call`` is answered (False) or handed the next batch to send (True)."""
         assert call.done is not None
-        if not call.done.wait(self._wait_seconds):
-            with self._lock:
-                if not call.lead and not call.finished:
-                    if call in self._queue:
-                        self._queue.remove(call)
-                    call.error = redis.TimeoutError("no answer from Redis to a batched script call")
-                    return False
-            call.done.wait()  # answered or handed the lead at this very moment
+        try:
+            if not call.done.wait(self._wait_seconds):
+                with self._lock:
+                    if not call.lead and not call.finished:
+                        if call in self._queue:
+                            self._queue.remove(call)
+                        call.error = redis.TimeoutError("no answer from Redis to a batched script call")
+                        return False
+                call.done.wait()  # answered or handed the lead at this very moment
+        except BaseException:  # the caller gives up (its greenlet killed, a timeout of its own)
+            self._abandon(call)
+            raise
         return call.lead
+
+    def _abandon(self, call: _Call) -> None:
+        """A caller that stops waiting takes its call out of the queue, and passes the lead on if it had
+        just been handed it: otherwise the calls behind it would wait for a sender that never comes."""
+        with self._lock:
+            if call in self._queue:
+                self._queue.remove(call)
+                if call.lead:
+                    self._hand_on()
+
+    def _hand_on(self) -> None:
+        """With the lock held, after a batch: the first caller waiting sends the next, or nobody is busy."""
+        if self._queue:
+            following = self._queue[0]
+            following.lead = True
+            assert following.done is not None
+            following.done.set()
+        else:
+            self._busy = False
 
     def _send_queue(self) -> None:
         with self._lock:
@@ -129,13 +152,7 @@ class BatchedScript:
                 if call.done is not None:
                     call.done.set()
             with self._lock:
-                if self._queue:  # hand the next batch to the first caller waiting
-                    following = self._queue[0]
-                    following.lead = True
-                    assert following.done is not None
-                    following.done.set()
-                else:
-                    self._busy = False
+                self._hand_on()
 
     def _send(self, batch: list[_Call]) -> None:
         self.batches += 1

@@ -131,3 +131,58 @@ def test_a_redis_that_does_not_answer_is_an_error_for_every_caller_not_a_hang():
     with pytest.raises(redis.ConnectionError):
         script(keys=["k"], args=["again"])
     assert not script._busy and not script._queue
+
+
+# Run under gevent, as in the gateway: callers queued behind a batch are killed (the first of them would
+# send the next batch); the others are still answered at once and the script keeps working.
+GEVENT_CALLERS_GIVE_UP = """
+from gevent import monkey
+monkey.patch_all()
+import json, sys, time
+import gevent, gevent.event
+from services.common import cache
+from tests.integration.test_batched_script import ECHO
+
+script = cache.BatchedScript(cache.connect(sys.argv[1]), ECHO)
+gate, first = gevent.event.Event(), [True]
+round_trip = script._round_trip
+
+def held_first(commands):
+    if first[0]:
+        first[0] = False
+        gate.wait()
+    return round_trip(commands)
+
+script._round_trip = held_first
+leader = gevent.spawn(script, keys=["k"], args=["lead"])
+gevent.sleep(0.05)
+waiters = [gevent.spawn(script, keys=["k"], args=[f"w{i}"]) for i in range(5)]
+gevent.sleep(0.05)
+gevent.killall(waiters[:3])
+gate.set()
+started = time.monotonic()
+leader.join(10)
+for w in waiters:
+    w.join(10)
+later = script(keys=["k"], args=["later"])
+print(json.dumps({"leader": leader.value, "kept": [w.value for w in waiters[3:]], "later": later,
+                  "seconds": time.monotonic() - started, "busy": script._busy, "queued": len(script._queue)}))
+"""
+
+
+def test_callers_that_give_up_under_gevent_hold_nobody_up(redis_url, redis_client):
+    import json
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    done = subprocess.run([sys.executable, "-c", GEVENT_CALLERS_GIVE_UP, redis_url], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["leader"] == ["lead", ""]
+    assert got["kept"] == [["w3", ""], ["w4", ""]]
+    assert got["later"] == ["later", ""]
+    assert got["seconds"] < 5  # not the 21 s a caller waits before it gives up on Redis
+    assert (got["busy"], got["queued"]) == (False, 0)
