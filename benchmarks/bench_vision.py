@@ -2,7 +2,7 @@
 
 Sections (``--section``, default all):
 - ``fashion``: Fashion-MNIST test accuracy and training time of the identification recipe
-  (``resnet_small``: an ensemble of residual nets (FASHION_MEMBERS, default two), crop/flip/erasing augmentation, label
+  (``resnet_small``: an ensemble of residual nets (FASHION_MEMBERS, default four), crop/flip/erasing augmentation, label
   smoothing, one-cycle SGD, bf16, mirror and one-pixel-shift test-time augmentation) beside the 2-conv CNN baseline,
   trained in the same run with the same loop (PyTorch Lightning).
 - ``search``: recall@1/@5 of image search on the demo catalog, for queries made from catalog
@@ -25,9 +25,9 @@ import numpy as np
 from benchmarks.sections import lazy, run_sections
 
 GOAL_ACCURACY = 0.95
-# The recorded run (benchmarks/README.md) used two members; FASHION_MEMBERS=3 is the next recipe to try.
+# The recorded run (benchmarks/README.md): four members reach the goal (0.9502); two reach 0.9495.
 FASHION_EPOCHS = int(os.environ.get("FASHION_EPOCHS", "18"))
-FASHION_MEMBERS = int(os.environ.get("FASHION_MEMBERS", "2"))
+FASHION_MEMBERS = int(os.environ.get("FASHION_MEMBERS", "4"))
 FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530
 
 
