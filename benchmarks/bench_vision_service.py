@@ -141,7 +141,7 @@ def run_search(quick: bool) -> dict:
     rows.append(_model_row("EfficientNet-Lite0 pretrained (baseline)", pretrained, queries, truth, None))
     print(f"  {rows[-1]}", flush=True)
 
-    params = dict(TRAIN_DEFAULTS) | ({"epochs": 1, "views": 2} if quick else {"epochs": 8, "views": 8})
+    params = dict(TRAIN_DEFAULTS) | ({"epochs": 1, "views": 2} if quick else {"epochs": 10, "views": 8})
     started = time.perf_counter()
     last = [0.0]
 

@@ -166,3 +166,36 @@ def test_query_photos_and_label_photos_are_real_pictures():
     photo = label_photo(product, png)
     assert [f.text for f in codes.find_codes(photo)] == [codes.sign(KEY, valid_check().claims).payload]
     assert codes.find_codes(label_photo(product, None)) == []
+
+
+def test_the_cosine_margin_lowers_only_the_true_class_and_only_in_training():
+    from services.vision.core.nets import CosineHead
+
+    torch.manual_seed(0)
+    head = CosineHead(8, 5, scale=30.0, margin=0.35)
+    emb, target = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])
+    plain, trained = head(emb), head(emb, target)
+    diff = plain - trained
+    assert torch.allclose(diff[torch.arange(4), target], torch.full((4,), 30.0 * 0.35))
+    diff[torch.arange(4), target] = 0
+    assert torch.count_nonzero(diff) == 0
+    assert training_params({})["margin"] == 0.35 and training_params({"margin": "0"})["margin"] == 0
+
+
+def test_training_rotation_fills_corners_with_the_backdrop_and_a_new_background_covers_them():
+    import random
+
+    from services.vision.core.distort import _RandomBackground, _RotateOnBackdrop, training_transform
+
+    product = Image.new("RGB", (28, 28), (226, 228, 232))
+    product.paste((200, 30, 30), (4, 4, 24, 24))
+    random.seed(3)
+    rotated = [_RotateOnBackdrop(20, 96)(product) for _ in range(10)]
+    assert all(min(r.size) >= 96 for r in rotated) and len({r.size for r in rotated}) > 1  # angles vary
+    for r in rotated:
+        a = np.asarray(r)
+        assert tuple(a[0, 0]) == (226, 228, 232) and tuple(a[-1, -1]) == (226, 228, 232)  # never black
+    covered = np.asarray(_RandomBackground(1.0)(rotated[0]))
+    assert tuple(covered[0, 0]) != (226, 228, 232) or tuple(covered[-1, 0]) != (226, 228, 232)
+    x = training_transform(64)(product)
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32
