@@ -79,9 +79,9 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         state = self.store.load_session(session_id) or new_session()
         parsed = nlu.parse(request.message, self.world.today(), request.language)
         understood = Understood(parsed.intent.name, parsed.intent.confidence, parsed.entities, parsed.language)
-        turn = self.dialogue.respond(state, understood, request.message, request.user_id)
+        turn = self.dialogue.respond(state, understood, request.message, request.user_id, request.user_verified)
         for action, details in turn.actions:
-            self._act(action, details, session_id, request.user_id)
+            self._act(action, details, session_id)
         self.store.save_session(session_id, state)
         return pb.ChatResponse(
             reply=turn.reply, intent=pb.Intent(name=turn.intent, confidence=parsed.intent.confidence),
@@ -90,10 +90,11 @@ class AssistantServicer(pb_grpc.AssistantServicer):
             product_ids=turn.product_ids,
         )
 
-    def _act(self, action: str, details: dict, session_id: str, user_id: str) -> None:
-        """Hand-offs and cancellation requests go to people through handoffs.v1, personal data masked."""
+    def _act(self, action: str, details: dict, session_id: str) -> None:
+        """Hand-offs and cancellation requests go to people through handoffs.v1, personal data masked.
+        Their ``user_id`` is the verified user the dialogue put in ``details`` (empty when nobody signed in)."""
         transcript = [{"role": t["role"], "text": mask_personal_data(t["text"])} for t in details["transcript"]]
-        payload = {"session_id": session_id, "user_id": user_id, "kind": action, "transcript": transcript,
+        payload = {"session_id": session_id, "kind": action, "transcript": transcript,
                    **{k: v for k, v in details.items() if k != "transcript"}}
         self.publish(topics.HANDOFFS, session_id, {
             "event_id": str(uuid.uuid4()), "type": "handoff.cancel_requested" if action == "cancel_order"

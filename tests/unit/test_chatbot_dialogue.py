@@ -83,23 +83,26 @@ CATALOG = CatalogIndex(PRODUCTS.values())
 
 
 class Chat:
-    """A conversation: say(text, intent) runs one turn with the real entity extractor."""
+    """A conversation: say(text, intent) runs one turn with the real entity extractor. The user is a
+    signed-in (verified) one unless ``verified=False`` makes ``user_id`` a mere claim."""
 
-    def __init__(self, user_id: str = "") -> None:
+    def __init__(self, user_id: str = "", verified: bool = True) -> None:
         self.dialogue = Dialogue(FakeWorld())
         self.state = new_session()
         self.user_id = user_id
+        self.verified = verified and bool(user_id)
 
     def say(self, text: str, intent: str, confidence: float = 0.9):
         nlu = Understood(intent, confidence, extract(text, TODAY, CATALOG), detect_language(text))
-        return self.dialogue.respond(self.state, nlu, text, self.user_id)
+        return self.dialogue.respond(self.state, nlu, text, self.user_id, self.verified)
 
 
-def test_how_do_i_return_an_item_gives_the_steps_then_continues_with_the_order_number():
-    chat = Chat()
+def test_how_do_i_return_an_item_gives_the_steps_asks_which_order_then_continues_with_it():
+    chat = Chat(user_id="u1")
     first = chat.say("How do I return an item?", "return_request")
     steps = FakeWorld().knowledge.by_id["return-steps"].answer["en"]
-    assert steps in first.reply and "order number" in first.reply
+    assert steps in first.reply and "Which order would you like to return?" in first.reply
+    assert "ORD-20485555 (Nordwind Slim-fit Red Cotton T-shirt ×2), ORD-20481234" in first.reply
     assert chat.state["pending"] == {"kind": "slot", "intent": "return_request", "slot": "order_id"}
     second = chat.say("it's ORD-20481234", "order_status", confidence=0.4)  # the slot, whatever the classifier says
     assert second.intent == "return_request"
@@ -108,7 +111,7 @@ def test_how_do_i_return_an_item_gives_the_steps_then_continues_with_the_order_n
 
 
 def test_an_unknown_order_is_not_found_never_invented():
-    chat = Chat()
+    chat = Chat(user_id="u1")
     reply = chat.say("where is order ORD-99999999?", "order_status")
     assert "couldn't find an order ORD-99999999" in reply.reply
     assert not any(word in reply.reply for word in ("shipped", "delivered", "paid"))
@@ -147,9 +150,9 @@ def test_a_shipped_order_cannot_be_cancelled():
 
 
 def test_refunds_in_chinese_ask_for_the_order_and_explain_the_policy():
-    chat = Chat()
+    chat = Chat(user_id="u1")
     reply = chat.say("我想要退款", "refund_status")
-    assert chat.state["language"] == "zh" and "订单号" in reply.reply
+    assert chat.state["language"] == "zh" and "哪一个订单" in reply.reply and "ORD-20485555" in reply.reply
     refund_policy = FakeWorld().knowledge.by_id["refunds-timing"].answer["zh"]
     assert refund_policy in reply.reply
 
@@ -203,3 +206,99 @@ def test_personal_data_is_masked():
                                 "order ORD-20481234, card 6222 0212 3456 7890 123")
     assert "13812345678" not in masked and "li.wei" not in masked and "Nanjing" not in masked
     assert "6222" not in masked and "ORD-20481234" in masked
+
+
+# ------------------------------------------------------------------ trust: orders only for the verified owner
+
+SIGN_IN = {"en": "please sign in", "zh": "请先登录"}
+ORDER_QUESTIONS = [  # (intent, English, Chinese): every kind of order question, with and without a number
+    ("order_status", "where is my order ORD-20485555?", "我的订单ORD-20485555到哪了？"),
+    ("order_status", "what's the tracking number of ORD-20485555", "ORD-20485555的运单号是多少"),
+    ("order_status", "show me my orders", "我的订单"),
+    ("cancel_order", "cancel my order ORD-20489999", "取消订单ORD-20489999"),
+    ("return_request", "I want to return ORD-20481234", "我要退货，订单ORD-20481234"),
+    ("refund_status", "where is my refund for ORD-20485555", "订单ORD-20485555的退款到了吗"),
+    ("change_address", "change the address of ORD-20489999", "修改订单ORD-20489999的收货地址"),
+    ("greeting", "ORD-20481234", "订单 ORD-20481234"),  # a bare order number, whatever the classifier says
+]
+ORDER_FACTS = ("Nordwind", "SF1234567890", "SF Express", "¥", "元", "ORD-2048")
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+@pytest.mark.parametrize("claimed", ["", "u1"], ids=["anonymous", "claimed-user"])
+@pytest.mark.parametrize("intent, english, chinese", ORDER_QUESTIONS)
+def test_order_questions_without_a_verified_user_ask_to_sign_in(intent, english, chinese, claimed, language):
+    chat = Chat(user_id=claimed, verified=False)
+    turn = chat.say(english if language == "en" else chinese, intent)
+    assert SIGN_IN[language] in turn.reply and chat.state["language"] == language
+    assert not any(fact in turn.reply for fact in ORDER_FACTS), turn.reply
+    assert not turn.actions and not turn.product_ids and chat.state["pending"] is None
+    assert chat.state["order_id"] == "" and chat.state["orders"] == []
+
+
+def test_signed_out_return_and_refund_questions_still_get_the_policy():
+    steps = FakeWorld().knowledge.by_id["return-steps"].answer["zh"]
+    assert steps in Chat().say("我如何退货？", "return_request").reply
+    refunds = FakeWorld().knowledge.by_id["refunds-timing"].answer["en"]
+    assert refunds in Chat().say("when do I get my refund?", "refund_status").reply
+
+
+def test_signed_out_a_yes_cannot_confirm_a_cancellation():
+    chat = Chat(user_id="u2")
+    assert "yes or no" in chat.say("cancel my order ORD-20489999", "cancel_order").reply
+    chat.verified = False  # the same session id, now without the shopper's token
+    turn = chat.say("yes", "greeting")
+    assert not turn.actions and "cancellation" not in turn.reply
+
+
+def test_everything_else_is_answered_without_signing_in():
+    chat = Chat(user_id="u9", verified=False)
+    assert chat.say("how long does standard shipping take?", "shipping_info").reply == \
+        FakeWorld().knowledge.by_id["shipping-standard"].answer["en"]
+    assert "in stock" in chat.say("is the Nordwind Slim-fit Black Cotton T-shirt in stock?", "stock_availability").reply
+    assert "sorry" in chat.say("The shirt from ORD-20481234 has a small stain.", "complaint").reply
+    assert "You might like" in chat.say("recommend me something", "product_recommendation").reply
+
+
+@pytest.mark.parametrize("intent, text", [
+    ("order_status", "where is my order {}?"), ("order_status", "我的订单{}到哪了？"),
+    ("cancel_order", "cancel order {}"), ("return_request", "I want to return {}"),
+    ("refund_status", "订单{}退款了吗"), ("change_address", "change the address of {}"),
+])
+def test_someone_elses_order_gets_the_same_reply_as_an_unknown_one(intent, text):
+    theirs_chat, unknown_chat = Chat(user_id="u1"), Chat(user_id="u1")
+    theirs = theirs_chat.say(text.format("ORD-20489999"), intent)  # u2's order
+    unknown = unknown_chat.say(text.format("ORD-99999999"), intent)
+    assert theirs.reply.replace("ORD-20489999", "ORD-X") == unknown.reply.replace("ORD-99999999", "ORD-X")
+    assert (theirs.intent, theirs.suggestions, theirs.product_ids, theirs.actions) == \
+        (unknown.intent, unknown.suggestions, unknown.product_ids, unknown.actions)
+    assert {**theirs_chat.state, "turns": []} == {**unknown_chat.state, "turns": []}
+    assert "paid" not in theirs.reply and "已付款" not in theirs.reply
+
+
+def test_the_signed_in_shoppers_own_orders_are_answered():
+    chat = Chat(user_id="u1")
+    latest = chat.say("我的订单到哪了？", "order_status")
+    assert "ORD-20485555" in latest.reply and "SF1234567890" in latest.reply and latest.product_ids == ["p2"]
+    returned = chat.say("I want to return ORD-20481234", "return_request")
+    assert "within the 30-day return window" in returned.reply
+
+
+def test_a_session_continued_by_another_shopper_forgets_the_orders_in_it():
+    chat = Chat(user_id="u1")
+    assert "SF1234567890" in chat.say("where is my order ORD-20485555", "order_status").reply
+    chat.user_id = "u2"  # the same session id, another shopper's token
+    other = chat.say("and the other one?", "greeting", confidence=0.3)
+    assert "ORD-2048" not in other.reply or "ORD-20489999" in other.reply
+    assert "SF1234567890" not in chat.say("where is it now?", "order_status").reply
+
+
+def test_hand_offs_carry_only_the_verified_user():
+    claimed = Chat(user_id="u1", verified=False).say("talk to a person", "human_agent")
+    assert claimed.actions[0][0] == "handoff" and claimed.actions[0][1]["user_id"] == ""
+    signed_in = Chat(user_id="u1").say("talk to a person", "human_agent")
+    assert signed_in.actions[0][1]["user_id"] == "u1"
+    chat = Chat(user_id="u2")
+    chat.say("cancel my order ORD-20489999", "cancel_order")
+    kind, details = chat.say("yes", "greeting").actions[0]
+    assert (kind, details["user_id"], details["order_id"]) == ("cancel_order", "u2", "ORD-20489999")

@@ -7,7 +7,10 @@ What it does:
 - context: the order / product being discussed carries over; "and the other one?" switches to
   the other order or product;
 - confirmation before an action (cancelling an order);
-- hand-off to a person: asked for, an angry complaint, or repeated failure to understand.
+- hand-off to a person: asked for, an angry complaint, or repeated failure to understand;
+- trust: orders are spoken of only to a verified user (the gateway checked the shopper's token) and only
+  their own; anyone else asking about an order is asked to sign in, and another user's order number gets
+  the same answer as one that does not exist.
 """
 
 from __future__ import annotations
@@ -90,7 +93,22 @@ class Turn:
 
 def new_session() -> dict:
     return {"language": "en", "turns": [], "last_intent": "", "order_id": "", "orders": [], "product_id": "",
-            "products": [], "pending": None, "failures": 0, "handed_off": False}
+            "products": [], "pending": None, "failures": 0, "handed_off": False, "owner": ""}
+
+
+def _bind_owner(state: dict, owner: str) -> None:
+    """The order context (orders discussed, a pending slot or confirmation) belongs to the verified user it
+    was built for: a session continued by anyone else starts without it, so a shared id reveals nothing."""
+    if state.get("owner", "") != owner:
+        state.update(owner=owner, order_id="", orders=[], pending=None)
+
+
+def _about_orders(nlu: Understood, order_entity: Entity | None) -> bool:
+    """An order question: an order intent, or an order number that nothing else in the message explains."""
+    if nlu.intent in ORDER_INTENTS:
+        return True
+    unexplained = nlu.confidence < LOW_CONFIDENCE or nlu.intent in (*SMALL_TALK, "out_of_scope")
+    return order_entity is not None and unexplained
 
 
 def anger(text: str) -> float:
@@ -112,16 +130,19 @@ class Dialogue:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def respond(self, state: dict, nlu: Understood, text: str, user_id: str = "") -> Turn:
+    def respond(self, state: dict, nlu: Understood, text: str, user_id: str = "", verified: bool = False) -> Turn:
+        """One turn. ``user_id`` personalises suggestions; orders are discussed only when it is ``verified``."""
         lang = nlu.language
+        owner = user_id if verified else ""
+        _bind_owner(state, owner)
         state["language"] = lang
         state["turns"] = (state["turns"] + [{"role": "user", "text": text}])[-MAX_TURNS_KEPT:]
-        turn = self._turn(state, nlu, text, user_id, lang)
+        turn = self._turn(state, nlu, text, user_id, owner, lang)
         if turn.handoff:
             state["handed_off"] = True
             transcript = list(state["turns"])
-            turn.actions.append(("handoff", {"reason": turn.handoff_reason, "intent": turn.intent,
-                                             "language": lang, "transcript": transcript}))
+            turn.actions.append(("handoff", {"reason": turn.handoff_reason, "intent": turn.intent, "language": lang,
+                                             "user_id": owner, "transcript": transcript}))
         state["last_intent"] = turn.intent if turn.intent not in SMALL_TALK else state["last_intent"]
         state["turns"] = (state["turns"] + [{"role": "assistant", "text": turn.reply}])[-MAX_TURNS_KEPT:]
         if not turn.suggestions:
@@ -129,12 +150,12 @@ class Dialogue:
         return turn
 
     # -- routing --------------------------------------------------------------------------------
-    def _turn(self, state: dict, nlu: Understood, text: str, user_id: str, lang: str) -> Turn:
+    def _turn(self, state: dict, nlu: Understood, text: str, user_id: str, owner: str, lang: str) -> Turn:
         pending = state.get("pending")
         if pending and pending.get("kind") == "confirm":
             state["pending"] = None
             if _YES.match(text):
-                return self._confirmed(state, pending, lang)
+                return self._confirmed(state, pending, owner, lang)
             if _NO.match(text):
                 return Turn(R.say("cancel_kept", lang, order_id=pending["order_id"]), "cancel_order")
         order_entity = _entity(nlu, "order_id")
@@ -151,6 +172,9 @@ class Dialogue:
             return Turn(R.say("handoff", lang), intent, handoff=True, handoff_reason="asked for a person")
         if intent == "complaint" and anger(text) >= 0.5 or anger(text) >= 1.0:
             return Turn(R.say("handoff_angry", lang), "complaint", handoff=True, handoff_reason="angry complaint")
+        if not owner and _about_orders(nlu, order_entity):
+            state["failures"] = 0
+            return self._sign_in(nlu.intent, text, lang)
         failed = nlu.confidence < LOW_CONFIDENCE and intent not in SMALL_TALK and not other
         state["failures"] = state["failures"] + 1 if failed else 0
         if state["failures"] >= FAILURES_BEFORE_HANDOFF:
@@ -160,7 +184,7 @@ class Dialogue:
         if failed:
             return Turn(R.say("not_understood", lang), intent)
         if intent in ORDER_INTENTS:
-            return self._order_turn(state, nlu, text, user_id, lang, other)
+            return self._order_turn(state, nlu, text, owner, lang, other)
         if intent in PRODUCT_INTENTS:
             return self._product_turn(state, nlu, lang, other)
         if intent == "product_recommendation":
@@ -175,7 +199,17 @@ class Dialogue:
             return Turn(entry.answer[lang] if entry else R.say("faq_fallback", lang), intent)
         return Turn(R.say("out_of_scope", lang), "out_of_scope")
 
-    # -- orders ---------------------------------------------------------------------------------
+    # -- orders (``user_id`` here is always the verified owner) -----------------------------------
+    def _sign_in(self, intent: str, text: str, lang: str) -> Turn:
+        """An order question from someone not signed in: the policy it touches, and a request to sign in."""
+        if intent == "return_request":
+            reply = R.say("return_sign_in", lang, steps=self._faq_answer("return-steps", text, lang, ("returns",)))
+        elif intent == "refund_status":
+            reply = R.say("refund_sign_in", lang, policy=self._faq_answer("refunds-timing", text, lang, ("refunds",)))
+        else:
+            reply = R.say("sign_in", lang)
+        return Turn(reply, intent, suggestions=R.SUGGESTIONS["sign_in"][lang])
+
     def _resolve_order(self, state: dict, nlu: Understood, user_id: str, other: bool) -> tuple[dict | None, str]:
         """(order, problem): problem is "" when found, else the reply key explaining why not."""
         entity = _entity(nlu, "order_id")
@@ -185,17 +219,15 @@ class Dialogue:
             order_id = self._other_order(state, user_id)
         else:
             order_id = state.get("order_id", "")
-        if not order_id and user_id:
+        if not order_id:
             orders = self.world.user_orders(user_id)
             if not orders:
                 return None, "no_orders"
             if len(orders) > 1 and nlu.intent != "order_status":
                 return None, "which_order"
             order_id = orders[0]["order_id"]  # "where is my order": the most recent one
-        if not order_id:
-            return None, "ask_order_id"
         order = self.world.order(order_id)
-        if order is None or user_id and order.get("user_id") and order["user_id"] != user_id:
+        if order is None or order.get("user_id") != user_id:
             state["order_id"] = ""
             return {"order_id": order_id}, "order_not_found"  # someone else's order is not found either
         state["order_id"] = order_id
@@ -207,28 +239,17 @@ class Dialogue:
         for order_id in state.get("orders", []):
             if order_id != current:
                 return order_id
-        if user_id:
-            for order in self.world.user_orders(user_id):
-                if order["order_id"] != current:
-                    return order["order_id"]
+        for order in self.world.user_orders(user_id):
+            if order["order_id"] != current:
+                return order["order_id"]
         return ""
 
     def _order_turn(self, state: dict, nlu: Understood, text: str, user_id: str, lang: str, other: bool) -> Turn:
         intent = nlu.intent
         order, problem = self._resolve_order(state, nlu, user_id, other)
-        if problem in ("ask_order_id", "which_order"):
+        if problem == "which_order":
             state["pending"] = {"kind": "slot", "intent": intent, "slot": "order_id"}
-            if problem == "which_order":
-                listing = ", ".join(f"{o['order_id']} ({self._items(o, lang)})" for o in
-                                    self.world.user_orders(user_id)[:3])
-                return Turn(R.say("which_order", lang, orders=listing), intent)
-            if intent == "return_request":
-                return Turn(R.say("return_need_order", lang, steps=self._faq_answer("return-steps", text, lang,
-                                                                                     ("returns",))), intent)
-            if intent == "refund_status":
-                return Turn(R.say("refund_need_order", lang, policy=self._faq_answer("refunds-timing", text, lang,
-                                                                                      ("refunds",))), intent)
-            return Turn(R.say("ask_order_id", lang), intent)
+            return Turn(self._which_order_text(intent, text, user_id, lang), intent)
         if problem:
             return Turn(R.say(problem, lang, order_id=(order or {}).get("order_id", "")), intent)
         facts = self._order_facts(order, lang)
@@ -238,7 +259,8 @@ class Dialogue:
                         suggestions=R.SUGGESTIONS["order"][lang], product_ids=facts["product_ids"])
         if intent == "cancel_order":
             if status in ("created", "paid"):
-                state["pending"] = {"kind": "confirm", "action": "cancel_order", "order_id": order["order_id"]}
+                state["pending"] = {"kind": "confirm", "action": "cancel_order", "order_id": order["order_id"],
+                                    "user_id": user_id}
                 return Turn(R.say("cancel_confirm", lang, **facts), intent, suggestions=R.SUGGESTIONS["confirm"][lang])
             key = {"shipped": "cancel_too_late", "delivered": "cancel_delivered"}.get(status, "already_cancelled")
             return Turn(R.say(key, lang, **facts), intent)
@@ -252,6 +274,16 @@ class Dialogue:
         if status == "shipped":
             return Turn(R.say("address_after_shipping", lang, **facts), intent)
         return Turn(R.say("order_status", lang, status=self._status_text(order, facts, lang), **facts), intent)
+
+    def _which_order_text(self, intent: str, text: str, user_id: str, lang: str) -> str:
+        orders = ", ".join(f"{o['order_id']} ({self._items(o, lang)})" for o in self.world.user_orders(user_id)[:3])
+        if intent == "return_request":
+            return R.say("return_need_order", lang, orders=orders,
+                         steps=self._faq_answer("return-steps", text, lang, ("returns",)))
+        if intent == "refund_status":
+            return R.say("refund_need_order", lang, orders=orders,
+                         policy=self._faq_answer("refunds-timing", text, lang, ("refunds",)))
+        return R.say("which_order", lang, orders=orders)
 
     def _return_text(self, order: dict, facts: dict, status: str, text: str, lang: str) -> str:
         if status == "delivered":
@@ -279,15 +311,15 @@ class Dialogue:
         return R.say("refund_needs_return", lang, status=R.STATUS_WORDS.get(status, {}).get(lang, status),
                      steps=self._faq_answer("return-steps", text, lang, ("returns",)), **facts)
 
-    def _confirmed(self, state: dict, pending: dict, lang: str) -> Turn:
+    def _confirmed(self, state: dict, pending: dict, owner: str, lang: str) -> Turn:
         order = self.world.order(pending["order_id"])
-        if order is None:
+        if order is None or not owner or order.get("user_id") != owner or pending.get("user_id") != owner:
             return Turn(R.say("order_not_found", lang, order_id=pending["order_id"]), "cancel_order")
         facts = self._order_facts(order, lang)
         if order.get("status") not in ("created", "paid"):  # it moved on while the shopper was deciding
             return Turn(R.say("cancel_too_late", lang, **facts), "cancel_order")
         return Turn(R.say("cancel_done", lang, **facts), "cancel_order",
-                    actions=[("cancel_order", {"order_id": order["order_id"], "user_id": order.get("user_id", ""),
+                    actions=[("cancel_order", {"order_id": order["order_id"], "user_id": owner,
                                                "transcript": list(state["turns"])})])
 
     def _order_facts(self, order: dict, lang: str) -> dict:

@@ -26,10 +26,6 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "en": "Sorry, I'm not sure I understood. Could you rephrase it, or tell me your order number?",
         "zh": "抱歉，我没太理解您的意思。能换个说法，或者告诉我您的订单号吗？",
     },
-    "ask_order_id": {
-        "en": "Could you tell me the order number? It looks like ORD-20481234.",
-        "zh": "请告诉我订单号，格式类似 ORD-20481234。",
-    },
     "which_order": {
         "en": "Which order do you mean? Your recent orders: {orders}.",
         "zh": "请问是哪一个订单？您最近的订单：{orders}。",
@@ -39,6 +35,14 @@ TEMPLATES: dict[str, dict[str, str]] = {
               "if it is right, the order may not have reached our system yet.",
         "zh": "没有找到订单 {order_id}。请核对订单号（ORD-加8位数字）；如果订单号无误，可能订单信息还未同步到系统。",
     },
+    "sign_in": {
+        "en": "To look at your orders I need to know it's you: please sign in to the shop, then ask me again.",
+        "zh": "查询订单需要先确认是您本人：请先登录商城，然后再问我一次。",
+    },
+    "return_sign_in": {"en": "{steps} To check whether one of your orders can be returned, please sign in first.",
+                       "zh": "{steps} 如需确认您的订单能否退货，请先登录商城。"},
+    "refund_sign_in": {"en": "{policy} To check the refund of one of your orders, please sign in first.",
+                       "zh": "{policy} 如需查询您订单的退款进度，请先登录商城。"},
     "no_orders": {"en": "I can't find any orders on your account.", "zh": "您的账户下暂时没有订单。"},
     "order_status": {"en": "Order {order_id} ({items}): {status}.", "zh": "订单 {order_id}（{items}）：{status}。"},
     "status_created": {"en": "placed on {created}, waiting for payment", "zh": "已于{created}下单，等待付款"},
@@ -90,8 +94,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "already_returned": {"en": "Order {order_id} has already been returned ({status}).",
                          "zh": "订单 {order_id} 已经退货（{status}）。"},
-    "return_need_order": {"en": "{steps} If you tell me your order number, I can check that it can be returned.",
-                          "zh": "{steps} 告诉我订单号，我可以帮您确认能否退货。"},
+    "return_need_order": {"en": "{steps} Which order would you like to return? Your recent orders: {orders}.",
+                          "zh": "{steps} 请问要退哪一个订单？您最近的订单：{orders}。"},
     "refund_done": {
         "en": "The refund for order {order_id} ({total}) was issued on {refunded} to your original payment "
               "method; depending on your bank it shows up within 1-7 business days.",
@@ -116,8 +120,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "en": "Order {order_id} hasn't shipped yet ({status}). If you cancel it, the payment is refunded in full.",
         "zh": "订单 {order_id} 还未发货（{status}），取消订单后货款将全额退回。",
     },
-    "refund_need_order": {"en": "{policy} Tell me the order number and I'll check its refund.",
-                          "zh": "{policy} 请告诉我订单号，我帮您查询退款进度。"},
+    "refund_need_order": {"en": "{policy} Which order's refund should I check? Your recent orders: {orders}.",
+                          "zh": "{policy} 请问要查询哪一个订单的退款？您最近的订单：{orders}。"},
     "address_before_shipping": {
         "en": "Order {order_id} hasn't shipped yet, so the address can still be changed: open My orders, choose "
               "the order and \"Change address\". {extra}",
@@ -188,6 +192,7 @@ SUGGESTIONS = {
     "product": {"en": ["Is it in stock?", "Recommend something similar"], "zh": ["有货吗？", "推荐类似的"]},
     "handoff": {"en": [], "zh": []},
     "default": {"en": ["Where is my order?", "Talk to a person"], "zh": ["我的订单到哪了？", "转人工"]},
+    "sign_in": {"en": ["How do I return an item?", "Talk to a person"], "zh": ["怎么退货？", "转人工"]},
 }
 
 
