@@ -1,22 +1,24 @@
-"""Who may call what, how often, and from which web origins (issue #7, access).
+"""Who may call what, how often, and from which web origins (issues #7 and #17).
 
-``install_access(app, settings)`` wires four things into the gateway, after its blueprints are registered:
+``install_access(app, settings)`` wires these into the gateway, after its blueprints are registered:
 
-- **API keys with roles.** ``SHOPAI_GATEWAY_API_KEYS`` (and/or ``SHOPAI_GATEWAY_API_KEYS_FILE``) holds
-  comma-separated ``key:role[+role]`` entries. Keys are kept only as sha256 digests and compared in
-  constant time. ``PROTECTED`` below is the one table that says which routes need which role; every other
-  route is public. A key is sent as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; a missing key on
-  a protected route is a 401 (``WWW-Authenticate: Bearer``), a key without the role a 403, an unknown key a
-  401 on any route. With no key configured, protected routes are open when ``env`` is ``dev`` (``make run``)
-  and answer 401 otherwise.
+- **Who is calling.** Shop systems and staff send an API key (``SHOPAI_GATEWAY_API_KEYS`` and/or
+  ``SHOPAI_GATEWAY_API_KEYS_FILE``: comma-separated ``key:role[+role]`` entries, kept only as sha256 digests,
+  compared in constant time) as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``. A signed-in shopper
+  sends a token (gateway/identity.py) as ``Authorization: Bearer <token>``. Anyone else is anonymous. A key or
+  token that is not valid is a 401 with the reason on every route.
+- **The route policy** (gateway/policy.py ``POLICY``): each route is public, needs a role, or is a shopper's
+  own (their token, or a key with the fitting staff role; anyone else a 404 like "no such user"). The gateway
+  refuses to start while a ``/v1`` route is missing from the table. A staff key's read of a shopper's data is
+  written to the audit log (gateway/audit.py) before it is served.
 - **Rate limits** per client in Redis (fixed one-minute windows, ``gateway/ratelimit.py``): a client with a
-  valid key is counted by key, any other by IP address. Over the limit is a 429 problem with ``Retry-After``; every
-  limited response carries ``RateLimit-*`` and ``X-RateLimit-*``. A Redis that does not answer turns the
-  limits off (one warning a minute), it never fails a request.
+  valid key is counted by key, a shopper by user id, any other by IP address. Over the limit is a 429 problem
+  with ``Retry-After``; every limited response carries ``RateLimit-*`` and ``X-RateLimit-*``. A Redis that does
+  not answer turns the limits off (one warning a minute), it never fails a request.
 - **CORS** (flask-cors) for the origins in ``SHOPAI_GATEWAY_CORS_ORIGINS``; ``*`` opens only the public
   GET routes to every origin.
-- **The OpenAPI spec** shows the security schemes, the role each protected operation needs, and the
-  401/403/429 answers.
+- **The OpenAPI spec** shows the security schemes and each operation's policy entry (``security``,
+  ``x-shopai-access``) with its 401/403/404/429 answers.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ import redis
 from flask import Flask, Response, g, request
 from flask_cors import CORS
 
+from gateway.audit import AuditLog
+from gateway.identity import ShopperTokens, TokenRefused, looks_like_token
+from gateway.policy import ADMIN, ROLES, Caller, Need, decide, need_for, uncovered
 from gateway.problems import ApiProblem, problem_response
 from gateway.ratelimit import FixedWindowLimiter, RateLimited, Window
 from services.common.logging import get_logger
@@ -48,34 +53,6 @@ from services.common.settings import Settings
 log = get_logger(__name__)
 
 # ----------------------------------------------------------------------------------------- the tables
-
-ROLES: tuple[str, ...] = ("ingest", "codes", "admin")
-ADMIN = "admin"  # implies every other role
-EVERY_METHOD: frozenset[str] = frozenset()  # a rule with no methods covers every method (OPTIONS never)
-
-
-@dataclass(frozen=True)
-class Protected:
-    """A group of routes that needs a key with ``role``: the requests with one of ``methods`` (empty:
-    any) whose path is ``prefix`` or below it. ``blueprint`` names the blueprint that serves them; the
-    install checks that it still does, so a moved route cannot silently become public."""
-
-    blueprint: str
-    methods: frozenset[str]
-    prefix: str
-    role: str
-
-    def covers(self, method: str, path: str) -> bool:
-        if self.methods and method.upper() not in self.methods:
-            return False
-        return path == self.prefix or path.startswith(self.prefix.rstrip("/") + "/")
-
-
-PROTECTED: tuple[Protected, ...] = (
-    Protected("events", frozenset({"POST"}), "/v1/events", "ingest"),
-    Protected("vision", frozenset({"POST"}), "/v1/vision/codes", "codes"),
-    Protected("admin", EVERY_METHOD, "/v1/admin", ADMIN),
-)
 
 # Probes and scrapes are never rate limited (a busy load balancer must not take the gateway out).
 RATE_LIMIT_EXEMPT: tuple[str, ...] = ("/healthz", "/readyz", "/metrics")
@@ -89,14 +66,10 @@ MIN_KEY_LENGTH = 16
 STORAGE_WARNING_INTERVAL_SECONDS = 60.0
 
 
-def required_role(method: str, path: str) -> str | None:
-    """The role a request needs, or None for a public route. OPTIONS (CORS preflight) is always public."""
-    if method.upper() == "OPTIONS":
-        return None
-    for rule in PROTECTED:
-        if rule.covers(method, path):
-            return rule.role
-    return None
+def current_need() -> Need:
+    """What the current request needs (gateway/policy.py), by its matched route."""
+    rule = request.url_rule
+    return need_for(request.method, rule.rule if rule is not None else None)
 
 
 # ----------------------------------------------------------------------------------------- API keys
@@ -185,21 +158,34 @@ def load_key_ring(settings: Settings) -> KeyRing:
 
 @dataclass(frozen=True)
 class Client:
-    """Who sent the current request: a valid key, refused credentials (``refused`` says why), or
-    nobody known, and from which address."""
+    """Who sent the current request: a valid key and/or a verified shopper, refused credentials
+    (``refused`` says why), or nobody known; and from which address."""
 
     address: str
     key: ApiKey | None = None
+    shopper: str | None = None  # the subject of a verified shopper token
     refused: str | None = None
 
     @property
     def rate_key(self) -> str:
-        return f"key:{self.key.key_id}" if self.key else f"ip:{self.address}"
+        if self.key:
+            return f"key:{self.key.key_id}"
+        return f"shopper:{self.shopper}" if self.shopper else f"ip:{self.address}"
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.key.roles if self.key else None, self.shopper)
 
 
 def current_client() -> Client | None:
     """The caller of the current request (None outside a request or before identification)."""
     return g.get("shopai_client")
+
+
+def current_shopper() -> str | None:
+    """The user id of the signed-in shopper who sent the current request (from a verified token), or None."""
+    client = current_client()
+    return client.shopper if client else None
 
 
 def current_key_id() -> str | None:
@@ -233,23 +219,34 @@ def _normalised_address(address: str) -> str:
     return str(ip)
 
 
-def _presented_key() -> tuple[str | None, str | None]:
-    """(key, problem): the key sent with the request, or why the credentials are unusable."""
+@dataclass(frozen=True)
+class Presented:
+    key: str | None = None
+    token: str | None = None
+    problem: str | None = None
+
+
+def _presented() -> Presented:
+    """The key and/or shopper token sent with the request, or why the credentials are unusable. A bearer
+    value shaped like a JWT is a shopper token; any other bearer value is an API key."""
     header_key = request.headers.get("X-API-Key")
     bearer = None
     authorization = request.headers.get("Authorization", "")
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer":
-            bearer = value.strip()
-            if not bearer:
-                return None, "the Authorization header has no key after Bearer"
+        if scheme.lower() != "bearer":
+            return Presented(problem=f"the Authorization scheme {scheme[:20]!r} is not supported: send Bearer")
+        bearer = value.strip()
+        if not bearer:
+            return Presented(problem="the Authorization header has nothing after Bearer")
     if header_key is not None and not header_key.strip():
-        return None, "the X-API-Key header is empty"
+        return Presented(problem="the X-API-Key header is empty")
     header_key = header_key.strip() if header_key is not None else None
+    if bearer and looks_like_token(bearer):
+        return Presented(key=header_key, token=bearer)
     if header_key and bearer and not hmac.compare_digest(header_key.encode(), bearer.encode()):
-        return None, "Authorization and X-API-Key carry two different keys"
-    return header_key or bearer, None
+        return Presented(problem="Authorization and X-API-Key carry two different keys")
+    return Presented(key=header_key or bearer)
 
 
 # ----------------------------------------------------------------------------------------- install
@@ -261,24 +258,28 @@ class Access:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = load_key_ring(settings)
-        self.open = not self.keys and settings.env.strip().lower() == "dev"
+        self.tokens = ShopperTokens(settings)
         # Browsers send an origin without a trailing slash.
         self.cors_origins = [o.strip().rstrip("/") for o in settings.gateway_cors_origins.split(",") if o.strip()]
         self.limiter: FixedWindowLimiter | None = None
+        self.audit: AuditLog | None = None
 
     def identify(self) -> Client:
         address = _client_address(self.settings.gateway_trust_proxy)
-        if not self.keys:  # nothing to check a key against: every caller is anonymous
-            return Client(address)
-        presented, problem = _presented_key()
-        if problem:
-            return Client(address, refused=problem)
-        if presented is None:
-            return Client(address)
-        key = self.keys.find(presented)
-        if key is None:
-            return Client(address, refused="the API key is not valid")
-        return Client(address, key=key)
+        presented = _presented()
+        if presented.problem:
+            return Client(address, refused=presented.problem)
+        key = shopper = None
+        if presented.key is not None:
+            key = self.keys.find(presented.key) if self.keys else None
+            if key is None:
+                return Client(address, refused="the API key is not valid")
+        if presented.token is not None:
+            try:
+                shopper = self.tokens.verify(presented.token)
+            except TokenRefused as exc:
+                return Client(address, key=key, refused=f"the shopper token is refused: {exc}")
+        return Client(address, key=key, shopper=shopper)
 
     def per_minute(self, client: Client | None) -> int:
         if client is not None and client.key is not None:
@@ -286,41 +287,42 @@ class Access:
         return self.settings.gateway_rate_limit_per_minute
 
     def authorize(self, client: Client) -> None:
-        """Raise the 401/403 problem the current request deserves, if any."""
+        """Raise the 401/403/404 problem the current request deserves, if any; record a staff read of a
+        shopper's data in the audit log before it is served."""
         if request.method == "OPTIONS":  # CORS preflights carry no credentials
             return
-        role = required_role(request.method, request.path)
         if client.refused:
             raise _unauthorized(client.refused, invalid=True)
-        if role is None or self.open:
+        need = current_need()
+        if need.kind == "public":
             return
-        if not self.keys:
-            raise ApiProblem(401, "no API keys are configured on this gateway (SHOPAI_GATEWAY_API_KEYS), so "
-                                  f"routes that need a key are closed; this one needs the {role!r} role",
-                             slug="api-keys-not-configured", headers={"WWW-Authenticate": 'Bearer realm="shopai"'})
-        if client.key is None:
-            raise _unauthorized(f"this route needs an API key with the {role!r} role"
-                                + ("" if role == ADMIN else " (or 'admin')")
-                                + ": send Authorization: Bearer <key> or X-API-Key: <key>")
-        if not client.key.allows(role):
-            have = ", ".join(sorted(client.key.roles))
-            raise ApiProblem(403, f"this route needs an API key with the {role!r} role"
-                                  + ("" if role == ADMIN else " (or 'admin')") + f"; this key has: {have}",
-                             slug="missing-role")
+        verdict = decide(need, client.caller, request.view_args or {})
+        if verdict.status == 401:
+            if not self.keys and need.kind == "role":
+                raise ApiProblem(401, "no API keys are configured on this gateway (SHOPAI_GATEWAY_API_KEYS), so "
+                                      f"routes that need one are closed; {verdict.detail}",
+                                 slug="api-keys-not-configured", headers={"WWW-Authenticate": 'Bearer realm="shopai"'})
+            raise _unauthorized(verdict.detail)
+        if not verdict.allowed:
+            raise ApiProblem(verdict.status, verdict.detail, slug=verdict.slug)
+        if verdict.staff_read_of is not None and self.audit is not None and client.key is not None:
+            self.audit.record(client.key.key_id, request.method, request.url_rule.rule, verdict.staff_read_of)
 
 
 def _unauthorized(detail: str, invalid: bool = False) -> ApiProblem:
     challenge = 'Bearer realm="shopai"' + (', error="invalid_token"' if invalid else "")
-    return ApiProblem(401, detail, slug="invalid-api-key" if invalid else "missing-api-key",
+    return ApiProblem(401, detail, slug="invalid-credentials" if invalid else "missing-credentials",
                       headers={"WWW-Authenticate": challenge})
 
 
 def install_access(app: Flask, settings: Settings) -> Access:
-    """Install keys, rate limits, CORS and the spec's security on ``app``. Call it after every blueprint
-    is registered (the install checks the table against the routes and derives CORS's public routes)."""
+    """Install keys, tokens, the route policy, the audit log, rate limits, CORS and the spec's security on
+    ``app``. Call it after every blueprint is registered (the install checks that the policy covers every
+    route and derives CORS's public routes)."""
     access = Access(settings)
+    access.audit = AuditLog(app.extensions["shopai.redis"], settings.gateway_audit_max_entries)
     app.extensions["shopai.access"] = access
-    _check_table(app)
+    _check_policy(app)
     _announce(access)
 
     @app.before_request
@@ -340,34 +342,29 @@ def install_access(app: Flask, settings: Settings) -> Access:
     return access
 
 
-def _check_table(app: Flask) -> None:
-    for rule in PROTECTED:
-        served = [r for r in app.url_map.iter_rules() if r.endpoint.startswith(f"{rule.blueprint}.")
-                  and (r.rule == rule.prefix or r.rule.startswith(rule.prefix.rstrip("/") + "/"))
-                  and (not rule.methods or rule.methods & (r.methods or set()))]
-        if not served:
-            raise RuntimeError(f"gateway/access.py PROTECTED: blueprint {rule.blueprint!r} serves no "
-                               f"{'/'.join(sorted(rule.methods)) or 'route'} under {rule.prefix}; update the table")
+def _check_policy(app: Flask) -> None:
+    routes = [(method, rule.rule) for rule in app.url_map.iter_rules() for method in (rule.methods or ())]
+    missing = uncovered(routes)
+    if missing:
+        raise RuntimeError(f"gateway/policy.py POLICY covers no entry for: {', '.join(missing)}; add them")
 
 
 _announced: set[str] = set()
 
 
 def _announce(access: Access) -> None:
-    """One line per process about how protected routes behave (each gunicorn worker builds one app)."""
-    state = "keys" if access.keys else "open" if access.open else "closed"
+    """One line per process about the credentials this gateway accepts (each gunicorn worker builds one app)."""
+    state = f"{len(access.keys)}:{len(access.tokens.keys)}"
     if state in _announced:
         return
     _announced.add(state)
-    routes = ", ".join(f"{'/'.join(sorted(r.methods)) or '*'} {r.prefix} ({r.role})" for r in PROTECTED)
-    if access.open:
-        log.warning("api_keys_not_configured", protected_routes=routes,
-                    detail="env is dev: routes that need a key are OPEN; set SHOPAI_GATEWAY_API_KEYS to close them")
-    elif not access.keys:
-        log.warning("api_keys_not_configured", protected_routes=routes,
-                    detail=f"env is {access.settings.env}: routes that need a key answer 401")
-    else:
-        log.info("api_keys_loaded", keys=len(access.keys), protected_routes=routes)
+    if not access.keys:
+        log.warning("api_keys_not_configured",
+                    detail="routes that need a staff or system role answer 401; set SHOPAI_GATEWAY_API_KEYS")
+    if not access.tokens:
+        log.warning("shopper_tokens_not_configured",
+                    detail="shoppers cannot sign in; set SHOPAI_GATEWAY_SHOPPER_TOKEN_SECRETS or _PUBLIC_KEYS_FILE")
+    log.info("access_loaded", keys=len(access.keys), shopper_token_keys=len(access.tokens.keys))
 
 
 # ----------------------------------------------------------------------------------------- rate limits
@@ -489,7 +486,7 @@ def _install_cors(app: Flask, access: Access) -> None:
     # Access-Control-Allow-Origin alone: the explicit origins are registered last, so they decide first.
     if "*" in access.cors_origins:
         public_get = sorted({rule.rule for rule in app.url_map.iter_rules()
-                             if "GET" in (rule.methods or set()) and required_role("GET", rule.rule) is None})
+                             if "GET" in (rule.methods or set()) and need_for("GET", rule.rule).kind == "public"})
         CORS(app, resources={_rule_pattern(rule): {} for rule in public_get}, origins="*", send_wildcard=True,
              methods=["GET", "HEAD", "OPTIONS"], **common)
     if explicit:
@@ -506,9 +503,13 @@ def _install_cors(app: Flask, access: Access) -> None:
 
 SECURITY_SCHEMES = {
     "bearerKey": {"type": "http", "scheme": "bearer",
-                  "description": "An API key as `Authorization: Bearer <key>` (see docs/api.md, Access)"},
+                  "description": "An API key of a shop system or staff member as `Authorization: Bearer <key>` "
+                                 "(see docs/api.md, Access)"},
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
                      "description": "The same API key as `X-API-Key: <key>`"},
+    "shopperToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                     "description": "A signed-in shopper's short-lived token (subject = user id) as "
+                                    "`Authorization: Bearer <token>`"},
 }
 
 
@@ -526,7 +527,9 @@ def _int_header(description: str) -> dict:
 
 
 def patch_spec(spec: dict) -> dict:
-    """Add the security schemes, each protected operation's requirement and the 401/403/429 answers."""
+    """Add the security schemes and, to every operation, the policy's entry: ``security`` (empty for a public
+    route), ``x-shopai-access`` (kind, roles, the shopper's path parameter), a line in the description, and
+    the 401/403/404/429 answers."""
     spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     too_many = {
         "Retry-After": _int_header("seconds until the client's window resets"),
@@ -542,17 +545,25 @@ def patch_spec(spec: dict) -> dict:
             responses = operation.setdefault("responses", {})
             if path not in RATE_LIMIT_EXEMPT:
                 responses.setdefault("429", _problem("Too many requests from this client", spec, too_many))
-            role = required_role(method, path)
-            if role is None:
+            need = need_for(method, path)
+            operation["x-shopai-access"] = {"kind": need.kind, "roles": list(need.roles),
+                                            **({"shopper": need.param} if need.param else {})}
+            note = f"**Access:** {need.describe()}."
+            if note not in operation.get("description", ""):
+                operation["description"] = (operation.get("description", "").rstrip() + "\n\n" + note).strip()
+            if need.kind == "public":
+                operation["security"] = []
                 continue
+            roles = list(need.roles)
             # OpenAPI 3.1 allows role names in non-OAuth requirements.
-            operation["security"] = [{"bearerKey": [role]}, {"apiKeyHeader": [role]}]
-            needs = f"`{role}`" + ("" if role == ADMIN else " (or `admin`)")
-            note = f"**Access:** needs an API key with the {needs} role."
-            operation["description"] = (operation.get("description", "").rstrip() + "\n\n" + note).strip()
-            responses.setdefault("401", _problem("No API key, or one that is not valid", spec, {
+            operation["security"] = ([{"shopperToken": []}] if need.kind == "shopper" else []) + [
+                {"bearerKey": roles}, {"apiKeyHeader": roles}]
+            responses.setdefault("401", _problem("No credentials, or a key or token that is not valid", spec, {
                 "WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}))
-            responses.setdefault("403", _problem(f"The API key lacks the {role} role", spec))
+            responses.setdefault("403", _problem(f"The API key lacks the {' or '.join(roles)} role", spec))
+            if need.kind == "shopper":
+                responses.setdefault("404", _problem("Not this caller's shopper, or no such shopper (the same answer)",
+                                                     spec))
     return spec
 
 

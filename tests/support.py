@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -137,11 +138,12 @@ class ServiceProcess:
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
-    def wait_serving(self, timeout: float = 60.0) -> ServiceProcess:
+    def wait_serving(self, timeout: float = 60.0, settings: Settings | None = None) -> ServiceProcess:
+        """Until the health check says SERVING, dialled with the transport of ``settings`` (default: plaintext)."""
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
-            return grpc_serving(self.target, timeout=1.0)
+            return grpc_serving(self.target, timeout=1.0, settings=settings)
 
         wait_for(ready, timeout, what=f"{self.name} to be SERVING")
         return self
@@ -227,3 +229,39 @@ def serving(fake: RecordingServicer, add_to_server: Callable) -> Iterator[Record
         yield fake
     finally:
         server.stop(grace=None)
+
+
+# An API key with every role, for tests of routes other than the policy itself (tests/unit/test_gateway_access.py
+# and tests/integration/test_access_matrix.py test who may call what).
+TEST_ADMIN_KEY = "test-admin-key-0123456789abcdef"
+TEST_KEYS = f"{TEST_ADMIN_KEY}:admin"
+STAFF_HEADERS = {"X-API-Key": TEST_ADMIN_KEY}
+
+
+def key_id_of(key: str) -> str:
+    """The id the gateway names a key by (gateway/access.py KeyRing)."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+class MemoryAudit:
+    """The audit log of a unit-test app whose Redis is deliberately unreachable (audit reads fail closed)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, str, str]] = []
+
+    def record(self, key_id: str, method: str, route: str, subject: str) -> None:
+        self.records.append((key_id, method, route, subject))
+
+
+def staff(client):
+    """A Flask test client that sends the test admin key with every request. Where the app's Redis does not
+    answer (unit tests), staff reads of shoppers' data are audited in memory instead."""
+    client.environ_base["HTTP_X_API_KEY"] = TEST_ADMIN_KEY
+    access = client.application.extensions["shopai.access"]
+    if isinstance(access.audit, MemoryAudit):
+        return client
+    try:
+        access.audit.redis.ping()
+    except redis.RedisError:
+        access.audit = MemoryAudit()
+    return client

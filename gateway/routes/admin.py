@@ -1,7 +1,7 @@
-"""Admin routes: retrain a service's models and poll the job (REST -> each service's Train/GetJob).
+"""Admin routes: retrain a service's models and poll the job (REST -> each service's Train/GetJob), and
+read the audit log of staff reads of shoppers' data.
 
-They need an API key with the ``admin`` role (gateway/access.py; open in the dev environment when no
-keys are configured)."""
+They need an API key with the ``admin`` role (gateway/policy.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import grpc
+import redis
 from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,12 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.access import current_key_id
 from gateway.json import reply_json
 from gateway.problems import ApiProblem, Problem, from_grpc_error
+from gateway.routes import QueryModel
 from protos import common_pb2
 from services.common.settings import SERVICE_NAMES
 
 admin = APIBlueprint(
     "admin", __name__, url_prefix="/v1/admin",
-    abp_tags=[Tag(name="admin", description="Retrain models and follow the jobs (an admin API key comes later)")],
+    abp_tags=[Tag(name="admin", description="Retrain models, follow the jobs, read the audit log (an admin key)")],
 )
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
@@ -127,3 +129,40 @@ def get_job(path: JobPath) -> Response | tuple[dict, int]:
     except grpc.RpcError as exc:
         return from_grpc_error(exc, service)
     return reply_json(job), 200
+
+
+class AuditQuery(QueryModel):
+    limit: int = Field(50, ge=1, le=500, description="entries per page")
+    before: str | None = Field(None, pattern=r"^\d{1,20}-\d{1,20}$",
+                               description="the `next` of the previous page: entries older than this one")
+    subject: str | None = Field(None, min_length=1, max_length=128, description="only reads of this shopper's data")
+    key_id: str | None = Field(None, pattern=r"^key-[0-9a-f]{8}$", description="only reads by this API key")
+
+
+class AuditEntry(BaseModel):
+    id: str = Field(description="the entry's id; also a cursor")
+    key_id: str = Field(description="the staff API key's id (key- + 8 hex digits of its sha256), never the key")
+    method: str
+    route: str = Field(description="the route as the gateway declares it, e.g. /v1/users/<user_id>/profile")
+    subject: str = Field(description="the shopper whose data was read")
+    at: str = Field(description="RFC 3339, UTC")
+
+
+class AuditPageReply(BaseModel):
+    entries: list[AuditEntry]
+    next: str | None = Field(None, description="pass as `before` for the next (older) page; absent on the last")
+
+
+@admin.get("/audit", responses={200: AuditPageReply, 400: Problem, 503: Problem})
+def audit(query: AuditQuery) -> tuple[dict, int]:
+    """Staff reads of shoppers' personal data, newest first: which API key read whose data, through which
+    route, when. Recorded before each read is served (a read that cannot be recorded is refused)."""
+    log = current_app.extensions["shopai.access"].audit
+    try:
+        page = log.page(query.limit, before=query.before, subject=query.subject, key_id=query.key_id)
+    except redis.RedisError as exc:
+        raise ApiProblem(503, f"the audit log cannot be read: {exc}") from exc
+    body: dict[str, Any] = {"entries": page.entries}
+    if page.next_cursor:
+        body["next"] = page.next_cursor
+    return body, 200

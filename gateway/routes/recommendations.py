@@ -258,17 +258,49 @@ def recommend(path: UserPath, query: RecommendQuery) -> tuple[dict, int] | tuple
     try:
         reply = _recommender().Recommend(request, timeout=_deadline())
     except grpc.RpcError as exc:
-        code = exc.code() if hasattr(exc, "code") else None
-        if code not in FALLBACK_CODES:
-            raise
-        try:
-            body = popular_fallback(path.user_id, query)
-        except redis.RedisError as redis_exc:
-            log.warning("recommender_fallback_failed", grpc_code=code.name, error=str(redis_exc))
-            raise exc from redis_exc  # the recommender's problem (503/504), as without a fallback
-        DEGRADED_ANSWERS.labels("recommender").inc()
-        return body, 200, {DEGRADED_HEADER: "recommender"}
+        return _degraded(exc, path.user_id, query)
     return reply_json(reply), 200
+
+
+class SessionRecommendQuery(FilterQuery):
+    k: int = Field(10, ge=1, le=MAX_K, description="how many items")
+    strategy: Strategy = Field("hybrid", description="which model answers")  # type: ignore[valid-type]
+    session: IdList = Field(
+        [], max_length=MAX_SESSION_PRODUCTS,
+        description=f"product ids viewed in the current visit, most recent first, comma-separated "
+                    f"(at most {MAX_SESSION_PRODUCTS}); without any, the shop's popular products",
+    )
+
+
+@recommendations.get(
+    "/recommendations",
+    responses={200: Recommendations, 400: Problem, 501: Problem, 503: Problem, 504: Problem},
+)
+def recommend_for_visitor(query: SessionRecommendQuery) -> tuple[dict, int] | tuple[dict, int, dict[str, str]]:
+    """Recommendations for a visitor nobody knows: from the products viewed in this visit (`session`), else
+    the shop's popular products. Public: it uses no shopper's history. When the recommender is unavailable,
+    the shop's popular products with `X-ShopAI-Degraded: recommender`."""
+    request = pb.RecommendRequest(user_id="", k=query.k, strategy=query.strategy,
+                                  filters=query.filters(exclude_purchased=False), session_product_ids=query.session)
+    try:
+        reply = _recommender().Recommend(request, timeout=_deadline())
+    except grpc.RpcError as exc:
+        return _degraded(exc, "", query)
+    return reply_json(reply), 200
+
+
+def _degraded(exc: grpc.RpcError, user_id: str, query: RecommendQuery | SessionRecommendQuery) -> tuple[dict, int, dict[str, str]]:
+    """The popular fallback for a recommender that is down or too slow; other errors are raised as they are."""
+    code = exc.code() if hasattr(exc, "code") else None
+    if code not in FALLBACK_CODES:
+        raise exc
+    try:
+        body = popular_fallback(user_id, query)
+    except redis.RedisError as redis_exc:
+        log.warning("recommender_fallback_failed", grpc_code=code.name, error=str(redis_exc))
+        raise exc from redis_exc  # the recommender's problem (503/504), as without a fallback
+    DEGRADED_ANSWERS.labels("recommender").inc()
+    return body, 200, {DEGRADED_HEADER: "recommender"}
 
 
 @functools.lru_cache(maxsize=2048)
@@ -299,7 +331,7 @@ def _cached_answer(request: pb.RecommendRequest) -> bytes | None:
     return found.payload
 
 
-def popular_fallback(user_id: str, query: RecommendQuery) -> dict[str, Any]:
+def popular_fallback(user_id: str, query: RecommendQuery | SessionRecommendQuery) -> dict[str, Any]:
     """The shop's most popular products from the recommender's projection in Redis (read only), with the
     request's filters applied as the recommender applies them: live catalog only, category, excluded
     categories and ids, price bounds, the user's purchases (``exclude_purchased``) and stock."""
@@ -308,7 +340,7 @@ def popular_fallback(user_id: str, query: RecommendQuery) -> dict[str, Any]:
     filters = Filters(exclude=set(query.exclude), category=query.category or "",
                       exclude_categories=set(query.exclude_categories),
                       min_price=query.min_price, max_price=query.max_price)
-    if query.exclude_purchased:
+    if user_id and getattr(query, "exclude_purchased", False):
         filters.exclude |= client.smembers(k.user_purchased(user_id))
     stock = StockLedger(client, "rec")
     where = f"in {query.category}" if query.category else "in the shop"

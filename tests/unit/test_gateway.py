@@ -10,18 +10,19 @@ import pytest
 from gateway.app import close_app, create_app
 from gateway.problems import GRPC_TO_HTTP
 from services.common.settings import SERVICE_NAMES, Settings
-from tests.support import assert_problem, free_port
+from tests.support import TEST_KEYS, assert_problem, free_port, staff
 
 
 @pytest.fixture
 def client():
     dead = {name: {"grpc_port": free_port(), "metrics_port": free_port()} for name in SERVICE_NAMES}
     settings = Settings(
+        gateway_api_keys=TEST_KEYS,
         redis_url=f"redis://127.0.0.1:{free_port()}/0", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         grpc_deadline_seconds=0.5, gateway_max_body_bytes=10_000, log_json=False, **dead,
     )
     app = create_app(settings)
-    yield app.test_client()
+    yield staff(app.test_client())
     close_app(app)
 
 

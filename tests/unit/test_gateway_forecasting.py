@@ -17,12 +17,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 import services.forecasting.core
 from gateway.app import BLUEPRINT_BACKEND, close_app, create_app
 from gateway.backends import _RETRY_POLICY
+from gateway.policy import NOT_FOUND_DETAIL
 from gateway.problems import GRPC_TO_HTTP
 from gateway.routes.forecasting import CHART_CACHE_CONTROL, ForecastChart
 from protos import forecasting_pb2 as pb
 from protos import forecasting_pb2_grpc
 from services.common.settings import SERVICE_NAMES, Settings
-from tests.support import RecordingServicer, assert_problem, free_port, serving
+from tests.support import TEST_KEYS, RecordingServicer, assert_problem, free_port, serving, staff
 
 CHARTS = "services.forecasting.core.charts"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -152,6 +153,7 @@ def app(server):
     # nothing listens on the other services' ports
     ports = {name: free_port() for name in SERVICE_NAMES} | {"forecasting": server.port}
     settings = Settings(
+        gateway_api_keys=TEST_KEYS,
         redis_url=f"redis://127.0.0.1:{free_port()}/0", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         grpc_deadline_seconds=2.0, log_json=False,
         **{name: {"grpc_port": port, "metrics_port": free_port()} for name, port in ports.items()},
@@ -168,7 +170,7 @@ def fake(server):
 
 @pytest.fixture
 def client(app, fake):
-    return app.test_client()
+    return staff(app.test_client())
 
 
 def ok(reply) -> dict:
@@ -480,7 +482,9 @@ def test_a_customer_profile_is_pseudonymised(client, fake):
 ])
 def test_not_found_is_a_404(client, fake, method, path):
     fake.errors[method] = (grpc.StatusCode.NOT_FOUND, "never seen")
-    assert assert_problem(client.get(path), 404)["detail"] == "never seen"
+    # a shopper's 404 reads like "not yours" whatever the service said (gateway/policy.py)
+    expected = NOT_FOUND_DETAIL if "/users/" in path else "never seen"
+    assert assert_problem(client.get(path), 404)["detail"] == expected
 
 
 def test_failed_precondition_keeps_the_gateway_mapping(client, fake):

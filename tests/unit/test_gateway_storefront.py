@@ -11,13 +11,14 @@ import pytest
 from gateway.app import close_app, create_app
 from gateway.routes.storefront import CONTENT_SECURITY_POLICY
 from services.common.settings import SERVICE_NAMES, Settings
-from tests.support import assert_problem, free_port
+from tests.support import TEST_KEYS, assert_problem, free_port, staff
 
 
 @pytest.fixture(scope="module")
 def app():
     dead = {name: {"grpc_port": free_port(), "metrics_port": free_port()} for name in SERVICE_NAMES}
     settings = Settings(
+        gateway_api_keys=TEST_KEYS,
         redis_url=f"redis://127.0.0.1:{free_port()}/0", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         grpc_deadline_seconds=0.5, log_json=False, **dead,
     )
@@ -28,7 +29,7 @@ def app():
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    return staff(app.test_client())
 
 
 def storefront_file(name: str) -> str:
