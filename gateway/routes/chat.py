@@ -1,7 +1,10 @@
 """Assistant routes: REST -> chatbot gRPC (one conversation turn, NLU only).
 
 Bad input is answered here with a 400 and never reaches the assistant: the body must be a JSON
-object, the text 1..2000 characters, not blank, without control characters."""
+object, the text 1..2000 characters, not blank, without control characters.
+
+Who the shopper is comes from the caller's credentials, not from the body (``chat_identity``): the assistant
+speaks of orders only for a user id the gateway verified."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from gateway import access
 from gateway.json import reply_json
 from gateway.problems import Problem, require_json_object
 from protos import chatbot_pb2 as pb
@@ -26,6 +30,7 @@ chat = APIBlueprint(
 # Not imported: that module pulls in the NLU's dependencies, which the gateway does not need.
 MAX_MESSAGE_CHARS = 2000
 MIN_CHAT_DEADLINE_SECONDS = 5.0
+ACTS_FOR_SHOPPERS = "support"  # the staff role whose key may name the shopper it is helping
 ALLOWED_CONTROL = frozenset("\n\r\t")
 
 Language = Literal["en", "zh"]
@@ -84,7 +89,12 @@ class ChatBody(BaseModel):
         description="the conversation id from the previous reply; absent or empty starts a new conversation "
                     "(so does an unknown id)",
     )
-    user_id: str | None = Field(None, max_length=128, description="the shop's user id when logged in (order look-ups)")
+    user_id: str | None = Field(
+        None, max_length=128,
+        description="a hint only: ignored when a shopper token is sent (its subject is the user); without one it "
+                    "may personalise suggestions but never opens an order, unless the caller's API key has the "
+                    "'support' role (staff acting for this shopper)",
+    )
     language: Language | None = LanguageHint
 
     @field_validator("message")
@@ -167,6 +177,25 @@ def _assistant() -> Any:
     return current_app.extensions["shopai.backends"].stub("chatbot")
 
 
+def chat_identity(client: Any, claimed: str) -> tuple[str, bool]:
+    """(user_id, verified) for the assistant. A shopper token's subject wins over the body; a key with the
+    ``support`` role acts for the shopper the body names; anyone else's ``user_id`` is an unverified hint."""
+    shopper = getattr(client, "shopper", None)
+    if shopper:
+        return shopper, True
+    key = getattr(client, "key", None)
+    if key is not None and claimed and key.allows(ACTS_FOR_SHOPPERS):
+        return claimed, True
+    return claimed, False
+
+
+def _audit_staff_chat(client: Any, user_id: str) -> None:
+    """A staff key speaking for a shopper reads their orders: recorded like every staff read (issue #17)."""
+    audit = getattr(current_app.extensions.get("shopai.access"), "audit", None)
+    if audit is not None:
+        audit.record(client.key.key_id, request.method, "/v1/chat", user_id)
+
+
 def _deadline() -> float:
     # The assistant embeds every message (sentence-embedding models on CPU) before it classifies it,
     # which can take longer than the gateway's default deadline for cheap reads; a conversation turn
@@ -185,10 +214,18 @@ def post_chat(body: ChatBody) -> tuple[dict, int]:
     Send the `session_id` of the previous reply to continue a conversation; without one a new
     conversation starts and the reply carries its id. `handoff` is true when the conversation is
     handed to a person. 503 while the assistant is still training its first model.
-    The call is never retried by the gateway: a turn changes the conversation."""
+    The call is never retried by the gateway: a turn changes the conversation.
+
+    Orders are discussed only with a signed-in shopper (a shopper token: its subject is the user and the
+    body's `user_id` is ignored) or a key with the `support` role acting for the `user_id` it sends. Anyone
+    else asking about an order is asked to sign in; everything else is answered."""
+    client = access.current_client()
+    user_id, verified = chat_identity(client, body.user_id or "")
+    if verified and not getattr(client, "shopper", None):
+        _audit_staff_chat(client, user_id)
     reply = _assistant().Chat(
-        pb.ChatRequest(message=body.message, session_id=body.session_id or "", user_id=body.user_id or "",
-                       language=body.language or ""),
+        pb.ChatRequest(message=body.message, session_id=body.session_id or "", user_id=user_id,
+                       language=body.language or "", user_verified=verified),
         timeout=_deadline(),
     )
     return reply_json(reply), 200

@@ -1,18 +1,22 @@
 """The gateway's assistant routes (POST /v1/chat, POST /v1/nlu/parse) against a fake Assistant gRPC
 service (a real server, in process): the body's fields reach the proto unchanged, the reply keeps its
 JSON shape, bad input is a 400 that never reaches the service, gRPC codes become the right problems,
-Parse is retried on UNAVAILABLE and Chat never is."""
+Parse is retried on UNAVAILABLE and Chat never is. Who the shopper is comes from the credentials: a
+shopper token's subject is sent as the verified user, the body's user_id only as an unverified hint."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import grpc
 import pytest
+from flask import g
 
+from gateway import access
 from gateway.app import close_app, create_app
 from gateway.backends import _RETRY_POLICY
-from gateway.routes.chat import MAX_MESSAGE_CHARS, MIN_CHAT_DEADLINE_SECONDS
+from gateway.routes.chat import MAX_MESSAGE_CHARS, MIN_CHAT_DEADLINE_SECONDS, chat_identity
 from protos import chatbot_pb2 as pb
 from protos import chatbot_pb2_grpc
 from services.common.settings import SERVICE_NAMES, Settings
@@ -88,6 +92,126 @@ def test_chat_without_the_optional_fields_sends_empty_ones(client, fake):
     assert client.post("/v1/chat", json={"message": "hello"}).status_code == 200
     request = fake.only("Chat")
     assert (request.message, request.session_id, request.user_id, request.language) == ("hello", "", "", "")
+
+
+# ------------------------------------------------------------------ POST /v1/chat: who the shopper is
+
+STAFF_KEY = "a-long-test-key-0123456789"
+
+
+def gateway_settings(fake, **extra) -> Settings:
+    ports = {name: free_port() for name in SERVICE_NAMES} | {"chatbot": fake.port}
+    return Settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        grpc_deadline_seconds=2.0, log_json=False,
+        **{name: {"grpc_port": port, "metrics_port": free_port()} for name, port in ports.items()}, **extra,
+    )
+
+
+def signed_in(shopper: str):
+    """The caller the gateway's identification makes of a valid shopper token (gateway/access.py Client)."""
+    try:
+        return access.Client("127.0.0.1", shopper=shopper)
+    except TypeError:  # an access.Client from before the shopper tokens
+        return SimpleNamespace(address="127.0.0.1", key=None, shopper=shopper, refused=None)
+
+
+@pytest.fixture
+def anonymous_client(fake):
+    app = create_app(gateway_settings(fake))
+    yield app.test_client()
+    close_app(app)
+
+
+@pytest.fixture
+def shopper_client(fake):
+    """A gateway whose every caller is signed in as shopper u1 (set after the real identification)."""
+    app = create_app(gateway_settings(fake))
+    app.before_request(lambda: setattr(g, "shopai_client", signed_in("u1")))
+    yield app.test_client()
+    close_app(app)
+
+
+class RecordingAudit:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, str, str]] = []
+
+    def record(self, key_id: str, method: str, route: str, subject: str) -> None:
+        self.records.append((key_id, method, route, subject))
+
+
+@pytest.fixture
+def staff_client(fake):
+    """A gateway with a support key and an ingest key, and the audit log it writes staff reads to."""
+    keys = f"{STAFF_KEY}-support:support,{STAFF_KEY}-ingest:ingest"
+    app = create_app(gateway_settings(fake, env="prod", gateway_api_keys=keys))
+    audit = app.extensions["shopai.access"].audit = RecordingAudit()
+    yield app.test_client(), audit
+    close_app(app)
+
+
+def test_without_a_token_the_body_user_id_is_only_a_hint(anonymous_client, fake):
+    assert anonymous_client.post("/v1/chat", json={"message": "where is my order?", "user_id": "u2"}).status_code == 200
+    assert anonymous_client.post("/v1/chat", json={"message": "where is my order?"}).status_code == 200
+    assert [(r.user_id, r.user_verified) for _, r, _ in fake.calls] == [("u2", False), ("", False)]
+
+
+def test_a_signed_in_shopper_is_sent_verified_and_the_body_user_id_is_ignored(shopper_client, fake):
+    assert shopper_client.post("/v1/chat", json={"message": "where is my order?", "user_id": "u2"}).status_code == 200
+    assert shopper_client.post("/v1/chat", json={"message": "where is my order?"}).status_code == 200
+    assert [(r.user_id, r.user_verified) for _, r, _ in fake.calls] == [("u1", True), ("u1", True)]
+
+
+def test_a_support_key_acts_for_the_shopper_it_names_and_is_audited(staff_client, fake):
+    client, audit = staff_client
+    reply = client.post("/v1/chat", json={"message": "where is ORD-10001788?", "user_id": "u7"},
+                        headers={"X-API-Key": f"{STAFF_KEY}-support"})
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    request = fake.only("Chat")
+    assert (request.user_id, request.user_verified) == ("u7", True)
+    assert [(method, route, subject) for _, method, route, subject in audit.records] == [("POST", "/v1/chat", "u7")]
+
+
+def test_a_key_without_the_support_role_does_not_vouch_for_a_user_id(staff_client, fake):
+    client, audit = staff_client
+    reply = client.post("/v1/chat", json={"message": "where is ORD-10001788?", "user_id": "u7"},
+                        headers={"X-API-Key": f"{STAFF_KEY}-ingest"})
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    request = fake.only("Chat")
+    assert (request.user_id, request.user_verified) == ("u7", False) and audit.records == []
+
+
+def test_a_real_shopper_token_is_sent_as_the_verified_user(fake):
+    identity = pytest.importorskip("gateway.identity", reason="shopper tokens not landed yet")
+    settings = gateway_settings(fake, gateway_shopper_token_secrets="a-shopper-token-secret-" + "x" * 40)
+    token = identity.ShopperTokens(settings).mint("u1").token
+    app = create_app(settings)
+    try:
+        reply = app.test_client().post("/v1/chat", json={"message": "where is my order?", "user_id": "u2"},
+                                       headers={"Authorization": f"Bearer {token}"})
+    finally:
+        close_app(app)
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    assert (fake.only("Chat").user_id, fake.only("Chat").user_verified) == ("u1", True)
+
+
+SUPPORT = SimpleNamespace(key_id="key-1", allows=lambda role: role == "support")
+ANALYST = SimpleNamespace(key_id="key-2", allows=lambda role: role == "analyst")
+
+
+@pytest.mark.parametrize("caller, claimed, expected", [
+    pytest.param(None, "u2", ("u2", False), id="nobody-known"),
+    pytest.param(SimpleNamespace(key=None, shopper=None), "u2", ("u2", False), id="anonymous"),
+    pytest.param(SimpleNamespace(key=None, shopper="u1"), "u2", ("u1", True), id="shopper-token-wins"),
+    pytest.param(SimpleNamespace(key=None, shopper="u1"), "", ("u1", True), id="shopper-token"),
+    pytest.param(SimpleNamespace(key=SUPPORT, shopper="u1"), "u2", ("u1", True), id="token-and-key"),
+    pytest.param(SimpleNamespace(key=SUPPORT, shopper=None), "u2", ("u2", True), id="support-key"),
+    pytest.param(SimpleNamespace(key=SUPPORT, shopper=None), "", ("", False), id="support-key-no-user"),
+    pytest.param(SimpleNamespace(key=ANALYST, shopper=None), "u2", ("u2", False), id="other-key"),
+    pytest.param(SimpleNamespace(key=None), "u2", ("u2", False), id="client-without-shopper-field"),
+])
+def test_chat_identity(caller, claimed, expected):
+    assert chat_identity(caller, claimed) == expected
 
 
 def test_the_message_is_sent_as_written_so_offsets_match(client, fake):
