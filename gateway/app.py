@@ -110,10 +110,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.json.ensure_ascii = False  # Chinese text stays readable
     app.extensions["shopai.settings"] = settings
     app.extensions["shopai.backends"] = Backends(settings)
-    app.extensions["shopai.redis"] = cache.connect(settings.redis_url)
+    app.extensions["shopai.redis"] = cache.connect(settings)
     if settings.gateway_answer_cache:
         # its lookups batched on a connection of their own (services/common/cache.py, BatchedScript)
-        app.extensions["shopai.answers"] = AnswerCache(cache.connect(settings.redis_url), batched=True)
+        app.extensions["shopai.answers"] = AnswerCache(cache.connect(settings), batched=True)
     app.extensions["shopai.publisher"] = LazyPublisher(settings)
 
     install_query_memo()  # validated query strings remembered (gateway/routes/__init__.py)

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos import chatbot_pb2_grpc, forecasting_pb2_grpc, recommender_pb2_grpc, vision_pb2_grpc
 from services.common.settings import SERVICE_NAMES, Settings
+from services.common.transport import open_channel
 
 STUBS = {
     "recommender": recommender_pb2_grpc.RecommenderStub,
@@ -29,7 +30,7 @@ _RETRY_POLICY = {
         {
             "name": [{"service": "shopai.recommender.v1.Recommender", "method": m}
                      for m in ("Recommend", "BatchRecommend", "Similar", "UserProfile", "ItemProfile", "GetJob")]
-                    + [{"service": "shopai.chatbot.v1.Assistant", "method": "Parse"}]
+                    + [{"service": "shopai.chatbot.v1.Assistant", "method": m} for m in ("Parse", "UserData")]
                     + [{"service": "shopai.vision.v1.Vision", "method": m} for m in ("Identify", "Search")]
                     + [{"service": "shopai.forecasting.v1.Forecasting", "method": m}
                        for m in ("Forecast", "InventoryPlan", "PriceRecommendation", "Segments", "Funnel",
@@ -62,7 +63,7 @@ class Backends:
                    # IssueCodes answers up to 1,000 QR PNGs in one message.
                    ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         self.channels: dict[str, grpc.Channel] = {
-            name: grpc.insecure_channel(settings.endpoint(name).target, options=options) for name in SERVICE_NAMES
+            name: open_channel(settings.endpoint(name).target, settings, options) for name in SERVICE_NAMES
         }
         self.stubs: dict[str, Any] = {name: STUBS[name](self.channels[name]) for name in SERVICE_NAMES}
         self._pool = ThreadPoolExecutor(max_workers=4 * len(SERVICE_NAMES), thread_name_prefix="readyz")

@@ -17,9 +17,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from services.common import cache
+from services.common.settings import Settings
 
 # KEYS: the client's counter; ARGV: hits to add, window length in ms. Returns {count, ms left}.
 _HIT = """
@@ -69,11 +71,12 @@ class _Local:
 
 
 class FixedWindowLimiter:
-    def __init__(self, redis_url: str, prefix: str, window_seconds: int = 60,
+    def __init__(self, redis_target: str | Settings, prefix: str, window_seconds: int = 60,
                  sync_seconds: float = SYNC_SECONDS) -> None:
-        # A dead Redis must cost a request next to nothing: no retries, short timeouts.
-        self.redis = redis.Redis.from_url(redis_url, socket_connect_timeout=0.25, socket_timeout=0.5,
-                                          retry=Retry(NoBackoff(), 0))
+        # A dead Redis must cost a request next to nothing: no retries, short timeouts; bytes, not str.
+        self.redis = cache.connect(redis_target, decode_responses=False, socket_connect_timeout=0.25,
+                                   socket_timeout=0.5, retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
+                                   health_check_interval=0)
         self.prefix = prefix
         self.window_seconds = window_seconds
         self.sync_seconds = sync_seconds

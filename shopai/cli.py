@@ -71,9 +71,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Start the whole dev stack under honcho; only start Redis when none is listening."""
     import redis
 
+    from services.common.cache import connect
+
     processes = ["broker", *SERVICE_NAMES, "gateway", "demo"]
     try:
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1).ping()
+        connect(settings, socket_connect_timeout=1).ping()
         print(f"using the Redis at {settings.redis_url}")
     except redis.exceptions.RedisError:
         if shutil.which("redis-server") is None:

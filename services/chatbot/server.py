@@ -37,6 +37,7 @@ from services.common.jobs import JobRunner, get_job_rpc, train_rpc
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, model_event
 from services.common.settings import Settings, load_settings
+from services.common.transport import open_channel
 
 log = get_logger(__name__)
 TRAINABLE_MODELS = ("", "intent")
@@ -117,11 +118,12 @@ def _entity(e) -> pb.Entity:
 
 def build(settings: Settings) -> ServiceRunner:
     runner = bootstrap("chatbot", settings)
-    client = connect(settings.redis_url)
+    client = connect(settings)
     store = ChatbotStore(client, settings.chat_session_ttl_seconds)
     embedders = Embedders()
     knowledge = KnowledgeBase(load_knowledge_base(), embedders.models["e5"].encode, embedders.passages)
-    world = ShopWorld(store, knowledge, settings.endpoint("recommender").target, settings.grpc_deadline_seconds)
+    recommender = open_channel(settings.endpoint("recommender").target, settings)
+    world = ShopWorld(store, knowledge, recommender, settings.grpc_deadline_seconds)
     holder: ModelHolder[LanguageRoutedClassifier] = ModelHolder(ModelRegistry(settings.model_dir("chatbot")))
     holder.refresh()
     outputs = LazyEnvelopePublisher(settings, client_id="chatbot")

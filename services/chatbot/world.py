@@ -21,8 +21,9 @@ CATALOG_REFRESH_SECONDS = 1.0
 
 
 class ShopWorld:
-    def __init__(self, store: ChatbotStore, knowledge: KnowledgeBase, recommender_target: str,
+    def __init__(self, store: ChatbotStore, knowledge: KnowledgeBase, recommender: grpc.Channel,
                  deadline_seconds: float = 1.0) -> None:
+        """``recommender``: a channel to the recommender (transport.open_channel), closed with the world."""
         self.store = store
         self.knowledge = knowledge
         self.catalog = CatalogIndex()
@@ -30,7 +31,7 @@ class ShopWorld:
         self._catalog_lock = threading.Lock()
         self._variants: dict[tuple[str, str, str, str], list[str]] = {}
         self.deadline = deadline_seconds
-        self._channel = grpc.insecure_channel(recommender_target)
+        self._channel = recommender
         self._recommender = rec_grpc.RecommenderStub(self._channel)
 
     # -- orders and products ---------------------------------------------------------------------

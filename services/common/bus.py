@@ -46,6 +46,7 @@ from services.common.logging import get_logger
 from services.common.projection import Ops, Projection, RedisApplier
 from services.common.settings import Settings
 from services.common.topics import all_topics, dlq, route
+from services.common.transport import kafka_options
 
 log = get_logger(__name__)
 
@@ -55,6 +56,12 @@ KILL_BEFORE_COMMIT_ENV = "SHOPAI_FAILPOINT_KILL_BEFORE_COMMIT"
 
 # Reconnect to a broker that was away within 2 s of its return (kafka-python backs off to 30 s).
 RECONNECT = {"reconnect_backoff_ms": 100, "reconnect_backoff_max_ms": 2000}
+
+
+def kafka_config(settings: Settings) -> dict[str, Any]:
+    """What every KafkaProducer, KafkaConsumer and KafkaAdminClient of ShopAI is built with: the brokers,
+    SASL and TLS of the settings (services/common/transport.py), and quick reconnection."""
+    return {**kafka_options(settings), **RECONNECT}
 
 class PublishError(RuntimeError):
     """The broker did not acknowledge an event."""
@@ -76,9 +83,8 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, wait_
     ):
         with attempt:
             admin = KafkaAdminClient(
-                bootstrap_servers=settings.kafka_bootstrap_servers, client_id="shopai-admin",
+                **kafka_config(settings), client_id="shopai-admin",
                 bootstrap_timeout_ms=int(min(wait_seconds, 30) * 1000),
-                **RECONNECT,
             )
             try:
                 existing = set(admin.list_topics())
@@ -100,7 +106,7 @@ class EventPublisher:
 
     def __init__(self, settings: Settings, client_id: str = "shopai") -> None:
         self._producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **kafka_config(settings),
             client_id=client_id,
             acks="all",
             retries=5,
@@ -115,7 +121,6 @@ class EventPublisher:
             delivery_timeout_ms=20000,
             bootstrap_timeout_ms=10000,
             max_block_ms=10000,
-            **RECONNECT,
         )
 
     def send(self, topic: str, key: str | None, value: bytes) -> Any:
@@ -272,7 +277,7 @@ class EventConsumer:
     def _group_consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
             *self.projection.topics,
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **kafka_config(self.settings),
             group_id=self.group,
             client_id=self.group,
             enable_auto_commit=False,
@@ -280,7 +285,6 @@ class EventConsumer:
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
             max_poll_records=self.settings.kafka_max_batch,
-            **RECONNECT,
         )
 
     def _process_with_retry(self, batch: Mapping[TopicPartition, list[Any]], stop: threading.Event) -> None:
@@ -366,11 +370,10 @@ class EventConsumer:
         log.info("projection_rebuild_started", group=self.group)
         metrics.PROJECTION_REBUILDS.labels(self.group).inc()
         replayer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **kafka_config(self.settings),
             group_id=None,
             enable_auto_commit=False,
             client_id=f"{self.group}-rebuild",
-            **RECONNECT,
         )
         read = 0
         try:

@@ -14,6 +14,9 @@ from typing import Any
 import redis
 from prometheus_client import Counter
 
+from services.common.settings import Settings
+from services.common.transport import redis_options
+
 KEY_PREFIX = "shopai"
 
 
@@ -22,16 +25,15 @@ def key(*parts: object) -> str:
     return ":".join((KEY_PREFIX, *(str(p) for p in parts)))
 
 
-def connect(url: str) -> redis.Redis:
-    """A pooled client that returns str, with timeouts so a dead Redis never hangs a request."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=5.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=30,
-        retry_on_timeout=True,
-    )
+def connect(target: str | Settings, **overrides: Any) -> redis.Redis:
+    """A pooled client that returns str, with timeouts so a dead Redis never hangs a request. Given the
+    Settings (every process), also their Redis password and TLS files; a bare URL is for tests and tools."""
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5.0, "socket_connect_timeout": 2.0,
+                               "health_check_interval": 30, "retry_on_timeout": True}
+    if isinstance(target, Settings):
+        options.update(redis_options(target))
+    url = target.redis_url if isinstance(target, Settings) else target
+    return redis.Redis.from_url(url, **{**options, **overrides})
 
 
 BATCHED_CALLS = Counter("shopai_redis_batched_calls_total", "Calls of a batched Redis script.", ["script"])

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common import metrics
 from services.common.logging import configure_logging, get_logger
 from services.common.settings import Settings
+from services.common.transport import grpc_server_credentials
 
 log = get_logger(__name__)
 
@@ -124,7 +125,10 @@ class ServiceRunner:
             (*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         port = self.endpoint.grpc_port if port is None else port
-        self.port = self.server.add_insecure_port(f"{self.settings.grpc_bind_host}:{port}")
+        address = f"{self.settings.grpc_bind_host}:{port}"
+        credentials = grpc_server_credentials(self.settings)
+        self.port = (self.server.add_insecure_port(address) if credentials is None
+                     else self.server.add_secure_port(address, credentials))
         if self.port == 0:
             raise RuntimeError(f"{self.name}: cannot bind gRPC port {port}")
         self._set_status(False)
@@ -135,7 +139,8 @@ class ServiceRunner:
         self.add_worker(self._watch_readiness, f"{self.name}-readiness")
         for thread in self._threads:
             thread.start()
-        log.info("service_started", service=self.name, grpc_port=self.port, metrics_port=mport)
+        log.info("service_started", service=self.name, grpc_port=self.port, metrics_port=mport,
+                 tls=credentials is not None)
         return self.port
 
     def stop(self) -> None:

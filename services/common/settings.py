@@ -3,14 +3,20 @@
 One class serves all processes so that the ports and addresses the gateway dials
 are, by construction, the ones the services listen on. Nested fields use ``__``:
 ``SHOPAI_RECOMMENDER__HOST=recommender`` points the gateway at a compose service.
+Any top-level setting may instead be read from a file, ``SHOPAI_<NAME>_FILE=/run/secrets/x``
+(``SecretFiles``): how compose and Kubernetes hand secrets over without an environment value.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 SERVICE_NAMES: tuple[str, ...] = ("recommender", "chatbot", "vision", "forecasting")
 
@@ -25,6 +31,34 @@ class ServiceEndpoint(BaseModel):
     @property
     def target(self) -> str:
         return f"{self.host}:{self.grpc_port}"
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """``SHOPAI_<NAME>_FILE``: the setting's value is the file's text, without its final line break (Docker's
+    ``*_FILE`` convention; compose secrets and Kubernetes Secret volumes are files). An empty file is no
+    value, so an optional secret may be an empty file. Settings that have a ``<name>_file`` field of their
+    own (API keys, the vision signing key, shopper-token keys) keep it: their files hold lists or PEM."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        environ = {k.upper(): v for k, v in os.environ.items()}
+        values: dict[str, Any] = {}
+        for name in fields:
+            variable = f"SHOPAI_{name.upper()}_FILE"
+            if f"{name}_file" in fields or not environ.get(variable):
+                continue
+            if environ.get(f"SHOPAI_{name.upper()}"):
+                raise ValueError(f"both SHOPAI_{name.upper()} and {variable} are set; keep one")
+            try:
+                text = Path(environ[variable]).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ValueError(f"{variable}: cannot read {environ[variable]!r}: {exc.strerror}") from None
+            if text:
+                values[name] = text
+        return values
 
 
 class Settings(BaseSettings):
@@ -43,6 +77,24 @@ class Settings(BaseSettings):
     kafka_max_batch: int = Field(default=500, ge=1)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Transport security (docs/deploy.md "Secrets and transport security"; services/common/transport.py).
+    # Redis: the URL may carry the password (redis://:password@host:6379/0) and TLS (rediss://); a
+    # password (and ACL user) kept apart from the URL, for a secret store; with rediss://, the CA of the
+    # server's certificate (default: the system's) and a client certificate and key if the server asks.
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_tls_ca_file: Path | None = None
+    redis_tls_cert_file: Path | None = None
+    redis_tls_key_file: Path | None = None
+    # Kafka: SASL (PLAIN or SCRAM, user and password) and/or TLS (the brokers' CA, default: the system's;
+    # a client certificate and key for mutual TLS), as the security protocol says.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_tls_ca_file: Path | None = None
+    kafka_tls_cert_file: Path | None = None
+    kafka_tls_key_file: Path | None = None
     # How long "this event was applied" markers live; a replay older than this is counted again.
     dedup_ttl_seconds: int = 60 * 60 * 24 * 30
 
@@ -54,6 +106,20 @@ class Settings(BaseSettings):
     grpc_shutdown_grace_seconds: float = 5.0
     # Deadline the gateway sets on every backend call.
     grpc_deadline_seconds: float = 2.0
+    # gRPC over TLS between the gateway and the services (and the chatbot and the recommender); off, as
+    # `make run` uses it. A service serves its certificate and key; with a client CA it also asks every
+    # caller for a certificate that CA signed (mutual TLS). A caller trusts the CA file (default: the
+    # system's roots), shows its own certificate when given one, and may expect a name in the server's
+    # certificate other than the host it dials.
+    grpc_tls: bool = False
+    grpc_tls_cert_file: Path | None = None
+    grpc_tls_key_file: Path | None = None
+    grpc_tls_client_ca_file: Path | None = None
+    grpc_tls_ca_file: Path | None = None
+    grpc_tls_client_cert_file: Path | None = None
+    grpc_tls_client_key_file: Path | None = None
+    grpc_tls_server_name: str = ""
+
 
     recommender: ServiceEndpoint = ServiceEndpoint(grpc_port=50051, metrics_port=9101)
     chatbot: ServiceEndpoint = ServiceEndpoint(grpc_port=50052, metrics_port=9102)
@@ -133,6 +199,22 @@ class Settings(BaseSettings):
     demo_users: int = Field(default=3000, ge=10)
     demo_days: int = Field(default=730, ge=14)
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _transport_fits_together(self) -> Settings:
+        """Refuse, at start and with the setting's name, combinations that would fail at the first call."""
+        problems = [p for p in (*_pair_problems(self), *_redis_problems(self), *_kafka_problems(self)) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def model_dir(self, service: str) -> Path:
         return self.data_dir / "models" / service
 
@@ -140,6 +222,31 @@ class Settings(BaseSettings):
         if service not in SERVICE_NAMES:
             raise KeyError(f"unknown service {service!r}; expected one of {SERVICE_NAMES}")
         return getattr(self, service)
+
+
+def _pair_problems(s: Settings) -> list[str]:
+    """A client certificate is useless without its key, and the other way round."""
+    pairs = (("redis_tls_cert_file", "redis_tls_key_file"), ("kafka_tls_cert_file", "kafka_tls_key_file"),
+             ("grpc_tls_cert_file", "grpc_tls_key_file"), ("grpc_tls_client_cert_file", "grpc_tls_client_key_file"))
+    return [f"SHOPAI_{a.upper()} and SHOPAI_{b.upper()} go together" for a, b in pairs
+            if (getattr(s, a) is None) != (getattr(s, b) is None)]
+
+
+def _redis_problems(s: Settings) -> list[str]:
+    files = [f for f in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file") if getattr(s, f)]
+    if files and urlsplit(s.redis_url).scheme != "rediss":
+        return [f"SHOPAI_{files[0].upper()} is set but SHOPAI_REDIS_URL is not rediss:// (TLS)"]
+    return []
+
+
+def _kafka_problems(s: Settings) -> list[str]:
+    protocol = s.kafka_security_protocol
+    if protocol.startswith("SASL_") and not (s.kafka_sasl_username and s.kafka_sasl_password):
+        return [f"SHOPAI_KAFKA_SECURITY_PROTOCOL={protocol} needs SHOPAI_KAFKA_SASL_USERNAME and PASSWORD"]
+    files = [f for f in ("kafka_tls_ca_file", "kafka_tls_cert_file", "kafka_tls_key_file") if getattr(s, f)]
+    if files and not protocol.endswith("SSL"):
+        return [f"SHOPAI_{files[0].upper()} is set but SHOPAI_KAFKA_SECURITY_PROTOCOL={protocol} has no TLS"]
+    return []
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -569,7 +569,7 @@ def analytics_secret(settings: Settings) -> bytes:
 
 def build(settings: Settings) -> ServiceRunner:
     runner = bootstrap("forecasting", settings)
-    client = connect(settings.redis_url)
+    client = connect(settings)
     store = ForecastStore(client)
     holder: ModelHolder[ForecastingModel] = ModelHolder(ModelRegistry(settings.model_dir("forecasting")))
     holder.refresh()

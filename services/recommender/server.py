@@ -160,7 +160,7 @@ def validate_params(params: Mapping[str, str]) -> dict[str, str]:
 
 def build(settings: Settings) -> ServiceRunner:
     runner = bootstrap("recommender", settings)
-    client = connect(settings.redis_url)
+    client = connect(settings)
     store = RecommenderStore(client)
     holder: ModelHolder[RecommenderModel] = ModelHolder(ModelRegistry(settings.model_dir("recommender")))
     holder.refresh()  # serve the last trained version straight away after a restart

@@ -357,7 +357,7 @@ class Scheduler(TrainingScheduler):
 def build(settings: Settings) -> ServiceRunner:
     torch.set_num_threads(settings.torch_threads)
     runner = bootstrap("vision", settings)
-    client = connect(settings.redis_url)
+    client = connect(settings)
     store = VisionStore(client)
     registry = ModelRegistry(settings.model_dir("vision"))
     holder: ModelHolder[VisionModel] = ModelHolder(registry)
