@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -221,8 +222,31 @@ async def _open_loop(host: str, port: int, requests: list[bytes], rate: float, s
     return samples
 
 
-def get(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench-gateway\r\nAccept: */*\r\n\r\n".encode()
+# The gateway's credentials in the benchmark: shoppers sign in with tokens signed by this secret (minted
+# for the whole run), the analyst's routes take this key. Checking them is part of every measured request.
+BENCH_TOKEN_SECRET = "bench-gateway-shopper-token-secret-0123456789"
+BENCH_ANALYST_KEY = "bench-gateway-analyst-key-0123456789"
+
+
+@functools.cache
+def shopper_token(user: str) -> str:
+    from gateway.identity import ShopperTokens
+    from services.common.settings import Settings
+
+    tokens = ShopperTokens(Settings(gateway_shopper_token_secrets=BENCH_TOKEN_SECRET))
+    return tokens.mint(user, ttl_seconds=86400).token
+
+
+def as_shopper(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {shopper_token(user)}"}
+
+
+ANALYST = {"X-API-Key": BENCH_ANALYST_KEY}
+
+
+def get(path: str, headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    return f"GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench-gateway\r\nAccept: */*\r\n{extra}\r\n".encode()
 
 
 def post_json(path: str, body: dict) -> bytes:
@@ -377,6 +401,8 @@ class Stack:
             # round trip) without ever refusing one.
             SHOPAI_GATEWAY_RATE_LIMIT_PER_MINUTE="1000000000",
             SHOPAI_GATEWAY_KEY_RATE_LIMIT_PER_MINUTE="1000000000",
+            SHOPAI_GATEWAY_SHOPPER_TOKEN_SECRETS=BENCH_TOKEN_SECRET,
+            SHOPAI_GATEWAY_API_KEYS=f"{BENCH_ANALYST_KEY}:analyst",
         )
         for name in ("recommender", "chatbot", "vision", "forecasting"):
             env[f"SHOPAI_{name.upper()}__GRPC_PORT"] = str(self.settings.endpoint(name).grpc_port)
@@ -515,11 +541,11 @@ def routes(shop: dict[str, Any], quick: bool) -> list[Route]:
     n = 4000
 
     def cached(some: list[str]) -> list[bytes]:
-        return [get(f"/v1/users/{rng.choice(some)}/recommendations") for _ in range(n)]
+        return [get(f"/v1/users/{u}/recommendations", as_shopper(u)) for u in (rng.choice(some) for _ in range(n))]
 
     def never_cached() -> list[bytes]:  # a random excluded product: no request repeats
-        return [get(f"/v1/users/{rng.choice(users)}/recommendations?exclude={rng.choice(catalog)}")
-                for _ in range(4 * n)]
+        return [get(f"/v1/users/{u}/recommendations?exclude={rng.choice(catalog)}", as_shopper(u))
+                for u in (rng.choice(users) for _ in range(4 * n))]
 
     return [
         Route("bare Flask route (ceiling)", "bare", [get("/bare")], None),
@@ -527,7 +553,7 @@ def routes(shop: dict[str, Any], quick: bool) -> list[Route]:
         Route(GOAL_ROUTE, "gateway", cached(first), "recommender", warm=True, fixed=cached(second)),
         Route("recommendations, never cached", "gateway", never_cached(), "recommender",
               fixed=never_cached()),
-        Route("forecast", "gateway", [get(f"/v1/forecasts/{p}") for p in hot], "forecasting", warm=True),
+        Route("forecast", "gateway", [get(f"/v1/forecasts/{p}", ANALYST) for p in hot], "forecasting", warm=True),
         Route("chat", "gateway",
               [post_json("/v1/chat", {"message": m, "user_id": rng.choice(users)})
                for m in CHAT_MESSAGES for _ in range(5)], "chatbot"),

@@ -98,6 +98,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     os.environ.setdefault("SHOPAI_LOG_JSON", "false")  # a person reads this terminal; containers log JSON
     _dev_signing_key(settings)
+    _dev_access(settings)
     honcho = str(Path(sys.executable).with_name("honcho"))
     os.execv(honcho, [honcho, "-f", str(PROCFILE), "-d", str(ROOT), "start", *processes])
     return 0  # not reached
@@ -111,13 +112,49 @@ def _dev_signing_key(settings: Settings) -> None:
     from services.vision.core.codes import SigningKey
 
     path = settings.data_dir / "secrets" / "vision-signing-key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(SigningKey.generate().to_text() + "\n")
+    if _dev_secret_file(path, SigningKey.generate().to_text() + "\n"):
         print(f"created a development signing key for authenticity codes: {path}")
     os.environ["SHOPAI_VISION_SIGNING_KEY_FILE"] = str(path.resolve())
+
+
+DEV_ROLES = ("admin", "analyst", "support", "privacy", "ingest", "codes", "sessions")
+
+
+def _dev_secret_file(path: Path, text: str) -> bool:
+    """Write a secret file readable by this user only, once; False when it already exists."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return True
+
+
+def _dev_access(settings: Settings) -> None:
+    """On a laptop without configured credentials, the gateway gets an API key per role and a shopper-token
+    secret of its own under the data directory (created once, readable by this user only), so that nothing
+    is open: shoppers' data, costs and admin routes need a key or a token as on a server. The storefront signs
+    in as a demo shopper through /v1/auth/dev-session, which exists only while SHOPAI_ENV is dev."""
+    import secrets as random_secrets
+
+    secrets_dir = settings.data_dir / "secrets"
+    if settings.gateway_api_keys is None and settings.gateway_api_keys_file is None:
+        path = secrets_dir / "gateway-api-keys"
+        lines = ["# development API keys, one per role (make run); servers configure their own\n"]
+        lines += [f"{random_secrets.token_urlsafe(24)}:{role}\n" for role in DEV_ROLES]
+        if _dev_secret_file(path, "".join(lines)):
+            print(f"created development API keys (one per role): {path}")
+        os.environ["SHOPAI_GATEWAY_API_KEYS_FILE"] = str(path.resolve())
+        admin = next(line.split(":")[0] for line in path.read_text().splitlines()
+                     if line.endswith(":admin") and not line.startswith("#"))
+        print(f"admin API key for this laptop's gateway: X-API-Key: {admin}  (all keys: {path})")
+    if (settings.gateway_shopper_token_secrets is None and settings.gateway_shopper_token_secrets_file is None
+            and settings.gateway_shopper_token_public_keys_file is None):
+        path = secrets_dir / "shopper-token-secret"
+        if _dev_secret_file(path, random_secrets.token_urlsafe(48) + "\n"):
+            print(f"created a development shopper-token secret: {path}")
+        os.environ["SHOPAI_GATEWAY_SHOPPER_TOKEN_SECRETS_FILE"] = str(path.resolve())
 
 
 def _chunks(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -194,8 +231,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     cmd_seed(args, settings)
     print(
         "\n" + "=" * 64 + f"\n ShopAI is up: {base}\n"
-        f"   recommendations: {base}/v1/users/u1/recommendations  (hybrid once the first model is trained;\n"
-        f"                    popular until then)\n"
+        f"   storefront:      {base}/  (signed in as the demo shopper u1)\n"
+        f"   recommendations: {base}/v1/recommendations  (popular; a shopper's own need their token)\n"
         f"   similar:         {base}/v1/products/p00001/similar\n"
         f"   API docs:        {base}/docs\n   metrics:         {base}/metrics\n"
         " Ctrl-C stops everything `make run` started.\n" + "=" * 64,

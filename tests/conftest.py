@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from services.common.settings import Settings
-from tests.support import Broker, PrivateRedis, ServiceProcess, machine_redis_url
+from tests.support import TEST_KEYS, Broker, PrivateRedis, ServiceProcess, machine_redis_url
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +40,7 @@ def broker():
 def settings(broker, redis_client, redis_url, tmp_path) -> Settings:
     return Settings(
         kafka_bootstrap_servers=broker.bootstrap, redis_url=redis_url, data_dir=tmp_path / "data", log_json=False,
+        gateway_api_keys=TEST_KEYS,  # the gateway's routes are called with the test admin key (tests.support.staff)
     )
 
 

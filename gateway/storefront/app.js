@@ -9,6 +9,8 @@
 // in the gateway with this method: call the API only through these entries.
 const API = Object.freeze({
   recommendations: { method: "GET", path: "/v1/users/{user_id}/recommendations" },
+  visitorRecommendations: { method: "GET", path: "/v1/recommendations" },
+  devSession: { method: "POST", path: "/v1/auth/dev-session" },
   similar: { method: "GET", path: "/v1/products/{product_id}/similar" },
   productProfile: { method: "GET", path: "/v1/products/{product_id}/profile" },
   forecastChartPng: { method: "GET", path: "/v1/forecasts/{product_id}/chart.png" },
@@ -35,7 +37,6 @@ const CATEGORIES = [
 ];
 const CATEGORY = new Map(CATEGORIES.map(([slug, en, zh]) => [slug, { en, zh }]));
 
-const GUEST = "guest"; // browsing asks for popular items, which need no history
 const SHOP_PAGE = 24;
 const FOR_YOU_COUNT = 12;
 const FORECAST_HORIZON = 28;
@@ -61,6 +62,9 @@ const state = {
   forYouSeq: 0, forYouLoaded: false,
   detailSeq: 0, detailId: "", chartUrl: "",
   chatSession: storedSession(), chatBusy: false,
+  // The signed-in shopper's token (memory only): make run's gateway hands the demo shopper one at
+  // /v1/auth/dev-session; a real shop's backend signs its shoppers in and gives the page their token.
+  token: "", tokenUser: "", devSignIn: true,
   photoFile: null, photoUrl: "", photoBusy: false,
 };
 
@@ -156,9 +160,30 @@ function apiUrl(route, params = {}, query = {}) {
   return text ? `${path}?${text}` : path;
 }
 
-/** Calls one API route; answers the JSON body (or a Blob), throws ApiError with the problem's detail. */
-async function call(route, { params, query, json, form, blob = false } = {}) {
+/** Signs the page in as the shopper in the user box (development gateways only); "" signs out. */
+async function signIn() {
+  const user = currentUser();
+  state.token = "";
+  state.tokenUser = user;
+  if (!user || !state.devSignIn) return;
+  try {
+    const body = await call(API.devSession, { json: { user_id: user }, anonymous: true });
+    if (currentUser() === user) state.token = body.token;
+  } catch (err) {
+    if (err.status === 404) state.devSignIn = false; // not a development gateway: browse as a visitor
+    else throw err;
+  }
+}
+
+async function ensureSignedIn() {
+  if (state.tokenUser !== currentUser()) await signIn();
+}
+
+/** Calls one API route; answers the JSON body (or a Blob), throws ApiError with the problem's detail.
+ * Sends the shopper's token, and signs in again once when it has expired. */
+async function call(route, { params, query, json, form, blob = false, anonymous = false } = {}, retried = false) {
   const init = { method: route.method, headers: { Accept: blob ? "image/png" : "application/json" } };
+  if (state.token && !anonymous) init.headers.Authorization = `Bearer ${state.token}`;
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
@@ -170,6 +195,10 @@ async function call(route, { params, query, json, form, blob = false } = {}) {
     response = await fetch(apiUrl(route, params, query), init);
   } catch (err) {
     throw new ApiError(0, "Network error", `the gateway did not answer (${err.message})`);
+  }
+  if (response.status === 401 && init.headers.Authorization && !retried) {
+    await signIn(); // the token expired (they are short-lived): a new one, and the call once more
+    return call(route, { params, query, json, form, blob, anonymous }, true);
   }
   if (!response.ok) throw await problemOf(response);
   return blob ? response.blob() : response.json();
@@ -252,9 +281,7 @@ async function loadShop() {
   note.className = "status loading";
   note.textContent = "Loading the catalog…";
   try {
-    const body = await call(API.recommendations, {
-      params: { user_id: GUEST }, query: { strategy, k: SHOP_PAGE, category },
-    });
+    const body = await call(API.visitorRecommendations, { query: { strategy, k: SHOP_PAGE, category } });
     if (seq !== state.shopSeq) return;
     grid.replaceChildren(...body.items.map((item) => productCard(item)));
     note.className = "status";
@@ -289,6 +316,12 @@ async function loadForYou() {
   list.setAttribute("aria-busy", "true");
   meta.replaceChildren(status("Asking the recommender…", "loading"));
   try {
+    await ensureSignedIn();
+    if (!state.token) {
+      list.replaceChildren();
+      meta.replaceChildren(status("Sign in to the shop to see your own recommendations.", "notice"));
+      return;
+    }
     const body = await call(API.recommendations, {
       params: { user_id: user }, query: { k: FOR_YOU_COUNT, strategy: $("#foryou-strategy").value },
     });
@@ -509,9 +542,9 @@ async function sendChat(message) {
   const typing = chatBubble("bot typing", "…", "chat-typing");
   typing.setAttribute("aria-label", "The assistant is typing");
   try {
-    const user = currentUser();
+    await ensureSignedIn(); // the assistant speaks of the signed-in shopper's orders only
     const reply = await call(API.chat, {
-      json: { message, session_id: state.chatSession || undefined, user_id: user || undefined },
+      json: { message, session_id: state.chatSession || undefined },
     });
     state.chatSession = storedSession(reply.session_id);
     typing.remove();

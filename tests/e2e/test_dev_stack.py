@@ -30,9 +30,9 @@ pytestmark = pytest.mark.integration
 DEMO = {"SHOPAI_DEMO_PRODUCTS": "200", "SHOPAI_DEMO_USERS": "150", "SHOPAI_DEMO_DAYS": "60", "SHOPAI_DEMO_SEED": "7"}
 
 
-def get(url: str) -> tuple[int, dict | str]:
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict | str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as reply:
             body = reply.read().decode()
             status = reply.status
     except urllib.error.HTTPError as err:
@@ -43,9 +43,9 @@ def get(url: str) -> tuple[int, dict | str]:
         return status, body
 
 
-def post(url: str, body: dict) -> tuple[int, dict | str]:
+def post(url: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict | str]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
             text, status = reply.read().decode(), reply.status
@@ -136,6 +136,19 @@ class DevStack:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def key(self, role: str) -> dict[str, str]:
+        """The header with the development API key `make run` made for ``role`` (under the data directory)."""
+        for line in (self.tmp_path / "data" / "secrets" / "gateway-api-keys").read_text().splitlines():
+            if line.endswith(f":{role}") and not line.startswith("#"):
+                return {"X-API-Key": line.rsplit(":", 1)[0]}
+        raise AssertionError(f"make run made no {role} key")
+
+    def shopper(self, user: str) -> dict[str, str]:
+        """The header with ``user``'s token, from the development sign-in the storefront uses."""
+        status, body = post(f"{self.base}/v1/auth/dev-session", {"user_id": user})
+        assert status == 201, body
+        return {"Authorization": f"Bearer {body['token']}"}
+
     def recommender_metric(self, name: str, **labels: str) -> float:
         _, text = get(f"http://127.0.0.1:{self.ports['recommender-metrics']}/metrics")
         return sum(float(line.rsplit(" ", 1)[1]) for line in str(text).splitlines()
@@ -166,8 +179,17 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
     want = expected_popular("u1")
     assert len(want) == 10
 
+    # Nothing of a shopper's or the shop's business is open on a laptop either (issue #17).
+    u1 = stack.shopper("u1")
+    for path in ("/v1/users/u1/recommendations", "/v1/users/u1/profile", "/v1/analytics/users/u1",
+                 "/v1/pricing/p00001?objective=profit", "/v1/analytics/segments"):
+        assert get(f"{base}{path}")[0] == 401, path
+    assert get(f"{base}/v1/users/u2/profile", u1)[0] == 404  # another shopper's: as if there were none
+    assert get(f"{base}/v1/pricing/p00001", u1)[0] == 403
+    assert get(f"{base}/v1/recommendations?strategy=popular")[0] == 200  # a visitor's, public
+
     def served() -> list[str] | None:
-        status, body = get(f"{base}/v1/users/u1/recommendations?strategy=popular")
+        status, body = get(f"{base}/v1/users/u1/recommendations?strategy=popular", u1)
         assert status == 200, body
         got = [item["product_id"] for item in body["items"]]
         return got if got == want else None
@@ -175,7 +197,7 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
     wait_for(served, 120, interval=1, what=f"u1's popular items to be {want}")
 
     def hybrid() -> dict | None:  # the scheduler trains the first model on its own
-        status, body = get(f"{base}/v1/users/u1/recommendations")
+        status, body = get(f"{base}/v1/users/u1/recommendations", u1)
         assert status == 200, body
         return body if body["strategy"] == "hybrid" else None
 
@@ -197,7 +219,9 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
         return body if body["product_id"] == pid else None
 
     wait_for(identified, 60, interval=1, what=f"a demo picture identified as {pid}")
-    status, issued = post(f"{base}/v1/vision/codes", {"product_id": pid, "batch": "E2E", "count": 1})
+    assert post(f"{base}/v1/vision/codes", {"product_id": pid, "batch": "E2E", "count": 1})[0] == 401
+    status, issued = post(f"{base}/v1/vision/codes", {"product_id": pid, "batch": "E2E", "count": 1},
+                          stack.key("codes"))
     assert status == 201, issued
     assert (stack.tmp_path / "data" / "secrets" / "vision-signing-key").stat().st_mode & 0o077 == 0
     status, verdict = post(f"{base}/v1/vision/verify", {"payload": issued["codes"][0]["payload"]})
@@ -209,7 +233,7 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
     # Forecasting built each product's daily sales from orders.v1 and answers with a forecast.
     sold = wait_for(lambda: next(client.scan_iter(match=ForecastKeys.units("p", "*")), None), 60,
                     what="demo sales projected").rsplit(":", 1)[1]
-    status, forecast = get(f"{base}/v1/forecasts/{sold}?horizon=7")
+    status, forecast = get(f"{base}/v1/forecasts/{sold}?horizon=7", stack.key("analyst"))
     assert status == 200 and len(forecast["points"]) == 7 and forecast["history"], forecast
 
     stack.ctrl_c()
@@ -228,5 +252,6 @@ def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url
              120, interval=1, what="the re-seeded events to be read")
     assert stack.recommender_metric("shopai_events_consumed_total", outcome="applied") == 0
     assert client.zrange(RecommenderKeys.popular, 0, -1, withscores=True) == before
-    assert [i["product_id"] for i in get(f"{base}/v1/users/u1/recommendations?strategy=popular")[1]["items"]] == want
+    assert [i["product_id"] for i in
+            get(f"{base}/v1/users/u1/recommendations?strategy=popular", stack.shopper("u1"))[1]["items"]] == want
     stack.ctrl_c()

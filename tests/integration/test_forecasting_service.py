@@ -21,7 +21,7 @@ from services.common.bus import EventPublisher
 from services.common.events import new_event
 from services.forecasting.store import ForecastKeys as K
 from tests.integration.test_vertical_slice import read_topic
-from tests.support import assert_problem, wait_for
+from tests.support import assert_problem, staff, wait_for
 
 pytestmark = pytest.mark.integration
 DAYS = 84
@@ -105,7 +105,7 @@ def forecasting(settings, start_service_with, redis_client):
     wait_for(lambda: all(int(redis_client.hget(K.stats, t) or 0) == n for t, n in expected.items()), 60,
              what="every event projected")
     app = create_app(settings)
-    yield stub, app.test_client(), publisher, events, truth, settings
+    yield stub, staff(app.test_client()), publisher, events, truth, settings
     close_app(app)
     channel.close()
     publisher.close()

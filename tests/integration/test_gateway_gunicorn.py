@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.identity import ShopperTokens
 from protos import recommender_pb2 as pb
 from services.common import cache
+from services.common.settings import Settings
 from services.recommender.store import AnswerCache, request_digest
 from services.recommender.store import RecommenderKeys as K
 from tests.support import ROOT, free_port, wait_for
@@ -28,6 +30,8 @@ pytestmark = pytest.mark.integration
 
 MODEL = "hybrid-gunicorn"
 USERS = [f"u{i}" for i in range(40)]
+TOKEN_SECRET = "gunicorn-test-shopper-token-secret-0123456789"
+TOKENS = ShopperTokens(Settings(gateway_shopper_token_secrets=TOKEN_SECRET))
 
 
 def answer_of(user: str) -> pb.RecommendResponse:
@@ -36,8 +40,8 @@ def answer_of(user: str) -> pb.RecommendResponse:
         pb.RecommendedItem(product_id=f"{user}-p{j}", score=1.0 - j / 10, reason="because") for j in range(3)])
 
 
-def get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=10) as reply:
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as reply:
         return reply.status, reply.read().decode()
 
 
@@ -55,7 +59,7 @@ def gateway(redis_url, redis_client, tmp_path):
     port = free_port()
     env = dict(os.environ, SHOPAI_REDIS_URL=redis_url, SHOPAI_GATEWAY_HOST="127.0.0.1",
                SHOPAI_GATEWAY_PORT=str(port), SHOPAI_ENV="dev", SHOPAI_LOG_LEVEL="WARNING",
-               SHOPAI_GATEWAY_RATE_LIMIT_PER_MINUTE="0",
+               SHOPAI_GATEWAY_RATE_LIMIT_PER_MINUTE="0", SHOPAI_GATEWAY_SHOPPER_TOKEN_SECRETS=TOKEN_SECRET,
                SHOPAI_RECOMMENDER__GRPC_PORT=str(free_port()))  # nothing listens: every answer is Redis's
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
@@ -88,8 +92,9 @@ def gateway(redis_url, redis_client, tmp_path):
 def test_many_users_at_once_each_get_their_own_cached_answer(gateway):
     asks = USERS * 5
 
-    def ask(user: str) -> tuple[str, int, dict]:
-        status, body = get(f"{gateway}/v1/users/{user}/recommendations")
+    def ask(user: str) -> tuple[str, int, dict]:  # each shopper signed in, with a token of their own
+        status, body = get(f"{gateway}/v1/users/{user}/recommendations",
+                           {"Authorization": f"Bearer {TOKENS.mint(user).token}"})
         return user, status, json.loads(body)
 
     with ThreadPoolExecutor(32) as pool:

@@ -20,7 +20,7 @@ from gateway.app import close_app, create_app
 from services.common.events import new_event
 from services.common.settings import SERVICE_NAMES
 from services.recommender.store import AnswerCache, RecommenderKeys
-from tests.support import assert_problem, free_port, wait_for
+from tests.support import assert_problem, free_port, staff, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def stack(settings, start_service, healthy_others):
             settings.endpoint(name).grpc_port = healthy_others
     assert settings.grpc_deadline_seconds == DEADLINE
     app = create_app(settings)
-    yield app.test_client(), recommender
+    yield staff(app.test_client()), recommender
     close_app(app)
 
 

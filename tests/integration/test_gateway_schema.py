@@ -42,7 +42,7 @@ from protos import (
     vision_pb2_grpc,
 )
 from services.common.settings import Settings
-from tests.support import RecordingServicer, serving
+from tests.support import STAFF_HEADERS, TEST_KEYS, RecordingServicer, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Glyph .* missing from font")]
 
@@ -174,7 +174,7 @@ def fakes():
 def gateway_app(fakes, broker, redis_url, redis_client, tmp_path):
     settings_ = Settings(
         kafka_bootstrap_servers=broker.bootstrap, redis_url=redis_url, data_dir=tmp_path / "data",
-        log_json=False,
+        log_json=False, gateway_api_keys=TEST_KEYS,  # every call sends the admin key (STAFF_HEADERS)
         gateway_rate_limit_per_minute=0,  # every request comes from one address
         **{name: {"grpc_port": port, "metrics_port": 0} for name, port in fakes.items()},
     )
@@ -219,11 +219,11 @@ failing_schema = schemathesis.pytest.from_fixture("failing_gateway_schema").excl
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @schema.parametrize()
 def test_every_operation_answers_as_documented(case):
-    case.call_and_validate(checks=[not_a_server_error, *CONFORMANCE])
+    case.call_and_validate(checks=[not_a_server_error, *CONFORMANCE], headers=STAFF_HEADERS)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @failing_schema.parametrize()
 def test_backend_failures_are_documented_problems(case):
-    response = case.call_and_validate(checks=CONFORMANCE)
+    response = case.call_and_validate(checks=CONFORMANCE, headers=STAFF_HEADERS)
     assert response.status_code < 500 or response.status_code in (503, 504), response.text

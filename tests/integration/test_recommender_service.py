@@ -15,7 +15,7 @@ from services.common.bus import EventPublisher
 from services.common.events import new_event
 from services.recommender.store import RecommenderKeys as K
 from shopai.demo import DemoShopConfig, generate
-from tests.support import wait_for
+from tests.support import staff, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def shop_stack(settings, start_service, redis_client):
     wait_for(lambda: sum(int(v) for v in redis_client.hgetall(K.stats).values()) >= total, 90,
              what=f"{total} events applied")
     app = create_app(settings)
-    yield app.test_client(), shop, publisher, recommender
+    yield staff(app.test_client()), shop, publisher, recommender
     close_app(app)
     publisher.close()
 
@@ -184,7 +184,7 @@ def test_retraining_swaps_the_model_without_dropping_requests(shop_stack, settin
     stop = threading.Event()
 
     def shop_traffic():
-        own = client.application.test_client()
+        own = staff(client.application.test_client())
         while not stop.is_set():
             reply = own.get(f"/v1/users/{user}/recommendations?k=10&exclude=p{len(seen)}")  # never cached
             if reply.status_code != 200 or len(reply.json["items"]) != 10:

@@ -13,7 +13,7 @@ from services.common import topics
 from services.common.bus import EventPublisher
 from services.common.events import new_event
 from services.recommender.store import RecommenderKeys
-from tests.support import wait_for
+from tests.support import staff, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def gateway(settings, start_service):
     recommender = start_service("recommender")
     settings.recommender.grpc_port = recommender.grpc_port
     app = create_app(settings)
-    yield app.test_client(), recommender
+    yield staff(app.test_client()), recommender
     close_app(app)
 
 

@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 
 from gateway.app import close_app, create_app
 from protos import common_pb2
@@ -26,7 +27,7 @@ from services.vision.core.images import encode_image
 from services.vision.store import VisionKeys as K
 from shopai.demo.catalog import build_catalog
 from tests.integration.test_vertical_slice import read_topic
-from tests.support import assert_problem, wait_for
+from tests.support import assert_problem, staff, wait_for
 from tests.unit.test_vision_images import _png_claiming as png_claiming
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ def vision(settings, start_service_with, redis_client):
     wait_for(lambda: len(stub.Search(pb.ImageRequest(image=jpeg(picture(products[0])), k=100), timeout=20).results)
              == PRODUCTS, 30, what="every picture in the index")
     app = create_app(settings)
-    yield stub, app.test_client(), products, publisher, settings, key
+    yield stub, staff(app.test_client()), products, publisher, settings, key
     close_app(app)
     channel.close()
     publisher.close()
@@ -153,9 +154,11 @@ def test_codes_are_issued_and_verified(vision):
     nothing = verify(label_photo(picture(product), None))
     assert nothing["verdict"] == "unreadable" and nothing["reasons"] and nothing["scan_count"] == 0
 
-    # A copied label: the second code turns up in more places than one label can be.
+    # A copied label: the second code turns up, with three shoppers, in more places than one label can be.
     second = issued.json["codes"][1]
-    verdicts = [verify(payload=second["payload"], location=city)["verdict"] for city in ("Beijing", "Lagos", "Lima")]
+    verdicts = [client.post("/v1/vision/verify", json={"payload": second["payload"], "location": city},
+                            environ_base={"REMOTE_ADDR": address}).json["verdict"]
+                for city, address in (("Beijing", "198.51.100.1"), ("Lagos", "198.51.100.2"), ("Lima", "198.51.100.3"))]
     assert verdicts[:2] == ["authentic", "authentic"] and verdicts[2] == "suspicious"
     alerts = read_topic(settings.kafka_bootstrap_servers, topics.ALERTS, expect=3)  # two counterfeits, then this
     assert sorted(a["type"] for a in alerts) == ["alert.code_suspicious"] + ["alert.counterfeit_detected"] * 2
@@ -179,8 +182,61 @@ def test_the_code_registry_is_rebuilt_from_its_log(vision, redis_client):
     redis_client.flushdb()  # the registry and the scan history are gone ...
     wait_for(lambda: redis_client.exists(K.code(issued.codes[0].serial)), 60, what="the registry replayed")
     wait_for(lambda: redis_client.hget(K.scans(issued.codes[0].serial), "count") == "1", 30, what="scans replayed")
-    again = stub.Verify(pb.VerifyRequest(payload=payload, location="Paris"), timeout=20)
-    assert again.verdict == pb.VERDICT_AUTHENTIC and again.scan_count == 2
+    # ... and so is what the counting decided: the client's place (Paris's geohash cell) and the counted scan.
+    assert redis_client.smembers(K.client_places(issued.codes[0].serial, "anonymous")) == {"gh:u09t"}
+    assert redis_client.hget(K.scans(issued.codes[0].serial), "counted") == "1"
+    again = stub.Verify(pb.VerifyRequest(payload=payload, location="paris "), timeout=20)
+    assert again.verdict == pb.VERDICT_AUTHENTIC and again.scan_count == 2 and not again.counted
+
+
+CODES_KEY = "a-long-codes-test-key-0123456789"
+# Fifty places a caller might claim: real cities in two languages, coordinates around the world, made-up names
+# and garbage.
+MADE_UP_LOCATIONS = (
+    ["Beijing", "Lagos", "Lima", "Paris", "Sydney", "Toronto", "Cairo", "Moscow", "Mumbai", "Mexico City",
+     "上海", "北京市", "广州", "深圳", "Tokyo", "Seoul", "Berlin", "Madrid", "Rome", "Nairobi"]
+    + [f"{lat},{lon}" for lat, lon in ((10, 10), (-33.9, 18.4), (51.5, -0.1), (40.7, -74), (35.7, 139.7),
+                                       (-23.5, -46.6), (55.7, 37.6), (1.35, 103.8), (19.4, -99.1), (-1.3, 36.8))]
+    + ["Qzxvil", "Frobnitz", "Nowhere Land", "Atlantis", "Zzyzx Road", "Mordor", "Gotham", "Springfield",
+       "Shire", "Narnia", "fake place 17", "!!!", "a b c d e f g", "Lorem ipsum", "Xanadu",
+       "El Dorado", "Shangri La", "Oz", "Wakanda", "Camelot"]
+)
+
+
+def test_one_caller_with_made_up_locations_cannot_make_a_genuine_code_suspicious(vision):
+    _stub, _client, products, _, settings, _ = vision
+    assert len(MADE_UP_LOCATIONS) == 50
+    app = create_app(settings.model_copy(update={"gateway_api_keys": SecretStr(f"{CODES_KEY}:codes"), "env": "prod"}))
+    client = app.test_client()
+    inspector = {"X-API-Key": CODES_KEY}
+    issued = client.post("/v1/vision/codes", json={"product_id": products[6]["product_id"], "batch": "B-scan",
+                                                   "count": 2, "skip_png": True}, headers=inspector)
+    assert issued.status_code == 201, issued.json
+    genuine, inspected = (code["payload"] for code in issued.json["codes"])
+
+    def verify(payload: str, location: str, address: str = "203.0.113.66", headers: dict | None = None) -> dict:
+        reply = client.post("/v1/vision/verify", json={"payload": payload, "location": location},
+                            headers=headers or {}, environ_base={"REMOTE_ADDR": address})
+        assert reply.status_code == 200, reply.json
+        return reply.json
+
+    attack = [verify(genuine, location) for location in MADE_UP_LOCATIONS]
+    assert {a["verdict"] for a in attack} == {"authentic"}, [a["reasons"] for a in attack if a["verdict"] != "authentic"]
+    assert [a["counted"] for a in attack] == [True] + [False] * 49
+    assert any("leaves the code's history as it was" in r for r in attack[-1]["reasons"])
+    # The owner, from another address, still finds the code authentic, and their scan counts.
+    owner = verify(genuine, "Shanghai", address="198.51.100.9")
+    assert owner["verdict"] == "authentic" and owner["counted"] and owner["scan_count"] == 51, owner
+    assert "location read as Shanghai, area wtw3" in owner["reasons"]
+
+    # The brand's inspector (a codes key) finds the other code in three cities far apart: that counts fully.
+    trips = [verify(inspected, city, headers=inspector)["verdict"] for city in ("Beijing", "-12.05,-77.04", "Lagos")]
+    assert trips == ["authentic", "authentic", "suspicious"]
+    # A location that is a client's bug, not a place, is a 400 and records nothing.
+    refused = client.post("/v1/vision/verify", json={"payload": genuine, "location": "91,200"})
+    assert "out of range" in assert_problem(refused, 400)["detail"]
+    assert verify(genuine, "Beijing", address="198.51.100.10")["scan_count"] == 52
+    close_app(app)
 
 
 def test_a_new_product_is_searchable_at_once_and_a_removed_one_is_gone(vision):
