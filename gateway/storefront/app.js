@@ -63,7 +63,7 @@ const state = {
   detailSeq: 0, detailId: "", chartUrl: "",
   chatSession: storedSession(), chatBusy: false,
   // The signed-in shopper's token (memory only): make run's gateway hands the demo shopper one at
-  // /v1/auth/dev-session; a real shop's backend signs its shoppers in and gives the page their token.
+  // the devSession route; a real shop's backend signs its shoppers in and gives the page their token.
   token: "", tokenUser: "", devSignIn: true,
   photoFile: null, photoUrl: "", photoBusy: false,
 };
