@@ -27,11 +27,11 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from services.common.settings import Settings
 
 HMAC_ALGORITHMS = ("HS256",)
-PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 MIN_SECRET_LENGTH = 32
 MAX_TOKEN_LENGTH = 4096
 # A user id as the REST routes accept it (gateway/routes: 1..64 characters of this alphabet).
@@ -85,6 +85,17 @@ def _secrets(settings: Settings) -> list[bytes]:
     return [s.encode() for s in secrets]
 
 
+def _algorithm_of(public: Any) -> str | None:
+    """The one algorithm a public key verifies: a key is never tried with another family's algorithm."""
+    if isinstance(public, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1":
+        return "ES256"
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    return None
+
+
 def _public_keys(path: Path | None) -> list[VerifyingKey]:
     if path is None:
         return []
@@ -98,8 +109,12 @@ def _public_keys(path: Path | None) -> list[VerifyingKey]:
             public = serialization.load_pem_public_key(block.encode())
         except ValueError as exc:
             raise ValueError(f"SHOPAI_GATEWAY_SHOPPER_TOKEN_PUBLIC_KEYS_FILE: key {number} is not a PEM public key") from exc
+        algorithm = _algorithm_of(public)
+        if algorithm is None:
+            raise ValueError(f"SHOPAI_GATEWAY_SHOPPER_TOKEN_PUBLIC_KEYS_FILE: key {number} is not an RSA, P-256 or "
+                             "Ed25519 key")
         der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        keys.append(VerifyingKey(_fingerprint(der), public, PUBLIC_KEY_ALGORITHMS))
+        keys.append(VerifyingKey(_fingerprint(der), public, (algorithm,)))
     if not keys:
         raise ValueError(f"SHOPAI_GATEWAY_SHOPPER_TOKEN_PUBLIC_KEYS_FILE: {path} holds no PEM public key")
     return keys
