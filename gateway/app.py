@@ -25,6 +25,7 @@ from gateway.routes.admin import admin
 from gateway.routes.chat import chat
 from gateway.routes.events import events
 from gateway.routes.forecasting import forecasting
+from gateway.routes.privacy import privacy
 from gateway.routes.recommendations import recommendations
 from gateway.routes.storefront import storefront
 from gateway.routes.system import system
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(vision)
     app.register_api(forecasting)
     app.register_api(admin)
+    app.register_api(privacy)
     app.register_blueprint(storefront)
 
     @app.get("/openapi.json", doc_ui=False)

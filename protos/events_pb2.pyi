@@ -147,6 +147,16 @@ class CodeEvent(_message.Message):
     scanned_by: str
     def __init__(self, product_id: _Optional[str] = ..., batch: _Optional[str] = ..., key_id: _Optional[str] = ..., issued_at: _Optional[int] = ..., serials: _Optional[_Iterable[str]] = ..., serial: _Optional[str] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ...) -> None: ...
 
+class UserErased(_message.Message):
+    __slots__ = ("user_id", "reason", "requested_by")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    reason: str
+    requested_by: str
+    def __init__(self, user_id: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
 class DeadLetter(_message.Message):
     __slots__ = ("reason", "error_type", "topic", "partition", "offset", "key", "value", "value_is_base64", "consumer_group", "failed_at")
     REASON_FIELD_NUMBER: _ClassVar[int]

@@ -72,7 +72,8 @@ def post_events() -> tuple[dict, int]:
         try:
             event = parse_event(item)
             if event.family in INTERNAL_FAMILIES:
-                raise InvalidEvent(f"{event.type} events are written by the vision service only")
+                writer = "DELETE /v1/users/{user_id}" if event.family == "user" else "the vision service"
+                raise InvalidEvent(f"{event.type} events are written by {writer} only")
         except InvalidEvent as exc:
             results.append({"index": index, "event_id": event_id, "status": "rejected", "reason": str(exc)})
             continue

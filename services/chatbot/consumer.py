@@ -2,6 +2,8 @@
 
 Answers about an order come only from here, never from guesses: an order the projection has not
 seen is "not found". Every command goes through the exactly-once applier.
+``user.erased`` deletes the shopper's orders, their order index and their dialogue sessions; later
+events of those orders or that shopper are no-ops (``services/common/privacy.py``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 
 from services.chatbot.store import ChatbotKeys as K
-from services.common import topics
+from services.common import privacy, topics
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
 from services.common.stock import StockLedger
@@ -20,7 +22,7 @@ PRODUCT_FIELDS = ("title", "title_zh", "description", "description_zh", "categor
 
 class ChatbotProjection(Projection):
     group = "chatbot"
-    topics = (topics.ORDERS, topics.CATALOG, topics.INVENTORY)
+    topics = (topics.ORDERS, topics.CATALOG, topics.INVENTORY, topics.PRIVACY)
 
     def apply(self, event: Event, ops: Ops) -> None:
         ops("HINCRBY", K.stats, event.type, 1)
@@ -31,6 +33,9 @@ class ChatbotProjection(Projection):
             self._apply_product(event, ops)
         elif event.family == "inventory":
             StockLedger(self.redis, "chat").apply(event, ops)
+        elif event.family == "user":
+            self.erase_user(str(event.payload["user_id"]), ops)
+            privacy.record_erasure(ops, "chatbot", self.group, event)
         else:
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
 
@@ -50,9 +55,21 @@ class ChatbotProjection(Projection):
             histories[oid] = json.loads(self.redis.hget(K.order(oid), "history") or "[]")
         histories[oid].append([event.action, when])
         fields += ["history", json.dumps(histories[oid])]
-        ops("HSET", K.order(oid), *fields)
-        if event.action == "created" and p.get("user_id"):
-            ops("ZADD", K.user_orders(str(p["user_id"])), when, oid)
+        # An erased shopper's order (known by its owner, or by its id once erased) stays gone.
+        if p.get("user_id"):  # a replay meets the erasure first: remember the order for its later events
+            ops("SADDIFMEMBER", privacy.register_key(self.group), str(p["user_id"]), K.erased_orders, oid)
+        ops("GUARD", K.erased_orders, oid)
+        with privacy.guarded(ops, self.group, str(p.get("user_id") or "")):
+            ops("HSET", K.order(oid), *fields)
+            if event.action == "created" and p.get("user_id"):
+                ops("ZADD", K.user_orders(str(p["user_id"])), when, oid)
+
+    def erase_user(self, user: str, ops: Ops) -> None:
+        """Delete the shopper's orders, their index and the shopper's dialogue sessions."""
+        ops("SADDMEMBERS", K.user_orders(user), K.erased_orders)
+        ops("DELMEMBERKEYS", K.user_orders(user), K.order(""))
+        ops("DELMEMBERKEYS", K.user_sessions(user), K.session(""))
+        ops("DEL", K.user_orders(user), K.user_sessions(user))
 
     def _apply_product(self, event: Event, ops: Ops) -> None:
         p = event.payload

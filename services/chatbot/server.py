@@ -83,7 +83,7 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         turn = self.dialogue.respond(state, understood, request.message, request.user_id, request.user_verified)
         for action, details in turn.actions:
             self._act(action, details, session_id)
-        self.store.save_session(session_id, state)
+        self.store.save_session(session_id, state, request.user_id)
         return pb.ChatResponse(
             reply=turn.reply, intent=pb.Intent(name=turn.intent, confidence=parsed.intent.confidence),
             entities=[_entity(e) for e in parsed.entities], handoff=turn.handoff, session_id=session_id,

@@ -33,6 +33,14 @@ class ChatbotKeys:
     def session(session_id: str) -> str:
         return key("chat", "session", session_id)
 
+    @staticmethod
+    def user_sessions(user: str) -> str:
+        """Set of the dialogue sessions a shopper chatted in (erasure deletes them)."""
+        return key("chat", "user", user, "sessions")
+
+    # Orders of erased shoppers: their later events (shipped, delivered, ...) are no-ops.
+    erased_orders = key("chat", "orders", "erased")
+
 
 K = ChatbotKeys
 
@@ -89,8 +97,14 @@ class ChatbotStore:
         raw = self.redis.get(K.session(session_id))
         return json.loads(raw) if raw else None
 
-    def save_session(self, session_id: str, state: dict) -> None:
-        self.redis.set(K.session(session_id), json.dumps(state, ensure_ascii=False), ex=self.session_ttl)
+    def save_session(self, session_id: str, state: dict, user_id: str = "") -> None:
+        """Save the dialogue state; a shopper's sessions are indexed so that their erasure finds them."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(K.session(session_id), json.dumps(state, ensure_ascii=False), ex=self.session_ttl)
+            if user_id:
+                pipe.sadd(K.user_sessions(user_id), session_id)
+                pipe.expire(K.user_sessions(user_id), self.session_ttl)
+            pipe.execute()
 
 
 def decode_product(pid: str, raw: dict) -> dict:

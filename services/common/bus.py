@@ -45,7 +45,7 @@ from services.common.events import Event, InvalidEvent, decode_event, format_tim
 from services.common.logging import get_logger
 from services.common.projection import Ops, Projection, RedisApplier
 from services.common.settings import Settings
-from services.common.topics import all_topics, dlq, route
+from services.common.topics import PRIVACY, all_topics, dlq, route
 from services.common.transport import kafka_options
 
 log = get_logger(__name__)
@@ -366,7 +366,8 @@ class EventConsumer:
         self.rebuild(stop)
 
     def rebuild(self, stop: threading.Event) -> int:
-        """Replay the projection's topics from the beginning into Redis; return events read."""
+        """Replay the projection's topics from the beginning into Redis; return events read. The erasure
+        register (``privacy.v1``) is replayed first, so an erased shopper's events replay as no-ops."""
         log.info("projection_rebuild_started", group=self.group)
         metrics.PROJECTION_REBUILDS.labels(self.group).inc()
         replayer = KafkaConsumer(
@@ -377,30 +378,36 @@ class EventConsumer:
         )
         read = 0
         try:
-            partitions = [
-                TopicPartition(t, p)
-                for t in self.projection.topics
-                for p in sorted(replayer.partitions_for_topic(t) or ())
-            ]
-            replayer.assign(partitions)
-            replayer.seek_to_beginning(*partitions)
-            # Read to the high watermark that fetch responses report. (ListOffsets is not used:
-            # the dev broker answers it with the last batch's base offset + 1.)
-            while not stop.is_set():
-                batch = replayer.poll(timeout_ms=500, max_records=self.settings.kafka_max_batch)
-                if batch:
-                    read += sum(len(records) for records in batch.values())
-                    # Invalid events are dead-lettered by the group consumer, once, not here.
-                    self.process(batch, dead_letter=False)
-                    continue
-                marks = {tp: replayer.highwater(tp) for tp in partitions}
-                if all(m is not None and replayer.position(tp) >= m for tp, m in marks.items()):
-                    break
+            first = [t for t in self.projection.topics if t == PRIVACY]
+            for phase in (first, [t for t in self.projection.topics if t not in first]):
+                read += self._replay(replayer, phase, stop)
         finally:
             replayer.close()
         if not stop.is_set():
             self.projection.redis.set(self.projection.sentinel_key, format_time(datetime.now(UTC)))
             log.info("projection_rebuild_finished", group=self.group, events=read)
+        return read
+
+    def _replay(self, replayer: KafkaConsumer, topics: list[str], stop: threading.Event) -> int:
+        """Read ``topics`` from the beginning to their high watermarks through the exactly-once path."""
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(replayer.partitions_for_topic(t) or ())]
+        if not partitions:
+            return 0
+        replayer.assign(partitions)
+        replayer.seek_to_beginning(*partitions)
+        read = 0
+        # Read to the high watermark that fetch responses report. (ListOffsets is not used:
+        # the dev broker answers it with the last batch's base offset + 1.)
+        while not stop.is_set():
+            batch = replayer.poll(timeout_ms=500, max_records=self.settings.kafka_max_batch)
+            if batch:
+                read += sum(len(records) for records in batch.values())
+                # Invalid events are dead-lettered by the group consumer, once, not here.
+                self.process(batch, dead_letter=False)
+                continue
+            marks = {tp: replayer.highwater(tp) for tp in partitions}
+            if all(m is not None and replayer.position(tp) >= m for tp, m in marks.items()):
+                break
         return read
 
 

@@ -29,6 +29,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "order": ("created", "paid", "shipped", "delivered", "cancelled", "returned", "refunded"),
     "inventory": ("set", "received", "adjusted"),
     "code": ("issued", "scanned"),
+    "user": ("erased",),
 }
 ALL_TYPES: frozenset[str] = frozenset(f"{fam}.{act}" for fam, acts in EVENT_TYPES.items() for act in acts)
 
@@ -40,6 +41,7 @@ PAYLOAD_MESSAGES: dict[str, type[Message]] = {
     "order": events_pb2.Order,
     "inventory": events_pb2.InventoryChange,
     "code": events_pb2.CodeEvent,
+    "user": events_pb2.UserErased,
 }
 
 
@@ -149,12 +151,17 @@ def _check_code(action: str, p: dict[str, Any]) -> None:
         _require(p, "serial")
 
 
+def _check_user(action: str, p: dict[str, Any]) -> None:
+    _require(p, "user_id")
+
+
 _RULES = {
     "product": _check_product,
     "interaction": _check_interaction,
     "order": _check_order,
     "inventory": _check_inventory,
     "code": _check_code,
+    "user": _check_user,
 }
 
 

@@ -6,6 +6,11 @@ a whole polled batch in one Lua script: for each event it sets the marker
 the marker was new. Redis runs a script atomically, so a batch is applied
 entirely or not at all, and an event replayed after a crash or a rebalance, or
 published twice, changes nothing.
+
+Erasure (``services/common/privacy.py``) adds a few commands of its own, run by the
+same script: ``GUARD``/``ENDGUARD`` skip the commands between them while a shopper is
+in the erasure register, and the ``*MEMBERS`` commands delete what a per-user index
+set lists (a key pattern is not deterministic; an index is).
 """
 
 from __future__ import annotations
@@ -24,15 +29,60 @@ from services.common.events import Event
 ALLOWED_COMMANDS = frozenset(
     {"HSET", "HSETNX", "HDEL", "HINCRBY", "HINCRBYFLOAT", "ZINCRBY", "ZADD", "ZREM", "SADD", "SREM",
      "INCRBY", "INCRBYFLOAT", "SET", "DEL", "LPUSH", "RPUSH", "LTRIM", "LREM", "EXPIRE", "PFADD"}
+    # erasure's own, run by the script below (services/common/privacy.py)
+    | {"GUARD", "ENDGUARD", "DELMEMBERKEYS", "SADDIFMEMBER", "SADDMEMBERS", "HDELMEMBERS", "SREMFROMMEMBERS",
+       "LREMPAIRS"}
 )
 
 _APPLY_BATCH = """
 local batch = cjson.decode(ARGV[1])
 local ttl = ARGV[2]
 local applied = {}
+local skip = false
+local function members(index)
+  if redis.call('TYPE', index).ok == 'zset' then return redis.call('ZRANGE', index, 0, -1) end
+  return redis.call('SMEMBERS', index)
+end
+-- GUARD set member: skip what follows until ENDGUARD if member is in set (an erased shopper's late event)
+-- DELMEMBERKEYS index prefix: DEL prefix..m for each member m of the set or zset index
+-- SADDIFMEMBER set member target value: SADD target value if member is in set
+-- SADDMEMBERS index set: SADD set m for each member m
+-- HDELMEMBERS index hash: HDEL hash m for each member m
+-- SREMFROMMEMBERS index value: SREM m value for each member m (a key name)
+-- LREMPAIRS index prefix: each member is JSON [suffix, value]: LREM prefix..suffix 0 value
+local special = {
+  GUARD = function(op) skip = skip or redis.call('SISMEMBER', op[2], op[3]) == 1 end,
+  ENDGUARD = function(op) skip = false end,
+  DELMEMBERKEYS = function(op)
+    for _, m in ipairs(members(op[2])) do redis.call('DEL', op[3] .. m) end
+  end,
+  SADDIFMEMBER = function(op)
+    if redis.call('SISMEMBER', op[2], op[3]) == 1 then redis.call('SADD', op[4], op[5]) end
+  end,
+  SADDMEMBERS = function(op)
+    for _, m in ipairs(members(op[2])) do redis.call('SADD', op[3], m) end
+  end,
+  HDELMEMBERS = function(op)
+    for _, m in ipairs(members(op[2])) do redis.call('HDEL', op[3], m) end
+  end,
+  SREMFROMMEMBERS = function(op)
+    for _, m in ipairs(members(op[2])) do redis.call('SREM', m, op[3]) end
+  end,
+  LREMPAIRS = function(op)
+    for _, m in ipairs(members(op[2])) do
+      local pair = cjson.decode(m)
+      redis.call('LREM', op[3] .. pair[1], 0, pair[2])
+    end
+  end,
+}
 for i, ev in ipairs(batch) do
   if redis.call('SET', ev[1], '1', 'NX', 'EX', ttl) then
-    for _, op in ipairs(ev[2]) do redis.call(unpack(op)) end
+    skip = false
+    for _, op in ipairs(ev[2]) do
+      local run = special[op[1]]
+      if run and (not skip or op[1] == 'ENDGUARD') then run(op)
+      elseif not run and not skip then redis.call(unpack(op)) end
+    end
     applied[i] = 1
   else
     applied[i] = 0

@@ -11,9 +11,11 @@ ALERTS = "alerts.v1"
 HANDOFFS = "handoffs.v1"
 # The vision service's own log of issued codes and scans (the registry is rebuilt from it).
 CODES = "vision.codes.v1"
+# Erasures of shoppers (`user.erased`), kept forever: the register every replay applies first.
+PRIVACY = "privacy.v1"
 
 INPUT_TOPICS: tuple[str, ...] = (CATALOG, INTERACTIONS, ORDERS, INVENTORY)
-OUTPUT_TOPICS: tuple[str, ...] = (MODELS, ALERTS, HANDOFFS, CODES)
+OUTPUT_TOPICS: tuple[str, ...] = (MODELS, ALERTS, HANDOFFS, CODES, PRIVACY)
 
 # event type prefix -> (topic, payload field used as the message key)
 ROUTES: dict[str, tuple[str, str]] = {
@@ -22,9 +24,10 @@ ROUTES: dict[str, tuple[str, str]] = {
     "order": (ORDERS, "order_id"),
     "inventory": (INVENTORY, "product_id"),
     "code": (CODES, "product_id"),
+    "user": (PRIVACY, "user_id"),
 }
-# Families only a service writes: POST /v1/events refuses them.
-INTERNAL_FAMILIES: frozenset[str] = frozenset({"code"})
+# Families only a service or a dedicated route writes: POST /v1/events refuses them.
+INTERNAL_FAMILIES: frozenset[str] = frozenset({"code", "user"})
 
 
 def dlq(topic: str) -> str:
@@ -33,7 +36,7 @@ def dlq(topic: str) -> str:
 
 
 def all_topics() -> tuple[str, ...]:
-    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in (*INPUT_TOPICS, CODES))
+    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in (*INPUT_TOPICS, CODES, PRIVACY))
 
 
 def route(event_type: str) -> tuple[str, str]:

@@ -2,7 +2,9 @@
 
 Every command goes through the exactly-once applier (``services/common/projection.py``), so a
 replayed or duplicated ``order.created`` never counts twice: the daily series are built exactly
-once however often the log is read.
+once however often the log is read. ``user.erased`` removes the shopper's analytics rows (orders
+for RFM, cohorts and customer value, funnel memberships, behaviour profile); daily sales, views and
+event counts are aggregates and stay (``services/common/privacy.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from services.common import topics
+from services.common import privacy, topics
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
 from services.common.stock import StockLedger
@@ -22,7 +24,7 @@ PRODUCT_FIELDS = ("title", "category", "price", "cost", "currency")
 
 class ForecastProjection(Projection):
     group = "forecasting"
-    topics = (topics.CATALOG, topics.ORDERS, topics.INTERACTIONS, topics.INVENTORY)
+    topics = (topics.CATALOG, topics.ORDERS, topics.INTERACTIONS, topics.INVENTORY, topics.PRIVACY)
 
     def __init__(self, redis_client) -> None:
         super().__init__(redis_client)
@@ -40,6 +42,9 @@ class ForecastProjection(Projection):
         elif event.family == "inventory":
             self.stock.apply(event, ops)
             ops("SADD", K.dirty, "stock|" + str(event.payload["product_id"]))
+        elif event.family == "user":
+            self.erase_user(str(event.payload["user_id"]), ops)
+            privacy.record_erasure(ops, "forecasting", self.group, event)
         else:
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
 
@@ -100,10 +105,11 @@ class ForecastProjection(Projection):
             if event.action == "created" and user:
                 order = {"u": user, "t": event.occurred_at.timestamp(), "total": float(p.get("total", 0) or 0),
                          "cur": str(p.get("currency", ""))}
-                ops("HSET", K.orders, oid, json.dumps(order, separators=(",", ":")))
+                with privacy.guarded(ops, self.group, user):
+                    ops("HSET", K.orders, oid, json.dumps(order, separators=(",", ":")))
+                    ops("SADD", K.buyers, user)
+                    ops("SADD", K.user_orders(user), oid)
                 ops.batch_state.setdefault("orders", {})[oid] = order
-                ops("SADD", K.buyers, user)
-                ops("SADD", K.user_orders(user), oid)
             elif event.action == "cancelled":
                 ops("HDEL", K.orders, oid)
                 if user:
@@ -114,17 +120,28 @@ class ForecastProjection(Projection):
         user = str(p["user_id"])
         action = event.action
         day = day_of(event.occurred_at)
-        ops("HINCRBY", K.user_counts(user), action, 1)
         pid = str(p.get("product_id") or "")
+        category = (self._category(pid, ops) or "unknown") if pid else ""
+        with privacy.guarded(ops, self.group, user):
+            ops("HINCRBY", K.user_counts(user), action, 1)
+            if pid:
+                ops("HINCRBY", K.user_categories(user), f"{action}|{category}", 1)
+            if pid and action in FUNNEL_ACTIONS:
+                ops("SADD", K.funnel_users(day, action, category), user)
+                ops("SADD", K.user_funnel(user), K.funnel_users(day, action, category))
         if not pid:
             return
-        category = self._category(pid, ops) or "unknown"
-        ops("HINCRBY", K.user_categories(user), f"{action}|{category}", 1)
         if action == "view":
             ops("HINCRBYFLOAT", K.views(pid), day, 1)
             if p.get("price"):
                 ops("HINCRBYFLOAT", K.view_price(pid), day, float(p["price"]))
         if action in FUNNEL_ACTIONS:
             ops("SADD", K.days, day)
-            ops("SADD", K.funnel_users(day, action, category), user)
             ops("HINCRBY", K.funnel_counts(day), f"{action}|{category}", 1)
+
+    def erase_user(self, user: str, ops: Ops) -> None:
+        """Remove the shopper's analytics rows; daily sales, views and event counts are aggregates and stay."""
+        ops("HDELMEMBERS", K.user_orders(user), K.orders)
+        ops("SREMFROMMEMBERS", K.user_funnel(user), user)
+        ops("SREM", K.buyers, user)
+        ops("DEL", K.user_orders(user), K.user_funnel(user), K.user_counts(user), K.user_categories(user))

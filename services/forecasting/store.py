@@ -87,6 +87,11 @@ class ForecastKeys:
         return key("fc", "user", user, "categories")
 
     @staticmethod
+    def user_funnel(user: str) -> str:
+        """Set of the funnel user-set keys the user is in (erasure removes them from each)."""
+        return key("fc", "user", user, "funnel")
+
+    @staticmethod
     def forecast(target_key: str) -> str:
         """Cached forecast answers of one target, hash request fingerprint -> JSON."""
         return key("fc", "forecast", target_key)

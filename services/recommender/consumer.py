@@ -4,13 +4,15 @@ Everything a model trains on and everything a request needs in real time lives
 here: each user's weighted items (the interaction matrix, one hash per user),
 recent items, tastes, prices paid; each product's details, counts and stock.
 Every command goes through the exactly-once applier, so increments are safe.
+``user.erased`` deletes every key kept under the shopper; their later events change only
+aggregates (popularity, product counts), never anything personal (``services/common/privacy.py``).
 """
 
 from __future__ import annotations
 
 import json
 
-from services.common import topics
+from services.common import privacy, topics
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
 from services.common.stock import StockLedger
@@ -27,7 +29,7 @@ _INFO_FIELDS = ("category", "brand", "price")
 
 class RecommenderProjection(Projection):
     group = "recommender"
-    topics = (topics.CATALOG, topics.INTERACTIONS, topics.ORDERS, topics.INVENTORY)
+    topics = (topics.CATALOG, topics.INTERACTIONS, topics.ORDERS, topics.INVENTORY, topics.PRIVACY)
 
     def apply(self, event: Event, ops: Ops) -> None:
         ops("HINCRBY", K.stats, event.type, 1)
@@ -39,6 +41,11 @@ class RecommenderProjection(Projection):
             self._apply_order(event, ops)
         elif event.family == "inventory":
             self._apply_stock(event, ops)
+        elif event.family == "user":
+            self.erase_user(str(event.payload["user_id"]), ops)
+            privacy.record_erasure(ops, "recommender", self.group, event)
+            # The serving model drops the shopper in process (services/recommender/forgetting.py).
+            ops("HSET", privacy.model_pending_key(), str(event.payload["user_id"]), event.event_id)
         else:
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
 
@@ -79,6 +86,26 @@ class RecommenderProjection(Projection):
     def _apply_interaction(self, event: Event, ops: Ops) -> None:
         p = event.payload
         user = str(p["user_id"])
+        pid = str(p.get("product_id") or "")
+        info = self._info(pid, ops) if pid else {}
+        weight = core.interaction_weight(event.action, p) if pid else 0.0
+        with privacy.guarded(ops, self.group, user):
+            self._personal_interaction(event, ops, user, pid, weight, info)
+        if not pid:
+            return
+        if weight > 0:
+            ops("ZINCRBY", K.popular, weight, pid)
+            ops("ZINCRBY", K.trending, core.trend_score(weight, event.occurred_at), pid)
+        ops("HINCRBY", K.item_counts(pid), event.action, 1)
+        ops("ZADD", K.item_last_seen, "GT", event.occurred_at.timestamp(), pid)
+        if event.action == "rating":
+            ops("HINCRBY", K.item_ratings(pid), "count", 1)
+            ops("HINCRBY", K.item_ratings(pid), "sum", int(p.get("rating", 0) or 0))
+
+    def _personal_interaction(self, event: Event, ops: Ops, user: str, pid: str, weight: float,
+                              info: dict[str, str]) -> None:
+        """What the event tells about the shopper: skipped once they are erased."""
+        p = event.payload
         when = event.occurred_at.timestamp()
         ops("SADD", K.users, user)
         ops("HINCRBY", K.user_counts(user), event.action, 1)
@@ -87,14 +114,9 @@ class RecommenderProjection(Projection):
         # Cached answers are keyed by this version, so one computed from older state is never served again.
         ops("INCRBY", K.user_version(user), 1)
         ops("DEL", K.answers(user))
-        pid = str(p.get("product_id") or "")
         if not pid:
             return
-        weight = core.interaction_weight(event.action, p)
-        info = self._info(pid, ops)
         if weight > 0:
-            ops("ZINCRBY", K.popular, weight, pid)
-            ops("ZINCRBY", K.trending, core.trend_score(weight, event.occurred_at), pid)
             ops("HINCRBYFLOAT", K.user_items(user), pid, weight)
             if info.get("category"):
                 ops("HINCRBYFLOAT", K.user_categories(user), info["category"], weight)
@@ -102,9 +124,7 @@ class RecommenderProjection(Projection):
                 ops("HINCRBYFLOAT", K.user_brands(user), info["brand"], weight)
         ops("LPUSH", K.user_recent(user), recent_entry(pid, event.action, when))
         ops("LTRIM", K.user_recent(user), 0, RECENT_ITEMS - 1)
-        ops("HINCRBY", K.item_counts(pid), event.action, 1)
         ops("PFADD", K.item_users(pid), user)
-        ops("ZADD", K.item_last_seen, "GT", when, pid)
         price = p.get("price") or info.get("price")
         if event.action == "purchase":
             ops("SADD", K.user_purchased(user), pid)
@@ -114,19 +134,17 @@ class RecommenderProjection(Projection):
         elif event.action == "view" and price:
             ops("LPUSH", K.user_prices(user, "view"), float(price))
             ops("LTRIM", K.user_prices(user, "view"), 0, PRICES_KEPT - 1)
-        elif event.action == "rating":
-            ops("HINCRBY", K.item_ratings(pid), "count", 1)
-            ops("HINCRBY", K.item_ratings(pid), "sum", int(p.get("rating", 0) or 0))
 
     def _apply_order(self, event: Event, ops: Ops) -> None:
         p = event.payload
         user = str(p.get("user_id") or "")
         if event.action in ("created", "cancelled") and user:
             sign = 1 if event.action == "created" else -1
-            ops("HINCRBY", K.user_orders(user), "orders", sign)
-            ops("HINCRBYFLOAT", K.user_orders(user), "spend", sign * float(p.get("total", 0) or 0))
-            if p.get("currency"):
-                ops("HSET", K.user_orders(user), "currency", p["currency"])
+            with privacy.guarded(ops, self.group, user):
+                ops("HINCRBY", K.user_orders(user), "orders", sign)
+                ops("HINCRBYFLOAT", K.user_orders(user), "spend", sign * float(p.get("total", 0) or 0))
+                if p.get("currency"):
+                    ops("HSET", K.user_orders(user), "currency", p["currency"])
         if event.action == "created":
             lines = sorted({str(line["product_id"]) for line in p.get("lines", []) or []})
             for a in lines:  # bought together: every pair of products in one order
@@ -134,6 +152,15 @@ class RecommenderProjection(Projection):
                     if a != b:
                         ops("ZINCRBY", K.bought_with(a), 1, b)
         self._apply_stock(event, ops)
+
+    def erase_user(self, user: str, ops: Ops) -> None:
+        """Delete everything kept under the shopper (aggregates such as popularity stay)."""
+        ops("DEL", K.user_counts(user), K.user_recent(user), K.user_purchased(user), K.user_items(user),
+            K.user_categories(user), K.user_brands(user), K.user_prices(user, "purchase"),
+            K.user_prices(user, "view"), K.user_orders(user), K.user_version(user), K.answers(user))
+        ops("SREM", K.users, user)
+        ops("ZREM", K.first_seen, user)
+        ops("ZREM", K.last_seen, user)
 
     def _apply_stock(self, event: Event, ops: Ops) -> None:
         StockLedger(self.redis, "rec").apply(event, ops)

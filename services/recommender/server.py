@@ -27,6 +27,7 @@ from services.recommender.consumer import RecommenderProjection
 from services.recommender.core.bundle import RecommenderModel
 from services.recommender.core.defaults import TRAIN_PARAMS, make_components
 from services.recommender.core.profiles import Filters
+from services.recommender.forgetting import ModelForgetter
 from services.recommender.ranker import Ranker, Scheduler
 from services.recommender.store import AnswerCache, RecommenderStore, request_digest
 from services.recommender.trainer import RecommenderTrainer
@@ -192,6 +193,7 @@ def build(settings: Settings) -> ServiceRunner:
     runner.add_worker(jobs.run, "recommender-trainer")
     runner.add_worker(scheduler.run, "recommender-scheduler")
     runner.add_worker(ranker.watch_catalog, "recommender-catalog")
+    runner.add_worker(ModelForgetter(client, holder).run, "recommender-forgetter")
     runner.add_readiness(consumer.ready.is_set)
     return runner
 

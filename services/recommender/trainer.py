@@ -18,7 +18,9 @@ from services.common.models import ModelHolder, ModelRegistry, new_version
 from services.recommender.core.bundle import RecommenderModel, build_matrix, product_text
 from services.recommender.core.defaults import TRAIN_PARAMS, make_components
 from services.recommender.core.evaluation import ranking_metrics, stratified_split
+from services.recommender.core.forgetting import without_users
 from services.recommender.core.hybrid import fit_hybrid
+from services.recommender.forgetting import erased_users
 from services.recommender.store import RecommenderKeys as K
 from services.recommender.store import RecommenderStore, decode_tags
 
@@ -72,6 +74,8 @@ class RecommenderTrainer:
         version = new_version("hybrid")
         bundle = RecommenderModel(version=version, user_ids=user_ids, item_ids=item_ids, hybrid=hybrid,
                                   item_texts=texts, trained_at=time.time())
+        # Shoppers erased while this run trained are not saved (the forgetter covers the swap itself).
+        bundle = without_users(bundle, erased_users(self.store.redis))
         metrics = {k: float(v) for k, v in metrics.items()}
         meta = {
             "metrics": metrics, "weights": hybrid.weights, "report": report, "users": len(user_ids),

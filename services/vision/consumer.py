@@ -7,6 +7,8 @@ An upsert without an image keeps the picture it had (title and category still up
 ``code.issued`` / ``code.scanned``: the registry of serials and their scan history; the service
 applies its own events at once through the same exactly-once applier (the same event id), so the
 consumer's later delivery changes nothing, and a rebuild from the topic gives the same state.
+``user.erased``: the scans recorded under the shopper's id leave the recent-scan lists; a code's
+scan count and places are aggregates and stay (``services/common/privacy.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import binascii
 import hashlib
 import json
 
-from services.common import topics
+from services.common import privacy, topics
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
 from services.vision.core.images import ImageProblem, decode_image
@@ -28,7 +30,7 @@ MAX_CATALOG_IMAGE_BYTES = 8 * 1024 * 1024
 
 class VisionProjection(Projection):
     group = "vision"
-    topics = (topics.CATALOG, topics.CODES)
+    topics = (topics.CATALOG, topics.CODES, topics.PRIVACY)
 
     def apply(self, event: Event, ops: Ops) -> None:
         ops("HINCRBY", K.stats, event.type, 1)
@@ -36,6 +38,9 @@ class VisionProjection(Projection):
             self._apply_product(event, ops)
         elif event.family == "code":
             code_ops(event, ops)
+        elif event.family == "user":
+            erase_scanner(str(event.payload["user_id"]), ops)
+            privacy.record_erasure(ops, "vision", self.group, event)
         else:
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
 
@@ -90,6 +95,16 @@ def code_ops(event: Event, ops: Ops) -> None:
     place = str(p.get("location", "")).strip().lower()
     if place:
         ops("SADD", K.places(serial), place)
-    scan = {"at": when, "location": p.get("location", ""), "scanned_by": p.get("scanned_by", "")}
-    ops("LPUSH", K.recent_scans(serial), json.dumps(scan, ensure_ascii=False))
-    ops("LTRIM", K.recent_scans(serial), 0, RECENT_SCANS - 1)
+    scanned_by = str(p.get("scanned_by", ""))
+    scan = json.dumps({"at": when, "location": p.get("location", ""), "scanned_by": scanned_by}, ensure_ascii=False)
+    with privacy.guarded(ops, VisionProjection.group, scanned_by):
+        ops("LPUSH", K.recent_scans(serial), scan)
+        ops("LTRIM", K.recent_scans(serial), 0, RECENT_SCANS - 1)
+        if scanned_by:  # indexed, so that erasing this scanner finds the entry again
+            ops("SADD", K.scanner_scans(scanned_by), json.dumps([serial, scan], ensure_ascii=False))
+
+
+def erase_scanner(scanned_by: str, ops: Ops) -> None:
+    """Take the scans recorded under ``scanned_by`` out of the codes' recent-scan lists."""
+    ops("LREMPAIRS", K.scanner_scans(scanned_by), K.recent_scans(""))
+    ops("DEL", K.scanner_scans(scanned_by))

@@ -48,6 +48,11 @@ class VisionKeys:
     def recent_scans(serial: str) -> str:
         return key("vision", "recent_scans", serial)
 
+    @staticmethod
+    def scanner_scans(scanned_by: str) -> str:
+        """Set of JSON [serial, recent-scan entry] recorded under a scanner (a shopper's id, erasable)."""
+        return key("vision", "scanner", scanned_by, "scans")
+
 
 K = VisionKeys
 

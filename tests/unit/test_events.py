@@ -69,8 +69,10 @@ def test_invalid_events_are_rejected_with_a_reason(event, reason):
 
 def test_every_type_routes_to_its_topic():
     families = {t.split(".")[0] for t in ALL_TYPES}
-    assert families == {"product", "interaction", "order", "inventory", "code"}
-    assert topics.INTERNAL_FAMILIES == {"code"}  # written by the vision service only
+    assert families == {"product", "interaction", "order", "inventory", "code", "user"}
+    # code.* written by the vision service only, user.* by the erasure route only
+    assert topics.INTERNAL_FAMILIES == {"code", "user"}
+    assert topics.route("user.erased") == (topics.PRIVACY, "user_id")
     assert topics.route("code.scanned") == (topics.CODES, "product_id")
     assert topics.route("order.refunded") == (topics.ORDERS, "order_id")
     assert topics.route("inventory.set") == (topics.INVENTORY, "product_id")
