@@ -21,7 +21,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway proto proto-check lint compose-config compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway proto proto-check lint compose-config compose-secrets compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -86,7 +86,10 @@ lint: venv ## ruff
 compose-config: sysdeps ## validate docker-compose.yml
 	docker-compose -f docker-compose.yml config -q
 
-compose-up: ## build and start the stack with docker compose
+compose-secrets: $(STAMP) ## make the missing secret files compose mounts (SHOPAI_SECRETS_DIR, default ./secrets)
+	$(BIN)/python -m shopai.secrets --tls
+
+compose-up: compose-secrets ## build and start the stack with docker compose
 	docker compose up --build -d
 
 compose-down: ## stop the compose stack

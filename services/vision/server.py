@@ -69,7 +69,8 @@ def load_signing_key(settings: Settings) -> codes.SigningKey | None:
     if settings.vision_signing_key is not None and settings.vision_signing_key.get_secret_value().strip():
         return codes.SigningKey.from_text(settings.vision_signing_key.get_secret_value())
     if settings.vision_signing_key_file is not None:
-        return codes.SigningKey.from_text(settings.vision_signing_key_file.read_text())
+        text = settings.vision_signing_key_file.read_text()
+        return codes.SigningKey.from_text(text) if text.strip() else None  # an empty secret file: no key
     return None
 
 

@@ -1,23 +1,16 @@
 """gRPC between the gateway and a service over (mutual) TLS, with a CA made for the test.
 
-The recommender runs as its own process with SHOPAI_GRPC_TLS on, its certificate signed by a CA generated
-here, and a client CA: callers must show a certificate that CA signed. The gateway's Backends (and a
-gateway app) reach it with the CA and a client certificate; a plaintext channel, a channel that trusts
-another CA and a channel without a client certificate are all refused."""
+The recommender runs as its own process with SHOPAI_GRPC_TLS on, its certificate signed by a CA made here
+(shopai.secrets, as for compose), and a client CA: callers must show a certificate that CA signed. The
+gateway's Backends (and a gateway app) reach it with the CA and a client certificate; a plaintext channel,
+a channel that trusts another CA and a channel without a client certificate are all refused."""
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.app import close_app, create_app
@@ -25,62 +18,19 @@ from gateway.backends import Backends
 from protos import recommender_pb2 as pb
 from services.common.healthcheck import check
 from services.common.settings import Settings
+from shopai.secrets import CertificateAuthority
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Issued:
-    cert: Path
-    key: Path
-
-
-class CertificateAuthority:
-    """A throwaway CA that signs server and client certificates into PEM files."""
-
-    def __init__(self, directory: Path, name: str) -> None:
-        self.directory = directory
-        self.name = name
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = (
-            self._builder(self.subject, self.key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.cert_file = directory / f"{name}.crt"
-        self.cert_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def _builder(self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
-        now = datetime.now(UTC)
-        return (x509.CertificateBuilder().subject_name(subject).issuer_name(self.subject)
-                .public_key(public_key).serial_number(x509.random_serial_number())
-                .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1)))
-
-    def issue(self, common_name: str, usage: x509.ObjectIdentifier, hosts: tuple[str, ...] = ()) -> Issued:
-        key = ec.generate_private_key(ec.SECP256R1())
-        names = [x509.IPAddress(ipaddress.ip_address(h)) if h[0].isdigit() else x509.DNSName(h) for h in hosts]
-        builder = (self._builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]), key.public_key())
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        issued = Issued(self.directory / f"{common_name}.crt", self.directory / f"{common_name}.key")
-        issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        issued.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()))
-        return issued
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> dict:
-    ca = CertificateAuthority(tmp_path, "shopai-test-ca")
+    ca = CertificateAuthority(tmp_path, "shopai-test-ca", days=1)
     return {
         "ca": ca.cert_file,
-        "server": ca.issue("recommender", ExtendedKeyUsageOID.SERVER_AUTH, ("localhost", "127.0.0.1")),
-        "client": ca.issue("gateway", ExtendedKeyUsageOID.CLIENT_AUTH),
-        "rogue_ca": CertificateAuthority(tmp_path, "rogue-ca").cert_file,
+        "server": ca.issue("recommender", client=False, hosts=("localhost", "127.0.0.1")),
+        "client": ca.issue("gateway", client=True),
+        "rogue_ca": CertificateAuthority(tmp_path, "rogue-ca", days=1).cert_file,
     }
 
 

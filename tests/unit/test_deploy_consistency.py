@@ -103,11 +103,17 @@ def settings_from_env(name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
         if key.upper().startswith("SHOPAI_"):
             monkeypatch.delenv(key)
     for key, value in compose_env(name).items():
-        monkeypatch.setenv(key, value)
+        if not is_secret_file_variable(key):  # files in /run/secrets exist only in the container
+            monkeypatch.setenv(key, value)
     try:
         return Settings()
     except ValidationError as exc:
         pytest.fail(f"docker-compose.yml: the environment of {name} is not valid for Settings:\n{exc}")
+
+
+def is_secret_file_variable(key: str) -> bool:
+    """``SHOPAI_<SETTING>_FILE`` read by settings.SecretFiles (not a field of its own)."""
+    return key.endswith("_FILE") and key[len("SHOPAI_"):].lower() not in Settings.model_fields
 
 
 def dockerfile_path(name: str) -> Path:
@@ -426,6 +432,81 @@ def test_compose_mounts_the_prometheus_config() -> None:
     assert f"./{rel(PROMETHEUS_FILE)}" in sources, (
         f"docker-compose.yml: prometheus mounts {sources}, expected ./{rel(PROMETHEUS_FILE)}"
     )
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+SECRETS_MOUNT = "/run/secrets/"
+
+
+def secret_settings() -> list[str]:
+    """Settings fields that hold a secret (SecretStr)."""
+    return [name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)]
+
+
+def mounted_secrets(name: str) -> set[str]:
+    return {s if isinstance(s, str) else s["source"] for s in compose_service(name).get("secrets") or []}
+
+
+@pytest.mark.parametrize("name", ("redis", *DEPLOYABLES))
+def test_secret_files_are_mounted_declared_and_outside_the_repository(name: str) -> None:
+    declared = compose().get("secrets") or {}
+    used = {value[len(SECRETS_MOUNT):] for value in compose_env(name).values() if value.startswith(SECRETS_MOUNT)}
+    command = compose_service(name).get("command") or []
+    used |= {m for m in re.findall(r"/run/secrets/([\w.]+)", " ".join(map(str, command)))}
+    assert used <= mounted_secrets(name), (
+        f"docker-compose.yml: {name} reads {sorted(used - mounted_secrets(name))} from {SECRETS_MOUNT} "
+        f"but mounts only {sorted(mounted_secrets(name))}"
+    )
+    for secret in mounted_secrets(name):
+        source = (declared.get(secret) or {}).get("file", "")
+        assert source.startswith("${SHOPAI_SECRETS_DIR:-./secrets}/"), (
+            f"docker-compose.yml: secret {secret!r} comes from {source!r}, expected a file in "
+            "${SHOPAI_SECRETS_DIR:-./secrets} (outside the repository: .gitignore has /secrets/)"
+        )
+    assert "/secrets/" in (ROOT / ".gitignore").read_text().split(), ".gitignore must ignore /secrets/"
+
+
+def test_no_secret_value_is_in_the_compose_environment() -> None:
+    for name in compose_services():
+        env = compose_env(name)
+        for field in secret_settings():
+            variable = f"SHOPAI_{field.upper()}"
+            assert variable not in env, (
+                f"docker-compose.yml: {name} sets {variable} in its environment; give it as a secret "
+                f"file ({variable}_FILE: {SECRETS_MOUNT}...)"
+            )
+
+
+def test_every_secret_setting_reaches_compose_as_a_file() -> None:
+    delivered = {key for name in DEPLOYABLES for key, value in compose_env(name).items()
+                 if key.endswith("_FILE") and value.startswith(SECRETS_MOUNT)}
+    for field in secret_settings():
+        assert f"SHOPAI_{field.upper()}_FILE" in delivered, (
+            f"docker-compose.yml: no service reads the secret setting {field} from a file "
+            f"(SHOPAI_{field.upper()}_FILE: {SECRETS_MOUNT}{field})"
+        )
+
+
+def test_make_compose_secrets_writes_every_file_compose_mounts(tmp_path: Path) -> None:
+    from shopai.secrets import make_grpc_pki, make_secrets
+
+    make_secrets(tmp_path)
+    make_grpc_pki(tmp_path)
+    missing = sorted(set(compose().get("secrets") or {}) - {p.name for p in tmp_path.iterdir()})
+    assert not missing, f"docker-compose.yml mounts secrets that `python -m shopai.secrets --tls` does not make: {missing}"
+
+
+def test_redis_asks_for_the_password_the_services_send() -> None:
+    command = " ".join(map(str, compose_service("redis").get("command") or []))
+    assert "--requirepass" in command and "/run/secrets/redis_password" in command, (
+        f"docker-compose.yml: redis runs {command!r}, without the password from the secret redis_password"
+    )
+    for name in DEPLOYABLES:
+        assert compose_env(name).get("SHOPAI_REDIS_PASSWORD_FILE") == "/run/secrets/redis_password", (
+            f"docker-compose.yml: {name} does not send the Redis password (SHOPAI_REDIS_PASSWORD_FILE)"
+        )
 
 
 def test_docker_compose_config_validates() -> None:

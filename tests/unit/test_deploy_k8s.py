@@ -366,6 +366,58 @@ def test_container_ports_and_environment_agree_with_settings(name: str, monkeypa
             )
 
 
+def secret_settings() -> list[str]:
+    return [name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)]
+
+
+def secret_refs(name: str) -> dict[str, dict]:
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(name).get("env", [])
+            if "secretKeyRef" in (e.get("valueFrom") or {})}
+
+
+def test_every_secret_setting_comes_from_the_secret_and_never_from_a_value() -> None:
+    delivered = {variable for name in DEPLOYABLES for variable in secret_refs(name)}
+    for field in secret_settings():
+        variable = f"SHOPAI_{field.upper()}"
+        assert variable in delivered, (
+            f"deploy/k8s: no Deployment reads the secret setting {field} ({variable}) from Secret {SECRET}"
+        )
+        assert variable not in config_map_env(), f"deploy/k8s/configmap.yaml holds the secret {variable}"
+        for name in DEPLOYABLES:
+            assert variable not in literal_env(name), f"{where('Deployment', name)}: {name} sets {variable} as a value"
+
+
+@pytest.mark.parametrize("name", DEPLOYABLES)
+def test_grpc_tls_files_are_the_mounted_secret(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_for(name, monkeypatch)
+    mounts = {m["name"]: m["mountPath"] for m in container(name).get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in find("Deployment", name)["spec"]["template"]["spec"]["volumes"]}
+    assert "grpc-tls" in mounts and volumes["grpc-tls"]["secret"]["secretName"] == "shopai-grpc-tls", (
+        f"{where('Deployment', name)}: {name} does not mount the Secret shopai-grpc-tls (volume grpc-tls)"
+    )
+    assert volumes["grpc-tls"]["secret"].get("optional") is True, "without TLS the Secret may be absent"
+    for field in ("grpc_tls_cert_file", "grpc_tls_key_file", "grpc_tls_client_ca_file", "grpc_tls_ca_file",
+                  "grpc_tls_client_cert_file", "grpc_tls_client_key_file"):
+        path = getattr(settings, field)
+        assert path is not None and str(path.parent) == mounts["grpc-tls"], (
+            f"deploy/k8s/configmap.yaml: {field} is {path}, not a file of the grpc-tls mount {mounts['grpc-tls']}"
+        )
+
+
+def test_the_grpc_tls_patch_turns_tls_on_and_probes_with_the_health_check() -> None:
+    docs = documents(K8S / "grpc-tls.example.yaml")
+    config = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert config and config[0]["data"] == {"SHOPAI_GRPC_TLS": "true"}
+    patched = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(patched) == set(SERVICE_NAMES), f"grpc-tls.example.yaml patches {sorted(patched)}"
+    for name, doc in patched.items():
+        (c,) = doc["spec"]["template"]["spec"]["containers"]
+        port = str(defaults().endpoint(name).grpc_port)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert c[probe]["grpc"] is None, f"grpc-tls.example.yaml: {name}'s {probe} keeps the native gRPC probe"
+            assert c[probe]["exec"]["command"] == ["python", "-m", "services.common.healthcheck", port]
+
+
 @pytest.mark.parametrize("name", SERVICE_NAMES)
 def test_services_have_grpc_probes_on_their_grpc_port(name: str) -> None:
     port = defaults().endpoint(name).grpc_port
