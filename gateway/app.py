@@ -24,6 +24,7 @@ from gateway.routes import install_query_memo
 from gateway.routes.admin import admin
 from gateway.routes.chat import chat
 from gateway.routes.events import events
+from gateway.routes.export import export
 from gateway.routes.forecasting import forecasting
 from gateway.routes.privacy import privacy
 from gateway.routes.recommendations import recommendations
@@ -35,6 +36,7 @@ from services.common.bus import EventPublisher, ensure_topics
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import LATENCY_BUCKETS
 from services.common.settings import Settings, load_settings
+from services.common.vault import PersonalDataVault
 from services.recommender.store import AnswerCache
 
 log = get_logger(__name__)
@@ -57,8 +59,9 @@ class LazyPublisher:
     """The Kafka producer is created on first use, so the gateway starts (and reports readiness)
     even while the broker is still coming up."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, vault: PersonalDataVault | None = None) -> None:
         self.settings = settings
+        self.vault = vault
         self._lock = threading.Lock()
         self._publisher: EventPublisher | None = None
 
@@ -67,7 +70,7 @@ class LazyPublisher:
             if self._publisher is None:
                 try:
                     ensure_topics(self.settings, wait_seconds=3)  # compose's Kafka does not create topics on first use
-                    self._publisher = EventPublisher(self.settings, client_id="gateway")
+                    self._publisher = EventPublisher(self.settings, client_id="gateway", vault=self.vault)
                 except KafkaError as exc:
                     raise ApiProblem(503, f"the event broker is unavailable: {exc}") from exc
             return self._publisher
@@ -115,11 +118,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     if settings.gateway_answer_cache:
         # its lookups batched on a connection of their own (services/common/cache.py, BatchedScript)
         app.extensions["shopai.answers"] = AnswerCache(cache.connect(settings), batched=True)
-    app.extensions["shopai.publisher"] = LazyPublisher(settings)
+    # Personal fields of orders are sealed per shopper before Kafka; the erasure destroys the key, the export opens them.
+    app.extensions["shopai.vault"] = PersonalDataVault.from_settings(settings)
+    app.extensions["shopai.publisher"] = LazyPublisher(settings, app.extensions["shopai.vault"])
 
     install_query_memo()  # validated query strings remembered (gateway/routes/__init__.py)
     app.register_api(system)
     app.register_api(events)
+    app.register_api(export)
     app.register_api(recommendations)
     app.register_api(chat)
     app.register_api(vision)
@@ -145,6 +151,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 def close_app(app: Flask) -> None:
     """Release the app's connections (tests build many apps in one process)."""
     app.extensions["shopai.publisher"].close()
+    app.extensions["shopai.vault"].close()
     app.extensions["shopai.backends"].close()
     app.extensions["shopai.redis"].close()
     if (answers := app.extensions.get("shopai.answers")) is not None:

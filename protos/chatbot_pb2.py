@@ -23,27 +23,40 @@ _sym_db = _symbol_database.Default()
 
 
 from protos import common_pb2 as protos_dot_common__pb2
+from protos import events_pb2 as protos_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/chatbot.proto\x12\x11shopai.chatbot.v1\x1a\x13protos/common.proto\"*\n\x06Intent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\"U\n\x06\x45ntity\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x12\n\nnormalized\x18\x05 \x01(\t\"l\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x15\n\ruser_verified\x18\x05 \x01(\x08\"\xee\x01\n\x0c\x43hatResponse\x12\r\n\x05reply\x18\x01 \x01(\t\x12)\n\x06intent\x18\x02 \x01(\x0b\x32\x19.shopai.chatbot.v1.Intent\x12+\n\x08\x65ntities\x18\x03 \x03(\x0b\x32\x19.shopai.chatbot.v1.Entity\x12\x0f\n\x07handoff\x18\x04 \x01(\x08\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x13\n\x0bsuggestions\x18\x07 \x03(\t\x12\x16\n\x0ehandoff_reason\x18\x08 \x01(\t\x12\x13\n\x0bproduct_ids\x18\t \x03(\t\".\n\x0cParseRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\"\xac\x01\n\rParseResponse\x12)\n\x06intent\x18\x01 \x01(\x0b\x32\x19.shopai.chatbot.v1.Intent\x12+\n\x08\x65ntities\x18\x02 \x03(\x0b\x32\x19.shopai.chatbot.v1.Entity\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x31\n\x0eintent_ranking\x18\x04 \x03(\x0b\x32\x19.shopai.chatbot.v1.Intent2\xa2\x02\n\tAssistant\x12G\n\x04\x43hat\x12\x1e.shopai.chatbot.v1.ChatRequest\x1a\x1f.shopai.chatbot.v1.ChatResponse\x12J\n\x05Parse\x12\x1f.shopai.chatbot.v1.ParseRequest\x1a .shopai.chatbot.v1.ParseResponse\x12>\n\x05Train\x12\x1e.shopai.common.v1.TrainRequest\x1a\x15.shopai.common.v1.Job\x12@\n\x06GetJob\x12\x1f.shopai.common.v1.GetJobRequest\x1a\x15.shopai.common.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/chatbot.proto\x12\x11shopai.chatbot.v1\x1a\x13protos/common.proto\x1a\x13protos/events.proto\"*\n\x06Intent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\"U\n\x06\x45ntity\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x12\n\nnormalized\x18\x05 \x01(\t\"l\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x15\n\ruser_verified\x18\x05 \x01(\x08\"\xee\x01\n\x0c\x43hatResponse\x12\r\n\x05reply\x18\x01 \x01(\t\x12)\n\x06intent\x18\x02 \x01(\x0b\x32\x19.shopai.chatbot.v1.Intent\x12+\n\x08\x65ntities\x18\x03 \x03(\x0b\x32\x19.shopai.chatbot.v1.Entity\x12\x0f\n\x07handoff\x18\x04 \x01(\x08\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x13\n\x0bsuggestions\x18\x07 \x03(\t\x12\x16\n\x0ehandoff_reason\x18\x08 \x01(\t\x12\x13\n\x0bproduct_ids\x18\t \x03(\t\".\n\x0cParseRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\"\xac\x01\n\rParseResponse\x12)\n\x06intent\x18\x01 \x01(\x0b\x32\x19.shopai.chatbot.v1.Intent\x12+\n\x08\x65ntities\x18\x02 \x03(\x0b\x32\x19.shopai.chatbot.v1.Entity\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x31\n\x0eintent_ranking\x18\x04 \x03(\x0b\x32\x19.shopai.chatbot.v1.Intent\"\"\n\x0fUserDataRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x8b\x01\n\x10UserDataResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x06orders\x18\x02 \x03(\x0b\x32\x1e.shopai.chatbot.v1.OrderRecord\x12\x36\n\rconversations\x18\x03 \x03(\x0b\x32\x1f.shopai.chatbot.v1.Conversation\"\xba\x02\n\x0bOrderRecord\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x05 \x01(\t\x12\x13\n\x0btracking_no\x18\x06 \x01(\t\x12\x19\n\x11\x65xpected_delivery\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12*\n\x05lines\x18\t \x03(\x0b\x32\x1b.shopai.events.v1.OrderLine\x12\x30\n\x07history\x18\n \x03(\x0b\x32\x1f.shopai.chatbot.v1.StatusChange\x12\x39\n\x0fsealed_personal\x18\x0b \x01(\x0b\x32 .shopai.events.v1.SealedPersonal\"*\n\x0cStatusChange\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\"\\\n\x0c\x43onversation\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12&\n\x05turns\x18\x03 \x03(\x0b\x32\x17.shopai.chatbot.v1.Turn\"\"\n\x04Turn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t2\xf7\x02\n\tAssistant\x12G\n\x04\x43hat\x12\x1e.shopai.chatbot.v1.ChatRequest\x1a\x1f.shopai.chatbot.v1.ChatResponse\x12J\n\x05Parse\x12\x1f.shopai.chatbot.v1.ParseRequest\x1a .shopai.chatbot.v1.ParseResponse\x12>\n\x05Train\x12\x1e.shopai.common.v1.TrainRequest\x1a\x15.shopai.common.v1.Job\x12@\n\x06GetJob\x12\x1f.shopai.common.v1.GetJobRequest\x1a\x15.shopai.common.v1.Job\x12S\n\x08UserData\x12\".shopai.chatbot.v1.UserDataRequest\x1a#.shopai.chatbot.v1.UserDataResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.chatbot_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INTENT']._serialized_start=64
-  _globals['_INTENT']._serialized_end=106
-  _globals['_ENTITY']._serialized_start=108
-  _globals['_ENTITY']._serialized_end=193
-  _globals['_CHATREQUEST']._serialized_start=195
-  _globals['_CHATREQUEST']._serialized_end=303
-  _globals['_CHATRESPONSE']._serialized_start=306
-  _globals['_CHATRESPONSE']._serialized_end=544
-  _globals['_PARSEREQUEST']._serialized_start=546
-  _globals['_PARSEREQUEST']._serialized_end=592
-  _globals['_PARSERESPONSE']._serialized_start=595
-  _globals['_PARSERESPONSE']._serialized_end=767
-  _globals['_ASSISTANT']._serialized_start=770
-  _globals['_ASSISTANT']._serialized_end=1060
+  _globals['_INTENT']._serialized_start=85
+  _globals['_INTENT']._serialized_end=127
+  _globals['_ENTITY']._serialized_start=129
+  _globals['_ENTITY']._serialized_end=214
+  _globals['_CHATREQUEST']._serialized_start=216
+  _globals['_CHATREQUEST']._serialized_end=324
+  _globals['_CHATRESPONSE']._serialized_start=327
+  _globals['_CHATRESPONSE']._serialized_end=565
+  _globals['_PARSEREQUEST']._serialized_start=567
+  _globals['_PARSEREQUEST']._serialized_end=613
+  _globals['_PARSERESPONSE']._serialized_start=616
+  _globals['_PARSERESPONSE']._serialized_end=788
+  _globals['_USERDATAREQUEST']._serialized_start=790
+  _globals['_USERDATAREQUEST']._serialized_end=824
+  _globals['_USERDATARESPONSE']._serialized_start=827
+  _globals['_USERDATARESPONSE']._serialized_end=966
+  _globals['_ORDERRECORD']._serialized_start=969
+  _globals['_ORDERRECORD']._serialized_end=1283
+  _globals['_STATUSCHANGE']._serialized_start=1285
+  _globals['_STATUSCHANGE']._serialized_end=1327
+  _globals['_CONVERSATION']._serialized_start=1329
+  _globals['_CONVERSATION']._serialized_end=1421
+  _globals['_TURN']._serialized_start=1423
+  _globals['_TURN']._serialized_end=1457
+  _globals['_ASSISTANT']._serialized_start=1460
+  _globals['_ASSISTANT']._serialized_end=1835
 # @@protoc_insertion_point(module_scope)

@@ -57,6 +57,11 @@ class AssistantStub:
                 request_serializer=protos_dot_common__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.Job.FromString,
                 _registered_method=True)
+        self.UserData = channel.unary_unary(
+                '/shopai.chatbot.v1.Assistant/UserData',
+                request_serializer=protos_dot_chatbot__pb2.UserDataRequest.SerializeToString,
+                response_deserializer=protos_dot_chatbot__pb2.UserDataResponse.FromString,
+                _registered_method=True)
 
 
 class AssistantServicer:
@@ -93,6 +98,15 @@ class AssistantServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UserData(self, request, context):
+        """Privacy: everything the assistant keeps about one shopper, for GET /v1/users/{id}/export: their
+        orders (personal fields still sealed; the gateway opens them) and their conversations. A shopper the
+        assistant never saw has none of either (not an error).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AssistantServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +129,11 @@ def add_AssistantServicer_to_server(servicer, server):
                     servicer.GetJob,
                     request_deserializer=protos_dot_common__pb2.GetJobRequest.FromString,
                     response_serializer=protos_dot_common__pb2.Job.SerializeToString,
+            ),
+            'UserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.UserData,
+                    request_deserializer=protos_dot_chatbot__pb2.UserDataRequest.FromString,
+                    response_serializer=protos_dot_chatbot__pb2.UserDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +246,33 @@ class Assistant:
             '/shopai.chatbot.v1.Assistant/GetJob',
             protos_dot_common__pb2.GetJobRequest.SerializeToString,
             protos_dot_common__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.chatbot.v1.Assistant/UserData',
+            protos_dot_chatbot__pb2.UserDataRequest.SerializeToString,
+            protos_dot_chatbot__pb2.UserDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -94,7 +94,7 @@ class OrderLine(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price: _Optional[float] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "user_id", "lines", "total", "currency", "carrier", "tracking_no", "expected_delivery", "reason")
+    __slots__ = ("order_id", "user_id", "lines", "total", "currency", "carrier", "tracking_no", "expected_delivery", "reason", "customer_name", "email", "phone", "shipping_address", "sealed_personal")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,11 @@ class Order(_message.Message):
     TRACKING_NO_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_NAME_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SEALED_PERSONAL_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     user_id: str
     lines: _containers.RepeatedCompositeFieldContainer[OrderLine]
@@ -113,7 +118,42 @@ class Order(_message.Message):
     tracking_no: str
     expected_delivery: str
     reason: str
-    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., total: _Optional[float] = ..., currency: _Optional[str] = ..., carrier: _Optional[str] = ..., tracking_no: _Optional[str] = ..., expected_delivery: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    customer_name: str
+    email: str
+    phone: str
+    shipping_address: Address
+    sealed_personal: SealedPersonal
+    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., total: _Optional[float] = ..., currency: _Optional[str] = ..., carrier: _Optional[str] = ..., tracking_no: _Optional[str] = ..., expected_delivery: _Optional[str] = ..., reason: _Optional[str] = ..., customer_name: _Optional[str] = ..., email: _Optional[str] = ..., phone: _Optional[str] = ..., shipping_address: _Optional[_Union[Address, _Mapping]] = ..., sealed_personal: _Optional[_Union[SealedPersonal, _Mapping]] = ...) -> None: ...
+
+class Address(_message.Message):
+    __slots__ = ("recipient", "line1", "line2", "city", "region", "postal_code", "country")
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    LINE1_FIELD_NUMBER: _ClassVar[int]
+    LINE2_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    POSTAL_CODE_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    recipient: str
+    line1: str
+    line2: str
+    city: str
+    region: str
+    postal_code: str
+    country: str
+    def __init__(self, recipient: _Optional[str] = ..., line1: _Optional[str] = ..., line2: _Optional[str] = ..., city: _Optional[str] = ..., region: _Optional[str] = ..., postal_code: _Optional[str] = ..., country: _Optional[str] = ...) -> None: ...
+
+class SealedPersonal(_message.Message):
+    __slots__ = ("user_id", "key_id", "nonce", "ciphertext")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+    def __init__(self, user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
 
 class InventoryChange(_message.Message):
     __slots__ = ("product_id", "on_hand", "delta", "location")

@@ -12,6 +12,7 @@ from gateway.problems import ApiProblem, Problem
 from services.common.bus import PublishError
 from services.common.events import InvalidEvent, parse_event
 from services.common.topics import INTERNAL_FAMILIES
+from services.common.vault import VAULT_ERRORS
 
 events = APIBlueprint("events", __name__, url_prefix="/v1", abp_tags=[Tag(name="events", description="Ingest shop events")])
 
@@ -87,4 +88,6 @@ def post_events() -> tuple[dict, int]:
         current_app.extensions["shopai.publisher"]().publish(valid)
     except PublishError as exc:
         raise ApiProblem(503, f"the event broker did not acknowledge the events: {exc}") from exc
+    except VAULT_ERRORS as exc:  # personal fields are never published unsealed
+        raise ApiProblem(503, f"the personal-data vault is unavailable: {exc}") from exc
     return summary, 202

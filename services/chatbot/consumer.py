@@ -49,6 +49,8 @@ class ChatbotProjection(Projection):
                 fields += [name, p[name]]
         if p.get("lines"):
             fields += ["lines", json.dumps(p["lines"], ensure_ascii=False)]
+        if p.get("sealed_personal"):  # kept sealed, for the shopper's export; the latest sent wins
+            fields += ["sealed_personal", json.dumps(p["sealed_personal"])]
         # The status history is kept in the hash as JSON, rebuilt by appending within this batch.
         histories: dict[str, list] = ops.batch_state.setdefault("history", {})
         if oid not in histories:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import grpc
+from google.protobuf import json_format
 
 from protos import chatbot_pb2 as pb
 from protos import chatbot_pb2_grpc as pb_grpc
@@ -32,6 +33,7 @@ from services.chatbot.world import ShopWorld
 from services.common import topics
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
+from services.common.events import format_time
 from services.common.grpc_server import ServiceRunner, bootstrap, run
 from services.common.jobs import JobRunner, get_job_rpc, train_rpc
 from services.common.logging import get_logger
@@ -111,9 +113,38 @@ class AssistantServicer(pb_grpc.AssistantServicer):
     def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
         return get_job_rpc(self.jobs, request, context)
 
+    def UserData(self, request: pb.UserDataRequest, context: grpc.ServicerContext) -> pb.UserDataResponse:
+        if not request.user_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id is required")
+        orders = self.store.user_orders(request.user_id, limit=0)
+        conversations = self.store.user_conversations(request.user_id)
+        return pb.UserDataResponse(
+            user_id=request.user_id, orders=[_order_record(o) for o in orders],
+            conversations=[pb.Conversation(session_id=sid, language=state.get("language", ""),
+                                           turns=[pb.Turn(role=t["role"], text=t["text"]) for t in state["turns"]])
+                           for sid, state in conversations.items()],
+        )
+
 
 def _entity(e) -> pb.Entity:
     return pb.Entity(type=e.type, value=e.value, start=e.start, end=e.end, normalized=e.normalized)
+
+
+def _order_record(order: dict) -> pb.OrderRecord:
+    record = pb.OrderRecord(
+        order_id=order["order_id"], status=order.get("status", ""), total=float(order.get("total") or 0.0),
+        currency=order.get("currency", ""), carrier=order.get("carrier", ""),
+        tracking_no=order.get("tracking_no", ""), expected_delivery=order.get("expected_delivery", ""),
+        reason=order.get("reason", ""),
+        history=[pb.StatusChange(status=status, at=format_time(datetime.fromtimestamp(at, UTC)))
+                 for status, at in order["history"]],
+    )
+    for line in order["lines"]:
+        record.lines.add(product_id=line.get("product_id", ""), quantity=int(line.get("quantity", 0)),
+                         unit_price=float(line.get("unit_price", 0.0)))
+    if order.get("sealed_personal"):
+        json_format.ParseDict(order["sealed_personal"], record.sealed_personal)
+    return record
 
 
 def build(settings: Settings) -> ServiceRunner:

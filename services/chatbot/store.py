@@ -59,6 +59,8 @@ class ChatbotStore:
         order = dict(raw)
         order["lines"] = json.loads(order.get("lines") or "[]")
         order["history"] = json.loads(order.get("history") or "[]")
+        if "sealed_personal" in order:
+            order["sealed_personal"] = json.loads(order["sealed_personal"])
         order["order_id"] = order_id
         for name in list(order):
             if name.endswith("_at"):
@@ -66,9 +68,15 @@ class ChatbotStore:
         return order
 
     def user_orders(self, user: str, limit: int = 10) -> list[dict]:
-        """The user's orders, newest first."""
+        """The user's orders, newest first (``limit`` 0: all of them)."""
         ids = self.redis.zrevrange(K.user_orders(user), 0, limit - 1)
         return [o for o in (self.order(i) for i in ids) if o]
+
+    def user_conversations(self, user: str) -> dict[str, dict]:
+        """The dialogue states of the shopper's conversations still kept, by session id."""
+        sessions = sorted(self.redis.smembers(K.user_sessions(user)))
+        states = {sid: self.load_session(sid) for sid in sessions}
+        return {sid: state for sid, state in states.items() if state}
 
     # -- catalog ---------------------------------------------------------------------------------
     def product(self, pid: str) -> dict | None:

@@ -47,6 +47,7 @@ from services.common.projection import Ops, Projection, RedisApplier
 from services.common.settings import Settings
 from services.common.topics import PRIVACY, all_topics, dlq, route
 from services.common.transport import kafka_options
+from services.common.vault import PersonalDataVault, needs_sealing, seal_personal
 
 log = get_logger(__name__)
 
@@ -62,6 +63,7 @@ def kafka_config(settings: Settings) -> dict[str, Any]:
     """What every KafkaProducer, KafkaConsumer and KafkaAdminClient of ShopAI is built with: the brokers,
     SASL and TLS of the settings (services/common/transport.py), and quick reconnection."""
     return {**kafka_options(settings), **RECONNECT}
+
 
 class PublishError(RuntimeError):
     """The broker did not acknowledge an event."""
@@ -102,9 +104,17 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, wait_
 
 
 class EventPublisher:
-    """Publishes events to their topics, keyed for per-entity ordering; waits for the broker's ack."""
+    """Publishes events to their topics, keyed for per-entity ordering; waits for the broker's ack.
 
-    def __init__(self, settings: Settings, client_id: str = "shopai") -> None:
+    Personal fields of orders never reach the broker in plaintext: ``publish`` seals them with the shopper's
+    key (services/common/vault.py) first, through ``vault`` or, when none is given, the vault the settings
+    name, opened on the first event that needs it."""
+
+    def __init__(self, settings: Settings, client_id: str = "shopai", vault: PersonalDataVault | None = None) -> None:
+        self._settings = settings
+        self._vault = vault
+        self._own_vault = vault is None  # opened here on first use, so closed here
+        self._vault_lock = threading.Lock()
         self._producer = KafkaProducer(
             **kafka_config(settings),
             client_id=client_id,
@@ -130,12 +140,20 @@ class EventPublisher:
     def publish(self, events: Iterable[Event | Mapping[str, Any]], timeout: float = 30.0) -> int:
         """Publish validated events; return how many the broker acknowledged, or raise PublishError."""
         futures = []
-        for item in events:
-            event = item if isinstance(item, Event) else parse_event(dict(item))
+        parsed = [item if isinstance(item, Event) else parse_event(dict(item)) for item in events]
+        if any(needs_sealing(e) for e in parsed):
+            parsed = seal_personal(parsed, self.vault())
+        for event in parsed:
             topic, key_field = route(event.type)
             value = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
             futures.append((topic, self.send(topic, str(event.payload.get(key_field, "")), value)))
         return self.wait(futures, timeout)
+
+    def vault(self) -> PersonalDataVault:
+        with self._vault_lock:
+            if self._vault is None:
+                self._vault = PersonalDataVault.from_settings(self._settings)
+            return self._vault
 
     def wait(self, futures: list[tuple[str, Any]], timeout: float = 30.0) -> int:
         self._producer.flush(timeout=timeout)
@@ -149,6 +167,8 @@ class EventPublisher:
 
     def close(self) -> None:
         self._producer.close(timeout=5)
+        if self._own_vault and self._vault is not None:
+            self._vault.close()
 
 
 class LazyEnvelopePublisher:

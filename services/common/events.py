@@ -10,6 +10,7 @@ proto3 schema cannot say (required fields, allowed types, value ranges) live in
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -129,6 +130,30 @@ def _check_order(action: str, p: dict[str, Any]) -> None:
             raise InvalidEvent(f"lines[{i}].quantity must be at least 1")
         if float(line.get("unit_price", 0)) < 0:
             raise InvalidEvent(f"lines[{i}].unit_price must not be negative")
+    _check_personal(p)
+
+
+# An order's fields that identify a person: accepted in plaintext, sealed before Kafka (services/common/vault.py).
+PERSONAL_FIELDS: tuple[str, ...] = ("customer_name", "email", "phone", "shipping_address")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{2,30}$")
+
+
+def _check_personal(p: dict[str, Any]) -> None:
+    personal = [name for name in PERSONAL_FIELDS if p.get(name) not in (None, "", {})]
+    if personal and p.get("sealed_personal"):
+        raise InvalidEvent(f"an order carries either {', '.join(personal)} or sealed_personal, not both")
+    if (personal or p.get("sealed_personal")) and not p.get("user_id"):
+        raise InvalidEvent("personal fields need the order's user_id: they are sealed with that shopper's key")
+    if p.get("email") and (len(p["email"]) > 254 or not _EMAIL.match(p["email"])):
+        raise InvalidEvent("email is not an e-mail address")
+    if p.get("phone") and not _PHONE.match(p["phone"]):
+        raise InvalidEvent("phone must be digits, optionally with a leading + and spaces, dots, dashes or brackets")
+    if len(p.get("customer_name") or "") > 200:
+        raise InvalidEvent("customer_name is longer than 200 characters")
+    sealed = p.get("sealed_personal")
+    if sealed and (sealed.get("user_id") != p["user_id"] or not sealed.get("key_id") or not sealed.get("ciphertext")):
+        raise InvalidEvent("sealed_personal must carry the order's user_id, a key_id and the ciphertext")
 
 
 def _check_inventory(action: str, p: dict[str, Any]) -> None:

@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     forecast_min_orders: int = Field(default=20, ge=1)
     analytics_secret: SecretStr | None = None
 
+    # Personal fields of orders are sealed with a key per shopper (services/common/vault.py), kept in a
+    # SQLite file outside Kafka and Redis (default <data_dir>/secrets/vault.sqlite3; back it up), each key
+    # optionally wrapped by a master key (base64url/hex of 32 bytes; from a secret store, never the repo).
+    vault_path: Path | None = None
+    vault_master_key: SecretStr | None = None
+
     # The demo shop that `make run` seeds (shopai demo / shopai seed defaults).
     demo_seed: int = 42
     demo_products: int = Field(default=2000, ge=10)
@@ -217,6 +223,9 @@ class Settings(BaseSettings):
 
     def model_dir(self, service: str) -> Path:
         return self.data_dir / "models" / service
+
+    def vault_file(self) -> Path:
+        return self.vault_path or self.data_dir / "secrets" / "vault.sqlite3"
 
     def endpoint(self, service: str) -> ServiceEndpoint:
         if service not in SERVICE_NAMES:

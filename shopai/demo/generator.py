@@ -38,6 +38,7 @@ from shopai.demo.catalog import (
     build_catalog,
     charm_price,
 )
+from shopai.demo.people import personal_details
 
 SOURCE = "demo-shop"
 LOCATION = "main-warehouse"
@@ -847,7 +848,7 @@ def _order_lifecycle(
         out.update(extra)
         return out
 
-    em.make(ord_stream, "order.created", ts, payload())
+    em.make(ord_stream, "order.created", ts, payload(**personal_details(em.seed, uid)))  # sealed by the publisher
     x = r.random()
     if x < 0.015:  # never paid
         t = ts + r.randint(1800, 3600)

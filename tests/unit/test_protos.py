@@ -115,6 +115,7 @@ SERVICES = {
         {
             "Chat": ("ChatRequest", "ChatResponse"),  # POST /v1/chat
             "Parse": ("ParseRequest", "ParseResponse"),  # POST /v1/nlu/parse
+            "UserData": ("UserDataRequest", "UserDataResponse"),  # GET /v1/users/{id}/export
             **ADMIN,
         },
     ),
