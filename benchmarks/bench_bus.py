@@ -21,10 +21,12 @@ from pathlib import Path
 import redis
 
 from benchmarks.machine import describe
+from services.common import cache
 from services.common.bus import EventConsumer, EventPublisher, ensure_topics
 from services.common.events import decode_event, parse_event
 from services.common.projection import Ops, RedisApplier
 from services.common.settings import Settings
+from services.common.transport import kafka_options
 from services.recommender.consumer import RecommenderProjection
 from services.recommender.store import RecommenderKeys
 from shopai.demo.generator import DemoShopConfig, generate
@@ -97,7 +99,7 @@ def main() -> None:
     url = machine_redis_url(db=14)
     if url is None:
         raise SystemExit("the benchmark needs a Redis on 127.0.0.1:6379 (or SHOPAI_TEST_REDIS_URL)")
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = cache.connect(url)
 
     shop = generate(config, progress=True)
     raw = [e for e in shop.events() if e["type"].split(".")[0] in ("product", "interaction")]
@@ -147,7 +149,7 @@ def main() -> None:
         from kafka import KafkaProducer
 
         ensure_topics(settings, ["bench.raw"])
-        raw_producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        raw_producer = KafkaProducer(**kafka_options(settings), acks="all")
         started = time.perf_counter()
         futures = [raw_producer.send("bench.raw", key=str(i % 97).encode(), value=v) for i, v in enumerate(wire)]
         raw_producer.flush()

@@ -357,8 +357,8 @@ class Stack:
         self.servers: dict[str, subprocess.Popen] = {}
 
     def start(self) -> None:
-        import redis
 
+        from services.common import cache
         from services.common.settings import Settings
         from tests.support import Broker, PrivateRedis, ServiceProcess, machine_redis_url
 
@@ -367,7 +367,7 @@ class Stack:
             self.private_redis = PrivateRedis()
             url = self.private_redis.url
         self.redis_url = url
-        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.redis = cache.connect(url)
         self.redis.flushdb()
         self.broker = Broker()
         self.settings = Settings(kafka_bootstrap_servers=self.broker.bootstrap, redis_url=url,

@@ -304,11 +304,11 @@ def run_serving(quick: bool) -> dict:
     import tempfile
 
     import grpc
-    import redis
 
     from protos import common_pb2
     from protos import recommender_pb2 as pb
     from protos import recommender_pb2_grpc as pb_grpc
+    from services.common import cache
     from services.common.bus import EventPublisher
     from services.common.events import new_event
     from services.common.settings import Settings
@@ -318,7 +318,7 @@ def run_serving(quick: bool) -> dict:
     url = machine_redis_url(db=13)
     if url is None:
         raise SystemExit("the serving section needs a Redis on 127.0.0.1:6379 (or SHOPAI_TEST_REDIS_URL)")
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = cache.connect(url)
     client.flushdb()
     config = demo_config(quick)
     shop = generate(config, progress=False)

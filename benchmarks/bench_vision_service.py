@@ -190,9 +190,9 @@ def _camera(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def run_verify(quick: bool) -> dict:
-    import redis
 
     from protos import vision_pb2 as pb
+    from services.common import cache
     from services.common.models import ModelHolder, ModelRegistry
     from services.common.projection import RedisApplier
     from services.common.settings import Settings
@@ -207,7 +207,7 @@ def run_verify(quick: bool) -> dict:
     url = machine_redis_url(db=12)
     if url is None:
         raise SystemExit("the verify benchmark needs a Redis on 127.0.0.1:6379")
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = cache.connect(url)
     client.flushdb()
     key = codes.SigningKey.generate()
     attacker = codes.SigningKey.generate()
