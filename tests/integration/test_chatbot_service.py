@@ -1,5 +1,6 @@
 """The assistant as a shopper meets it: real orders and products through the broker, the service's
-projection in the real Redis, conversations over REST, hand-offs on handoffs.v1 with personal data masked."""
+projection in the real Redis, conversations over REST (orders only for the shopper whose signed token is
+sent), hand-offs on handoffs.v1 with personal data masked."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 
 from gateway.app import close_app, create_app
+from gateway.identity import ShopperTokens
 from services.chatbot.store import ChatbotKeys as K
 from services.common import topics
 from services.common.bus import EventPublisher
@@ -23,6 +26,7 @@ PRODUCT = {"product_id": "p00001", "title": "Nordwind Slim-fit Red Cotton T-shir
            "category": "t-shirts", "brand": "Nordwind", "price": 129.0, "currency": "CNY",
            "attributes": {"colour": "red", "colour_zh": "红色", "material": "cotton", "material_zh": "纯棉",
                           "size": "S,M,L,XL"}, "tags": ["clothing", "t-shirts"]}
+TOKEN_SECRET = "an-integration-test-shopper-token-secret-0123456789"
 
 
 @pytest.fixture
@@ -42,35 +46,51 @@ def assistant(settings, start_service_with, chatbot_model_dir, redis_client):
         events.append(new_event(f"order.{action}", payload, occurred_at=when))
     publisher.publish(events)
     wait_for(lambda: redis_client.hget(K.order(ORDER), "status") == "delivered", 30, what="the order projected")
-    app = create_app(settings)
-    yield app.test_client(), settings, publisher
+    gateway_settings = settings.model_copy(update={"gateway_shopper_token_secrets": SecretStr(TOKEN_SECRET)})
+    app = create_app(gateway_settings)
+    yield app.test_client(), gateway_settings, publisher
     close_app(app)
     publisher.close()
 
 
-def chat(client, message: str, session_id: str = "", **extra) -> dict:
-    reply = client.post("/v1/chat", json={"message": message, "session_id": session_id, **extra})
+def chat(client, message: str, session_id: str = "", shopper: str = "", **extra) -> dict:
+    """One turn; ``shopper`` signs it with that shopper's token (minted as the shop's backend would)."""
+    headers = {}
+    if shopper:
+        token = ShopperTokens(client.application.extensions["shopai.settings"]).mint(shopper).token
+        headers["Authorization"] = f"Bearer {token}"
+    reply = client.post("/v1/chat", json={"message": message, "session_id": session_id, **extra}, headers=headers)
     assert reply.status_code == 200, reply.json
     return reply.json
 
 
 def test_a_return_conversation_grounded_in_the_real_order(assistant):
     client, _, _ = assistant
-    first = chat(client, "How do I return an item?")
+    first = chat(client, "How do I return an item?", shopper="u7")
     assert first["intent"]["name"] == "return_request" and first["language"] == "en"
-    assert "My orders" in first["reply"] and "order number" in first["reply"], first["reply"]
-    session = first["session_id"]
-    second = chat(client, ORDER, session)
-    assert second["intent"]["name"] == "return_request"
-    assert ORDER in second["reply"] and "Nordwind Slim-fit Red Cotton T-shirt" in second["reply"]
-    assert "30-day return window" in second["reply"]
+    assert ORDER in first["reply"] and "Nordwind Slim-fit Red Cotton T-shirt" in first["reply"], first["reply"]
+    assert "30-day return window" in first["reply"]  # u7's only order: no need to ask which
+    second = chat(client, "can I still return ord-20481234?", first["session_id"], shopper="u7")
     assert second["entities"][0]["type"] == "order_id" and second["entities"][0]["normalized"] == ORDER
+    assert ORDER in second["reply"] and "30-day return window" in second["reply"], second["reply"]
 
-    status = chat(client, "我的订单ORD-20481234到哪了？", user_id="u7")
+    status = chat(client, "我的订单ORD-20481234到哪了？", shopper="u7", user_id="u8")
     assert status["language"] == "zh" and "已于" in status["reply"] and "签收" in status["reply"]
-    unknown = chat(client, "where is my order ORD-99999999?")
+    unknown = chat(client, "where is my order ORD-99999999?", shopper="u7")
     assert "couldn't find an order ORD-99999999" in unknown["reply"]
     assert "delivered" not in unknown["reply"] and "shipped" not in unknown["reply"]
+
+
+def test_orders_need_the_owners_token(assistant):
+    client, _, _ = assistant
+    anonymous = chat(client, "How do I return an item?")
+    assert "My orders" in anonymous["reply"] and "please sign in" in anonymous["reply"], anonymous["reply"]
+    for body in ({}, {"user_id": "u7"}):  # nobody, or a claimed user id without its token
+        turn = chat(client, "我的订单ORD-20481234到哪了？", anonymous["session_id"], **body)
+        assert "请先登录" in turn["reply"] and ORDER not in turn["reply"] and "签收" not in turn["reply"], turn
+    theirs = chat(client, "where is my order ORD-20481234?", shopper="u8")["reply"]
+    unknown = chat(client, "where is my order ORD-99999999?", shopper="u8")["reply"]
+    assert theirs.replace(ORDER, "ORD-X") == unknown.replace("ORD-99999999", "ORD-X"), (theirs, unknown)
 
 
 def test_product_questions_use_the_catalog(assistant):
@@ -87,10 +107,12 @@ def test_product_questions_use_the_catalog(assistant):
 def test_a_person_is_asked_for_and_the_transcript_is_masked(assistant):
     client, settings, _ = assistant
     first = chat(client, "hello")
-    turn = chat(client, "I need a human agent, call me on 13812345678 or li.wei@example.com", first["session_id"])
+    turn = chat(client, "I need a human agent, call me on 13812345678 or li.wei@example.com", first["session_id"],
+                user_id="u7")
     assert turn["handoff"] and turn["handoff_reason"] == "asked for a person"
     events = read_topic(settings.kafka_bootstrap_servers, topics.HANDOFFS, expect=1)
     assert events[0]["type"] == "handoff.requested" and events[0]["payload"]["session_id"] == first["session_id"]
+    assert events[0]["payload"]["user_id"] == "", "a claimed user id without a token is not handed on"
     text = " ".join(t["text"] for t in events[0]["payload"]["transcript"])
     assert "[phone]" in text and "[email]" in text
     assert "13812345678" not in text and "li.wei@example.com" not in text
