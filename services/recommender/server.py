@@ -91,7 +91,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             user_id=user, items=[pb.RecommendedItem(**item) for item in answer.items],
             model_version=answer.model_version, strategy=answer.strategy, cold_start=answer.cold_start,
         )
-        if cached is not None and answer.model_version == model_version:
+        if cached is not None and cached.field and answer.model_version == model_version:
             self.answers.store(user, cached.field, response.SerializeToString(),
                                [item.product_id for item in response.items], model_version)
         return response

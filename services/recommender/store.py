@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 
 from services.common import cache
 from services.common.cache import key
+from services.common.privacy import register_key
 from services.common.stock import StockLedger, stock_keys
 
 # Rankings restricted to the live catalog are recomputed at most this often.
@@ -238,10 +239,12 @@ class RecommenderStore:
 # and deletes the hash; a new model changes the model version), and it stands while each of its products is
 # still on sale and, when the request excludes products out of stock, in stock (stock moves with every
 # order, so it is checked on each hit instead of invalidating every user's answers).
-# KEYS: user version, serving model version, answers hash, active catalog, on-hand, counted-at.
-# ARGV: request digest, "1" to check stock, the model version to use ("" = the serving one).
-# Returns {field, answer or false}; field is "" when no model serves yet.
+# KEYS: user version, serving model version, answers hash, active catalog, on-hand, counted-at, erasure register.
+# ARGV: request digest, "1" to check stock, the model version to use ("" = the serving one), the user.
+# Returns {field, answer or false}; field is "" when no model serves yet or the user was erased (nothing is
+# cached under an erased shopper's id: a cache key would name them again).
 _LOOKUP_ANSWER = """
+if redis.call('SISMEMBER', KEYS[7], ARGV[4]) == 1 then return {'', false} end
 local model = ARGV[3]
 if model == '' then model = redis.call('GET', KEYS[2]) end
 if not model then return {'', false} end
@@ -282,8 +285,9 @@ class AnswerCache:
                              else client.register_script(_LOOKUP_ANSWER))
 
     def lookup(self, user: str, digest: str, *, exclude_out_of_stock: bool, model_version: str = "") -> CachedAnswer:
-        keys = [K.user_version(user), K.serving, K.answers(user), K.active, K.stock, K.stock_counted_at]
-        field, value = self._lookup(keys=keys, args=[digest, "1" if exclude_out_of_stock else "0", model_version])
+        keys = [K.user_version(user), K.serving, K.answers(user), K.active, K.stock, K.stock_counted_at,
+                register_key("recommender")]
+        field, value = self._lookup(keys=keys, args=[digest, "1" if exclude_out_of_stock else "0", model_version, user])
         return CachedAnswer(field or "", value.encode("latin-1") if value else None)
 
     def store(self, user: str, field: str, payload: bytes, pids: list[str], model_version: str) -> None:
