@@ -399,7 +399,7 @@ class _StorageHealth:
 def _install_rate_limits(app: Flask, access: Access) -> FixedWindowLimiter:
     settings = access.settings
     health = _StorageHealth()
-    limiter = FixedWindowLimiter(settings.redis_url, settings.gateway_rate_limit_prefix)
+    limiter = FixedWindowLimiter(settings, settings.gateway_rate_limit_prefix)
     weakref.finalize(app, limiter.close)
 
     @app.before_request
