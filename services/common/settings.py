@@ -120,7 +120,6 @@ class Settings(BaseSettings):
     grpc_tls_client_key_file: Path | None = None
     grpc_tls_server_name: str = ""
 
-
     recommender: ServiceEndpoint = ServiceEndpoint(grpc_port=50051, metrics_port=9101)
     chatbot: ServiceEndpoint = ServiceEndpoint(grpc_port=50052, metrics_port=9102)
     vision: ServiceEndpoint = ServiceEndpoint(grpc_port=50053, metrics_port=9103)
@@ -133,12 +132,27 @@ class Settings(BaseSettings):
     # Serve a user's recommendations from the recommender's answer cache in Redis when a valid answer is
     # there (the recommender computes, writes and invalidates them; see services/recommender/store.py).
     gateway_answer_cache: bool = True
-    # Access (gateway/access.py, docs/api.md "Access"). API keys: comma-separated `key:role[+role]` entries
-    # (roles: ingest = POST /v1/events, codes = POST /v1/vision/codes, admin = /v1/admin/* and every
-    # other role), from the environment and/or a file (one or more entries a line, `#` comments). With no
-    # key configured, the routes that need one are open when env is dev and answer 401 otherwise.
+    # Access (gateway/access.py POLICY, docs/api.md "Access"). API keys of shop systems and staff:
+    # comma-separated `key:role[+role]` entries (roles: ingest, codes, analyst, support, privacy, sessions,
+    # admin = every role), from the environment and/or a file (one or more entries a line, `#` comments).
+    # Routes that need a role answer 401 when no key is configured, in every env.
     gateway_api_keys: SecretStr | None = None
     gateway_api_keys_file: Path | None = None
+    # Shopper tokens (gateway/identity.py): short-lived JWTs whose subject is the shopper's user id. HS256
+    # secrets (comma-separated, each at least 32 characters; the first signs the tokens the gateway mints at
+    # POST /v1/auth/shopper-tokens, every one verifies, so a rotation keeps two valid at once) and/or PEM
+    # public keys (RS256/ES256/EdDSA) of a shop backend that mints its own tokens.
+    gateway_shopper_token_secrets: SecretStr | None = None
+    gateway_shopper_token_secrets_file: Path | None = None
+    gateway_shopper_token_public_keys_file: Path | None = None
+    gateway_shopper_token_issuer: str = "shopai"
+    gateway_shopper_token_audience: str = "shopai"
+    gateway_shopper_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    # Tokens whose exp - iat is longer than this are refused: a shopper token is short-lived.
+    gateway_shopper_token_max_ttl_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
+    gateway_shopper_token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # Staff reads of a shopper's personal data, kept for GET /v1/admin/audit (a Redis stream, newest kept).
+    gateway_audit_max_entries: int = Field(default=1_000_000, ge=1000)
     # Requests a minute per client, counted in Redis (0: no limit): clients without a valid key by IP
     # address, clients with one by key. /healthz, /readyz and /metrics are never limited.
     gateway_rate_limit_per_minute: int = Field(default=600, ge=0)
@@ -149,6 +163,10 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the API (comma-separated, e.g. https://shop.example.com); empty: no
     # CORS headers; "*": every origin, for the public GET routes only.
     gateway_cors_origins: str = ""
+    # Key of the hash that names a scanner without an API key to the vision service ("addr-<hash>", never
+    # the address). Set it, the same on every replica, in production; unset: a random one kept in
+    # <data_dir>/secrets/scanner-secret (mode 0600), made on first start.
+    gateway_scanner_secret: SecretStr | None = None
 
     # Model lifecycle, the same for every service: versions live under <data_dir>/models/<service>/;
     # a scheduler retrains when new events arrived and the model is older than the interval (0 = only
@@ -175,6 +193,9 @@ class Settings(BaseSettings):
     vision_trusted_public_keys: str = ""
     vision_max_scans: int = Field(default=5, ge=1)
     vision_max_locations: int = Field(default=2, ge=1)
+    # Scans of one code by one client without the `codes` role count once per place, in at most this
+    # many places (services/vision/core/scans.py): no single caller can make a genuine code suspicious.
+    vision_places_per_client: int = Field(default=1, ge=1)
     # Fine-tune the embedder on its own once the catalog has this many images (and again when it
     # doubled or the retrain interval passed); false: only on demand.
     vision_auto_train: bool = True
