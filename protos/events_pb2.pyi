@@ -168,7 +168,7 @@ class InventoryChange(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., on_hand: _Optional[int] = ..., delta: _Optional[int] = ..., location: _Optional[str] = ...) -> None: ...
 
 class CodeEvent(_message.Message):
-    __slots__ = ("product_id", "batch", "key_id", "issued_at", "serials", "serial", "location", "scanned_by")
+    __slots__ = ("product_id", "batch", "key_id", "issued_at", "serials", "serial", "location", "scanned_by", "place", "client_id", "trusted", "counted")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +177,10 @@ class CodeEvent(_message.Message):
     SERIAL_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     SCANNED_BY_FIELD_NUMBER: _ClassVar[int]
+    PLACE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     batch: str
     key_id: str
@@ -185,7 +189,11 @@ class CodeEvent(_message.Message):
     serial: str
     location: str
     scanned_by: str
-    def __init__(self, product_id: _Optional[str] = ..., batch: _Optional[str] = ..., key_id: _Optional[str] = ..., issued_at: _Optional[int] = ..., serials: _Optional[_Iterable[str]] = ..., serial: _Optional[str] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ...) -> None: ...
+    place: str
+    client_id: str
+    trusted: bool
+    counted: bool
+    def __init__(self, product_id: _Optional[str] = ..., batch: _Optional[str] = ..., key_id: _Optional[str] = ..., issued_at: _Optional[int] = ..., serials: _Optional[_Iterable[str]] = ..., serial: _Optional[str] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ..., place: _Optional[str] = ..., client_id: _Optional[str] = ..., trusted: _Optional[bool] = ..., counted: _Optional[bool] = ...) -> None: ...
 
 class UserErased(_message.Message):
     __slots__ = ("user_id", "reason", "requested_by")

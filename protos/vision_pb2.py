@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from protos import common_pb2 as protos_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/vision.proto\x12\x10shopai.vision.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13protos/common.proto\":\n\x0cImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\"O\n\tCandidate\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\xad\x01\n\x10IdentifyResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\r\n\x05known\x18\x05 \x01(\x08\x12*\n\x05top_k\x18\x06 \x03(\x0b\x32\x1b.shopai.vision.v1.Candidate\x12\x15\n\rmodel_version\x18\x07 \x01(\t\"R\n\x0cSearchResult\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\r\n\x05label\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"X\n\x0eSearchResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.shopai.vision.v1.SearchResult\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"U\n\rVerifyRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x12\n\nscanned_by\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\t\"\xf9\x01\n\x0eVerifyResponse\x12*\n\x07verdict\x18\x01 \x01(\x0e\x32\x19.shopai.vision.v1.Verdict\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\t\x12\x0e\n\x06serial\x18\x04 \x01(\t\x12\x0f\n\x07reasons\x18\x05 \x03(\t\x12\x12\n\nscan_count\x18\x06 \x01(\x03\x12\x34\n\x10\x66irst_scanned_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tissued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x11IssueCodesRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x10\n\x08skip_png\x18\x04 \x01(\x08\"S\n\x10\x41uthenticityCode\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x0b\n\x03png\x18\x04 \x01(\x0c\"\xa9\x01\n\x12IssueCodesResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12\x31\n\x05\x63odes\x18\x03 \x03(\x0b\x32\".shopai.vision.v1.AuthenticityCode\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x82\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x15\n\x11VERDICT_AUTHENTIC\x10\x01\x12\x17\n\x13VERDICT_COUNTERFEIT\x10\x02\x12\x16\n\x12VERDICT_SUSPICIOUS\x10\x03\x12\x16\n\x12VERDICT_UNREADABLE\x10\x04\x32\xcc\x03\n\x06Vision\x12N\n\x08Identify\x12\x1e.shopai.vision.v1.ImageRequest\x1a\".shopai.vision.v1.IdentifyResponse\x12J\n\x06Search\x12\x1e.shopai.vision.v1.ImageRequest\x1a .shopai.vision.v1.SearchResponse\x12K\n\x06Verify\x12\x1f.shopai.vision.v1.VerifyRequest\x1a .shopai.vision.v1.VerifyResponse\x12W\n\nIssueCodes\x12#.shopai.vision.v1.IssueCodesRequest\x1a$.shopai.vision.v1.IssueCodesResponse\x12>\n\x05Train\x12\x1e.shopai.common.v1.TrainRequest\x1a\x15.shopai.common.v1.Job\x12@\n\x06GetJob\x12\x1f.shopai.common.v1.GetJobRequest\x1a\x15.shopai.common.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/vision.proto\x12\x10shopai.vision.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13protos/common.proto\":\n\x0cImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\"O\n\tCandidate\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\xad\x01\n\x10IdentifyResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\r\n\x05known\x18\x05 \x01(\x08\x12*\n\x05top_k\x18\x06 \x03(\x0b\x32\x1b.shopai.vision.v1.Candidate\x12\x15\n\rmodel_version\x18\x07 \x01(\t\"R\n\x0cSearchResult\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\r\n\x05label\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"X\n\x0eSearchResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.shopai.vision.v1.SearchResult\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"y\n\rVerifyRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x12\n\nscanned_by\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\t\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\x0f\n\x07trusted\x18\x06 \x01(\x08\"\x8a\x02\n\x0eVerifyResponse\x12*\n\x07verdict\x18\x01 \x01(\x0e\x32\x19.shopai.vision.v1.Verdict\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\t\x12\x0e\n\x06serial\x18\x04 \x01(\t\x12\x0f\n\x07reasons\x18\x05 \x03(\t\x12\x12\n\nscan_count\x18\x06 \x01(\x03\x12\x34\n\x10\x66irst_scanned_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tissued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ounted\x18\t \x01(\x08\"W\n\x11IssueCodesRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x10\n\x08skip_png\x18\x04 \x01(\x08\"S\n\x10\x41uthenticityCode\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x0b\n\x03png\x18\x04 \x01(\x0c\"\xa9\x01\n\x12IssueCodesResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12\x31\n\x05\x63odes\x18\x03 \x03(\x0b\x32\".shopai.vision.v1.AuthenticityCode\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x82\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x15\n\x11VERDICT_AUTHENTIC\x10\x01\x12\x17\n\x13VERDICT_COUNTERFEIT\x10\x02\x12\x16\n\x12VERDICT_SUSPICIOUS\x10\x03\x12\x16\n\x12VERDICT_UNREADABLE\x10\x04\x32\xcc\x03\n\x06Vision\x12N\n\x08Identify\x12\x1e.shopai.vision.v1.ImageRequest\x1a\".shopai.vision.v1.IdentifyResponse\x12J\n\x06Search\x12\x1e.shopai.vision.v1.ImageRequest\x1a .shopai.vision.v1.SearchResponse\x12K\n\x06Verify\x12\x1f.shopai.vision.v1.VerifyRequest\x1a .shopai.vision.v1.VerifyResponse\x12W\n\nIssueCodes\x12#.shopai.vision.v1.IssueCodesRequest\x1a$.shopai.vision.v1.IssueCodesResponse\x12>\n\x05Train\x12\x1e.shopai.common.v1.TrainRequest\x1a\x15.shopai.common.v1.Job\x12@\n\x06GetJob\x12\x1f.shopai.common.v1.GetJobRequest\x1a\x15.shopai.common.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.vision_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=1272
-  _globals['_VERDICT']._serialized_end=1402
+  _globals['_VERDICT']._serialized_start=1325
+  _globals['_VERDICT']._serialized_end=1455
   _globals['_IMAGEREQUEST']._serialized_start=95
   _globals['_IMAGEREQUEST']._serialized_end=153
   _globals['_CANDIDATE']._serialized_start=155
@@ -46,15 +46,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHRESPONSE']._serialized_start=496
   _globals['_SEARCHRESPONSE']._serialized_end=584
   _globals['_VERIFYREQUEST']._serialized_start=586
-  _globals['_VERIFYREQUEST']._serialized_end=671
-  _globals['_VERIFYRESPONSE']._serialized_start=674
-  _globals['_VERIFYRESPONSE']._serialized_end=923
-  _globals['_ISSUECODESREQUEST']._serialized_start=925
-  _globals['_ISSUECODESREQUEST']._serialized_end=1012
-  _globals['_AUTHENTICITYCODE']._serialized_start=1014
-  _globals['_AUTHENTICITYCODE']._serialized_end=1097
-  _globals['_ISSUECODESRESPONSE']._serialized_start=1100
-  _globals['_ISSUECODESRESPONSE']._serialized_end=1269
-  _globals['_VISION']._serialized_start=1405
-  _globals['_VISION']._serialized_end=1865
+  _globals['_VERIFYREQUEST']._serialized_end=707
+  _globals['_VERIFYRESPONSE']._serialized_start=710
+  _globals['_VERIFYRESPONSE']._serialized_end=976
+  _globals['_ISSUECODESREQUEST']._serialized_start=978
+  _globals['_ISSUECODESREQUEST']._serialized_end=1065
+  _globals['_AUTHENTICITYCODE']._serialized_start=1067
+  _globals['_AUTHENTICITYCODE']._serialized_end=1150
+  _globals['_ISSUECODESRESPONSE']._serialized_start=1153
+  _globals['_ISSUECODESRESPONSE']._serialized_end=1322
+  _globals['_VISION']._serialized_start=1458
+  _globals['_VISION']._serialized_end=1918
 # @@protoc_insertion_point(module_scope)

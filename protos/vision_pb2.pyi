@@ -85,19 +85,23 @@ class SearchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("image", "location", "scanned_by", "payload")
+    __slots__ = ("image", "location", "scanned_by", "payload", "client_id", "trusted")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     SCANNED_BY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     location: str
     scanned_by: str
     payload: str
-    def __init__(self, image: _Optional[bytes] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ..., payload: _Optional[str] = ...) -> None: ...
+    client_id: str
+    trusted: bool
+    def __init__(self, image: _Optional[bytes] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ..., payload: _Optional[str] = ..., client_id: _Optional[str] = ..., trusted: _Optional[bool] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("verdict", "product_id", "batch", "serial", "reasons", "scan_count", "first_scanned_at", "issued_at")
+    __slots__ = ("verdict", "product_id", "batch", "serial", "reasons", "scan_count", "first_scanned_at", "issued_at", "counted")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +110,7 @@ class VerifyResponse(_message.Message):
     SCAN_COUNT_FIELD_NUMBER: _ClassVar[int]
     FIRST_SCANNED_AT_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_FIELD_NUMBER: _ClassVar[int]
     verdict: Verdict
     product_id: str
     batch: str
@@ -114,7 +119,8 @@ class VerifyResponse(_message.Message):
     scan_count: int
     first_scanned_at: _timestamp_pb2.Timestamp
     issued_at: _timestamp_pb2.Timestamp
-    def __init__(self, verdict: _Optional[_Union[Verdict, str]] = ..., product_id: _Optional[str] = ..., batch: _Optional[str] = ..., serial: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., scan_count: _Optional[int] = ..., first_scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    counted: bool
+    def __init__(self, verdict: _Optional[_Union[Verdict, str]] = ..., product_id: _Optional[str] = ..., batch: _Optional[str] = ..., serial: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., scan_count: _Optional[int] = ..., first_scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., counted: _Optional[bool] = ...) -> None: ...
 
 class IssueCodesRequest(_message.Message):
     __slots__ = ("product_id", "batch", "count", "skip_png")

@@ -10,19 +10,32 @@ content types in the spec. Bad input is a 400 naming the field and never reaches
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 import grpc
 from flask import abort, current_app, request
 from flask_openapi3 import APIBlueprint, FileStorage, RequestBody, Tag
 from flask_openapi3.utils import parse_body, parse_form
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
+from gateway import access
 from gateway.json import reply_json
 from gateway.problems import ApiProblem, Problem, from_validation_error, require_json_object
 from protos import vision_pb2 as pb
+from services.common.keyfile import persistent_secret
 
 vision = APIBlueprint(
     "vision", __name__, url_prefix="/v1/vision",
@@ -133,8 +146,24 @@ class SearchJson(IdentifyJson):
     k: int = _k(DEFAULT_SEARCH_K, "how many results")
 
 
-ScanLocation = Field(None, max_length=MAX_SCAN_FIELD_CHARS,
-                     description='where it was scanned, free text or "lat,lon"; recorded with the scan')
+_REFUSED_IN_LOCATION = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _printable_location(value: str | None) -> str | None:
+    """Control and format characters are a client's bug, not a place (as the service refuses them)."""
+    bad = next((ch for ch in value or "" if unicodedata.category(ch) in _REFUSED_IN_LOCATION), None)
+    if bad is not None:
+        raise PydanticCustomError("location_characters", "contains the control or format character {char}",
+                                  {"char": f"U+{ord(bad):04X}"})
+    return value
+
+
+Location = Annotated[str | None, AfterValidator(_printable_location)]
+ScanLocation = Field(
+    None, max_length=MAX_SCAN_FIELD_CHARS,
+    description='where it was scanned: "lat,lon" in decimal degrees, or a city name (any language). The service '
+                "reads it as a place (a ~30 km geohash cell; a known city is its centre's cell; other names a "
+                "normalised token; text naming no place counts as an unknown place); no control characters")
 ScannedBy = Field(None, max_length=MAX_SCAN_FIELD_CHARS,
                   description="who scanned (user id, store id, app name); recorded with the scan")
 Payload = Field(None, max_length=MAX_PAYLOAD_CHARS,
@@ -148,7 +177,7 @@ class VerifyForm(BaseModel):
 
     image: FileStorage | None = Field(None, description="a photo of the product's code / label")
     payload: str | None = Payload
-    location: str | None = ScanLocation
+    location: Location = ScanLocation
     scanned_by: str | None = ScannedBy
 
 
@@ -159,7 +188,7 @@ class VerifyJson(BaseModel):
 
     image_base64: Base64Image | None = None
     payload: str | None = Payload
-    location: str | None = ScanLocation
+    location: Location = ScanLocation
     scanned_by: str | None = ScannedBy
 
 
@@ -214,6 +243,9 @@ class Verification(BaseModel):
     serial: str
     reasons: list[str] = Field(description='human-readable findings, e.g. "signature valid"')
     scan_count: int = Field(description="scans of this serial so far, including this one (0 when unreadable)")
+    counted: bool = Field(description="this scan moved the code's shared history; false: recorded, but this "
+                                      "client's scans of the code already count here or in as many places as one "
+                                      "client's may (an API key with the codes role always counts)")
     first_scanned_at: str | None = Field(description="RFC 3339; null when unknown")
     issued_at: str | None = Field(description="RFC 3339; null when unknown")
 
@@ -349,6 +381,35 @@ def _call(method: str, message: Any, minimum_deadline: float) -> Any:
         raise
 
 
+# ------------------------------------------------------------------ who scans
+
+
+SCANNER_SECRET = "shopai.scanner_secret"
+
+
+def _scanner_secret() -> bytes:
+    """The key of the address hash, read (or made) on the first scan without an API key."""
+    secret = current_app.extensions.get(SCANNER_SECRET)
+    if secret is None:
+        settings = current_app.extensions["shopai.settings"]
+        secret = current_app.extensions[SCANNER_SECRET] = persistent_secret(
+            settings.gateway_scanner_secret, settings.data_dir / "secrets" / "scanner-secret")
+    return secret
+
+
+def _scanner() -> tuple[str, bool]:
+    """(client_id, trusted) for the vision service's scan counting: the API key's id, trusted when it has
+    the codes role; without a key the client address under a keyed hash (the raw address never leaves
+    the gateway). A shopper's token is not used: it would put a pseudonym of the shopper in the code log."""
+    who = getattr(access, "current_client", lambda: None)()
+    key = getattr(who, "key", None)
+    if key is not None:
+        return key.key_id, key.allows("codes")
+    address = getattr(who, "address", None) or request.remote_addr or "unknown"
+    digest = hmac.new(_scanner_secret(), address.encode(), hashlib.sha256).hexdigest()
+    return f"addr-{digest[:16]}", False
+
+
 # ------------------------------------------------------------------ routes
 
 
@@ -384,7 +445,9 @@ def verify() -> tuple[dict, int]:
 
     multipart/form-data (file field `image`, optional fields `payload`, `location`, `scanned_by`) or JSON
     `{"image_base64": "…", "payload": "…", "location": "…", "scanned_by": "…"}`; an image or a payload
-    is required. Each call records a scan, so the gateway never retries it."""
+    is required. Each call records a scan, so the gateway never retries it. `location` is `"lat,lon"` or a
+    city name; a caller without a `codes` key counts once per place, in at most 2 places per code
+    (`counted` says whether this scan did), so no single caller can make a genuine code suspicious."""
     if request.mimetype == "multipart/form-data":
         fields, location = _validated(VerifyForm, _form_fields()), "image"
     else:
@@ -393,10 +456,11 @@ def verify() -> tuple[dict, int]:
     payload = fields.payload or ""
     if not image and not payload.strip():
         raise _invalid(location, "send a photo of the code or its decoded text (payload)", "missing_image_or_payload")
+    client_id, trusted = _scanner()
     reply = _call(
         "Verify",
         pb.VerifyRequest(image=image, payload=payload, location=fields.location or "",
-                         scanned_by=fields.scanned_by or ""),
+                         scanned_by=fields.scanned_by or "", client_id=client_id, trusted=trusted),
         MIN_VISION_DEADLINE_SECONDS,
     )
     body = reply_json(reply)

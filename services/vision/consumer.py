@@ -4,7 +4,8 @@
 whose image is not a picture goes to the dead-letter topic with the reason); the product's hash
 and fingerprint change, and the index watcher (server.py) embeds it within a second.
 An upsert without an image keeps the picture it had (title and category still update).
-``code.issued`` / ``code.scanned``: the registry of serials and their scan history; the service
+``code.issued`` / ``code.scanned``: the registry of serials and their scan history (whether a scan
+counts, and at which normalised place, was decided when it was recorded and travels in the event); the service
 applies its own events at once through the same exactly-once applier (the same event id), so the
 consumer's later delivery changes nothing, and a rebuild from the topic gives the same state.
 ``user.erased``: the scans recorded under the shopper's id leave the recent-scan lists; a code's
@@ -22,6 +23,7 @@ from services.common import privacy, topics
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
 from services.vision.core.images import ImageProblem, decode_image
+from services.vision.core.scans import ANONYMOUS_CLIENT, place_member
 from services.vision.store import RECENT_SCANS, fingerprint
 from services.vision.store import VisionKeys as K
 
@@ -92,11 +94,20 @@ def code_ops(event: Event, ops: Ops) -> None:
     ops("HINCRBY", K.scans(serial), "count", 1)
     ops("HSETNX", K.scans(serial), "first", when)
     ops("HSET", K.scans(serial), "last", when)
-    place = str(p.get("location", "")).strip().lower()
-    if place:
-        ops("SADD", K.places(serial), place)
+    decided = "counted" in p  # scans logged before the counting rules all counted, at their raw location
+    counted = bool(p["counted"]) if decided else True
+    place = str(p.get("place", "")) if decided else str(p.get("location", "")).strip().lower()
+    if counted:
+        ops("HINCRBY", K.scans(serial), "counted", 1)
+        if place:
+            ops("SADD", K.places(serial), place)
+        if decided and not p.get("trusted"):
+            client = str(p.get("client_id", "")) or ANONYMOUS_CLIENT
+            ops("SADD", K.client_places(serial, client), place_member(place))
     scanned_by = str(p.get("scanned_by", ""))
-    scan = json.dumps({"at": when, "location": p.get("location", ""), "scanned_by": scanned_by}, ensure_ascii=False)
+    scan = json.dumps({"at": when, "location": p.get("location", ""), "place": place, "scanned_by": scanned_by,
+                       "client_id": p.get("client_id", ""), "trusted": bool(p.get("trusted")), "counted": counted},
+                      ensure_ascii=False)
     with privacy.guarded(ops, VisionProjection.group, scanned_by):
         ops("LPUSH", K.recent_scans(serial), scan)
         ops("LTRIM", K.recent_scans(serial), 0, RECENT_SCANS - 1)

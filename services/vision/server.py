@@ -41,10 +41,13 @@ from services.vision.core.distort import border_colour, foreground_mask
 from services.vision.core.finetune import training_params
 from services.vision.core.images import ImageProblem, decode_image
 from services.vision.core.model import Product, VisionModel, pretrained_model
+from services.vision.core.places import Gazetteer, Place, PlaceRefused, normalise_place, world_gazetteer
+from services.vision.core.scans import Scanner
 from services.vision.core.verification import (
     COUNTERFEIT,
     Limits,
     ProductMatch,
+    ScanNote,
     Verdict,
     judge_code,
     judge_history,
@@ -58,6 +61,7 @@ PRETRAINED_VERSION = "pretrained-efficientnet-lite0"
 WATCH_SECONDS = 1.0
 WATCH_BATCH = 256
 MAX_CODES = 1000
+MAX_CLIENT_ID = 64
 BLUR_VARIANCE = 60.0  # variance of the edge image below which a photo counts as blurred
 VERDICTS = {"authentic": pb.VERDICT_AUTHENTIC, "counterfeit": pb.VERDICT_COUNTERFEIT,
             "suspicious": pb.VERDICT_SUSPICIOUS, "unreadable": pb.VERDICT_UNREADABLE}
@@ -102,7 +106,7 @@ def is_blurred(image: Image.Image) -> bool:
 class VisionServicer(pb_grpc.VisionServicer):
     def __init__(self, settings: Settings, store: VisionStore, holder: ModelHolder[VisionModel], jobs: JobRunner,
                  key: codes.SigningKey | None, publish: Callable[[str, str, dict], None],
-                 applier: RedisApplier) -> None:
+                 applier: RedisApplier, gazetteer: Gazetteer | None = None) -> None:
         self.settings = settings
         self.store = store
         self.holder = holder
@@ -112,6 +116,7 @@ class VisionServicer(pb_grpc.VisionServicer):
         self.publish = publish
         self.applier = applier
         self.limits = Limits(settings.vision_max_scans, settings.vision_max_locations)
+        self.gazetteer = gazetteer
 
     # -- helpers -------------------------------------------------------------------------------------
     def _image(self, data: bytes, context: grpc.ServicerContext) -> Image.Image:
@@ -207,9 +212,11 @@ class VisionServicer(pb_grpc.VisionServicer):
     def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
         if not request.image and not request.payload.strip():
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "send a photo of the code (image) or its text (payload)")
-        for name in ("location", "scanned_by"):
-            if len(getattr(request, name)) > 200:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name} is longer than 200 characters")
+        if len(request.scanned_by) > 200:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "scanned_by is longer than 200 characters")
+        if len(request.client_id) > MAX_CLIENT_ID:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"client_id is longer than {MAX_CLIENT_ID} characters")
+        place = self._place(request.location, context)
         if not self.keys:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no verification key is configured")
         image = self._image(request.image, context) if request.image else None
@@ -227,21 +234,33 @@ class VisionServicer(pb_grpc.VisionServicer):
         if verdict is not None:
             self._alert(verdict, claims, request)
             return self._verify_response(verdict, claims, None, issued)
+        scanner = Scanner(request.client_id, request.trusted)
         try:
+            weight = self.store.weigh_scan(claims.serial, scanner, place.key, self.settings.vision_places_per_client)
             self._record("code.scanned", {"product_id": claims.product_id, "batch": claims.batch,
                                           "serial": claims.serial, "location": request.location,
-                                          "scanned_by": request.scanned_by})
+                                          "scanned_by": request.scanned_by, "place": place.key,
+                                          "client_id": scanner.name, "trusted": scanner.trusted,
+                                          "counted": weight.counted})
         except Exception as exc:  # a scan that is not recorded would hide a cloned code
             log.warning("scan_not_recorded", exc_info=True)
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the scan could not be recorded: {exc}")
         history = self.store.history(claims.serial)
         match = self._match(image, [f.box for f in found], claims.product_id) if image is not None \
             else ProductMatch("no_photo")
-        verdict = judge_history(check, int(issued.get("issued_at", 0)), history.count, history.places, match,
-                                self.limits)
+        note = ScanNote(history.count, place.how if request.location.strip() else "", weight.reason)
+        verdict = judge_history(check, int(issued.get("issued_at", 0)), history.counted, history.places, match,
+                                self.limits, note)
         if verdict.alert:
             self._alert(verdict, claims, request)
-        return self._verify_response(verdict, claims, history, issued)
+        return self._verify_response(verdict, claims, history, issued, weight.counted)
+
+    def _place(self, location: str, context: grpc.ServicerContext) -> Place:
+        try:
+            return normalise_place(location, self.gazetteer)
+        except PlaceRefused as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise AssertionError("unreachable")
 
     def _match(self, image: Image.Image, boxes: list[tuple[int, int, int, int]], product_id: str) -> ProductMatch:
         """Hide the code, then ask image search whether what is left looks like the code's product."""
@@ -268,8 +287,10 @@ class VisionServicer(pb_grpc.VisionServicer):
             return ProductMatch("mismatch", f"the photo shows {best.title!r}, but the code belongs to {named!r}")
         return ProductMatch("unsure", "the product in the photo could not be matched with confidence")
 
-    def _verify_response(self, verdict: Verdict, claims: codes.Claims | None, history, issued: dict) -> pb.VerifyResponse:
+    def _verify_response(self, verdict: Verdict, claims: codes.Claims | None, history, issued: dict,
+                         counted: bool = False) -> pb.VerifyResponse:
         return pb.VerifyResponse(
+            counted=counted,
             verdict=VERDICTS[verdict.verdict], reasons=verdict.reasons,
             product_id=claims.product_id if claims else "", batch=claims.batch if claims else "",
             serial=claims.serial if claims else "", scan_count=history.count if history else 0,
@@ -380,7 +401,7 @@ def build(settings: Settings) -> ServiceRunner:
     watcher = IndexWatcher(store, holder)
     scheduler = Scheduler(settings, store, holder, jobs)
     runner.add_servicer(pb_grpc.add_VisionServicer_to_server,
-                        VisionServicer(settings, store, holder, jobs, key, publish, applier),
+                        VisionServicer(settings, store, holder, jobs, key, publish, applier, world_gazetteer()),
                         pb.DESCRIPTOR.services_by_name["Vision"].full_name)
     runner.add_worker(consumer.run, "vision-consumer")
     runner.add_worker(jobs.run, "vision-trainer")

@@ -4,8 +4,10 @@
   fingerprint) and one hash of every product's fingerprint, which the index watcher compares with
   the served index to find what to (re-)embed.
 - Authenticity codes: one hash per issued serial (product, batch, key, time), projected from
-  ``code.issued`` events on ``vision.codes.v1``; the scan history of each serial (count, first
-  and last scan, the distinct places, the last scans), projected from ``code.scanned``.
+  ``code.issued`` events on ``vision.codes.v1``; the scan history of each serial (every scan and the
+  counted ones, first and last scan, the distinct places of counted scans, the last scans) and, per
+  untrusted client, the places its counted scans of the serial were made at, projected from
+  ``code.scanned``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import redis
 from PIL import Image
 
 from services.common.cache import key
+from services.vision.core.scans import COUNTED, Scanner, ScanWeight, place_member, weigh_scan
 
 RECENT_SCANS = 20
 
@@ -49,6 +52,10 @@ class VisionKeys:
         return key("vision", "recent_scans", serial)
 
     @staticmethod
+    def client_places(serial: str, client: str) -> str:
+        return key("vision", "client_places", serial, client)
+
+    @staticmethod
     def scanner_scans(scanned_by: str) -> str:
         """Set of JSON [serial, recent-scan entry] recorded under a scanner (a shopper's id, erasable)."""
         return key("vision", "scanner", scanned_by, "scans")
@@ -73,7 +80,8 @@ class CatalogEntry:
 @dataclass(frozen=True)
 class ScanHistory:
     count: int  # scans so far, including the current one
-    places: int  # distinct non-empty locations
+    counted: int  # the scans that count toward the verdict (scans.weigh_scan)
+    places: int  # distinct known places of counted scans
     first_scanned_at: float | None
     recent: list[dict]
 
@@ -119,5 +127,22 @@ class VisionStore:
         pipe.lrange(K.recent_scans(serial), 0, RECENT_SCANS - 1)
         scans, places, recent = pipe.execute()
         first = scans.get("first")
-        return ScanHistory(int(scans.get("count", 0)), int(places), float(first) if first else None,
-                           [json.loads(r) for r in recent])
+        return ScanHistory(int(scans.get("count", 0)), int(scans.get("counted", 0)), int(places),
+                           float(first) if first else None, [json.loads(r) for r in recent])
+
+    def weigh_scan(self, serial: str, scanner: Scanner, place: str, places_per_client: int) -> ScanWeight:
+        """Decide whether this scan counts and, if it does, take its place in the client's set at once:
+        the set is watched, so two scans of one client at the same moment cannot both take the last
+        place (the projection adds the same member again when the event arrives: no change)."""
+        if scanner.trusted:
+            return COUNTED
+        client_key = K.client_places(serial, scanner.name)
+
+        def decide(pipe: redis.client.Pipeline) -> ScanWeight:
+            weight = weigh_scan(scanner, place, pipe.smembers(client_key), places_per_client)
+            pipe.multi()
+            if weight.counted:
+                pipe.sadd(client_key, place_member(place))
+            return weight
+
+        return self.redis.transaction(decide, client_key, value_from_callable=True)

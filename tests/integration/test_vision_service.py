@@ -154,10 +154,11 @@ def test_codes_are_issued_and_verified(vision):
     nothing = verify(label_photo(picture(product), None))
     assert nothing["verdict"] == "unreadable" and nothing["reasons"] and nothing["scan_count"] == 0
 
-    # A copied label: the second code turns up, with three shoppers, in more places than one label can be.
+    # A copied label: the second code turns up, with three shoppers (no key), in more places than one label can be.
     second = issued.json["codes"][1]
-    verdicts = [client.post("/v1/vision/verify", json={"payload": second["payload"], "location": city},
-                            environ_base={"REMOTE_ADDR": address}).json["verdict"]
+    shoppers = client.application.test_client()
+    verdicts = [shoppers.post("/v1/vision/verify", json={"payload": second["payload"], "location": city},
+                              environ_base={"REMOTE_ADDR": address}).json["verdict"]
                 for city, address in (("Beijing", "198.51.100.1"), ("Lagos", "198.51.100.2"), ("Lima", "198.51.100.3"))]
     assert verdicts[:2] == ["authentic", "authentic"] and verdicts[2] == "suspicious"
     alerts = read_topic(settings.kafka_bootstrap_servers, topics.ALERTS, expect=3)  # two counterfeits, then this

@@ -20,7 +20,7 @@ from gateway.routes.vision import MAX_IMAGE_BYTES, MIN_CODES_DEADLINE_SECONDS, M
 from protos import vision_pb2 as pb
 from protos import vision_pb2_grpc
 from services.common.settings import SERVICE_NAMES, Settings
-from tests.support import RecordingServicer, assert_problem, free_port, serving
+from tests.support import TEST_KEYS, RecordingServicer, assert_problem, free_port, serving, staff
 
 # Every byte value, so that standard base64 holds "+" and "/" and URL-safe base64 "-" and "_".
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 3 + b"\x01"
@@ -107,7 +107,7 @@ def build_app(fake: FakeVision, **overrides):
         redis_url=f"redis://127.0.0.1:{free_port()}/0", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         grpc_deadline_seconds=2.0, log_json=False,
         **{name: {"grpc_port": port, "metrics_port": free_port()} for name, port in ports.items()},
-        **overrides,
+        **({"gateway_api_keys": TEST_KEYS} | overrides),
     )
     return create_app(settings)
 
@@ -115,7 +115,7 @@ def build_app(fake: FakeVision, **overrides):
 @pytest.fixture
 def client(fake):
     app = build_app(fake)
-    yield app.test_client()
+    yield staff(app.test_client())
     close_app(app)
 
 
@@ -213,7 +213,7 @@ def test_verify_sends_the_photo_and_the_scan_and_answers_the_verdict(client, fak
     assert reply.json == {
         "verdict": "suspicious", "product_id": "p1001", "batch": "B7", "serial": "S2",
         "reasons": ["signature valid", "scanned 14 times in 3 cities"], "scan_count": 14,
-        "first_scanned_at": SCANNED_AT, "issued_at": ISSUED_AT,
+        "first_scanned_at": SCANNED_AT, "issued_at": ISSUED_AT, "counted": False,
     }
 
 
@@ -239,6 +239,7 @@ def test_verify_with_only_a_payload(client, fake, form):
     assert reply.json == {
         "verdict": "authentic", "product_id": "p1001", "batch": "B7", "serial": "S1",
         "reasons": ["signature valid"], "scan_count": 1, "first_scanned_at": None, "issued_at": None,
+        "counted": False,
     }
 
 
@@ -361,6 +362,9 @@ BAD_VERIFY_REQUESTS = [
     pytest.param(json_body({"payload": "x", "location": "l" * 201}), "location", "200", id="long-location"),
     pytest.param(json_body({"payload": "x", "scanned_by": "s" * 201}), "scanned_by", "200", id="long-scanned-by"),
     pytest.param(form(image=None, payload="x", location="l" * 201), "location", "200", id="multipart-long-location"),
+    pytest.param(json_body({"payload": "x", "location": "Shang\nhai"}), "location", "U+000A", id="location-newline"),
+    pytest.param(form(image=None, payload="x", location="Shang\u202ehai"), "location", "U+202E",
+                 id="multipart-location-bidi-override"),
     pytest.param(json_body({"payload": 42}), "payload", "string", id="numeric-payload"),
     pytest.param(json_body({"image_base64": "%%%"}), "image_base64", "not base64", id="not-base64"),
     pytest.param(json_body({"payload": "x", "verdict": "authentic"}), "verdict", "not permitted", id="unknown-field"),
@@ -440,7 +444,7 @@ def test_an_image_over_the_body_limit_is_a_413(client, fake):
 def test_a_decoded_image_over_8_mib_is_a_413_even_under_a_larger_body_limit(fake, form_kind):
     app = build_app(fake, gateway_max_body_bytes=16 * 1024 * 1024)
     try:
-        client = app.test_client()
+        client = staff(app.test_client())
         big = b"\xff" * (9 * 1024 * 1024)
         if form_kind == "json":
             reply = client.post("/v1/vision/search", json={"image_base64": base64.b64encode(big).decode()})
@@ -601,3 +605,55 @@ def test_the_vision_routes_are_in_the_spec(client):
     assert set(verification["properties"]["verdict"]["enum"]) == {"authentic", "counterfeit", "suspicious",
                                                                   "unreadable"}
     assert "vision" in {t["name"] for t in spec["tags"]}
+
+
+# ------------------------------------------------------------------ who scans (services/vision/core/scans.py)
+
+CODES_KEY = "a-long-codes-key-0123456789"
+INGEST_KEY = "a-long-ingest-key-0123456789"
+
+
+@pytest.fixture
+def keyed_app(fake, tmp_path):
+    app = build_app(fake, gateway_api_keys=f"{TEST_KEYS},{CODES_KEY}:codes,{INGEST_KEY}:ingest", data_dir=tmp_path)
+    yield app
+    close_app(app)
+
+
+def scanner_of(app, fake, headers: dict | None = None, address: str = "203.0.113.7") -> tuple[str, bool]:
+    reply = app.test_client().post("/v1/vision/verify", json={"payload": "SAI1.x"}, headers=headers or {},
+                                   environ_base={"REMOTE_ADDR": address})
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    request = fake.calls.pop()[1]
+    return request.client_id, request.trusted
+
+
+def test_a_codes_key_scans_as_a_trusted_scanner(keyed_app, fake):
+    client_id, trusted = scanner_of(keyed_app, fake, {"X-API-Key": CODES_KEY})
+    assert trusted and client_id.startswith("key-")
+    assert scanner_of(keyed_app, fake, {"X-API-Key": TEST_KEYS.split(":")[0]})[1]  # admin holds every role
+
+
+def test_a_key_without_the_codes_role_is_a_client_like_any_other(keyed_app, fake):
+    client_id, trusted = scanner_of(keyed_app, fake, {"X-API-Key": INGEST_KEY})
+    assert not trusted and client_id.startswith("key-")
+    assert client_id != scanner_of(keyed_app, fake, {"X-API-Key": CODES_KEY})[0]
+
+
+def test_a_visitor_is_named_by_a_keyed_hash_of_its_address_never_the_address(keyed_app, fake, tmp_path):
+    first, trusted = scanner_of(keyed_app, fake, address="203.0.113.7")
+    assert not trusted and first.startswith("addr-") and "203.0.113" not in first
+    assert scanner_of(keyed_app, fake, address="203.0.113.7")[0] == first
+    assert scanner_of(keyed_app, fake, address="198.51.100.2")[0] != first
+    secret = tmp_path / "secrets" / "scanner-secret"
+    assert secret.stat().st_mode & 0o777 == 0o600  # made on the first scan, kept for the next start
+
+
+def test_the_configured_scanner_secret_names_visitors_the_same_on_every_replica(fake, tmp_path):
+    names = []
+    for replica in ("a", "b"):
+        app = build_app(fake, gateway_scanner_secret="one-secret-for-every-replica", data_dir=tmp_path / replica)
+        names.append(scanner_of(app, fake)[0])
+        close_app(app)
+    assert names[0] == names[1]
+    assert not (tmp_path / "a" / "secrets").exists()

@@ -150,7 +150,9 @@ def test_code_events_project_the_registry_and_the_scan_history():
     ops = Ops()
     code_ops(scanned, ops)
     names = [c[0] for c in ops.commands]
-    assert names == ["HINCRBY", "HSETNX", "HSET", "SADD", "LPUSH", "LTRIM"] and ops.commands[3][2] == "paris"
+    # a scan logged before the counting rules (no "counted") counts, at its lower-cased location
+    assert names[:5] == ["HINCRBY", "HSETNX", "HSET", "HINCRBY", "SADD"] and ops.commands[4][2] == "paris"
+    assert {"LPUSH", "LTRIM"} <= set(names)
 
 
 def test_query_photos_and_label_photos_are_real_pictures():

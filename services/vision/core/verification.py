@@ -5,9 +5,10 @@ Order of the questions, and why:
    counterfeit: the shopper is asked to try again). A QR code that is not ours is unreadable too.
 2. Is the signature ours and intact? No -> ``counterfeit`` (forged, altered, or a foreign key).
 3. Did we issue this serial, for this product and batch? No -> ``counterfeit``.
-4. Does the scan history look like one physical label? Scanned more than ``max_scans`` times or
-   in more than ``max_places`` places -> ``suspicious`` (a copied label carries a valid code, so
+4. Does the scan history look like one physical label? More than ``max_scans`` counted scans or
+   more than ``max_places`` distinct places -> ``suspicious`` (a copied label carries a valid code, so
    the code itself cannot be called fake; its clones can only be told apart by where they turn up).
+   Only counted scans make the history (``scans.weigh_scan``): one untrusted caller cannot fill it.
 5. Does the product in the photo look like the product the code names? Clearly another product
    -> ``suspicious`` (a genuine label moved onto a fake). No product visible, or no confident
    match, changes nothing: the code alone is then checked.
@@ -36,6 +37,15 @@ class ProductMatch:
 class Limits:
     max_scans: int = 5
     max_places: int = 2
+
+
+@dataclass(frozen=True)
+class ScanNote:
+    """What the verdict tells the caller about this scan itself."""
+
+    total: int  # every recorded scan of the serial, including this one
+    place: str = ""  # how this scan's location was read ("" when none was given)
+    not_counted: str = ""  # why this scan leaves the code's history as it was ("" when it counts)
 
 
 @dataclass
@@ -70,13 +80,18 @@ def judge_code(check: CodeCheck, issued: dict[str, str]) -> Verdict | None:
 
 
 def judge_history(check: CodeCheck, issued_at: int, scans: int, places: int, match: ProductMatch,
-                  limits: Limits) -> Verdict:
-    """Steps 4-5 for a valid, issued code (``scans`` includes this one)."""
+                  limits: Limits, note: ScanNote | None = None) -> Verdict:
+    """Steps 4-5 for a valid, issued code: ``scans`` and ``places`` are the counted history (including
+    this scan when it counts)."""
     batch = check.claims.batch if check.claims else ""
     reasons = [check.reason, f"issued {datetime.fromtimestamp(issued_at, UTC):%Y-%m-%d} for batch {batch}"]
+    if note is not None and note.place:
+        reasons.append(f"location read as {note.place}")
+    if note is not None and note.not_counted:
+        reasons.append(f"this scan is recorded but leaves the code's history as it was: {note.not_counted}")
     suspicious = []
     if scans > limits.max_scans:
-        suspicious.append(f"scanned {scans} times (more than {limits.max_scans}): the label may have been copied")
+        suspicious.append(f"{scans} counted scans (more than {limits.max_scans}): the label may have been copied")
     if places > limits.max_places:
         suspicious.append(f"scanned in {places} different places (more than {limits.max_places}): "
                           "the label may have been copied")
@@ -86,5 +101,6 @@ def judge_history(check: CodeCheck, issued_at: int, scans: int, places: int, mat
         reasons.append(match.detail)
     if suspicious:
         return Verdict(SUSPICIOUS, reasons + suspicious)
-    reasons.append(f"scan {scans} of this serial" + (f", in {places} place(s)" if places else ""))
+    total = f"scan {note.total} of this serial, {scans} counted" if note is not None else f"scan {scans} of this serial"
+    reasons.append(total + (f", in {places} place(s)" if places else ""))
     return Verdict(AUTHENTIC, reasons)
