@@ -69,6 +69,13 @@ class ModelRegistry:
         meta = json.loads((self.directory / version / "meta.json").read_text())
         return model, meta
 
+    def replace_model(self, version: str, model: Any) -> None:
+        """Rewrite a saved version's model in place, atomically (e.g. with erased shoppers taken out)."""
+        tmp = self.directory / version / f".model.pkl.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(self.directory / version / "model.pkl")
+
     def versions(self) -> list[str]:
         if not self.directory.exists():
             return []

@@ -5,11 +5,13 @@ erasure register, and the erasure waits in ``model-pending``). This watcher, one
 filters the register out of whatever model serves: after each erasure (the register grew) and
 after each swap or update (a freshly trained model, one loaded from disk, one extended with new
 products), so a training run that read the shopper before the erasure never serves them. Then it
-marks the erasure's ``recommender_model`` part done.
+rewrites the versions kept on disk without the shopper and marks the erasure's ``recommender_model``
+part done.
 """
 
 from __future__ import annotations
 
+import pickle
 import threading
 from datetime import UTC, datetime
 
@@ -69,6 +71,7 @@ class ModelForgetter:
         pending = self.redis.hgetall(privacy.model_pending_key())
         if not pending:
             return
+        self.scrub_artifacts(set(pending))
         model = self.holder.model
         now = format_time(datetime.now(UTC))
         with self.redis.pipeline(transaction=True) as pipe:
@@ -79,3 +82,21 @@ class ModelForgetter:
                 pipe.expire(privacy.status_key(erasure_id), privacy.STATUS_TTL_SECONDS)
                 pipe.hdel(privacy.model_pending_key(), user)
             pipe.execute()
+
+    def scrub_artifacts(self, users: set[str]) -> int:
+        """Take ``users`` out of every model version kept on disk (a restart or a rollback must not bring
+        them back); returns how many versions were rewritten."""
+        registry = self.holder.registry
+        rewritten = 0
+        for version in registry.versions():
+            try:
+                model, _ = registry.load(version)
+            except (OSError, EOFError, pickle.UnpicklingError):  # pruned meanwhile, or being written
+                continue
+            filtered = without_users(model, users)
+            if filtered is not model:
+                registry.replace_model(version, filtered)
+                rewritten += 1
+        if rewritten:
+            log.info("model_artifacts_scrubbed", versions=rewritten, users=len(users))
+        return rewritten

@@ -17,6 +17,7 @@ from services.chatbot.consumer import ChatbotProjection
 from services.chatbot.store import ChatbotStore
 from services.common import privacy
 from services.common.events import Event, new_event
+from services.common.models import ModelHolder, ModelRegistry
 from services.common.projection import Ops, Projection, RedisApplier
 from services.forecasting.consumer import ForecastProjection
 from services.forecasting.store import ForecastStore
@@ -25,6 +26,7 @@ from services.recommender.core.bundle import RecommenderModel
 from services.recommender.core.defaults import make_components
 from services.recommender.core.forgetting import without_users
 from services.recommender.core.hybrid import fit_hybrid
+from services.recommender.forgetting import ModelForgetter
 from services.recommender.store import RecommenderKeys, RecommenderStore
 from services.vision.consumer import VisionProjection
 from services.vision.store import VisionStore
@@ -244,7 +246,9 @@ def test_vision_forgets_the_scans_recorded_under_the_shopper(redis_client):
 
 # -- the trained model ----------------------------------------------------------------------------------
 
-def test_a_trained_model_forgets_shoppers_factors_and_neighbourhoods():
+@pytest.fixture(scope="module")
+def trained() -> tuple[RecommenderModel, sp.csr_matrix]:
+    """A small trained hybrid where only shopper u0 touched product p11."""
     rng = np.random.default_rng(3)
     dense = (rng.random((30, 12)) < 0.3).astype(float)
     dense[:, 11] = 0.0
@@ -254,6 +258,11 @@ def test_a_trained_model_forgets_shoppers_factors_and_neighbourhoods():
     users = [f"u{i}" for i in range(30)]
     model = RecommenderModel(version="v1", user_ids=users, item_ids=[f"p{j}" for j in range(12)], hybrid=hybrid,
                              item_texts=[""] * 12, trained_at=0.0)
+    return model, matrix
+
+
+def test_a_trained_model_forgets_shoppers_factors_and_neighbourhoods(trained):
+    model, matrix = trained
     neighbour_row = sp.csr_matrix(matrix[0].toarray())  # someone exactly like u0
     assert model.component("user_knn").score(neighbour_row)[0, 11] > 0
     forgot = without_users(model, ["u0", "nobody"])
@@ -267,3 +276,27 @@ def test_a_trained_model_forgets_shoppers_factors_and_neighbourhoods():
     assert model.component("user_knn").train[0].nnz > 0 and "u0" in model.user_index
     assert without_users(forgot, ["u0"]) is forgot and without_users(model, []) is model
     assert np.isfinite(forgot.scores("hybrid", forgot.row({"p1": 1.0}), "u0")).all()
+
+
+def test_the_serving_model_and_the_saved_versions_forget_erased_shoppers(trained, redis_client, tmp_path):
+    model, _ = trained
+    holder: ModelHolder[RecommenderModel] = ModelHolder(ModelRegistry(tmp_path / "recommender"))
+    holder.registry.save("v1", model, {})
+    holder.refresh()
+    served = holder.model
+    forgetter = ModelForgetter(redis_client, holder)
+    assert forgetter.check() == 0  # nobody erased: the serving model stays the same object
+    assert holder.model is served
+    projection = RecommenderProjection(redis_client)
+    apply(projection, redis_client, erasure("u0"), erasure("never-seen"))
+    assert forgetter.check() == 1
+    assert "u0" not in holder.model.user_index and holder.version == "v1"
+    assert "u0" not in holder.registry.load("v1")[0].user_index  # a restart does not bring them back
+    for user in ("u0", "never-seen"):
+        status = privacy.erasure_status(erasure(user).event_id,
+                                        redis_client.hgetall(privacy.status_key(erasure(user).event_id)))
+        assert status.services["recommender"] is not None, status  # its data and its serving model
+    assert redis_client.hlen(privacy.model_pending_key()) == 0
+    # A model that knew them and is swapped in later (a training run that read them before) is filtered too.
+    holder.swap(model, "v2", {})
+    assert forgetter.check() == 1 and "u0" not in holder.model.user_index
