@@ -159,3 +159,31 @@ class IssueCodesResponse(_message.Message):
     key_id: str
     issued_at: _timestamp_pb2.Timestamp
     def __init__(self, product_id: _Optional[str] = ..., batch: _Optional[str] = ..., codes: _Optional[_Iterable[_Union[AuthenticityCode, _Mapping]]] = ..., key_id: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ScansByRequest(_message.Message):
+    __slots__ = ("scanned_by",)
+    SCANNED_BY_FIELD_NUMBER: _ClassVar[int]
+    scanned_by: str
+    def __init__(self, scanned_by: _Optional[str] = ...) -> None: ...
+
+class ScansByResponse(_message.Message):
+    __slots__ = ("scans",)
+    SCANS_FIELD_NUMBER: _ClassVar[int]
+    scans: _containers.RepeatedCompositeFieldContainer[RecordedScan]
+    def __init__(self, scans: _Optional[_Iterable[_Union[RecordedScan, _Mapping]]] = ...) -> None: ...
+
+class RecordedScan(_message.Message):
+    __slots__ = ("serial", "product_id", "scanned_at", "location", "place", "counted")
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_AT_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    PLACE_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_FIELD_NUMBER: _ClassVar[int]
+    serial: str
+    product_id: str
+    scanned_at: _timestamp_pb2.Timestamp
+    location: str
+    place: str
+    counted: bool
+    def __init__(self, serial: _Optional[str] = ..., product_id: _Optional[str] = ..., scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., location: _Optional[str] = ..., place: _Optional[str] = ..., counted: _Optional[bool] = ...) -> None: ...

@@ -67,6 +67,11 @@ class VisionStub:
                 request_serializer=protos_dot_common__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.Job.FromString,
                 _registered_method=True)
+        self.ScansBy = channel.unary_unary(
+                '/shopai.vision.v1.Vision/ScansBy',
+                request_serializer=protos_dot_vision__pb2.ScansByRequest.SerializeToString,
+                response_deserializer=protos_dot_vision__pb2.ScansByResponse.FromString,
+                _registered_method=True)
 
 
 class VisionServicer:
@@ -116,6 +121,14 @@ class VisionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScansBy(self, request, context):
+        """Privacy: the scans recorded under one `scanned_by` (a shopper's user id), for
+        GET /v1/users/{id}/export. None recorded is an empty answer, not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VisionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -148,6 +161,11 @@ def add_VisionServicer_to_server(servicer, server):
                     servicer.GetJob,
                     request_deserializer=protos_dot_common__pb2.GetJobRequest.FromString,
                     response_serializer=protos_dot_common__pb2.Job.SerializeToString,
+            ),
+            'ScansBy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScansBy,
+                    request_deserializer=protos_dot_vision__pb2.ScansByRequest.FromString,
+                    response_serializer=protos_dot_vision__pb2.ScansByResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +332,33 @@ class Vision:
             '/shopai.vision.v1.Vision/GetJob',
             protos_dot_common__pb2.GetJobRequest.SerializeToString,
             protos_dot_common__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScansBy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.vision.v1.Vision/ScansBy',
+            protos_dot_vision__pb2.ScansByRequest.SerializeToString,
+            protos_dot_vision__pb2.ScansByResponse.FromString,
             options,
             channel_credentials,
             insecure,

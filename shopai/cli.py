@@ -249,6 +249,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from services.common.bus import EventPublisher, ensure_topics
+    from services.common.vault import VAULT_ERRORS
     from shopai.importer import import_file
 
     path = Path(args.file)
@@ -263,6 +264,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                              show_progress=not args.quiet, rejects=rejects)
     except ValueError as exc:
         print(f"shopai import: {exc}", file=sys.stderr)
+        return 2
+    except VAULT_ERRORS as exc:  # this batch and the rest were not published; a re-run is safe (event ids)
+        print(f"shopai import: the personal-data vault cannot be used ({exc}); set SHOPAI_VAULT_PATH / "
+              "SHOPAI_VAULT_MASTER_KEY as the gateway has them", file=sys.stderr)
         return 2
     finally:
         publisher.close()

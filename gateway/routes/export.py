@@ -2,7 +2,7 @@
 PIPL art. 45), as one JSON document.
 
 Each service is asked what it keeps: the recommender's profile, the forecasting service's behaviour profile,
-the assistant's orders and conversations. The personal fields of the orders are opened here, with the
+the assistant's orders and conversations, the vision service's authenticity scans sent under the shopper's id. The personal fields of the orders are opened here, with the
 shopper's key from the vault (services/common/vault.py); once the key was destroyed by an erasure they are
 gone and the export says so (``personal: null``). A service that knows nothing of the shopper adds an empty
 part; a service that cannot answer makes the whole export fail (503/504), because a partial copy would
@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from gateway.json import reply_json
 from gateway.problems import ApiProblem, Problem
-from protos import chatbot_pb2, forecasting_pb2, recommender_pb2
+from protos import chatbot_pb2, forecasting_pb2, recommender_pb2, vision_pb2
 from services.common.events import format_time
 from services.common.logging import get_logger
 from services.common.vault import VAULT_ERRORS, PersonalDataVault, VaultError
@@ -62,6 +62,8 @@ class UserExport(BaseModel):
     orders: list[ExportedOrder] = Field(description="newest first")
     conversations: list[dict[str, Any]] = Field(description="the assistant's conversations still kept: "
                                                             "{session_id, language, turns: [{role, text}]}")
+    scans: list[dict[str, Any]] = Field(description="authenticity-code scans sent with scanned_by = the user id: "
+                                                    "{serial, product_id, scanned_at, location, place, counted}")
 
 
 def _ask(service: str, call: Callable[[], Message]) -> Message | None:
@@ -101,8 +103,8 @@ def _order(vault: PersonalDataVault, user_id: str, record: chatbot_pb2.OrderReco
 @export.get("/users/<user_id>/export",
             responses={200: UserExport, 400: Problem, 401: Problem, 404: Problem, 503: Problem, 504: Problem})
 def export_user(path: ExportPath) -> tuple[dict, int, dict[str, str]]:
-    """Everything ShopAI holds about the shopper, as JSON: profiles, orders with their personal fields, and
-    conversations. The shopper's own token or a key with the `privacy` role. 503 when a service cannot
+    """Everything ShopAI holds about the shopper, as JSON: profiles, orders with their personal fields,
+    conversations and authenticity scans. The shopper's own token or a key with the `privacy` role. 503 when a service cannot
     answer: an export is complete or not given."""
     stubs, deadline = current_app.extensions["shopai.backends"].stubs, current_app.config["GRPC_DEADLINE"]
     vault: PersonalDataVault = current_app.extensions["shopai.vault"]
@@ -113,6 +115,8 @@ def export_user(path: ExportPath) -> tuple[dict, int, dict[str, str]]:
         forecasting_pb2.UserProfileRequest(user_id=user_id), timeout=deadline))
     held = _ask("chatbot", lambda: stubs["chatbot"].UserData(
         chatbot_pb2.UserDataRequest(user_id=user_id), timeout=deadline))
+    scanned = _ask("vision", lambda: stubs["vision"].ScansBy(
+        vision_pb2.ScansByRequest(scanned_by=user_id), timeout=deadline))
     body = {
         "user_id": user_id,
         "exported_at": format_time(datetime.now(UTC)),
@@ -120,5 +124,6 @@ def export_user(path: ExportPath) -> tuple[dict, int, dict[str, str]]:
         "behaviour_profile": reply_json(behaviour) if behaviour is not None else {},
         "orders": [_order(vault, user_id, o) for o in held.orders] if held is not None else [],
         "conversations": [reply_json(c) for c in held.conversations] if held is not None else [],
+        "scans": [reply_json(scan) for scan in scanned.scans] if scanned is not None else [],
     }
     return body, 200, {"Cache-Control": "no-store"}  # personal data: never kept by a proxy or browser cache

@@ -315,6 +315,17 @@ class VisionServicer(pb_grpc.VisionServicer):
         return train_rpc(self.jobs, request, context, trainable=TRAINABLE_MODELS, check=training_params,
                          models_hint="the vision service trains 'embedder' (or empty for all)")
 
+    def ScansBy(self, request: pb.ScansByRequest, context: grpc.ServicerContext) -> pb.ScansByResponse:
+        if not request.scanned_by:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "scanned_by is required")
+        scans = self.store.scans_by(request.scanned_by)
+        products = {serial: self.store.issued(serial).get("product_id", "") for serial in {s for s, _ in scans}}
+        return pb.ScansByResponse(scans=[
+            pb.RecordedScan(serial=serial, product_id=products[serial], scanned_at=_ts(scan.get("at")),
+                            location=str(scan.get("location", "")), place=str(scan.get("place", "")),
+                            counted=bool(scan.get("counted", True)))
+            for serial, scan in scans])
+
     def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
         return get_job_rpc(self.jobs, request, context)
 

@@ -120,6 +120,12 @@ class VisionStore:
     def issued(self, serial: str) -> dict[str, str]:
         return self.redis.hgetall(K.code(serial))
 
+    def scans_by(self, scanned_by: str) -> list[tuple[str, dict]]:
+        """(serial, recorded scan) of every scan kept under ``scanned_by``, newest first (for an export)."""
+        entries = [json.loads(raw) for raw in self.redis.smembers(K.scanner_scans(scanned_by))]
+        found = [(str(serial), json.loads(scan)) for serial, scan in entries]
+        return sorted(found, key=lambda item: (-float(item[1].get("at", 0)), item[0]))
+
     def history(self, serial: str) -> ScanHistory:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(K.scans(serial))

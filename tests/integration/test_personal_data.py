@@ -1,6 +1,7 @@
 """Crypto-shredding end to end: an order with a shopper's name, e-mail, phone and address goes in through
 POST /v1/events; the log (the raw Kafka records) and the services' Redis hold none of it readable; the export
-gives it back; once the shopper's key is destroyed the very bytes in the log can no longer be opened."""
+gives it back, with the shopper's profiles and authenticity scans; once the shopper's key is destroyed the very
+bytes in the log can no longer be opened."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from gateway.app import close_app, create_app
 from services.chatbot.store import ChatbotKeys
 from services.common import topics
 from services.common.vault import PersonalDataVault
+from services.vision.core.codes import SigningKey
 from tests.support import assert_problem, wait_for
 
 pytestmark = pytest.mark.integration
@@ -39,6 +41,12 @@ def envelope(event_type: str, payload: dict, minutes_ago: int) -> dict:
             "occurred_at": when.isoformat().replace("+00:00", "Z"), "source": "test-shop", "payload": payload}
 
 
+def _issue_code(client) -> dict | None:
+    reply = client.post("/v1/vision/codes", json={"product_id": "p00001", "batch": "B1", "skip_png": True},
+                        headers=HEADERS)
+    return reply.json["codes"][0] if reply.status_code == 201 else None
+
+
 def raw_records(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list[bytes]:
     """The records' bytes as the broker stores them (keys and values), nothing decoded."""
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
@@ -59,15 +67,19 @@ def stack(settings, start_service_with, chatbot_model_dir, redis_client):
     chatbot = start_service_with(settings, "chatbot", SHOPAI_EMBEDDING_CACHE_DIR=str(root / "cache"))
     recommender = start_service_with(settings, "recommender", SHOPAI_RETRAIN_INTERVAL_SECONDS="0")
     forecasting = start_service_with(settings, "forecasting", SHOPAI_FORECAST_AUTO_TRAIN="false")
-    for name, service in (("chatbot", chatbot), ("recommender", recommender), ("forecasting", forecasting)):
+    vision = start_service_with(settings, "vision", SHOPAI_VISION_SIGNING_KEY=SigningKey.generate().to_text(),
+                                SHOPAI_VISION_AUTO_TRAIN="false")
+    for name, service in (("chatbot", chatbot), ("recommender", recommender), ("forecasting", forecasting),
+                          ("vision", vision)):
         settings.endpoint(name).grpc_port = service.grpc_port
-    gateway_settings = settings.model_copy(update={"gateway_api_keys": SecretStr(f"{KEY}:ingest+privacy"),
+    gateway_settings = settings.model_copy(update={"gateway_api_keys": SecretStr(f"{KEY}:ingest+privacy+codes"),
                                                    "env": "prod"})
     app = create_app(gateway_settings)
     yield app, chatbot
     close_app(app)
 
 
+@pytest.mark.timeout(900)  # the first chatbot test of a session trains the intent model (minutes on a busy machine)
 def test_personal_fields_are_sealed_in_the_log_exported_and_shredded(stack, settings, redis_client):
     app, chatbot = stack
     client = app.test_client()
@@ -102,7 +114,16 @@ def test_personal_fields_are_sealed_in_the_log_exported_and_shredded(stack, sett
     body = wait_for(exported, 30, what="every service to know u7")
     (order,) = body["orders"]
     assert order["order_id"] == ORDER and order["personal"] == PERSONAL
-    assert body["recommender_profile"]["user_id"] == "u7"
+    assert body["recommender_profile"]["user_id"] == "u7" and body["scans"] == []
+
+    # A code u7 scanned is in the export too.
+    issued = wait_for(lambda: _issue_code(client), 30, what="the vision catalog to know p00001")
+    scan = client.post("/v1/vision/verify", json={"payload": issued["payload"], "scanned_by": "u7",
+                                                  "location": "Nanjing"})
+    assert scan.status_code == 200, scan.json
+    body = wait_for(lambda: client.get("/v1/users/u7/export", headers=HEADERS).json.get("scans") or None, 30,
+                    what="the scan recorded")
+    assert body == [{**body[0], "serial": issued["serial"], "product_id": "p00001", "location": "Nanjing"}]
 
     # Erasure destroys the key: the bytes still in the log cannot be opened, by this process or any other.
     assert app.extensions["shopai.vault"].destroy("u7") is True

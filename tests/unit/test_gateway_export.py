@@ -17,6 +17,8 @@ from protos import (
     forecasting_pb2_grpc,
     recommender_pb2,
     recommender_pb2_grpc,
+    vision_pb2,
+    vision_pb2_grpc,
 )
 from services.common.settings import Settings
 from tests.support import RecordingServicer, assert_problem, free_port, serving
@@ -37,6 +39,13 @@ class Forecasting(RecordingServicer, forecasting_pb2_grpc.ForecastingServicer):
     def UserProfile(self, request, context):
         return self._handle("UserProfile", request, context, lambda r: forecasting_pb2.UserProfileResponse(
             pseudonymous_id="c0ffee", segment="loyal", orders=2))
+
+
+class Vision(RecordingServicer, vision_pb2_grpc.VisionServicer):
+    def ScansBy(self, request, context):
+        return self._handle("ScansBy", request, context, lambda r: vision_pb2.ScansByResponse(scans=[
+            vision_pb2.RecordedScan(serial="S1", product_id="p00001", location="Shanghai", place="name:shanghai",
+                                    counted=True)]))
 
 
 class Assistant(RecordingServicer, chatbot_pb2_grpc.AssistantServicer):
@@ -65,8 +74,9 @@ class Assistant(RecordingServicer, chatbot_pb2_grpc.AssistantServicer):
 def fakes():
     with serving(Recommender(), recommender_pb2_grpc.add_RecommenderServicer_to_server) as rec, \
             serving(Forecasting(), forecasting_pb2_grpc.add_ForecastingServicer_to_server) as fc, \
-            serving(Assistant(), chatbot_pb2_grpc.add_AssistantServicer_to_server) as chat:
-        yield {"recommender": rec, "forecasting": fc, "chatbot": chat}
+            serving(Assistant(), chatbot_pb2_grpc.add_AssistantServicer_to_server) as chat, \
+            serving(Vision(), vision_pb2_grpc.add_VisionServicer_to_server) as vision:
+        yield {"recommender": rec, "forecasting": fc, "chatbot": chat, "vision": vision}
 
 
 @pytest.fixture
@@ -96,9 +106,12 @@ def test_the_export_gathers_every_service_and_opens_the_personal_fields(app, fak
     assert order["order_id"] == "ORD-20481234" and order["lines"][0]["product_id"] == "p00001"
     assert order["personal"] == PERSONAL and "sealed_personal" not in order
     assert body["conversations"][0]["turns"] == [{"role": "user", "text": "where is my order?"}]
-    for name, method in (("recommender", "UserProfile"), ("forecasting", "UserProfile"), ("chatbot", "UserData")):
+    assert body["scans"] == [{"serial": "S1", "product_id": "p00001", "location": "Shanghai",
+                              "place": "name:shanghai", "counted": True}]
+    for name in ("recommender", "forecasting", "chatbot", "vision"):
         (_, request, deadline), = fakes[name].calls
-        assert request.user_id == "u7" and deadline is not None, (name, method)
+        asked = request.scanned_by if name == "vision" else request.user_id
+        assert asked == "u7" and deadline is not None, name
 
 
 def test_a_destroyed_key_leaves_the_order_without_personal_fields(app, fakes):
@@ -111,19 +124,21 @@ def test_a_destroyed_key_leaves_the_order_without_personal_fields(app, fakes):
 
 
 def test_a_shopper_nobody_knows_gets_an_empty_export(app, fakes):
-    for name, method in (("recommender", "UserProfile"), ("forecasting", "UserProfile"), ("chatbot", "UserData")):
+    for name, method in (("recommender", "UserProfile"), ("forecasting", "UserProfile"), ("chatbot", "UserData"),
+                         ("vision", "ScansBy")):
         fakes[name].errors[method] = (grpc.StatusCode.NOT_FOUND, "never seen")
     reply = app.test_client().get("/v1/users/u404/export", headers=HEADERS)
     assert reply.status_code == 200, reply.json
     body = reply.json
     assert body["recommender_profile"] == {} and body["behaviour_profile"] == {}
-    assert body["orders"] == [] and body["conversations"] == []
+    assert body["orders"] == [] and body["conversations"] == [] and body["scans"] == []
 
 
 @pytest.mark.parametrize(("service", "method", "code", "status"), [
     ("chatbot", "UserData", grpc.StatusCode.UNAVAILABLE, 503),
     ("recommender", "UserProfile", grpc.StatusCode.INTERNAL, 503),
     ("forecasting", "UserProfile", grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+    ("vision", "ScansBy", grpc.StatusCode.UNAVAILABLE, 503),
 ])
 def test_a_service_that_cannot_answer_fails_the_whole_export(app, fakes, service, method, code, status):
     fakes[service].errors[method] = (code, "down")

@@ -126,6 +126,7 @@ SERVICES = {
             "Search": ("ImageRequest", "SearchResponse"),  # POST /v1/vision/search
             "Verify": ("VerifyRequest", "VerifyResponse"),  # POST /v1/vision/verify
             "IssueCodes": ("IssueCodesRequest", "IssueCodesResponse"),  # POST /v1/vision/codes
+            "ScansBy": ("ScansByRequest", "ScansByResponse"),  # GET /v1/users/{id}/export
             **ADMIN,
         },
     ),

@@ -3,6 +3,7 @@ several processes at once, and the publisher path that seals orders before they 
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -225,3 +226,27 @@ def test_every_publisher_seals_orders_before_the_broker(monkeypatch, tmp_path):
     assert vault.open("u7", published.payload["sealed_personal"]) == PERSONAL
     vault.close()
     assert json.loads(view)["payload"] == {"user_id": "u7", "product_id": "p1"}
+
+
+def test_shopai_import_stops_with_a_clear_message_when_the_vault_cannot_be_used(monkeypatch, tmp_path, capsys):
+    from shopai import cli
+
+    monkeypatch.setattr(bus, "KafkaProducer", RecordingProducer)
+    monkeypatch.setattr(bus, "ensure_topics", lambda *a, **k: None)
+    PersonalDataVault(tmp_path / "secrets" / "vault.sqlite3", decode_master_key(MASTER)).seal("u1", {"email": "a@b.cn"})
+    events = tmp_path / "orders.jsonl"
+    events.write_text(json.dumps(order(**PERSONAL), ensure_ascii=False) + "\n", encoding="utf-8")
+    settings = Settings(data_dir=tmp_path, vault_master_key="22" * 32)  # not the vault's master key
+    args = argparse.Namespace(file=str(events), format=None, batch=1000, rejects=None, quiet=True)
+    assert cli.cmd_import(args, settings) == 2
+    assert "vault cannot be used" in capsys.readouterr().err
+    assert RecordingProducer.sent == []  # nothing went out unsealed
+
+
+def test_the_demo_shoppers_have_stable_made_up_details():
+    from shopai.demo.people import personal_details
+
+    details = personal_details(42, "u7")
+    assert details == personal_details(42, "u7") and details != personal_details(43, "u7")
+    assert details["email"].endswith("@example.com") and details["phone"].startswith("+86 1700")
+    assert parse_event(order(**details)).payload["shipping_address"]["country"] == "CN"
