@@ -85,7 +85,8 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         turn = self.dialogue.respond(state, understood, request.message, request.user_id, request.user_verified)
         for action, details in turn.actions:
             self._act(action, details, session_id)
-        self.store.save_session(session_id, state, request.user_id)
+        # Indexed under the verified user only: a claimed id must not put a stranger's words in their export.
+        self.store.save_session(session_id, state, request.user_id if request.user_verified else "")
         return pb.ChatResponse(
             reply=turn.reply, intent=pb.Intent(name=turn.intent, confidence=parsed.intent.confidence),
             entities=[_entity(e) for e in parsed.entities], handoff=turn.handoff, session_id=session_id,

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from gateway.app import close_app, create_app
 from gateway.identity import ShopperTokens
 from services.chatbot.store import ChatbotKeys as K
+from services.chatbot.store import ChatbotStore
 from services.common import topics
 from services.common.bus import EventPublisher
 from services.common.events import new_event
@@ -81,13 +82,16 @@ def test_a_return_conversation_grounded_in_the_real_order(assistant):
     assert "delivered" not in unknown["reply"] and "shipped" not in unknown["reply"]
 
 
-def test_orders_need_the_owners_token(assistant):
+def test_orders_need_the_owners_token(assistant, redis_client):
     client, _, _ = assistant
+    signed_in = chat(client, "hello", shopper="u7")
     anonymous = chat(client, "How do I return an item?")
     assert "My orders" in anonymous["reply"] and "please sign in" in anonymous["reply"], anonymous["reply"]
     for body in ({}, {"user_id": "u7"}):  # nobody, or a claimed user id without its token
         turn = chat(client, "我的订单ORD-20481234到哪了？", anonymous["session_id"], **body)
         assert "请先登录" in turn["reply"] and ORDER not in turn["reply"] and "签收" not in turn["reply"], turn
+    # Only the signed-in conversation is u7's (their export and erasure find it), not one that claimed them.
+    assert set(ChatbotStore(redis_client).user_conversations("u7")) == {signed_in["session_id"]}
     theirs = chat(client, "where is my order ORD-20481234?", shopper="u8")["reply"]
     unknown = chat(client, "where is my order ORD-99999999?", shopper="u8")["reply"]
     assert theirs.replace(ORDER, "ORD-X") == unknown.replace("ORD-99999999", "ORD-X"), (theirs, unknown)
