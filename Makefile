@@ -21,7 +21,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway proto proto-check lint compose-config compose-secrets compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust proto proto-check lint compose-config compose-secrets compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ test-unit: venv ## unit tests only (no broker, no Redis)
 test-integration: venv sysdeps ## integration tests only
 	$(BIN)/python -m pytest -q -ra tests/integration
 
-bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
+bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
 
 bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix (SECTION=fashion|search|verify)
 	$(BIN)/python -m benchmarks.bench_vision $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
@@ -73,6 +73,9 @@ bench-chatbot: venv sysdeps ## intent accuracy per language vs TF-IDF and MiniLM
 
 bench-gateway: venv sysdeps ## the gateway under gunicorn with real services: req/s and p50/p95/p99 per route vs a bare Flask route
 	$(BIN)/python -m benchmarks.bench_gateway $(if $(QUICK),--quick)
+
+bench-trust: venv sysdeps ## erasure: 50 shoppers erased on a running stack, time until every service and the model forgot them (SECTION=erasure)
+	$(BIN)/python -m benchmarks.bench_trust $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 proto: venv ## regenerate the Python stubs from protos/*.proto
 	$(BIN)/python -m shopai.protogen
