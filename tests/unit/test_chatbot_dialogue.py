@@ -67,6 +67,7 @@ class FakeWorld:
         return [p for p in PRODUCTS.values() if p["product_id"] != product["product_id"]]
 
     def recommend(self, user_id, product_ids, k):
+        self.recommended_for = user_id
         return [PRODUCTS["p2"]]
 
     def faq(self, text, language, topics):
@@ -258,6 +259,13 @@ def test_everything_else_is_answered_without_signing_in():
     assert "in stock" in chat.say("is the Nordwind Slim-fit Black Cotton T-shirt in stock?", "stock_availability").reply
     assert "sorry" in chat.say("The shirt from ORD-20481234 has a small stain.", "complaint").reply
     assert "You might like" in chat.say("recommend me something", "product_recommendation").reply
+
+
+@pytest.mark.parametrize("verified, expected", [(False, ""), (True, "u9")], ids=["claimed", "verified"])
+def test_recommendations_use_the_history_of_a_verified_shopper_only(verified, expected):
+    chat = Chat(user_id="u9", verified=verified)
+    chat.say("recommend me something", "product_recommendation")
+    assert chat.dialogue.world.recommended_for == expected
 
 
 @pytest.mark.parametrize("intent, text", [

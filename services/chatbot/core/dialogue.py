@@ -131,7 +131,7 @@ class Dialogue:
         self.world = world
 
     def respond(self, state: dict, nlu: Understood, text: str, user_id: str = "", verified: bool = False) -> Turn:
-        """One turn. ``user_id`` personalises suggestions; orders are discussed only when it is ``verified``."""
+        """One turn. Orders and personal suggestions come only from a ``verified`` user; a claimed one is ignored."""
         lang = nlu.language
         owner = user_id if verified else ""
         _bind_owner(state, owner)
@@ -187,8 +187,8 @@ class Dialogue:
             return self._order_turn(state, nlu, text, owner, lang, other)
         if intent in PRODUCT_INTENTS:
             return self._product_turn(state, nlu, lang, other)
-        if intent == "product_recommendation":
-            return self._recommend(state, user_id, lang)
+        if intent == "product_recommendation":  # from the verified shopper's history only, never a claimed one's
+            return self._recommend(state, owner, lang)
         if intent == "complaint":
             return Turn(R.say("complaint", lang), intent, suggestions=R.SUGGESTIONS["default"][lang])
         if intent in SMALL_TALK:
