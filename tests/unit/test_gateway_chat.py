@@ -20,7 +20,7 @@ from gateway.routes.chat import MAX_MESSAGE_CHARS, MIN_CHAT_DEADLINE_SECONDS, ch
 from protos import chatbot_pb2 as pb
 from protos import chatbot_pb2_grpc
 from services.common.settings import SERVICE_NAMES, Settings
-from tests.support import RecordingServicer, assert_problem, free_port, serving
+from tests.support import TEST_KEYS, RecordingServicer, assert_problem, free_port, serving, staff
 
 ZH = "我的订单 A1234 到哪了？明天能到吗"
 
@@ -69,12 +69,13 @@ def fake(server):
 def client(fake):
     ports = {name: free_port() for name in SERVICE_NAMES} | {"chatbot": fake.port}  # nothing listens on the others
     settings = Settings(
+        gateway_api_keys=TEST_KEYS,
         redis_url=f"redis://127.0.0.1:{free_port()}/0", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         grpc_deadline_seconds=2.0, log_json=False,
         **{name: {"grpc_port": port, "metrics_port": free_port()} for name, port in ports.items()},
     )
     app = create_app(settings)
-    yield app.test_client()
+    yield staff(app.test_client())
     close_app(app)
 
 
