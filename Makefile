@@ -74,7 +74,7 @@ bench-chatbot: venv sysdeps ## intent accuracy per language vs TF-IDF and MiniLM
 bench-gateway: venv sysdeps ## the gateway under gunicorn with real services: req/s and p50/p95/p99 per route vs a bare Flask route
 	$(BIN)/python -m benchmarks.bench_gateway $(if $(QUICK),--quick)
 
-bench-trust: venv sysdeps ## erasure: 50 shoppers erased on a running stack, time until every service and the model forgot them (SECTION=erasure)
+bench-trust: venv sysdeps ## erasure: 50 shoppers erased on a running stack, time until every service and the model forgot them; tokens: the token check and the audit on the cached-recommendation route vs the bare route (SECTION=erasure|tokens)
 	$(BIN)/python -m benchmarks.bench_trust $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 proto: venv ## regenerate the Python stubs from protos/*.proto

@@ -226,6 +226,7 @@ async def _open_loop(host: str, port: int, requests: list[bytes], rate: float, s
 # for the whole run), the analyst's routes take this key. Checking them is part of every measured request.
 BENCH_TOKEN_SECRET = "bench-gateway-shopper-token-secret-0123456789"
 BENCH_ANALYST_KEY = "bench-gateway-analyst-key-0123456789"
+BENCH_SUPPORT_KEY = "bench-gateway-support-key-0123456789"  # bench_trust: staff reads, audited
 
 
 @functools.cache
@@ -242,6 +243,7 @@ def as_shopper(user: str) -> dict[str, str]:
 
 
 ANALYST = {"X-API-Key": BENCH_ANALYST_KEY}
+SUPPORT = {"X-API-Key": BENCH_SUPPORT_KEY}
 
 
 def get(path: str, headers: dict[str, str] | None = None) -> bytes:
@@ -402,7 +404,7 @@ class Stack:
             SHOPAI_GATEWAY_RATE_LIMIT_PER_MINUTE="1000000000",
             SHOPAI_GATEWAY_KEY_RATE_LIMIT_PER_MINUTE="1000000000",
             SHOPAI_GATEWAY_SHOPPER_TOKEN_SECRETS=BENCH_TOKEN_SECRET,
-            SHOPAI_GATEWAY_API_KEYS=f"{BENCH_ANALYST_KEY}:analyst",
+            SHOPAI_GATEWAY_API_KEYS=f"{BENCH_ANALYST_KEY}:analyst,{BENCH_SUPPORT_KEY}:support",
         )
         for name in ("recommender", "chatbot", "vision", "forecasting"):
             env[f"SHOPAI_{name.upper()}__GRPC_PORT"] = str(self.settings.endpoint(name).grpc_port)

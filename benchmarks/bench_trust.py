@@ -6,9 +6,14 @@ Sections (``--section``, default all):
   mode) erased at once through ``DELETE /v1/users/{id}``. Per erasure, the time from the request to
   every service done (the recommender's serving model included), and per service the time to its
   part; p50 and max. Goal: at most 60 s everywhere.
-- ``tokens``: the lead adds it (the shopper-token check's cost on the cached-recommendation route).
+- ``tokens``: what checking who calls costs on the cached-recommendation route, measured as
+  ``make bench-gateway`` measures (the gateway under gunicorn with real services, a trained hybrid, answers
+  in the recommender's answer cache), in one run: the bare Flask route (the ceiling), ``/healthz``, a
+  shopper asking for their own recommendations with their token (HS256 verified on every request), and a
+  support key reading a shopper's recommendations (the read written to the audit stream first). Goal: the
+  shopper's route at least 50 % of the bare route's throughput.
 
-    python -m benchmarks.bench_trust [--quick] [--section all|erasure]
+    python -m benchmarks.bench_trust [--quick] [--section all|erasure|tokens]
 """
 
 from __future__ import annotations
@@ -189,8 +194,73 @@ def run_erasure(quick: bool) -> dict[str, Any]:
     }
 
 
-# The lead's ``tokens`` section goes here: a runner ``run_tokens(quick) -> dict`` added to SECTIONS.
-SECTIONS = {"erasure": run_erasure}
+TOKEN_ROUTE = "own recommendations, shopper token (answer cached)"
+STAFF_ROUTE = "a shopper's recommendations, support key (audited, answer cached)"
+
+
+def token_routes(shop: dict[str, Any]) -> list:
+    """Each measured run its own users (at most 1,000): an answer stays cached 60 s, and a cached answer is
+    not cached again, so users of one run must not expire in the next (see bench_gateway.routes)."""
+    import random
+
+    from benchmarks import bench_gateway as bg
+
+    rng = random.Random(17)
+    users = rng.sample(shop["users"], len(shop["users"]))
+    size = min(len(users) // 4, 1000)
+    quarters = [users[i * size:(i + 1) * size] for i in range(4)]
+    n = 4000
+
+    def as_shopper(some: list[str]) -> list[bytes]:
+        return [bg.get(f"/v1/users/{u}/recommendations", bg.as_shopper(u)) for u in (rng.choice(some) for _ in range(n))]
+
+    def as_support(some: list[str]) -> list[bytes]:
+        return [bg.get(f"/v1/users/{u}/recommendations", bg.SUPPORT) for u in (rng.choice(some) for _ in range(n))]
+
+    return [
+        bg.Route("bare Flask route (ceiling)", "bare", [bg.get("/bare")], None),
+        bg.Route("gateway /healthz (no backend)", "gateway", [bg.get("/healthz")], None),
+        bg.Route(TOKEN_ROUTE, "gateway", as_shopper(quarters[0]), "recommender", warm=True,
+                 fixed=as_shopper(quarters[1])),
+        bg.Route(STAFF_ROUTE, "gateway", as_support(quarters[2]), "recommender", warm=True,
+                 fixed=as_support(quarters[3])),
+    ]
+
+
+def run_tokens(quick: bool) -> dict[str, Any]:
+    from benchmarks import bench_gateway as bg
+
+    stack = bg.Stack(quick)
+    try:
+        stack.start()
+        stack.wait_ready()
+        shop = bg.seed_and_train(stack, quick)
+        route_list = token_routes(shop)
+        print("  waiting for the services to finish their background work", flush=True)
+        bg.wait_quiet(stack.pids(), timeout=900)
+        rows = bg.measure(stack, quick, route_list)
+        audited = stack.redis.xlen("shopai:gateway:audit")
+    finally:
+        stack.stop()
+    bare = rows[0]["max_throughput"]["requests_per_second"]
+    table = []
+    for row in rows:
+        peak, fixed = row["max_throughput"], row["fixed_rate"]
+        table.append({"route": row["route"], "max_req_s": peak["requests_per_second"],
+                      "share_of_bare": round(peak["requests_per_second"] / bare, 3),
+                      "p99_ms_at_max": peak["p99_ms"], "fixed_req_s": fixed["rate"], "p50_ms": fixed["p50_ms"],
+                      "p99_ms": fixed["p99_ms"],
+                      "errors": sum(peak["errors"].values()) + sum(fixed["errors"].values())})
+    share = next(r["share_of_bare"] for r in table if r["route"] == TOKEN_ROUTE)
+    return {
+        "dataset": shop["dataset"], "setup": "as make bench-gateway: gunicorn (1 process, gevent), real services, "
+                                            "Redis; load from this process over loopback",
+        "audit_entries_written": audited, "throughput": table, "rows": rows,
+        "goal": f"{TOKEN_ROUTE} >= 50 % of the bare route's throughput", "goal_met": share >= 0.5,
+    }
+
+
+SECTIONS = {"erasure": run_erasure, "tokens": run_tokens}
 
 
 def main(argv: list[str] | None = None) -> None:
