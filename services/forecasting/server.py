@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 import threading
 import time
 import uuid
@@ -30,6 +28,7 @@ from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
 from services.common.jobs import JobRunner, TrainingScheduler, get_job_rpc, train_rpc
+from services.common.keyfile import persistent_secret
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, model_event, retrain_due
 from services.common.settings import Settings, load_settings
@@ -552,19 +551,7 @@ class Scheduler(TrainingScheduler):
 def analytics_secret(settings: Settings) -> bytes:
     """The key of the pseudonyms in analytics outputs: SHOPAI_ANALYTICS_SECRET, or a random one kept in
     <data_dir>/secrets/analytics-secret (mode 0600), made on first start."""
-    if settings.analytics_secret is not None and settings.analytics_secret.get_secret_value():
-        return settings.analytics_secret.get_secret_value().encode()
-    path = settings.data_dir / "secrets" / "analytics-secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another replica made it meanwhile
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32))
-    return path.read_text().strip().encode()
+    return persistent_secret(settings.analytics_secret, settings.data_dir / "secrets" / "analytics-secret")
 
 
 def build(settings: Settings) -> ServiceRunner:

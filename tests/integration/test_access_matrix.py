@@ -21,15 +21,14 @@ import grpc
 import pytest
 import redis
 from google.protobuf.message import Message
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from PIL import Image
 
 from gateway.app import close_app, create_app
 from gateway.identity import ShopperTokens
 from gateway.policy import NOT_FOUND_DETAIL, ROLES
 from services.common.settings import Settings
-from tests.integration.test_gateway_schema import SERVICES, filled
-from tests.support import RecordingServicer, key_id_of, serving
+from tests.integration.test_gateway_schema import SERVICES, filled, serve_fakes
+from tests.support import RecordingServicer, key_id_of
 
 pytestmark = pytest.mark.integration
 
@@ -69,16 +68,7 @@ def fake(name: str) -> RecordingServicer:
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, int]]:
     with ExitStack() as stack:
-        ports = {}
-        for name, (_, _, add) in SERVICES.items():
-            def add_with_health(servicer, server, _add=add):
-                _add(servicer, server)
-                checker = health.HealthServicer()
-                checker.set("", health_pb2.HealthCheckResponse.SERVING)
-                health_pb2_grpc.add_HealthServicer_to_server(checker, server)
-
-            ports[name] = stack.enter_context(serving(fake(name), add_with_health)).port
-        yield ports
+        yield serve_fakes(stack, fake)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ can happen, and that recommendations then degrade to a documented 200."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -154,20 +155,26 @@ def fake_servicer(name: str) -> RecordingServicer:
     return type(f"Fake{base.__name__}", (RecordingServicer, base), methods)()
 
 
+def serve_fakes(stack: ExitStack, make: Callable[[str], RecordingServicer]) -> dict[str, int]:
+    """One server per service (``make(name)``) with a health service that says SERVING, until ``stack``
+    closes: their ports."""
+    ports = {}
+    for name, (_, _, add) in SERVICES.items():
+        def add_with_health(servicer, server, _add=add):
+            _add(servicer, server)
+            checker = health.HealthServicer()
+            checker.set("", health_pb2.HealthCheckResponse.SERVING)
+            health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+
+        ports[name] = stack.enter_context(serving(make(name), add_with_health)).port
+    return ports
+
+
 @pytest.fixture(scope="module")
 def fakes():
     """One server per service with every RPC and a health service that says SERVING."""
     with ExitStack() as stack:
-        ports = {}
-        for name, (_, _, add) in SERVICES.items():
-            def add_with_health(servicer, server, _add=add):
-                _add(servicer, server)
-                checker = health.HealthServicer()
-                checker.set("", health_pb2.HealthCheckResponse.SERVING)
-                health_pb2_grpc.add_HealthServicer_to_server(checker, server)
-
-            ports[name] = stack.enter_context(serving(fake_servicer(name), add_with_health)).port
-        yield ports
+        yield serve_fakes(stack, fake_servicer)
 
 
 @pytest.fixture
