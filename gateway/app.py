@@ -17,11 +17,13 @@ from kafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import HTTPException
 
-from gateway.access import install_access
+from gateway.access import current_need, install_access
 from gateway.backends import Backends
+from gateway.policy import NOT_FOUND_DETAIL
 from gateway.problems import ApiProblem, from_grpc_error, from_validation_error, problem_response
 from gateway.routes import install_query_memo
 from gateway.routes.admin import admin
+from gateway.routes.auth import auth, dev_auth
 from gateway.routes.chat import chat
 from gateway.routes.events import events
 from gateway.routes.export import export
@@ -132,6 +134,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(forecasting)
     app.register_api(admin)
     app.register_api(privacy)
+    app.register_api(auth)
+    if settings.env.strip().lower() == "dev":
+        app.register_api(dev_auth)  # the storefront's demo sign-in (make run); never elsewhere
     app.register_blueprint(storefront)
 
     @app.get("/openapi.json", doc_ui=False)
@@ -166,6 +171,10 @@ def _install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(grpc.RpcError)
     def rpc_error(exc: grpc.RpcError) -> Response:
+        code = exc.code() if hasattr(exc, "code") else None
+        if code == grpc.StatusCode.NOT_FOUND and current_need().kind == "shopper":
+            # "no such user" reads exactly like "not yours" (gateway/policy.py): ids cannot be probed
+            return problem_response(404, NOT_FOUND_DETAIL, slug="not-found")
         service = BLUEPRINT_BACKEND.get(request.blueprint or "", "backend")
         return from_grpc_error(exc, service)
 
