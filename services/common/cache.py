@@ -25,14 +25,18 @@ def key(*parts: object) -> str:
     return ":".join((KEY_PREFIX, *(str(p) for p in parts)))
 
 
-def connect(target: str | Settings, **overrides: Any) -> redis.Redis:
+def connect(target: str | Settings, *, url: str | None = None, **overrides: Any) -> redis.Redis:
     """A pooled client that returns str, with timeouts so a dead Redis never hangs a request. Given the
-    Settings (every process), also their Redis password and TLS files; a bare URL is for tests and tools."""
+    Settings (every process), also their Redis password and TLS files; a bare URL is for tests and tools.
+    With the Settings and a ``url``: another Redis of the deployment (the vault's), with the same TLS files
+    and the credentials of its own URL."""
     options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5.0, "socket_connect_timeout": 2.0,
                                "health_check_interval": 30, "retry_on_timeout": True}
     if isinstance(target, Settings):
-        options.update(redis_options(target))
-    url = target.redis_url if isinstance(target, Settings) else target
+        options.update(redis_options(target, url))
+        url = url or target.redis_url
+    else:
+        url = url or target
     return redis.Redis.from_url(url, **{**options, **overrides})
 
 

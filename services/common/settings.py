@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
@@ -214,10 +214,13 @@ class Settings(BaseSettings):
     forecast_min_orders: int = Field(default=20, ge=1)
     analytics_secret: SecretStr | None = None
 
-    # Personal fields of orders are sealed with a key per shopper (services/common/vault.py), kept in a
-    # SQLite file outside Kafka and Redis (default <data_dir>/secrets/vault.sqlite3; back it up), each key
-    # optionally wrapped by a master key (base64url/hex of 32 bytes; from a secret store, never the repo).
+    # Personal fields of orders are sealed with a key per shopper (services/common/vault.py), kept outside
+    # Kafka and the cache: in a SQLite file (default <data_dir>/secrets/vault.sqlite3; one host, back it
+    # up) or, with vault_redis_url (redis:// or rediss://, may carry the password), in a persistent Redis
+    # of its own that several gateway replicas share (never the cache's: it is flushed and evicts). Each
+    # key optionally wrapped by a master key (base64url/hex of 32 bytes; from a secret store, never the repo).
     vault_path: Path | None = None
+    vault_redis_url: SecretStr | None = None
     vault_master_key: SecretStr | None = None
 
     # The demo shop that `make run` seeds (shopai demo / shopai seed defaults).
@@ -263,10 +266,24 @@ def _pair_problems(s: Settings) -> list[str]:
 
 
 def _redis_problems(s: Settings) -> list[str]:
+    vault = urlsplit(s.vault_redis_url.get_secret_value()) if s.vault_redis_url else None
     files = [f for f in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file") if getattr(s, f)]
-    if files and urlsplit(s.redis_url).scheme != "rediss":
-        return [f"SHOPAI_{files[0].upper()} is set but SHOPAI_REDIS_URL is not rediss:// (TLS)"]
-    return []
+    problems = []
+    if files and "rediss" not in (urlsplit(s.redis_url).scheme, vault and vault.scheme):
+        problems.append(f"SHOPAI_{files[0].upper()} is set but SHOPAI_REDIS_URL is not rediss:// (TLS), "
+                        "nor is SHOPAI_VAULT_REDIS_URL")
+    if vault is not None and vault.scheme not in ("redis", "rediss"):
+        problems.append("SHOPAI_VAULT_REDIS_URL must be a redis:// or rediss:// URL")
+    elif vault is not None and _same_server(vault, urlsplit(s.redis_url)):
+        # The cache is flushed on a replay and may evict keys under memory pressure: a vault key lost there
+        # is personal data lost for good.
+        problems.append("SHOPAI_VAULT_REDIS_URL names the cache's Redis (SHOPAI_REDIS_URL); the vault needs a "
+                        "persistent Redis of its own")
+    return problems
+
+
+def _same_server(a: SplitResult, b: SplitResult) -> bool:
+    return (a.hostname, a.port or 6379) == (b.hostname, b.port or 6379)
 
 
 def _kafka_problems(s: Settings) -> list[str]:

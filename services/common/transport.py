@@ -24,14 +24,18 @@ class TransportConfigError(ValueError):
     """The transport settings cannot work together (a process stops at start with the reason)."""
 
 
-def redis_options(settings: Settings) -> dict[str, Any]:
-    """redis-py keyword arguments for the password kept apart from the URL and, with ``rediss://``, TLS."""
+def redis_options(settings: Settings, url: str | None = None) -> dict[str, Any]:
+    """redis-py keyword arguments for the cache (``url`` None: SHOPAI_REDIS_URL, with the password kept apart
+    from the URL) or for another Redis of the deployment (the vault's ``url``: only the credentials in it);
+    with ``rediss://``, TLS with the Redis TLS files, for either."""
     options: dict[str, Any] = {}
-    if settings.redis_username:
-        options["username"] = settings.redis_username
-    if settings.redis_password is not None:
-        options["password"] = settings.redis_password.get_secret_value()
-    if urlsplit(settings.redis_url).scheme == "rediss":
+    if url is None:
+        url = settings.redis_url
+        if settings.redis_username:
+            options["username"] = settings.redis_username
+        if settings.redis_password is not None:
+            options["password"] = settings.redis_password.get_secret_value()
+    if urlsplit(url).scheme == "rediss":
         options["ssl_cert_reqs"] = "required"
         for option, path in (("ssl_ca_certs", settings.redis_tls_ca_file),
                              ("ssl_certfile", settings.redis_tls_cert_file),

@@ -1,18 +1,22 @@
-"""Crypto-shredding of personal fields: one AES-256-GCM data key per shopper, kept outside Kafka and Redis.
+"""Crypto-shredding of personal fields: one AES-256-GCM data key per shopper, kept outside Kafka and the cache.
 
 Orders carry a shopper's name, e-mail, phone and address. Kafka keeps events forever and Redis is rebuilt
 from it, so deleting them there is not possible; instead every publisher seals them with the shopper's own
 key before they reach the broker (``seal_personal``), and an erasure destroys the key: every copy of the
 ciphertext, in the log, in projections, in backups of either, becomes unreadable at once.
 
-The keys live in a SQLite file (``SHOPAI_VAULT_PATH``, default ``<data_dir>/secrets/vault.sqlite3``,
-mode 0600, WAL, ``secure_delete``): a file the shop backs up apart from the log, that several processes
-(the gateway, ``shopai import``/``seed``) write safely at once, with no server to run. With
-``SHOPAI_VAULT_MASTER_KEY`` each data key is stored wrapped (AES-256-GCM) by that master key, so the file
-alone is not enough to read anything.
+The keys live outside Kafka and the cache, in one of two key stores (``KeyStore``):
+- a SQLite file (``SHOPAI_VAULT_PATH``, default ``<data_dir>/secrets/vault.sqlite3``, mode 0600, WAL,
+  ``secure_delete``) that several processes of one host (the gateway, ``shopai import``/``seed``) write
+  safely at once, with no server to run; never on network storage (SQLite's locks are not safe there);
+- with ``SHOPAI_VAULT_REDIS_URL``, a Redis of its own, persistent (AOF) and backed up, that every gateway
+  replica shares (Kubernetes): an erasure destroys the key for all of them at once. Not the feature cache,
+  which is flushed and rebuilt: the vault is the only copy of its keys.
+With ``SHOPAI_VAULT_MASTER_KEY`` each data key is stored wrapped (AES-256-GCM) by that master key, in either
+store, so the store alone (or its backup) is not enough to read anything.
 
-The cryptography is in pure functions (``seal_with``, ``open_with``, ``split_personal``); the class only
-adds the key store.
+The cryptography is in pure functions (``seal_with``, ``open_with``, ``split_personal``) and in
+``PersonalDataVault`` (wrapping, the master-key check); the stores only keep bytes.
 """
 
 from __future__ import annotations
@@ -25,18 +29,24 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
+import redis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from services.common import cache
 from services.common.events import PERSONAL_FIELDS, Event
+from services.common.logging import get_logger
 from services.common.settings import Settings
 
-__all__ = ["PERSONAL_FIELDS", "VAULT_ERRORS", "PersonalDataVault", "VaultError", "seal_personal"]
+__all__ = ["PERSONAL_FIELDS", "VAULT_ERRORS", "KeyStore", "PersonalDataVault", "RedisKeyStore", "SQLiteKeyStore",
+           "VaultError", "seal_personal"]
+
+log = get_logger(__name__)
 
 SEALED_FIELD = "sealed_personal"
 # Families whose payloads may carry personal fields (only orders today).
@@ -45,6 +55,7 @@ SEALED_FAMILIES: frozenset[str] = frozenset({"order"})
 _DATA_AAD = b"shopai/personal/v1"
 _WRAP_AAD = b"shopai/vault-key/v1"
 _NONCE_BYTES = 12
+VAULT_PREFIX = "shopai:vault"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS data_keys (
     user_id TEXT PRIMARY KEY,
@@ -63,7 +74,7 @@ class VaultError(RuntimeError):
 
 
 # What a key-store failure raises: the caller answers 503 and publishes nothing.
-VAULT_ERRORS: tuple[type[Exception], ...] = (VaultError, sqlite3.Error, OSError)
+VAULT_ERRORS: tuple[type[Exception], ...] = (VaultError, sqlite3.Error, redis.RedisError, OSError)
 
 
 @dataclass(frozen=True)
@@ -129,57 +140,228 @@ def decode_master_key(text: str) -> bytes:
     return raw
 
 
-# ------------------------------------------------------------------ the key store
+# ------------------------------------------------------------------ the key stores
 
 
-class PersonalDataVault:
-    """Seal, open and destroy a shopper's personal fields. Safe to share between threads and greenlets (one
-    connection behind a lock) and between processes (SQLite's file locks; keys are created with INSERT OR
-    IGNORE, so two processes sealing for a new shopper at once agree on one key). The file is opened on
-    first use: a process that never meets personal data never creates it."""
+class StoredKey(NamedTuple):
+    """A data key as a store keeps it: the 32 bytes, or, ``wrapped``, nonce + AES-GCM(master) of them."""
 
-    def __init__(self, path: Path, master_key: bytes | None = None) -> None:
+    key_id: str
+    secret: bytes
+    wrapped: bool
+
+
+class KeyStore(Protocol):
+    """Where the data keys live; no cryptography here (the vault wraps and unwraps). ``name`` says where,
+    for messages, and never holds a password."""
+
+    name: str
+
+    def get(self, user_ids: Sequence[str]) -> dict[str, StoredKey]:
+        """The stored keys of those shoppers that have one."""
+        ...
+
+    def add(self, keys: Mapping[str, StoredKey]) -> dict[str, StoredKey]:
+        """Store each key unless its shopper has one already; the keys stored now (a race's winner's)."""
+        ...
+
+    def delete(self, user_id: str) -> bool:
+        """Remove the shopper's key (idempotent); True when there was one."""
+        ...
+
+    def claim(self, name: str, value: bytes) -> bytes:
+        """A vault-wide value: ``value`` stored under ``name`` unless one is, and the stored one returned."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class SQLiteKeyStore:
+    """Keys in a SQLite file: one host, no server to run. Safe between threads (one connection behind a
+    lock) and processes (SQLite's file locks; INSERT OR IGNORE). Opened on first use: a process that never
+    meets personal data never creates the file."""
+
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._master = AESGCM(master_key) if master_key else None
+        self.name = str(self.path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PersonalDataVault:
-        master = settings.vault_master_key
-        return cls(settings.vault_file(), decode_master_key(master.get_secret_value()) if master else None)
-
     @property
     def _db(self) -> sqlite3.Connection:
-        """The connection (callers hold the lock), opened and checked against the master key on first use."""
+        """The connection (callers hold the lock), opened on first use."""
         if self._conn is None:
-            db = self._connect()
-            try:
-                self._check_master(db)
-            except VaultError:
-                db.close()
-                raise
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Created 0600 before SQLite opens it: the keys are readable by this user only.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a key must outlive a crash: events sealed with it are in Kafka
+            db.execute("PRAGMA secure_delete=ON")  # a destroyed key's bytes are overwritten, not just unlinked
+            db.executescript(_SCHEMA)
             self._conn = db
         return self._conn
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Created 0600 before SQLite opens it: the keys are readable by this user only.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # a key must outlive a crash: events sealed with it are in Kafka
-        db.execute("PRAGMA secure_delete=ON")  # a destroyed key's bytes are overwritten, not just unlinked
-        db.executescript(_SCHEMA)
-        return db
+    def get(self, user_ids: Sequence[str]) -> dict[str, StoredKey]:
+        found: dict[str, StoredKey] = {}
+        with self._lock:
+            for start in range(0, len(user_ids), 500):  # SQLite caps the number of bound parameters
+                chunk = list(user_ids[start:start + 500])
+                rows = self._db.execute(
+                    f"SELECT user_id, key_id, secret, wrapped FROM data_keys WHERE user_id IN "
+                    f"({','.join('?' * len(chunk))})", chunk).fetchall()
+                found.update({user: StoredKey(key_id, secret, bool(wrapped)) for user, key_id, secret, wrapped in rows})
+        return found
 
-    def _check_master(self, db: sqlite3.Connection) -> None:
-        """Refuse a master key other than the one the vault's keys were wrapped with, before any key is used."""
-        if self._master is None:
+    def add(self, keys: Mapping[str, StoredKey]) -> dict[str, StoredKey]:
+        rows = [(user, k.key_id, k.secret, int(k.wrapped), time.time()) for user, k in keys.items()]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return self.get(list(keys))  # another process may have won the race: its key is the one
+
+    def delete(self, user_id: str) -> bool:
+        with self._lock:
+            deleted = self._db.execute("DELETE FROM data_keys WHERE user_id = ?", (user_id,)).rowcount > 0
+            if deleted:
+                # Move the overwritten page into the main file and empty the WAL that still held the key.
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return deleted
+
+    def claim(self, name: str, value: bytes) -> bytes:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (name, value))
+            return self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+# Creates the shopper's key unless one exists and returns the stored one, in one atomic step: two gateways
+# sealing for a new shopper at once agree on one key.
+_CREATE_KEY = """
+if redis.call('HSETNX', KEYS[1], 'key_id', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'secret', ARGV[2], 'wrapped', ARGV[3], 'created_at', ARGV[4])
+end
+return redis.call('HMGET', KEYS[1], 'key_id', 'secret', 'wrapped')
+"""
+
+
+class RedisKeyStore:
+    """Keys in a Redis of their own that every gateway replica shares: one hash per shopper,
+    ``<prefix>:key:<user_id>`` (key_id, secret, wrapped, created_at), and ``<prefix>:meta``.
+
+    Never the feature cache: the cache is flushed on a replay and may evict keys, whereas a lost data key
+    is the shopper's personal data lost for good. The operator runs this Redis with AOF persistence, an
+    eviction policy that spares keys without a TTL, and backups; a Redis that would evict any key
+    (``allkeys-*``) is refused on first use."""
+
+    def __init__(self, client: redis.Redis, prefix: str = VAULT_PREFIX) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._create = client.register_script(_CREATE_KEY)
+        pool = client.connection_pool.connection_kwargs
+        self.name = f"Redis {pool.get('host', pool.get('path'))}:{pool.get('port', '')}/{pool.get('db', 0)}"
+        self._checked = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisKeyStore:
+        """The store at SHOPAI_VAULT_REDIS_URL, with the deployment's Redis TLS files; bytes, not str."""
+        assert settings.vault_redis_url is not None
+        return cls(cache.connect(settings, url=settings.vault_redis_url.get_secret_value(), decode_responses=False))
+
+    def _key(self, user_id: str) -> str:
+        return f"{self._prefix}:key:{user_id}"
+
+    @property
+    def _client(self) -> redis.Redis:
+        if not self._checked:
+            self._check_server()
+            self._checked = True
+        return self._redis
+
+    def _check_server(self) -> None:
+        try:
+            info = {**self._redis.info("memory"), **self._redis.info("persistence")}
+        except redis.ResponseError as exc:  # INFO denied by the server's ACL: the operator vouches for it
+            log.warning("vault_redis_unchecked", store=self.name, error=str(exc))
             return
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('master_check', ?)", (self._wrap("", "check", b""),))
-        (check,) = db.execute("SELECT value FROM meta WHERE name = 'master_check'").fetchone()
-        self._unwrap("", "check", check)
+        if str(info.get("maxmemory_policy", "")).startswith("allkeys"):
+            raise VaultError(f"the vault's {self.name} may evict keys (maxmemory-policy "
+                             f"{info['maxmemory_policy']}); use noeviction, or a Redis apart from the cache")
+        if not int(info.get("aof_enabled", 0)):
+            log.warning("vault_redis_without_aof", store=self.name,
+                        hint="run the vault's Redis with appendonly yes and fsync everysec or always")
+
+    def get(self, user_ids: Sequence[str]) -> dict[str, StoredKey]:
+        pipe = self._client.pipeline(transaction=False)
+        for user in user_ids:
+            pipe.hmget(self._key(user), "key_id", "secret", "wrapped")
+        return {user: _stored(row) for user, row in zip(user_ids, pipe.execute(), strict=True) if row[0] is not None}
+
+    def add(self, keys: Mapping[str, StoredKey]) -> dict[str, StoredKey]:
+        pipe = self._client.pipeline(transaction=False)
+        for user, k in keys.items():
+            self._create(keys=[self._key(user)], args=[k.key_id, k.secret, int(k.wrapped), time.time()], client=pipe)
+        return {user: _stored(row) for user, row in zip(keys, pipe.execute(), strict=True)}
+
+    def delete(self, user_id: str) -> bool:
+        return self._client.delete(self._key(user_id)) > 0
+
+    def claim(self, name: str, value: bytes) -> bytes:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hsetnx(f"{self._prefix}:meta", name, value)
+        pipe.hget(f"{self._prefix}:meta", name)
+        return pipe.execute()[1]
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _stored(row: Sequence[bytes]) -> StoredKey:
+    key_id, secret, wrapped = row
+    return StoredKey(key_id.decode("ascii"), secret, wrapped == b"1")
+
+
+# ------------------------------------------------------------------ the vault
+
+
+class PersonalDataVault:
+    """Seal, open and destroy a shopper's personal fields: the data keys, their wrapping by the master key
+    and the master-key check, over a ``KeyStore`` (a SQLite file given by its path, or a shared Redis).
+    Safe to share between threads and greenlets, and between processes: keys are created only where none
+    exists, so two processes sealing for a new shopper at once agree on one key."""
+
+    def __init__(self, store: KeyStore | str | os.PathLike[str], master_key: bytes | None = None) -> None:
+        self.store: KeyStore = SQLiteKeyStore(Path(store)) if isinstance(store, str | os.PathLike) else store
+        self._master = AESGCM(master_key) if master_key else None
+        self._lock = threading.Lock()
+        self._checked = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PersonalDataVault:
+        """The Redis vault when SHOPAI_VAULT_REDIS_URL is set (several replicas), else the SQLite file."""
+        master = settings.vault_master_key
+        store: KeyStore = (RedisKeyStore.from_settings(settings) if settings.vault_redis_url
+                           else SQLiteKeyStore(settings.vault_file()))
+        return cls(store, decode_master_key(master.get_secret_value()) if master else None)
+
+    def _check_master(self) -> None:
+        """Refuse a master key other than the one the vault's keys were wrapped with, before any key is used."""
+        with self._lock:
+            if self._checked or self._master is None:
+                return
+            self._unwrap("", "check", self.store.claim("master_check", self._wrap("", "check", b"")))
+            self._checked = True
 
     # -- public API ------------------------------------------------------------------------------
     def seal(self, user_id: str, fields: Mapping[str, Any]) -> dict[str, str]:
@@ -187,7 +369,7 @@ class PersonalDataVault:
         return seal_with(self._keys([user_id], create=True)[user_id], user_id, fields)
 
     def seal_many(self, items: list[tuple[str, Mapping[str, Any]]]) -> list[dict[str, str]]:
-        """``seal`` for many (user, fields) at once: missing keys are created in one transaction."""
+        """``seal`` for many (user, fields) at once: keys read, and missing ones created, in one go."""
         keys = self._keys({user for user, _ in items}, create=True)
         return [seal_with(keys[user], user, fields) for user, fields in items]
 
@@ -202,54 +384,30 @@ class PersonalDataVault:
 
     def destroy(self, user_id: str) -> bool:
         """Delete the shopper's key (idempotent); True when there was one."""
-        with self._lock:
-            deleted = self._db.execute("DELETE FROM data_keys WHERE user_id = ?", (user_id,)).rowcount > 0
-            if deleted:
-                # Move the overwritten page into the main file and empty the WAL that still held the key.
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        return deleted
+        self._check_master()
+        return self.store.delete(user_id)
 
     def close(self) -> None:
+        self.store.close()
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._checked = False
 
     # -- keys ------------------------------------------------------------------------------------
     def _keys(self, user_ids: Iterable[str], create: bool) -> dict[str, DataKey]:
+        self._check_master()
         users = list(dict.fromkeys(user_ids))
-        with self._lock:
-            found = self._select(users)
-            missing = [u for u in users if u not in found] if create else []
-            if missing:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.executemany("INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?, ?)",
-                                         [self._new_row(u) for u in missing])
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                found.update(self._select(missing))  # another process may have won the race: use its key
-        return found
+        stored = self.store.get(users)
+        missing = [u for u in users if u not in stored] if create else []
+        if missing:
+            stored.update(self.store.add({u: self._new_key(u) for u in missing}))
+        return {user: DataKey(k.key_id, self._unwrap(user, k.key_id, k.secret) if k.wrapped else k.secret)
+                for user, k in stored.items()}
 
-    def _select(self, users: list[str]) -> dict[str, DataKey]:
-        found: dict[str, DataKey] = {}
-        for start in range(0, len(users), 500):  # SQLite caps the number of bound parameters
-            chunk = users[start:start + 500]
-            rows = self._db.execute(
-                f"SELECT user_id, key_id, secret, wrapped FROM data_keys WHERE user_id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            for user, key_id, secret, wrapped in rows:
-                found[user] = DataKey(key_id, self._unwrap(user, key_id, secret) if wrapped else secret)
-        return found
-
-    def _new_row(self, user_id: str) -> tuple[str, str, bytes, int, float]:
+    def _new_key(self, user_id: str) -> StoredKey:
         key_id, secret = secrets.token_hex(8), AESGCM.generate_key(bit_length=256)
         if self._master is None:
-            return user_id, key_id, secret, 0, time.time()
-        return user_id, key_id, self._wrap(user_id, key_id, secret), 1, time.time()
+            return StoredKey(key_id, secret, False)
+        return StoredKey(key_id, self._wrap(user_id, key_id, secret), True)
 
     def _wrap(self, user_id: str, key_id: str, secret: bytes) -> bytes:
         assert self._master is not None
@@ -258,11 +416,12 @@ class PersonalDataVault:
 
     def _unwrap(self, user_id: str, key_id: str, blob: bytes) -> bytes:
         if self._master is None:
-            raise VaultError(f"the vault {self.path} is protected by a master key; set SHOPAI_VAULT_MASTER_KEY")
+            raise VaultError(f"the vault {self.store.name} is protected by a master key; "
+                             "set SHOPAI_VAULT_MASTER_KEY")
         try:
             return self._master.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(_WRAP_AAD, user_id, key_id))
         except InvalidTag:
-            raise VaultError(f"SHOPAI_VAULT_MASTER_KEY is not the master key of the vault {self.path}") from None
+            raise VaultError(f"SHOPAI_VAULT_MASTER_KEY is not the master key of the vault {self.store.name}") from None
 
 
 def seal_personal(events: Iterable[Event], vault: PersonalDataVault) -> list[Event]:

@@ -1,4 +1,5 @@
-"""The personal-data vault: per-shopper keys in SQLite, sealing that binds a shopper, destruction that shreds,
+"""The personal-data vault: per-shopper keys in SQLite or a shared Redis (each test that is about the keys runs
+over both), sealing that binds a shopper, destruction that shreds,
 several processes at once, and the publisher path that seals orders before they reach the broker."""
 
 from __future__ import annotations
@@ -10,16 +11,21 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import redis
+from pydantic import ValidationError
 
 from services.common import bus
 from services.common.events import InvalidEvent, new_event, parse_event
 from services.common.settings import Settings
 from services.common.vault import (
+    VAULT_PREFIX,
     PersonalDataVault,
+    RedisKeyStore,
+    SQLiteKeyStore,
+    StoredKey,
     VaultError,
     decode_master_key,
     open_with,
@@ -43,11 +49,46 @@ def order(action: str = "created", user_id: str = "u7", **extra) -> dict:
     return new_event(f"order.{action}", payload).to_dict()
 
 
+# The cache's address in the Redis vault's settings: another server, as Settings require (never dialled).
+CACHE_ELSEWHERE = "redis://cache.invalid:6379/0"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def vault_settings(request, tmp_path) -> dict[str, str]:
+    """Settings (keyword arguments) naming a vault of each kind: a SQLite file, or the test Redis (flushed
+    before and after the test)."""
+    if request.param == "sqlite":
+        return {"vault_path": str(tmp_path / "secrets" / "vault.sqlite3")}
+    request.getfixturevalue("redis_client")
+    return {"vault_redis_url": request.getfixturevalue("redis_url"), "redis_url": CACHE_ELSEWHERE}
+
+
 @pytest.fixture
-def vault(tmp_path):
-    v = PersonalDataVault(tmp_path / "secrets" / "vault.sqlite3")
-    yield v
-    v.close()
+def open_vault(vault_settings):
+    """Open the test's vault (the same store each time) with a master key or none; closed at the end."""
+    opened: list[PersonalDataVault] = []
+
+    def open_(master: str | None = None) -> PersonalDataVault:
+        opened.append(PersonalDataVault.from_settings(Settings(**vault_settings, vault_master_key=master)))
+        return opened[-1]
+
+    yield open_
+    for v in opened:
+        v.close()
+
+
+@pytest.fixture
+def vault(open_vault):
+    return open_vault()
+
+
+def _stored_bytes(vault: PersonalDataVault) -> bytes:
+    """Every byte the vault's store holds: the SQLite file (and its WAL), or the values of its Redis hashes."""
+    store = vault.store
+    if isinstance(store, SQLiteKeyStore):
+        return b"".join(p.read_bytes() for p in store.path.parent.iterdir() if p.name.startswith(store.path.name))
+    raw = store._redis
+    return b"".join(v for key in raw.scan_iter(f"{VAULT_PREFIX}:*") for v in raw.hvals(key))
 
 
 def test_seal_and_open_round_trip(vault):
@@ -69,11 +110,12 @@ def test_the_file_is_private_and_created_on_first_use(tmp_path):
     v.close()
 
 
-def test_destroy_shreds_and_is_idempotent(vault):
+def test_destroy_shreds_and_is_idempotent(vault, open_vault):
     sealed = vault.seal("u7", PERSONAL)
     other = vault.seal("u8", PERSONAL)
     assert vault.destroy("u7") is True
     assert vault.open("u7", sealed) is None
+    assert open_vault().open("u7", sealed) is None  # for every process (replica) at once
     assert vault.destroy("u7") is False and vault.destroy("never-seen") is False
     assert vault.open("u8", other) == PERSONAL  # only that shopper's key went
     # The shopper's id used again later gets a new key: the old ciphertext stays unreadable.
@@ -82,16 +124,20 @@ def test_destroy_shreds_and_is_idempotent(vault):
     assert vault.open("u7", sealed) is None and vault.open("u7", fresh) == {"email": "new@example.com"}
 
 
-def test_the_key_bytes_leave_the_file_when_destroyed(vault):
+def test_the_key_bytes_leave_the_store_when_destroyed(vault):
     vault.seal("u7", PERSONAL)
     secret = vault._keys(["u7"], create=False)["u7"].secret
-    assert secret in _vault_bytes(vault.path)
+    assert secret in _stored_bytes(vault)
     vault.destroy("u7")
-    assert secret not in _vault_bytes(vault.path)
+    assert secret not in _stored_bytes(vault)
 
 
-def _vault_bytes(path: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name))
+def test_a_key_created_where_one_exists_yields_the_stored_one(vault):
+    """What decides a race between two processes: the store keeps the first key and hands it to both."""
+    first = vault.seal("u7", PERSONAL)
+    late = vault.store.add({"u7": StoredKey("feedfacefeedface", bytes(32), False), "u9": StoredKey("0a", bytes(32), False)})
+    assert late["u7"].key_id == first["key_id"] and late["u9"] == StoredKey("0a", bytes(32), False)
+    assert vault.open("u7", first) == PERSONAL
 
 
 def test_ciphertext_is_bound_to_its_shopper(vault):
@@ -111,20 +157,19 @@ def test_ciphertext_is_bound_to_its_shopper(vault):
         vault.open("u7", {**sealed, "ciphertext": base64.b64encode(bytes(flipped)).decode()})
 
 
-def test_master_key_wraps_the_data_keys(tmp_path):
-    path = tmp_path / "vault.sqlite3"
-    v = PersonalDataVault(path, decode_master_key(MASTER))
+def test_master_key_wraps_the_data_keys(open_vault):
+    v = open_vault(MASTER)
     sealed = v.seal("u7", PERSONAL)
     secret = v._keys(["u7"], create=False)["u7"].secret
     v.close()
-    assert secret not in _vault_bytes(path)  # only the wrapped form is stored
-    again = PersonalDataVault(path, decode_master_key(MASTER))
-    assert again.open("u7", sealed) == PERSONAL
-    again.close()
+    assert secret not in _stored_bytes(v)  # only the wrapped form is stored
+    assert open_vault(MASTER).open("u7", sealed) == PERSONAL
     with pytest.raises(VaultError, match="not the master key"):
-        PersonalDataVault(path, decode_master_key("11" * 32)).open("u7", sealed)
+        open_vault("11" * 32).open("u7", sealed)
+    with pytest.raises(VaultError, match="not the master key"):  # checked before any key is made or destroyed
+        open_vault("11" * 32).seal("u-new", PERSONAL)
     with pytest.raises(VaultError, match="SHOPAI_VAULT_MASTER_KEY"):
-        PersonalDataVault(path).open("u7", sealed)
+        open_vault().open("u7", sealed)
     with pytest.raises(VaultError, match="32 bytes"):
         decode_master_key("too-short")
 
@@ -132,27 +177,70 @@ def test_master_key_wraps_the_data_keys(tmp_path):
 def test_settings_name_the_vault(tmp_path):
     settings = Settings(data_dir=tmp_path, vault_master_key=MASTER)
     v = PersonalDataVault.from_settings(settings)
-    assert v.path == tmp_path / "secrets" / "vault.sqlite3"
-    assert PersonalDataVault.from_settings(Settings(vault_path=tmp_path / "elsewhere.db")).path.name == "elsewhere.db"
+    assert v.store.path == tmp_path / "secrets" / "vault.sqlite3"
+    assert PersonalDataVault.from_settings(Settings(vault_path=tmp_path / "elsewhere.db")).store.path.name == "elsewhere.db"
     v.close()
+
+
+def test_a_redis_url_selects_the_shared_vault_with_its_own_credentials_and_the_tls_files(tmp_path):
+    settings = Settings(redis_url="rediss://cache:6380/0", redis_password="cache-password",
+                        redis_tls_ca_file=tmp_path / "ca.pem",
+                        vault_redis_url="rediss://:vault-password@vault-redis:6379/3")
+    store = PersonalDataVault.from_settings(settings).store
+    assert isinstance(store, RedisKeyStore) and "vault-password" not in store.name
+    kwargs = store._redis.connection_pool.connection_kwargs
+    assert store._redis.connection_pool.connection_class is redis.SSLConnection
+    assert (kwargs["host"], kwargs["db"], kwargs["password"]) == ("vault-redis", 3, "vault-password")
+    assert kwargs["ssl_ca_certs"] == str(tmp_path / "ca.pem") and kwargs["decode_responses"] is False
+    assert "vault-password" not in repr(settings)
+
+
+@pytest.mark.parametrize(("vault_url", "problem"), [
+    ("redis://127.0.0.1:6379/5", "names the cache's Redis"),  # another db of the cache's server
+    ("http://vault:6379", "redis:// or rediss://"),
+])
+def test_the_vault_refuses_a_redis_that_is_not_its_own(vault_url, problem):
+    with pytest.raises(ValidationError, match=problem):
+        Settings(redis_url="redis://127.0.0.1:6379/0", vault_redis_url=vault_url)
+
+
+def test_a_redis_that_may_evict_keys_is_refused(redis_url, redis_client):
+    vault = PersonalDataVault(RedisKeyStore(redis.Redis.from_url(redis_url)))
+    vault.store._redis.info = lambda section: {"maxmemory_policy": "allkeys-lru", "aof_enabled": 1}
+    with pytest.raises(VaultError, match="may evict keys"):
+        vault.seal("u1", PERSONAL)
+    assert redis_client.keys("*") == []
+
+
+def test_the_redis_vault_keeps_one_hash_per_shopper(redis_url, redis_client):
+    vault = PersonalDataVault.from_settings(Settings(vault_redis_url=redis_url, redis_url=CACHE_ELSEWHERE,
+                                                     vault_master_key=MASTER))
+    sealed = vault.seal("u7", PERSONAL)
+    assert redis_client.hget("shopai:vault:key:u7", "key_id") == sealed["key_id"]
+    assert redis_client.hget("shopai:vault:key:u7", "wrapped") == "1"
+    assert redis_client.ttl("shopai:vault:key:u7") == -1  # never expires: only an erasure removes it
+    assert vault.destroy("u7") and not redis_client.exists("shopai:vault:key:u7")
+    vault.close()
 
 
 SEAL_IN_CHILD = """
 import json, sys
+from services.common.settings import Settings
 from services.common.vault import PersonalDataVault
-vault = PersonalDataVault(sys.argv[1])
+vault = PersonalDataVault.from_settings(Settings(**json.loads(sys.argv[1])))
 sys.stdin.readline()  # start together
 print(json.dumps([vault.seal(f"u{i}", {"email": f"u{i}@example.com"}) for i in range(200)]))
 """
 
 
-def test_two_processes_sealing_at_once_agree_on_each_key(vault):
-    children = [subprocess.Popen([sys.executable, "-c", SEAL_IN_CHILD, str(vault.path)], cwd=ROOT,
+def test_two_processes_sealing_at_once_agree_on_each_key(vault, vault_settings):
+    children = [subprocess.Popen([sys.executable, "-c", SEAL_IN_CHILD, json.dumps(vault_settings)], cwd=ROOT,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     for child in children:
         child.stdin.write("go\n")
         child.stdin.flush()
-    outputs = [json.loads(child.communicate(timeout=60)[0]) for child in children]
+    # The last line: a Redis without AOF (the test server) is warned about on stdout before it.
+    outputs = [json.loads(child.communicate(timeout=60)[0].splitlines()[-1]) for child in children]
     for sealed_list in outputs:
         for i, sealed in enumerate(sealed_list):
             assert vault.open(f"u{i}", sealed) == {"email": f"u{i}@example.com"}
