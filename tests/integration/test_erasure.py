@@ -77,17 +77,34 @@ def buyers(shop) -> list[str]:
                   key=lambda u: int(u[1:]))
 
 
-def train(client) -> str:
+def start_training(client) -> str:
     reply = client.post("/v1/admin/train/recommender", json={})
     assert reply.status_code == 202, reply.json
+    return reply.headers["Location"]
 
+
+def trained(client, job_url: str) -> str:
     def finished():
-        job = client.get(reply.headers["Location"]).json
+        job = client.get(job_url).json
         return job if job["state"] in ("succeeded", "failed") else None
 
     job = wait_for(finished, 120, interval=0.5, what="the training job")
     assert job["state"] == "succeeded", job
     return job["model_version"]
+
+
+def train(client) -> str:
+    return trained(client, start_training(client))
+
+
+def erase_during_training(client, settings, user: str) -> None:
+    """An erasure that arrives while a training run reads the shopper: the new model still lacks them."""
+    job_url = start_training(client)
+    wait_for(lambda: client.get(job_url).json["state"] == "running", 30, interval=0.1, what="training to start")
+    status_url = client.delete(f"/v1/users/{user}").json["status_url"]
+    version = trained(client, job_url)
+    wait_for(lambda: client.get(status_url).json["status"] == "done", 60, interval=0.5, what="the erasure")
+    assert user not in model_users(settings, version)
 
 
 def model_users(settings, version: str) -> set[str]:
@@ -140,6 +157,7 @@ def assert_forgotten(client, redis_client: redis.Redis, url: str, erased: list[s
 def test_erased_shoppers_are_gone_everywhere_and_stay_gone_after_a_rebuild(stack, redis_client, redis_url):
     client, shop, settings = stack
     erased, kept = buyers(shop)[:ERASED_COUNT], buyers(shop)[ERASED_COUNT]
+    late = buyers(shop)[ERASED_COUNT + 1]  # erased while a training run is under way
     before = train(client)
     assert set(erased) <= model_users(settings, before)
     for user in erased:  # what the assistant kept of their conversations
@@ -164,6 +182,9 @@ def test_erased_shoppers_are_gone_everywhere_and_stay_gone_after_a_rebuild(stack
     assert_forgotten(client, redis_client, redis_url, erased, kept)
     assert not set(erased) & model_users(settings, before)  # the artifact on disk was rewritten too
     assert kept in model_users(settings, before)
+    erase_during_training(client, settings, late)
+    erased.append(late)
+    assert_forgotten(client, redis_client, redis_url, erased, kept)
 
     # Redis lost: every service rebuilds from the topics; the erasures are replayed first.
     redis_client.flushdb()
