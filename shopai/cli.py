@@ -266,8 +266,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"shopai import: {exc}", file=sys.stderr)
         return 2
     except VAULT_ERRORS as exc:  # this batch and the rest were not published; a re-run is safe (event ids)
-        print(f"shopai import: the personal-data vault cannot be used ({exc}); set SHOPAI_VAULT_PATH / "
-              "SHOPAI_VAULT_MASTER_KEY as the gateway has them", file=sys.stderr)
+        print(f"shopai import: the personal-data vault cannot be used ({exc}); set SHOPAI_VAULT_PATH or "
+              "SHOPAI_VAULT_REDIS_URL, and SHOPAI_VAULT_MASTER_KEY, as the gateway has them", file=sys.stderr)
         return 2
     finally:
         publisher.close()

@@ -59,6 +59,7 @@ SECRETS: dict[str, Callable[[], str]] = {
     "vision_signing_key": _signing_key,
     "analytics_secret": _token,
     "vault_master_key": _vault_key,
+    "vault_redis_url": str,  # empty: the gateway's SQLite vault; a URL: a shared, persistent Redis
 }
 
 

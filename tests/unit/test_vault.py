@@ -195,6 +195,15 @@ def test_a_redis_url_selects_the_shared_vault_with_its_own_credentials_and_the_t
     assert "vault-password" not in repr(settings)
 
 
+def test_an_empty_vault_url_file_keeps_the_sqlite_vault(tmp_path, monkeypatch):
+    """docker-compose's default: the secret file vault_redis_url exists and is empty."""
+    (tmp_path / "vault_redis_url").write_text("\n")
+    monkeypatch.setenv("SHOPAI_VAULT_REDIS_URL_FILE", str(tmp_path / "vault_redis_url"))
+    assert isinstance(PersonalDataVault.from_settings(Settings(data_dir=tmp_path)).store, SQLiteKeyStore)
+    (tmp_path / "vault_redis_url").write_text("redis://:pw@vault-redis:6379/0\n")
+    assert isinstance(PersonalDataVault.from_settings(Settings(data_dir=tmp_path)).store, RedisKeyStore)
+
+
 @pytest.mark.parametrize(("vault_url", "problem"), [
     ("redis://127.0.0.1:6379/5", "names the cache's Redis"),  # another db of the cache's server
     ("http://vault:6379", "redis:// or rediss://"),
