@@ -277,6 +277,28 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.rejected == 0 else 1
 
 
+def cmd_vault_copy(args: argparse.Namespace, settings: Settings) -> int:
+    from services.common.vault import VAULT_ERRORS, RedisKeyStore, SQLiteKeyStore, copy_keys
+
+    source = Path(args.file)
+    if not source.is_file():
+        print(f"shopai vault-copy: no such file: {source}", file=sys.stderr)
+        return 2
+    if settings.vault_redis_url is None:
+        print("shopai vault-copy: set SHOPAI_VAULT_REDIS_URL to the vault's Redis", file=sys.stderr)
+        return 2
+    target = RedisKeyStore.from_settings(settings)
+    try:
+        copied = copy_keys(SQLiteKeyStore(source), target)
+    except VAULT_ERRORS as exc:
+        print(f"shopai vault-copy: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        target.close()
+    print(json.dumps({"copied": copied, "to": target.name}))
+    return 0
+
+
 def _add_seed_args(p: argparse.ArgumentParser, settings: Settings) -> None:
     p.add_argument("--seed", type=int, default=settings.demo_seed,
                    help="generator seed (same seed, same events and ids); default $SHOPAI_DEMO_SEED or 42")
@@ -310,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     p_import.add_argument("--rejects", help="write each rejected line's number and reason here (JSONL)")
     p_import.add_argument("--quiet", action="store_true", help="no progress bar")
     p_import.set_defaults(func=cmd_import)
+    p_copy = sub.add_parser("vault-copy", help="copy a SQLite personal-data vault into the empty Redis vault "
+                                               "of SHOPAI_VAULT_REDIS_URL")
+    p_copy.add_argument("file", help="the SQLite vault, e.g. a backup of /data/secrets/vault.sqlite3")
+    p_copy.set_defaults(func=cmd_vault_copy)
     args = parser.parse_args(argv)
     from services.common.logging import configure_logging
 

@@ -29,7 +29,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -239,6 +239,23 @@ class SQLiteKeyStore:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (name, value))
             return self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()[0]
 
+    def meta(self, name: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def scan(self, batch: int = 500) -> Iterator[dict[str, StoredKey]]:
+        """Every stored key, in batches (for ``copy_keys``)."""
+        after = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute("SELECT user_id, key_id, secret, wrapped FROM data_keys WHERE user_id > ? "
+                                        "ORDER BY user_id LIMIT ?", (after, batch)).fetchall()
+            if not rows:
+                return
+            yield {user: StoredKey(key_id, secret, bool(wrapped)) for user, key_id, secret, wrapped in rows}
+            after = rows[-1][0]
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -316,6 +333,9 @@ class RedisKeyStore:
 
     def delete(self, user_id: str) -> bool:
         return self._client.delete(self._key(user_id)) > 0
+
+    def holds_keys(self) -> bool:
+        return next(self._client.scan_iter(match=self._key("*"), count=1000), None) is not None
 
     def claim(self, name: str, value: bytes) -> bytes:
         pipe = self._client.pipeline(transaction=False)
@@ -422,6 +442,23 @@ class PersonalDataVault:
             return self._master.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(_WRAP_AAD, user_id, key_id))
         except InvalidTag:
             raise VaultError(f"SHOPAI_VAULT_MASTER_KEY is not the master key of the vault {self.store.name}") from None
+
+
+def copy_keys(source: SQLiteKeyStore, target: RedisKeyStore) -> int:
+    """Copy every key of a SQLite vault into a new Redis vault (a shop moving from one host to Kubernetes),
+    as stored: wrapped keys stay wrapped by the same master key. The number of keys copied."""
+    if target.holds_keys():
+        # A shopper erased there since the move would have their key back.
+        raise VaultError(f"the vault {target.name} holds keys already; copy into an empty one, before the "
+                         "gateway uses it")
+    check = source.meta("master_check")
+    if check is not None and target.claim("master_check", check) != check:
+        raise VaultError(f"the vault {target.name} was set up with another SHOPAI_VAULT_MASTER_KEY")
+    copied = 0
+    for batch in source.scan():
+        target.add(batch)
+        copied += len(batch)
+    return copied
 
 
 def seal_personal(events: Iterable[Event], vault: PersonalDataVault) -> list[Event]:

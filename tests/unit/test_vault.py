@@ -27,6 +27,7 @@ from services.common.vault import (
     SQLiteKeyStore,
     StoredKey,
     VaultError,
+    copy_keys,
     decode_master_key,
     open_with,
     seal_personal,
@@ -230,6 +231,36 @@ def test_the_redis_vault_keeps_one_hash_per_shopper(redis_url, redis_client):
     assert redis_client.ttl("shopai:vault:key:u7") == -1  # never expires: only an erasure removes it
     assert vault.destroy("u7") and not redis_client.exists("shopai:vault:key:u7")
     vault.close()
+
+
+def test_a_sqlite_vault_moves_into_an_empty_redis_vault(tmp_path, redis_url, redis_client, capsys):
+    from shopai import cli
+
+    sqlite = PersonalDataVault(tmp_path / "vault.sqlite3", decode_master_key(MASTER))
+    sealed = {f"u{i}": sqlite.seal(f"u{i}", {"email": f"u{i}@example.com"}) for i in range(1200)}
+    sqlite.destroy("u5")
+    sqlite.close()
+    settings = Settings(vault_redis_url=redis_url, redis_url=CACHE_ELSEWHERE, vault_master_key=MASTER)
+    args = argparse.Namespace(file=str(tmp_path / "vault.sqlite3"))
+    assert cli.cmd_vault_copy(args, settings) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["copied"] == 1199  # after the AOF warning
+    shared = PersonalDataVault.from_settings(settings)
+    assert shared.open("u7", sealed["u7"]) == {"email": "u7@example.com"}
+    assert shared.open("u1199", sealed["u1199"]) == {"email": "u1199@example.com"}
+    assert shared.open("u5", sealed["u5"]) is None  # erased before the move: stays erased
+    shared.destroy("u7")
+    assert cli.cmd_vault_copy(args, settings) == 2  # never again into a vault in use: u7 would come back
+    assert "holds keys already" in capsys.readouterr().err and shared.open("u7", sealed["u7"]) is None
+    shared.close()
+
+
+def test_keys_wrapped_by_another_master_key_are_not_copied(tmp_path, redis_url, redis_client):
+    PersonalDataVault(tmp_path / "vault.sqlite3", decode_master_key(MASTER)).seal("u1", PERSONAL)
+    target = PersonalDataVault(RedisKeyStore(redis.Redis.from_url(redis_url)), decode_master_key("22" * 32))
+    target.destroy("nobody")  # sets up the Redis vault with its own master key
+    with pytest.raises(VaultError, match="another SHOPAI_VAULT_MASTER_KEY"):
+        copy_keys(SQLiteKeyStore(tmp_path / "vault.sqlite3"), target.store)
+    assert not target.store.holds_keys()
 
 
 SEAL_IN_CHILD = """
