@@ -235,9 +235,9 @@ def run_verify(quick: bool) -> dict:
             return "authentic"
         return "counterfeit" if any(c.ours for c in checks) else "unreadable"
 
-    def verify(photo: Image.Image | None = None, payload: str = "", location: str = "") -> str:
+    def verify(photo: Image.Image | None = None, payload: str = "", location: str = "", client_id: str = "") -> str:
         request = pb.VerifyRequest(image=encode_image(photo, "JPEG", 90) if photo is not None else b"",
-                                   payload=payload, location=location)
+                                   payload=payload, location=location, client_id=client_id)
         started = time.perf_counter()
         answer = servicer.Verify(request, ctx)
         latencies.append(time.perf_counter() - started)
@@ -267,8 +267,10 @@ def run_verify(quick: bool) -> dict:
         altered = p[:j] + ("A" if p[j] != "A" else "B") + p[j + 1:]
         record("altered payload",
             verify(_camera(label_photo(picture, codes.render_png(altered)), rng)))
+        # Three shoppers in three far-apart cities, each an anonymous client of its own (one client alone
+        # counts in one place only: services/vision/core/scans.py).
         for place in ("Shanghai", "Lagos", "Lima"):
-            verdict = verify(payload=second.payload, location=place)
+            verdict = verify(payload=second.payload, location=place, client_id=f"addr-{place.lower()}")
         record("copied label (3rd place)", verdict)
         record("no code in photo", verify(_camera(label_photo(picture, None), rng)))
         blurred = label_photo(picture, code.png).filter(ImageFilter.GaussianBlur(float(rng.uniform(5, 8))))

@@ -57,6 +57,8 @@ class AuditLog:
              key_id: str | None = None) -> AuditPage:
         """Entries newest first, older than the cursor ``before`` (an entry id), matching the filters."""
         limit = max(1, min(limit, MAX_PAGE))
+        if before is not None and all(part.strip("0") == "" for part in before.split("-")):
+            return AuditPage([], None)  # nothing is older than the first possible id (and Redis refuses "(0-0")
         upper = f"({before}" if before else "+"
         entries: list[dict[str, Any]] = []
         scanned = 0

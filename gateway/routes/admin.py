@@ -12,7 +12,8 @@ import grpc
 import redis
 from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from gateway.access import current_key_id
 from gateway.json import reply_json
@@ -137,6 +138,13 @@ class AuditQuery(QueryModel):
                                description="the `next` of the previous page: entries older than this one")
     subject: str | None = Field(None, min_length=1, max_length=128, description="only reads of this shopper's data")
     key_id: str | None = Field(None, pattern=r"^key-[0-9a-f]{8}$", description="only reads by this API key")
+
+    @field_validator("before")
+    @classmethod
+    def _stream_id(cls, value: str | None) -> str | None:
+        if value is not None and any(int(part) >= 2**64 for part in value.split("-")):
+            raise PydanticCustomError("stream_id", "not an entry id: each part is below 2^64")
+        return value
 
 
 class AuditEntry(BaseModel):

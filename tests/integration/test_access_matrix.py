@@ -199,6 +199,8 @@ def test_staff_reads_of_a_shoppers_data_are_listed_in_the_audit_log(gateway, red
     only_a = client.get(f"/v1/admin/audit?subject={A}", headers=admin).json["entries"]
     assert {e["subject"] for e in only_a} == {A} and len(only_a) == 2
     assert KEYS["support"] not in json.dumps(page | rest)  # key ids only, never keys
+    assert client.get("/v1/admin/audit?before=0-0", headers=admin).json == {"entries": []}
+    assert client.get(f"/v1/admin/audit?before={2**64}-0", headers=admin).status_code == 400
     assert client.get("/v1/admin/audit", headers=support).status_code == 403
 
 

@@ -182,6 +182,7 @@ def gateway_app(fakes, broker, redis_url, redis_client, tmp_path):
     settings_ = Settings(
         kafka_bootstrap_servers=broker.bootstrap, redis_url=redis_url, data_dir=tmp_path / "data",
         log_json=False, gateway_api_keys=TEST_KEYS,  # every call sends the admin key (STAFF_HEADERS)
+        gateway_shopper_token_secrets="schema-test-shopper-token-secret-0123456789",
         gateway_rate_limit_per_minute=0,  # every request comes from one address
         **{name: {"grpc_port": port, "metrics_port": 0} for name, port in fakes.items()},
     )

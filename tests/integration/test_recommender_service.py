@@ -15,7 +15,7 @@ from services.common.bus import EventPublisher
 from services.common.events import new_event
 from services.recommender.store import RecommenderKeys as K
 from shopai.demo import DemoShopConfig, generate
-from tests.support import staff, wait_for
+from tests.support import TEST_ADMIN_KEY, key_id_of, staff, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ def busiest_user(shop) -> str:
 def test_trained_hybrid_serves_fresh_filtered_explained_recommendations(shop_stack, redis_client, settings):
     client, shop, publisher, _recommender = shop_stack
     job = train(client)
-    assert job["model_version"].startswith("hybrid-") and job["requested_by"] == "gateway"
+    assert job["model_version"].startswith("hybrid-") and job["requested_by"] == key_id_of(TEST_ADMIN_KEY)
     assert 0 < job["metrics"]["ndcg_at_10"] <= 1 and job["progress"] == 1
 
     user = busiest_user(shop)

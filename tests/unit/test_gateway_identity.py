@@ -60,23 +60,33 @@ def test_a_minted_token_proves_its_subject_and_names_its_key():
     assert minted.expires_at - time.time() == pytest.approx(900, abs=5)
 
 
-@pytest.mark.parametrize("token, reason", [
-    (jwt.encode(claims(lifetime=-100), SECRET, algorithm="HS256"), "expired"),
-    (jwt.encode(claims(iat=int(time.time()) + 600, nbf=int(time.time()) + 600), SECRET, algorithm="HS256"),
-     "not valid yet"),
-    (jwt.encode(claims(), "another-secret-nobody-configured-0123456789", algorithm="HS256"), "signature"),
-    (jwt.encode(claims(aud="another-app"), SECRET, algorithm="HS256"), "audience"),
-    (jwt.encode(claims(iss="someone-else"), SECRET, algorithm="HS256"), "issuer"),
-    (jwt.encode(claims(lifetime=30 * 86400), SECRET, algorithm="HS256"), "short-lived"),
-    (jwt.encode({k: v for k, v in claims().items() if k != "sub"}, SECRET, algorithm="HS256"), "'sub'"),
-    (jwt.encode(claims(subject="has a space"), SECRET, algorithm="HS256"), "subject"),
-    (jwt.encode(claims(), SECRET, algorithm="HS512"), "HS512"),
-    ("not.a.token", "malformed"),
-], ids=["expired", "future", "foreign-secret", "audience", "issuer", "long-lived", "no-subject", "bad-subject",
-        "other-alg", "garbage"])
-def test_bad_tokens_are_refused_with_the_reason(token, reason):
+def _hs256(**changes) -> str:
+    payload = claims(**{k: v for k, v in changes.items() if k in ("subject", "lifetime")})
+    payload |= {k: v for k, v in changes.items() if k not in ("subject", "lifetime", "secret", "algorithm")}
+    return jwt.encode(payload, changes.get("secret", SECRET), algorithm=changes.get("algorithm", "HS256"))
+
+
+# Made when the test runs (not at collection, which may be long before): factories, not tokens.
+BAD_TOKENS = {
+    "expired": (lambda: _hs256(lifetime=-100), "expired"),
+    "future": (lambda: _hs256(iat=int(time.time()) + 600, nbf=int(time.time()) + 600), "not valid yet"),
+    "foreign-secret": (lambda: _hs256(secret="another-secret-nobody-configured-0123456789"), "signature"),
+    "audience": (lambda: _hs256(aud="another-app"), "audience"),
+    "issuer": (lambda: _hs256(iss="someone-else"), "issuer"),
+    "long-lived": (lambda: _hs256(lifetime=30 * 86400), "short-lived"),
+    "no-subject": (lambda: jwt.encode({k: v for k, v in claims().items() if k != "sub"}, SECRET, algorithm="HS256"),
+                   "'sub'"),
+    "bad-subject": (lambda: _hs256(subject="has a space"), "subject"),
+    "other-alg": (lambda: _hs256(algorithm="HS512"), "HS512"),
+    "garbage": (lambda: "not.a.token", "malformed"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TOKENS))
+def test_bad_tokens_are_refused_with_the_reason(case):
+    make, reason = BAD_TOKENS[case]
     with pytest.raises(TokenRefused, match=reason):
-        tokens().verify(token)
+        tokens().verify(make())
 
 
 def test_unsigned_tokens_are_refused():
@@ -200,15 +210,14 @@ def test_business_data_needs_the_analyst_role(make_client):
 
 
 @pytest.mark.parametrize("headers, reason", [
-    ({"Authorization": "Bearer " + jwt.encode(claims(lifetime=-100), SECRET, algorithm="HS256")}, "expired"),
-    ({"Authorization": "Bearer " + jwt.encode(claims(), "a-foreign-secret-0123456789abcdefgh", algorithm="HS256")},
-     "signature"),
-    ({"Authorization": "Basic dTE6cGFzcw=="}, "Bearer"),
+    (lambda: {"Authorization": "Bearer " + _hs256(lifetime=-100)}, "expired"),
+    (lambda: {"Authorization": "Bearer " + _hs256(secret="a-foreign-secret-0123456789abcdefgh")}, "signature"),
+    (lambda: {"Authorization": "Basic dTE6cGFzcw=="}, "Bearer"),
 ], ids=["expired", "foreign", "basic"])
 def test_a_bad_token_is_a_401_with_the_reason_on_every_route(make_client, headers, reason):
     client = make_client()
     for path in ("/v1/users/u1/profile", "/v1/recommendations"):
-        reply = client.get(path, headers=headers)
+        reply = client.get(path, headers=headers())
         assert reason in assert_problem(reply, 401)["detail"]
         assert 'error="invalid_token"' in reply.headers["WWW-Authenticate"]
 
