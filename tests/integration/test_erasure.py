@@ -115,7 +115,8 @@ def model_users(settings, version: str) -> set[str]:
 def mentions(url: str, users: list[str]) -> dict[str, list[str]]:
     """Every key whose name or value names one of ``users`` (bookkeeping aside), per user."""
     raw = redis.Redis.from_url(url)
-    pattern = re.compile(rb"(?<![\w-])(" + b"|".join(re.escape(u.encode()) for u in users) + rb")(?![\w])")
+    # Not inside base64 (ciphertexts, nonces): "+u9/" there is chance, not a mention.
+    pattern = re.compile(rb"(?<![\w+/=-])(" + b"|".join(re.escape(u.encode()) for u in users) + rb")(?![\w+/=])")
     readers = {b"string": "get", b"hash": "hgetall", b"set": "smembers", b"zset": "zrange", b"list": "lrange",
                b"stream": "xrange"}
     found: dict[str, list[str]] = {}
