@@ -34,6 +34,7 @@ from services.common.settings import Settings
 HMAC_ALGORITHMS = ("HS256",)
 MIN_SECRET_LENGTH = 32
 MAX_TOKEN_LENGTH = 4096
+VERIFIED_CACHE_SIZE = 50_000  # tokens remembered as verified (~300 bytes each)
 # A user id as the REST routes accept it (gateway/routes: 1..64 characters of this alphabet).
 SUBJECT = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 # Three base64url segments: what tells a token from an API key in `Authorization: Bearer`.
@@ -136,6 +137,7 @@ class ShopperTokens:
         self.ttl = settings.gateway_shopper_token_ttl_seconds
         self.max_ttl = settings.gateway_shopper_token_max_ttl_seconds
         self.leeway = settings.gateway_shopper_token_leeway_seconds
+        self._verified: dict[str, tuple[str, float, float]] = {}  # token -> (subject, not before, expires)
 
     def __bool__(self) -> bool:
         return bool(self.keys)
@@ -156,8 +158,28 @@ class ShopperTokens:
         token = jwt.encode(claims, self._signing.key, algorithm="HS256", headers={"kid": self._signing.kid})
         return ShopperToken(token, subject, expires)
 
-    def verify(self, token: str) -> str:
-        """The shopper id the token proves, or :class:`TokenRefused` with the reason."""
+    def verify(self, token: str, now: float | None = None) -> str:
+        """The shopper id the token proves, or :class:`TokenRefused` with the reason.
+
+        A token verified once is remembered (its exact text, at most ``VERIFIED_CACHE_SIZE`` of them) with its
+        subject and validity, so a shopper's next requests cost a dictionary lookup instead of an HMAC or a
+        signature check and the claims' validation; the times are checked again on every use."""
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            subject, not_before, expires = remembered
+            moment = time.time() if now is None else now
+            if moment + self.leeway < not_before:
+                raise TokenRefused("the token is not valid yet (iat or nbf lies in the future)")
+            if moment - self.leeway >= expires:
+                raise TokenRefused("the token has expired")
+            return subject
+        subject, not_before, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # a burst of new shoppers: start over rather than track ages
+        self._verified[token] = (subject, not_before, expires)
+        return subject
+
+    def _verify(self, token: str) -> tuple[str, float, float]:
         if not self.keys:
             raise TokenRefused("this gateway accepts no shopper tokens (none of SHOPAI_GATEWAY_SHOPPER_TOKEN_* is set)")
         if not looks_like_token(token):
@@ -199,7 +221,8 @@ class ShopperTokens:
                 break
         if claims is None:
             raise TokenRefused(problem)
-        return self._subject(claims)
+        subject = self._subject(claims)
+        return subject, float(max(claims["iat"], claims.get("nbf") or 0)), float(claims["exp"])
 
     def _candidates(self, kid: object, algorithm: str) -> list[VerifyingKey]:
         if isinstance(kid, str) and kid in self._by_kid:

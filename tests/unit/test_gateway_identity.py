@@ -112,6 +112,21 @@ def test_rotation_keeps_two_secrets_valid_and_signs_with_the_first():
         tokens().verify(old_token)  # once the old secret is gone
 
 
+def test_a_remembered_token_still_expires_and_a_changed_one_is_checked_again():
+    verifier = tokens()
+    minted = verifier.mint("u1", ttl_seconds=60)
+    assert verifier.verify(minted.token) == "u1"
+    assert verifier.verify(minted.token, now=minted.expires_at + 29) == "u1"  # within the leeway
+    with pytest.raises(TokenRefused, match="expired"):
+        verifier.verify(minted.token, now=minted.expires_at + 31)
+    with pytest.raises(TokenRefused, match="not valid yet"):
+        verifier.verify(minted.token, now=minted.expires_at - 60 - 31)
+    head, _, signature = minted.token.split(".")
+    forged_body = _segment(json.dumps(claims("u2")).encode())
+    with pytest.raises(TokenRefused, match="signature"):
+        verifier.verify(f"{head}.{forged_body}.{signature}")
+
+
 def test_short_secrets_are_refused_at_start():
     with pytest.raises(ValueError, match="shorter than 32"):
         tokens(gateway_shopper_token_secrets="short")
