@@ -80,7 +80,9 @@ class FixedWindowLimiter:
         self.prefix = prefix
         self.window_seconds = window_seconds
         self.sync_seconds = sync_seconds
-        self._hit = self.redis.register_script(_HIT)
+        # Hits of requests that arrive together go to Redis together (auto-pipelining, cache.BatchedScript):
+        # a shopper seen rarely by this process is counted in Redis on each request, many shoppers at once.
+        self._hit = cache.BatchedScript(self.redis, _HIT, name="rate_limit", resend=False)
         self._lock = threading.Lock()
         self._local: dict[str, _Local] = {}
         self.exchanges = 0  # round trips to Redis so far (for tests and the curious)
@@ -122,4 +124,5 @@ class FixedWindowLimiter:
             del self._local[counter]
 
     def close(self) -> None:
+        self._hit.close()
         self.redis.close()

@@ -74,17 +74,21 @@ class BatchedScript:
     and a trip through the hub, most of a short command's cost; in the gateway, answer lookups batched this
     way cost a third of a plain call each under load (docs/architecture.md, "the gateway's hot path").
 
-    Called like a redis-py ``Script``: ``batched(keys=[...], args=[...])``. Only for scripts that change
-    nothing: after a lost connection the batch is sent once more, on a new one. A script missing from
-    Redis (a restart, ``SCRIPT FLUSH``) is loaded and the batch sent again."""
+    Called like a redis-py ``Script``: ``batched(keys=[...], args=[...])``. After a lost connection a batch of
+    a script that changes nothing is sent once more, on a new one; a script that writes (``resend=False``,
+    e.g. the rate limiter's counters) is not, since its batch may have run: its callers get the error. A
+    script missing from Redis (a restart, ``SCRIPT FLUSH``) is loaded and the batch sent again (a missing
+    script ran nothing)."""
 
-    def __init__(self, client: redis.Redis, script: str, *, name: str = "script", max_batch: int = 64) -> None:
+    def __init__(self, client: redis.Redis, script: str, *, name: str = "script", max_batch: int = 64,
+                 resend: bool = True) -> None:
         self._pool = client.connection_pool
         self._script = script
         self._sha = hashlib.sha1(script.encode()).hexdigest()
         timeout = self._pool.connection_kwargs.get("socket_timeout") or 5.0
         self._wait_seconds = 4 * float(timeout) + 1  # a batch is two tries of a write and a read at most
         self.max_batch = max_batch
+        self.resend = resend
         self._lock = threading.Lock()
         self._queue: list[_Call] = []
         self._busy = False  # a batch is on the wire (or about to be): new calls queue up
@@ -171,7 +175,7 @@ class BatchedScript:
                 replies = self._round_trip([call.command for call in batch])
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._drop_connection()
-                if attempt == 0:
+                if attempt == 0 and self.resend:
                     continue
                 for call in batch:
                     call.error = exc

@@ -127,6 +127,18 @@ def test_a_killed_connection_is_replaced(client, redis_client):
     script.close()
 
 
+def test_a_writing_script_is_not_sent_again_after_a_lost_connection(client, redis_client):
+    count = cache.BatchedScript(client, "return redis.call('INCR', KEYS[1])", resend=False)
+    assert count(keys=["hits"]) == 1
+    for entry in redis_client.client_list():
+        if entry.get("cmd") == "evalsha":
+            redis_client.client_kill_filter(_id=entry["id"])
+    with pytest.raises(redis.ConnectionError):
+        count(keys=["hits"])  # its batch may have run: the caller is told, nothing is counted twice
+    assert count(keys=["hits"]) == 2  # the next call goes on a new connection
+    count.close()
+
+
 def test_a_redis_that_does_not_answer_is_an_error_for_every_caller_not_a_hang():
     dead = cache.connect("redis://127.0.0.1:1/0")
     script = cache.BatchedScript(dead, ECHO)
