@@ -8,7 +8,8 @@ window and more) a process does not pay that round trip on every request: while 
 the margin, and for small budgets always, every request is counted in Redis before it is answered. So one
 process is exact, and several are exact unless one client sends more than a margin's worth of requests
 (100 at the smallest) through the other processes within 50 ms; ``RateLimit-Remaining`` is exact to the same
-degree. Why not flask-limiter: docs/architecture.md ("rate limits").
+degree. The exchanges of requests that arrive together go to Redis as one pipeline (``cache.BatchedScript``).
+Why not flask-limiter: docs/architecture.md ("rate limits").
 """
 
 from __future__ import annotations
