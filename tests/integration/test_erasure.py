@@ -128,8 +128,10 @@ def mentions(url: str, users: list[str]) -> dict[str, list[str]]:
                 for name in chunk:
                     pipe.type(name)
                 types = pipe.execute()
+            live = [(name, kind) for name, kind in zip(chunk, types, strict=True) if kind != b"none"]  # expired since
+            chunk = [name for name, _ in live]
             with raw.pipeline(transaction=False) as pipe:
-                for name, kind in zip(chunk, types, strict=True):
+                for name, kind in live:
                     reader = readers[kind]
                     getattr(pipe, reader)(*((name, 0, -1) if reader in ("zrange", "lrange") else (name,)))
                 values = pipe.execute()
