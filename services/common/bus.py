@@ -429,9 +429,3 @@ class EventConsumer:
             if all(m is not None and replayer.position(tp) >= m for tp, m in marks.items()):
                 break
         return read
-
-
-def start_consumer_thread(consumer: EventConsumer, stop: threading.Event) -> threading.Thread:
-    thread = threading.Thread(target=consumer.run, args=(stop,), name=f"consumer-{consumer.group}", daemon=True)
-    thread.start()
-    return thread

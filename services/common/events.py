@@ -88,7 +88,18 @@ class Event:
 
 
 def format_time(ts: datetime) -> str:
+    """The one wire format for instants: UTC, ISO 8601, ``Z``, microseconds only when there are any."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+
+
+def now_time() -> str:
+    """``format_time`` of now."""
+    return format_time(datetime.now(UTC))
+
+
+def epoch_time(seconds: float) -> str:
+    """``format_time`` of a Unix time."""
+    return format_time(datetime.fromtimestamp(float(seconds), UTC))
 
 
 def _require(payload: dict[str, Any], *names: str) -> None:
@@ -254,6 +265,27 @@ def decode_event(value: bytes) -> Event:
     return parse_event(data)
 
 
+def envelope(
+    event_type: str,
+    payload: dict[str, Any],
+    source: str,
+    *,
+    occurred_at: datetime | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """The envelope (as a JSON-ready dict) every record on every topic carries: domain events, and the
+    services' own output (``model.published``, ``alert.*``, ``handoff.*``, ``code.*``). Nothing is
+    validated here; ``new_event`` validates domain events on top of it."""
+    return {
+        "event_id": event_id or str(uuid.uuid4()),
+        "type": event_type,
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": format_time(occurred_at or datetime.now(UTC)),
+        "source": source,
+        "payload": payload,
+    }
+
+
 def new_event(
     event_type: str,
     payload: dict[str, Any],
@@ -261,14 +293,5 @@ def new_event(
     source: str = "shopai",
     event_id: str | None = None,
 ) -> Event:
-    """Build (and validate) an event, e.g. a service's own output."""
-    return parse_event(
-        {
-            "event_id": event_id or str(uuid.uuid4()),
-            "type": event_type,
-            "schema_version": SCHEMA_VERSION,
-            "occurred_at": format_time(occurred_at or datetime.now(UTC)),
-            "source": source,
-            "payload": payload,
-        }
-    )
+    """Build (and validate) a domain event."""
+    return parse_event(envelope(event_type, payload, source, occurred_at=occurred_at, event_id=event_id))

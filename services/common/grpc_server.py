@@ -14,9 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -181,10 +183,10 @@ def run(runner: ServiceRunner) -> None:
     runner.serve_forever()
 
 
-def build_with_base_servicer(name: str, pb: Any, pb_grpc: Any, service: str, settings: Settings) -> ServiceRunner:
-    """A service whose API is declared but not built yet: the generated base servicer answers
-    UNIMPLEMENTED to every RPC, while health, reflection and metrics are live."""
-    runner = bootstrap(name, settings)
-    add = getattr(pb_grpc, f"add_{service}Servicer_to_server")
-    runner.add_servicer(add, getattr(pb_grpc, f"{service}Servicer")(), pb.DESCRIPTOR.services_by_name[service].full_name)
-    return runner
+def timestamp(epoch: float | None) -> Timestamp | None:
+    """A Unix time as a protobuf ``Timestamp`` (None for 0 or None: the field stays unset)."""
+    if not epoch:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(datetime.fromtimestamp(float(epoch), UTC))
+    return ts

@@ -18,12 +18,12 @@ import re
 import shutil
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from services.common.events import envelope
 from services.common.logging import get_logger
 from services.common.metrics import MODEL_INFO, MODEL_TRAINED
 
@@ -161,12 +161,8 @@ def trained_timestamp(model: Any, version: str, meta: dict) -> float | None:
 def model_event(service: str, version: str, meta: dict) -> bytes:
     """The ``models.v1`` record announcing a new version (envelope as in DESIGN.md, type ``model.published``)."""
     metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items()}
-    envelope = {
-        "event_id": str(uuid.uuid4()), "type": "model.published", "schema_version": 1,
-        "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "source": service,
-        "payload": {"service": service, "model_version": version, "metrics": metrics},
-    }
-    return json.dumps(envelope, separators=(",", ":")).encode()
+    record = envelope("model.published", {"service": service, "model_version": version, "metrics": metrics}, service)
+    return json.dumps(record, separators=(",", ":")).encode()
 
 
 def retrain_due(
