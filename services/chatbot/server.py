@@ -11,7 +11,6 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import grpc
 from google.protobuf import json_format
@@ -33,7 +32,7 @@ from services.chatbot.world import ShopWorld
 from services.common import topics
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
-from services.common.events import format_time
+from services.common.events import envelope, epoch_time
 from services.common.grpc_server import ServiceRunner, bootstrap, run
 from services.common.jobs import JobRunner, get_job_rpc, train_rpc
 from services.common.logging import get_logger
@@ -100,12 +99,8 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         transcript = [{"role": t["role"], "text": mask_personal_data(t["text"])} for t in details["transcript"]]
         payload = {"session_id": session_id, "kind": action, "transcript": transcript,
                    **{k: v for k, v in details.items() if k != "transcript"}}
-        self.publish(topics.HANDOFFS, session_id, {
-            "event_id": str(uuid.uuid4()), "type": "handoff.cancel_requested" if action == "cancel_order"
-            else "handoff.requested", "schema_version": 1,
-            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "source": "chatbot",
-            "payload": payload,
-        })
+        kind = "handoff.cancel_requested" if action == "cancel_order" else "handoff.requested"
+        self.publish(topics.HANDOFFS, session_id, envelope(kind, payload, "chatbot"))
 
     def Train(self, request: common_pb2.TrainRequest, context: grpc.ServicerContext) -> common_pb2.Job:
         return train_rpc(self.jobs, request, context, trainable=TRAINABLE_MODELS, check=make_classifier,
@@ -137,7 +132,7 @@ def _order_record(order: dict) -> pb.OrderRecord:
         currency=order.get("currency", ""), carrier=order.get("carrier", ""),
         tracking_no=order.get("tracking_no", ""), expected_delivery=order.get("expected_delivery", ""),
         reason=order.get("reason", ""),
-        history=[pb.StatusChange(status=status, at=format_time(datetime.fromtimestamp(at, UTC)))
+        history=[pb.StatusChange(status=status, at=epoch_time(at))
                  for status, at in order["history"]],
     )
     for line in order["lines"]:
