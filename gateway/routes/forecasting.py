@@ -372,7 +372,7 @@ def _deadline() -> float:
 def _charts() -> Any:
     """The chart renderer (matplotlib), imported on first use so that the gateway starts without it."""
     try:
-        from services.forecasting.core import charts
+        from gateway import charts
     except ImportError as exc:
         raise ApiProblem(501, f"charts are not available in this gateway: {exc}",
                          slug="charts-unavailable") from exc

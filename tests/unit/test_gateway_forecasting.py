@@ -5,7 +5,6 @@ never reaches the service, gRPC codes become the right problems, the chart route
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import types
@@ -14,7 +13,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-import services.forecasting.core
+import gateway
 from gateway.app import BLUEPRINT_BACKEND, close_app, create_app
 from gateway.backends import _RETRY_POLICY
 from gateway.policy import NOT_FOUND_DETAIL
@@ -25,7 +24,7 @@ from protos import forecasting_pb2_grpc
 from services.common.settings import SERVICE_NAMES, Settings
 from tests.support import TEST_KEYS, RecordingServicer, assert_problem, free_port, serving, staff
 
-CHARTS = "services.forecasting.core.charts"
+CHARTS = "gateway.charts"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FORECASTING = "shopai.forecasting.v1.Forecasting"
 READS = ("Forecast", "InventoryPlan", "PriceRecommendation", "Segments", "Funnel", "Cohorts", "UserProfile")
@@ -257,7 +256,7 @@ def _fake_charts(monkeypatch) -> list[tuple[str, dict]]:
     module.forecast_chart_png = lambda **kw: seen.append(("png", kw)) or PNG_SIGNATURE + b"fake"
     module.forecast_chart_json = lambda **kw: seen.append(("json", kw)) or {"series": len(kw["dates"])}
     monkeypatch.setitem(sys.modules, CHARTS, module)
-    monkeypatch.setattr(services.forecasting.core, "charts", module, raising=False)
+    monkeypatch.setattr(gateway, "charts", module, raising=False)
     return seen
 
 
@@ -281,7 +280,7 @@ def test_the_charts_get_the_forecast_as_iso_days_and_lists(client, fake, monkeyp
 
 def test_a_gateway_without_the_chart_renderer_answers_501(client, fake, monkeypatch):
     monkeypatch.setitem(sys.modules, CHARTS, None)  # import fails
-    monkeypatch.delattr(services.forecasting.core, "charts", raising=False)
+    monkeypatch.delattr(gateway, "charts", raising=False)
     assert "charts" in assert_problem(client.get("/v1/forecasts/p1/chart.png"), 501)["detail"]
     assert_problem(client.get("/v1/forecasts/p1/chart"), 501)
 
@@ -292,11 +291,6 @@ def test_chart_errors_from_the_service_are_problems(client, fake, monkeypatch):
     assert_problem(client.get("/v1/forecasts/p404/chart.png"), 404)
 
 
-real_charts = pytest.mark.skipif(importlib.util.find_spec(CHARTS) is None,
-                                 reason=f"{CHARTS} is not written yet")
-
-
-@real_charts
 def test_the_png_chart_is_a_png_that_browsers_may_keep_briefly(client, fake):
     reply = client.get("/v1/forecasts/p1001/chart.png?horizon=3")
     assert reply.status_code == 200, reply.get_data(as_text=True)
@@ -305,7 +299,6 @@ def test_the_png_chart_is_a_png_that_browsers_may_keep_briefly(client, fake):
     assert reply.headers["Cache-Control"] == CHART_CACHE_CONTROL
 
 
-@real_charts
 def test_the_json_chart_is_a_json_object(client, fake):
     reply = client.get("/v1/forecasts/p1001/chart?horizon=3")
     assert reply.status_code == 200, reply.get_data(as_text=True)

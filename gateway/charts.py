@@ -1,5 +1,8 @@
 """Forecast charts for a web page: a JSON structure for a client-side chart, and a server-rendered PNG.
 
+The gateway draws them from the forecasting service's ``ForecastResponse`` (gateway/routes/forecasting.py);
+matplotlib is imported with this module, on the first chart request.
+
 Both take the same arguments: the history (dates, values), the forecast (dates, expected value, lower
 and upper bound of the prediction interval), a title and the interval's coverage ``level`` (0.8 or
 80 = an 80% interval). Dates may be ``date``/``datetime`` (pandas ``Timestamp`` included),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.forecasting.core import charts
+from gateway import charts
 
 START = date(2026, 1, 1)
 
