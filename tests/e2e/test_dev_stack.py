@@ -25,7 +25,7 @@ from shopai.demo.generator import DemoShopConfig, generate
 from tests.e2e.storefront import check_storefront
 from tests.support import ROOT, _listening, free_port, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 DEMO = {"SHOPAI_DEMO_PRODUCTS": "200", "SHOPAI_DEMO_USERS": "150", "SHOPAI_DEMO_DAYS": "60", "SHOPAI_DEMO_SEED": "7"}
 

@@ -132,6 +132,7 @@ def test_the_status_is_done_once_every_service_and_the_model_applied_it():
     assert status.to_dict()["status"] == "done" and status.to_dict()["user_id"] == "u1"
 
 
+@pytest.mark.integration
 def test_guarded_commands_are_skipped_for_a_registered_shopper_and_the_rest_runs(redis_client):
     applier = RedisApplier(redis_client, "g", 3600)
     register = privacy.register_key("g")
@@ -172,6 +173,7 @@ def replayed(client: redis.Redis, projection: Projection, history: list[Event]) 
     return dump(client)
 
 
+@pytest.mark.integration
 def test_recommender_forgets_the_shopper_and_keeps_the_aggregates(redis_client):
     projection = RecommenderProjection(redis_client)
     store = RecommenderStore(redis_client)
@@ -191,6 +193,7 @@ def test_recommender_forgets_the_shopper_and_keeps_the_aggregates(redis_client):
     assert replayed(redis_client, projection, shop_history()) == state
 
 
+@pytest.mark.integration
 def test_chatbot_forgets_orders_and_sessions_of_the_shopper(redis_client):
     projection = ChatbotProjection(redis_client)
     store = ChatbotStore(redis_client)
@@ -206,6 +209,7 @@ def test_chatbot_forgets_orders_and_sessions_of_the_shopper(redis_client):
     assert replayed(redis_client, projection, shop_history()) == projected
 
 
+@pytest.mark.integration
 def test_forecasting_forgets_the_shoppers_analytics_rows_and_keeps_daily_sales(redis_client):
     projection = ForecastProjection(redis_client)
     store = ForecastStore(redis_client)
@@ -222,6 +226,7 @@ def test_forecasting_forgets_the_shoppers_analytics_rows_and_keeps_daily_sales(r
     assert replayed(redis_client, projection, shop_history()) == state
 
 
+@pytest.mark.integration
 def test_vision_forgets_the_scans_recorded_under_the_shopper(redis_client):
     projection = VisionProjection(redis_client)
     store = VisionStore(redis_client)
@@ -278,6 +283,7 @@ def test_a_trained_model_forgets_shoppers_factors_and_neighbourhoods(trained):
     assert np.isfinite(forgot.scores("hybrid", forgot.row({"p1": 1.0}), "u0")).all()
 
 
+@pytest.mark.integration
 def test_the_serving_model_and_the_saved_versions_forget_erased_shoppers(trained, redis_client, tmp_path):
     model, _ = trained
     holder: ModelHolder[RecommenderModel] = ModelHolder(ModelRegistry(tmp_path / "recommender"))

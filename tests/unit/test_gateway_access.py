@@ -235,6 +235,7 @@ def limited(make_client, redis_url):
     client.close()
 
 
+@pytest.mark.integration
 def test_a_client_over_its_limit_gets_a_429_with_retry_after(limited):
     client = limited(gateway_rate_limit_per_minute=2)
     route = ("GET", "/v1/recommendations?k=0", None)
@@ -255,6 +256,7 @@ def test_a_client_over_its_limit_gets_a_429_with_retry_after(limited):
         assert client.get(path).status_code == 200
 
 
+@pytest.mark.integration
 def test_keyed_clients_are_counted_by_key_with_their_own_limit(limited):
     client = limited(gateway_api_keys=KEYS, gateway_rate_limit_per_minute=1, gateway_key_rate_limit_per_minute=3)
     route = ("GET", "/v1/recommendations?k=0", None)
@@ -268,6 +270,7 @@ def test_keyed_clients_are_counted_by_key_with_their_own_limit(limited):
     assert call(client, route, CODES).status_code == 400  # a different key
 
 
+@pytest.mark.integration
 def test_unknown_keys_are_counted_against_the_address(limited):
     client = limited(gateway_api_keys=KEYS, gateway_rate_limit_per_minute=2)
     for n in range(2):
@@ -275,6 +278,7 @@ def test_unknown_keys_are_counted_against_the_address(limited):
     assert_problem(call(client, EVENTS, "guess-2-0123456789abcdef"), 429)
 
 
+@pytest.mark.integration
 def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(limited):
     route = ("GET", "/v1/recommendations?k=0", None)
     direct = limited(gateway_rate_limit_per_minute=1)
@@ -287,6 +291,7 @@ def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(limited):
     assert_problem(call(proxied, route, headers={"X-Forwarded-For": "7.7.7.7, 203.0.113.0"}), 429)
 
 
+@pytest.mark.integration
 def test_zero_means_no_limit(limited):
     client = limited(gateway_rate_limit_per_minute=0)
     route = ("GET", "/v1/recommendations?k=0", None)

@@ -92,6 +92,7 @@ def app(fakes, redis_client, redis_url, tmp_path):
     close_app(app)
 
 
+@pytest.mark.integration
 def test_the_export_gathers_every_service_and_opens_the_personal_fields(app, fakes):
     vault = app.extensions["shopai.vault"]
     fakes["chatbot"].sealed = vault.seal("u7", PERSONAL)
@@ -114,6 +115,7 @@ def test_the_export_gathers_every_service_and_opens_the_personal_fields(app, fak
         assert asked == "u7" and deadline is not None, name
 
 
+@pytest.mark.integration
 def test_a_destroyed_key_leaves_the_order_without_personal_fields(app, fakes):
     vault = app.extensions["shopai.vault"]
     fakes["chatbot"].sealed = vault.seal("u7", PERSONAL)
@@ -123,6 +125,7 @@ def test_a_destroyed_key_leaves_the_order_without_personal_fields(app, fakes):
     assert "fang.wang" not in str(body)
 
 
+@pytest.mark.integration
 def test_a_shopper_nobody_knows_gets_an_empty_export(app, fakes):
     for name, method in (("recommender", "UserProfile"), ("forecasting", "UserProfile"), ("chatbot", "UserData"),
                          ("vision", "ScansBy")):
@@ -140,12 +143,14 @@ def test_a_shopper_nobody_knows_gets_an_empty_export(app, fakes):
     ("forecasting", "UserProfile", grpc.StatusCode.DEADLINE_EXCEEDED, 504),
     ("vision", "ScansBy", grpc.StatusCode.UNAVAILABLE, 503),
 ])
+@pytest.mark.integration
 def test_a_service_that_cannot_answer_fails_the_whole_export(app, fakes, service, method, code, status):
     fakes[service].errors[method] = (code, "down")
     body = assert_problem(app.test_client().get("/v1/users/u7/export", headers=HEADERS), status)
     assert service in body["detail"] and "complete" in body["detail"]
 
 
+@pytest.mark.integration
 def test_a_bad_user_id_is_a_400_before_any_call(app, fakes):
     assert_problem(app.test_client().get(f"/v1/users/{'u' * 129}/export", headers=HEADERS), 400)
     assert all(not fake.calls for fake in fakes.values())

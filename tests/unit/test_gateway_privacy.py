@@ -60,6 +60,7 @@ def status(client, url: str):
     return client.get(url, headers={"X-API-Key": PRIVACY_KEY})
 
 
+@pytest.mark.integration
 def test_an_erasure_publishes_user_erased_shreds_the_key_and_drops_cached_answers(app, redis_client):
     client = app.test_client()
     redis_client.hset(RecommenderKeys.answers("u-known"), "f", "a cached answer")
@@ -86,6 +87,7 @@ def test_an_erasure_publishes_user_erased_shreds_the_key_and_drops_cached_answer
     assert state["status"] == "done" and set(state["services"]) == {"recommender", "chatbot", "vision", "forecasting"}
 
 
+@pytest.mark.integration
 def test_an_unknown_or_repeated_erasure_is_accepted_and_the_same(app):
     client = app.test_client()
     first = erase(client, "u-never-seen")
@@ -95,6 +97,7 @@ def test_an_unknown_or_repeated_erasure_is_accepted_and_the_same(app):
     assert first.json["erasure_id"] == again.json["erasure_id"]  # one erasure, applied once by the services
 
 
+@pytest.mark.integration
 def test_bad_requests_are_clear_problems(app):
     client = app.test_client()
     assert_problem(erase(client, "%01bad"), 400)
@@ -107,6 +110,7 @@ def test_bad_requests_are_clear_problems(app):
     assert_problem(erase(client, "u1"), 503)
 
 
+@pytest.mark.integration
 def test_user_events_cannot_be_posted(app):
     forged = {"event_id": "7d0c2a4e-5b1f-4a7e-9a53-0f5c2f7b9e12", "type": "user.erased", "schema_version": 1,
               "occurred_at": "2026-11-28T10:00:00Z", "payload": {"user_id": "u1"}}

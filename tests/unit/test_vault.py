@@ -214,6 +214,7 @@ def test_the_vault_refuses_a_redis_that_is_not_its_own(vault_url, problem):
         Settings(redis_url="redis://127.0.0.1:6379/0", vault_redis_url=vault_url)
 
 
+@pytest.mark.integration
 def test_a_redis_that_may_evict_keys_is_refused(redis_url, redis_client):
     vault = PersonalDataVault(RedisKeyStore(redis.Redis.from_url(redis_url)))
     vault.store._redis.info = lambda section: {"maxmemory_policy": "allkeys-lru", "aof_enabled": 1}
@@ -222,6 +223,7 @@ def test_a_redis_that_may_evict_keys_is_refused(redis_url, redis_client):
     assert redis_client.keys("*") == []
 
 
+@pytest.mark.integration
 def test_the_redis_vault_keeps_one_hash_per_shopper(redis_url, redis_client):
     vault = PersonalDataVault.from_settings(Settings(vault_redis_url=redis_url, redis_url=CACHE_ELSEWHERE,
                                                      vault_master_key=MASTER))
@@ -233,6 +235,7 @@ def test_the_redis_vault_keeps_one_hash_per_shopper(redis_url, redis_client):
     vault.close()
 
 
+@pytest.mark.integration
 def test_a_sqlite_vault_moves_into_an_empty_redis_vault(tmp_path, redis_url, redis_client, capsys):
     from shopai import cli
 
@@ -254,6 +257,7 @@ def test_a_sqlite_vault_moves_into_an_empty_redis_vault(tmp_path, redis_url, red
     shared.close()
 
 
+@pytest.mark.integration
 def test_keys_wrapped_by_another_master_key_are_not_copied(tmp_path, redis_url, redis_client):
     PersonalDataVault(tmp_path / "vault.sqlite3", decode_master_key(MASTER)).seal("u1", PERSONAL)
     target = PersonalDataVault(RedisKeyStore(redis.Redis.from_url(redis_url)), decode_master_key("22" * 32))
