@@ -1,6 +1,6 @@
 """The deployment files agree with the code they deploy.
 
-docker-compose.yml, the five Dockerfiles, deploy/Procfile.dev and
+docker-compose.yml, the one Dockerfile (every image, by SERVICE), deploy/Procfile.dev and
 deploy/prometheus/prometheus.yml each repeat ports, hosts and module names that
 are defined once in ``services.common.settings`` and ``services.common.topics``.
 These tests read those files as text/YAML (no Docker, no network) and compare.
@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from services.common import topics
 from services.common.settings import SERVICE_NAMES, Settings
+from tests.unit import dockerfile_stages as dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -116,33 +117,6 @@ def is_secret_file_variable(key: str) -> bool:
     return key.endswith("_FILE") and key[len("SHOPAI_"):].lower() not in Settings.model_fields
 
 
-def dockerfile_path(name: str) -> Path:
-    return ROOT / (f"{GATEWAY}/Dockerfile" if name == GATEWAY else f"services/{name}/Dockerfile")
-
-
-@cache
-def dockerfile_instructions(path: Path) -> tuple[tuple[str, str], ...]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    instructions: list[tuple[str, str]] = []
-    current = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            current += line[:-1] + " "
-            continue
-        current += line
-        keyword, _, args = current.partition(" ")
-        instructions.append((keyword.upper(), args.strip()))
-        current = ""
-    return tuple(instructions)
-
-
-def dockerfile_values(path: Path, keyword: str) -> list[str]:
-    return [args for kw, args in dockerfile_instructions(path) if kw == keyword]
-
-
 @cache
 def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -210,18 +184,30 @@ def assert_needed_exists(need: str, where: str) -> None:
 # --------------------------------------------------------------------------- compose
 
 
+def build_args(build: dict) -> dict[str, str]:
+    args = build.get("args") or {}
+    if isinstance(args, list):
+        args = dict(item.split("=", 1) if "=" in item else (item, "") for item in args)
+    return {str(k): "" if v is None else str(v) for k, v in args.items()}
+
+
 @pytest.mark.parametrize("name", DEPLOYABLES)
-def test_compose_builds_each_deployable_from_its_dockerfile(name: str) -> None:
+def test_compose_builds_each_deployable_from_the_dockerfile(name: str) -> None:
     build = compose_service(name).get("build")
-    expected = rel(dockerfile_path(name))
     assert isinstance(build, dict), f"docker-compose.yml: service {name!r} has no build section"
     assert build.get("context") == ".", (
         f"docker-compose.yml: {name}.build.context is {build.get('context')!r}, expected '.' (the repo root)"
     )
-    assert build.get("dockerfile") == expected, (
-        f"docker-compose.yml: {name}.build.dockerfile is {build.get('dockerfile')!r}, expected {expected!r}"
+    assert build.get("dockerfile", "Dockerfile") == "Dockerfile", (
+        f"docker-compose.yml: {name}.build.dockerfile is {build.get('dockerfile')!r}, expected the one Dockerfile"
     )
-    assert dockerfile_path(name).is_file(), f"{expected} (used by docker-compose.yml) does not exist"
+    assert build_args(build).get("SERVICE") == name, (
+        f"docker-compose.yml: {name}.build.args.SERVICE is {build_args(build).get('SERVICE')!r}, expected {name!r}"
+    )
+    assert build.get("target", name) == name, (
+        f"docker-compose.yml: {name}.build.target is {build.get('target')!r}, expected {name!r} or none"
+    )
+    assert dockerfile.DOCKERFILE.is_file(), "Dockerfile (used by docker-compose.yml) does not exist"
 
 
 @pytest.mark.parametrize("name", SERVICE_NAMES)
@@ -375,9 +361,9 @@ def test_every_container_has_a_healthcheck() -> None:
             continue
         build = service.get("build")
         assert build, f"docker-compose.yml: {name} has no healthcheck and no Dockerfile that could define one"
-        dockerfile = ROOT / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
-        assert dockerfile_values(dockerfile, "HEALTHCHECK"), (
-            f"docker-compose.yml: {name} has no healthcheck and neither has {rel(dockerfile)}"
+        image = build_args(build).get("SERVICE", "")
+        assert dockerfile.image_values(image, "HEALTHCHECK"), (
+            f"docker-compose.yml: {name} has no healthcheck and neither has the Dockerfile's image {image!r}"
         )
 
 
@@ -531,80 +517,91 @@ def test_docker_compose_config_validates() -> None:
 # --------------------------------------------------------------------------- Dockerfiles
 
 
-@pytest.mark.parametrize("name", DEPLOYABLES)
-def test_dockerfile_agrees_with_settings(name: str) -> None:
-    path = dockerfile_path(name)
-    where = rel(path)
-    assert path.is_file(), f"{where} does not exist"
-    froms = dockerfile_values(path, "FROM")
-    assert froms and froms[0].startswith("python:3.11-slim"), (
-        f"{where}: FROM {froms}, expected python:3.11-slim"
+def test_dockerfile_builds_exactly_the_deployables() -> None:
+    assert "SERVICE" in dockerfile.global_args(), (
+        f"Dockerfile: ARG SERVICE must come before the first FROM (the last FROM uses it); "
+        f"global ARGs are {dockerfile.global_args()}"
+    )
+    last = dockerfile.stages()[-1]
+    assert last.base in {"${SERVICE}", "$SERVICE"} and not last.instructions, (
+        f"Dockerfile: the last stage is FROM {last.base} with {last.instructions}; expected a bare FROM ${{SERVICE}}"
+    )
+    named = [s.name for s in dockerfile.stages() if s.name]
+    assert sorted(named) == sorted(["base", *DEPLOYABLES]), (
+        f"Dockerfile: stages {named}, expected base and one per image {DEPLOYABLES}"
+    )
+    guard = next((v for v in dockerfile.stage("base").values("RUN") if 'case "$SERVICE" in' in v), "")
+    accepted = re.search(r'case "\$SERVICE" in\s+([\w|]+)\)', guard)
+    assert accepted and sorted(accepted.group(1).split("|")) == sorted(DEPLOYABLES), (
+        f"Dockerfile: the base stage accepts SERVICE {accepted.group(1) if accepted else None!r}, "
+        f"expected {DEPLOYABLES}"
     )
 
-    args = dict(a.split("=", 1) for a in dockerfile_values(path, "ARG") if "=" in a)
-    extras = pyproject()["project"]["optional-dependencies"]
-    assert args.get("SHOPAI_EXTRA") == name, (
-        f"{where}: ARG SHOPAI_EXTRA={args.get('SHOPAI_EXTRA')!r}, expected the {name!r} extra"
+
+@pytest.mark.parametrize("name", DEPLOYABLES)
+def test_image_stages_hold_only_what_differs(name: str) -> None:
+    """Everything the images share is in the base stage; an image's own stage only says what it
+    exposes, how it is checked and what it runs."""
+    own = dockerfile.stage(name)
+    assert own is not None and own.base == "base", f"Dockerfile: no stage `FROM base AS {name}`"
+    keywords = sorted(kw for kw, _ in own.instructions)
+    assert keywords == ["CMD", "EXPOSE", "HEALTHCHECK"], (
+        f"Dockerfile: stage {name} holds {keywords}, expected only EXPOSE, HEALTHCHECK and CMD"
     )
-    assert name in extras, f"pyproject.toml has no extra {name!r}, which {where} installs"
+
+
+@pytest.mark.parametrize("name", DEPLOYABLES)
+def test_dockerfile_agrees_with_settings(name: str) -> None:
+    chain = dockerfile.image(name)
+    assert [s.name for s in chain][-2:] == [name, None], (
+        f"Dockerfile: --build-arg SERVICE={name} builds {[s.name for s in chain]}, expected the stage {name}"
+    )
+    root = dockerfile.root_image(name)
+    assert root.startswith("python:3.11-slim"), f"Dockerfile: the {name} image is FROM {root}, expected python:3.11-slim"
+
+    installs = [v for v in dockerfile.image_values(name, "RUN") if "pip install" in v and ".[" in v]
+    assert len(installs) == 1 and '".[${SERVICE}]"' in installs[0], (
+        f"Dockerfile: the dependencies are installed by {installs}, expected pip install \".[${{SERVICE}}]\""
+    )
+    extras = pyproject()["project"]["optional-dependencies"]
+    assert name in extras, f"pyproject.toml has no extra {name!r}, which the Dockerfile installs for SERVICE={name}"
 
     if name == GATEWAY:
         ports = [defaults().gateway_port]
     else:
         ports = [defaults().endpoint(name).grpc_port, defaults().endpoint(name).metrics_port]
-    exposed = [int(p.split("/")[0]) for e in dockerfile_values(path, "EXPOSE") for p in e.split()]
-    assert sorted(exposed) == sorted(ports), f"{where}: EXPOSE {exposed}, Settings ports are {ports}"
+    exposed = [int(p.split("/")[0]) for e in dockerfile.image_values(name, "EXPOSE") for p in e.split()]
+    assert sorted(exposed) == sorted(ports), f"Dockerfile ({name}): EXPOSE {exposed}, Settings ports are {ports}"
 
-    healthchecks = dockerfile_values(path, "HEALTHCHECK")
-    assert len(healthchecks) == 1, f"{where}: {len(healthchecks)} HEALTHCHECK instructions, expected 1"
+    healthchecks = dockerfile.image_values(name, "HEALTHCHECK")
+    assert len(healthchecks) == 1, f"Dockerfile ({name}): {len(healthchecks)} HEALTHCHECK instructions, expected 1"
     health_ports = [int(p) for p in re.findall(r"(?::-|:)(\d{2,5})\b", healthchecks[0])]
     health_ports += [int(p) for p in re.findall(r"'(\d{2,5})'", healthchecks[0])]
     assert ports[0] in health_ports, (
-        f"{where}: HEALTHCHECK {healthchecks[0]!r} does not default to port {ports[0]}"
+        f"Dockerfile ({name}): HEALTHCHECK {healthchecks[0]!r} does not default to port {ports[0]}"
     )
 
-    users = dockerfile_values(path, "USER")
+    users = dockerfile.image_values(name, "USER")
     assert users and users[-1].split(":")[0] not in {"root", "0"}, (
-        f"{where}: runs as USER {users[-1] if users else 'root (none set)'}, expected a non-root user"
+        f"Dockerfile ({name}): runs as USER {users[-1] if users else 'root (none set)'}, expected a non-root user"
     )
-    copied = " ".join(dockerfile_values(path, "COPY"))
+    copied = " ".join(dockerfile.image_values(name, "COPY"))
     for needed in ("pyproject.toml", "README.md", "services", "gateway", "protos", "shopai"):
-        assert re.search(rf"(^|\s){re.escape(needed)}(\s|$)", copied), f"{where}: never COPYs {needed}"
-
-
-def _dockerfile_body(name: str) -> list[tuple[str, str]]:
-    """Instructions up to USER, with the per-image ARG value blanked out."""
-    body = []
-    for keyword, args in dockerfile_instructions(dockerfile_path(name)):
-        if keyword == "USER":
-            break
-        if keyword == "ARG" and args.startswith("SHOPAI_EXTRA="):
-            args = "SHOPAI_EXTRA=<extra>"
-        body.append((keyword, args))
-    return body
-
-
-@pytest.mark.parametrize("name", DEPLOYABLES[1:])
-def test_dockerfiles_stay_parallel(name: str) -> None:
-    first = DEPLOYABLES[0]
-    assert _dockerfile_body(name) == _dockerfile_body(first), (
-        f"{rel(dockerfile_path(name))} and {rel(dockerfile_path(first))} differ before USER "
-        "in more than ARG SHOPAI_EXTRA; keep the five Dockerfiles parallel"
-    )
+        assert re.search(rf"(^|\s){re.escape(needed)}(\s|$)", copied), f"Dockerfile ({name}): never COPYs {needed}"
 
 
 @pytest.mark.parametrize("name", DEPLOYABLES)
 def test_dockerfile_commands_name_existing_modules(name: str) -> None:
-    path = dockerfile_path(name)
     for keyword in ("CMD", "HEALTHCHECK"):
-        for value in dockerfile_values(path, keyword):
-            text = value.split("CMD", 1)[1] if keyword == "HEALTHCHECK" else value
-            text = text.strip()
-            argv = yaml.safe_load(text) if text.startswith("[") else shlex.split(text)
-            if argv[:2] == ["python", "-c"]:
-                continue
-            for need in files_a_command_needs(argv):
-                assert_needed_exists(need, f"{rel(path)} {keyword}")
+        values = dockerfile.image_values(name, keyword)
+        assert values, f"Dockerfile ({name}): no {keyword}"
+        text = values[-1].split("CMD", 1)[1] if keyword == "HEALTHCHECK" else values[-1]
+        text = text.strip()
+        argv = yaml.safe_load(text) if text.startswith("[") else shlex.split(text)
+        if argv[:2] == ["python", "-c"]:
+            continue
+        for need in files_a_command_needs(argv):
+            assert_needed_exists(need, f"Dockerfile ({name}) {keyword}")
 
 
 def test_dockerignore_keeps_the_context_small_but_complete() -> None:
@@ -616,7 +613,7 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
     for excluded in (".venv", ".git", ".data", "tests", "benchmarks/results", "**/__pycache__"):
         assert excluded in patterns, f".dockerignore does not exclude {excluded}"
     for needed in ("pyproject.toml", "README.md", "services", "gateway", "protos", "shopai"):
-        assert needed not in patterns, f".dockerignore excludes {needed}, which the Dockerfiles COPY"
+        assert needed not in patterns, f".dockerignore excludes {needed}, which the Dockerfile COPYs"
 
 
 # --------------------------------------------------------------------------- Procfile

@@ -2,7 +2,7 @@
 
 deploy/k8s/ repeats ports, module names, the settings' environment variables and the Service names
 the processes dial; deploy/grafana/ repeats metric and label names. Both are defined once in the code
-(``services.common.settings``, the Dockerfiles, ``services/common/metrics.py``, ``gateway/``). These
+(``services.common.settings``, the Dockerfile, ``services/common/metrics.py``, ``gateway/``). These
 tests read the files as YAML/JSON (no cluster, no Grafana) and compare; every assertion message names
 the file and the two values that disagree.
 """
@@ -47,6 +47,7 @@ PROMETHEUS_BUILTINS = {"up": {"job", "instance"}}
 TARGET_LABELS = {"job", "instance"}
 
 
+from tests.unit import dockerfile_stages as dockerfile
 from tests.unit.test_deploy_consistency import defaults, rel
 
 # --------------------------------------------------------------------------- manifests
@@ -137,19 +138,17 @@ def settings_for(name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
         pytest.fail(f"deploy/k8s: the environment of {name} is not valid for Settings:\n{exc}")
 
 
-def dockerfile(name: str) -> Path:
-    return ROOT / (f"{GATEWAY}/Dockerfile" if name == GATEWAY else f"services/{name}/Dockerfile")
-
-
 def dockerfile_cmd(name: str) -> list[str]:
-    lines = [line for line in dockerfile(name).read_text().splitlines() if line.startswith("CMD ")]
-    assert len(lines) == 1, f"{rel(dockerfile(name))}: {len(lines)} CMD lines, expected 1 (exec form)"
-    return json.loads(lines[0][4:])
+    """The CMD of the image the Dockerfile builds for SERVICE=name (exec form)."""
+    commands = dockerfile.image_values(name, "CMD")
+    assert len(commands) == 1, f"Dockerfile ({name}): {len(commands)} CMD instructions, expected 1 (exec form)"
+    return json.loads(commands[0])
 
 
 def dockerfile_uid(name: str) -> int:
-    match = re.search(r"--uid\s+(\d+)", dockerfile(name).read_text())
-    assert match, f"{rel(dockerfile(name))} creates no user with --uid"
+    runs = " ".join(dockerfile.image_values(name, "RUN"))
+    match = re.search(r"--uid\s+(\d+)", runs)
+    assert match, f"Dockerfile ({name}) creates no user with --uid"
     return int(match.group(1))
 
 
@@ -320,7 +319,7 @@ def test_deployment_runs_the_image_and_module_compose_builds(name: str) -> None:
     )
     command = [*c.get("command", []), *c.get("args", [])] or dockerfile_cmd(name)
     assert command == dockerfile_cmd(name), (
-        f"{where_}: {name} runs {command}, {rel(dockerfile(name))} runs {dockerfile_cmd(name)}"
+        f"{where_}: {name} runs {command}, the Dockerfile's {name} image runs {dockerfile_cmd(name)}"
     )
     if name != GATEWAY:
         assert command[:3] == ["python", "-m", f"services.{name}"], (
@@ -478,7 +477,7 @@ def test_pods_run_unprivileged_with_resources(name: str) -> None:
     uid = dockerfile_uid(name)
     assert security.get("runAsNonRoot") is True and security.get("runAsUser") == uid, (
         f"{where_}: {name} runs with {security}, expected runAsNonRoot and runAsUser {uid} "
-        f"(the user of {rel(dockerfile(name))})"
+        f"(the user of the Dockerfile's {name} image)"
     )
     c = container(name)
     assert (c.get("securityContext") or {}).get("allowPrivilegeEscalation") is False, (
