@@ -37,9 +37,9 @@ from services.common import cache
 from services.common.bus import EventPublisher, ensure_topics
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import LATENCY_BUCKETS
+from services.common.recommendations import AnswerCache
 from services.common.settings import Settings, load_settings
 from services.common.vault import PersonalDataVault
-from services.recommender.store import AnswerCache
 
 log = get_logger(__name__)
 

@@ -24,7 +24,7 @@ from services.common import privacy as erasure
 from services.common.bus import PublishError
 from services.common.events import format_time
 from services.common.logging import get_logger
-from services.recommender.store import RecommenderKeys
+from services.common.recommendations import RecommenderKeys
 
 log = get_logger(__name__)
 

@@ -22,10 +22,16 @@ from gateway.problems import Problem
 from gateway.routes import QueryModel
 from protos import recommender_pb2 as pb
 from services.common.logging import get_logger
-from services.common.stock import StockLedger
-from services.recommender.core import MAX_K, STRATEGIES
-from services.recommender.core.profiles import Filters
-from services.recommender.store import AnswerCache, RecommenderKeys, request_digest
+from services.common.recommendations import (
+    MAX_K,
+    MAX_SESSION_PRODUCTS,
+    SIMILAR_STRATEGIES,
+    STRATEGIES,
+    AnswerCache,
+    Filters,
+    popular_products,
+    request_digest,
+)
 
 log = get_logger(__name__)
 
@@ -35,10 +41,8 @@ recommendations = APIBlueprint(
 )
 
 Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
-SIMILAR_STRATEGIES: tuple[str, ...] = ("item_knn", "content", "als", "hybrid")
 SimilarStrategy = Literal[SIMILAR_STRATEGIES]  # type: ignore[valid-type]
 
-MAX_SESSION_PRODUCTS = 50
 MAX_EXCLUDED_PRODUCTS = 500
 MAX_EXCLUDED_CATEGORIES = 100
 
@@ -47,7 +51,6 @@ DEGRADED_HEADER = "X-ShopAI-Degraded"
 FALLBACK_STRATEGY = "popular_fallback"
 FALLBACK_VERSION = "fallback"
 FALLBACK_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-FALLBACK_MAX_CANDIDATES = 5000  # popular products examined at most to fill one answer
 ANSWER_CACHE = Counter(
     "shopai_gateway_answer_cache_total",
     "Recommendation requests looked up in the recommender's answer cache, by outcome (hit, miss, error).",
@@ -335,44 +338,18 @@ def popular_fallback(user_id: str, query: RecommendQuery | SessionRecommendQuery
     """The shop's most popular products from the recommender's projection in Redis (read only), with the
     request's filters applied as the recommender applies them: live catalog only, category, excluded
     categories and ids, price bounds, the user's purchases (``exclude_purchased``) and stock."""
-    client = current_app.extensions["shopai.redis"]
-    k = RecommenderKeys
     filters = Filters(exclude=set(query.exclude), category=query.category or "",
                       exclude_categories=set(query.exclude_categories),
                       min_price=query.min_price, max_price=query.max_price)
-    if user_id and getattr(query, "exclude_purchased", False):
-        filters.exclude |= client.smembers(k.user_purchased(user_id))
-    stock = StockLedger(client, "rec")
+    purchases_of = user_id if user_id and getattr(query, "exclude_purchased", False) else ""
+    found = popular_products(current_app.extensions["shopai.redis"], query.k, filters,
+                             exclude_out_of_stock=query.exclude_out_of_stock, purchases_of=purchases_of)
     where = f"in {query.category}" if query.category else "in the shop"
     reason = f"popular {where} (the recommender is unavailable)"
-    items: list[dict[str, Any]] = []
-    start, size = 0, max(4 * query.k, 50)
-    while len(items) < query.k and start < FALLBACK_MAX_CANDIDATES:
-        ranked = client.zrevrange(k.popular, start, start + size - 1, withscores=True)
-        pids = [pid for pid, _ in ranked if pid not in filters.exclude]
-        if pids:
-            with client.pipeline(transaction=False) as pipe:
-                pipe.smismember(k.active, pids)
-                for pid in pids:
-                    pipe.hmget(k.product(pid), "title", "category", "price", "currency")
-                active, *rows = pipe.execute()
-            gone = stock.out_of_stock(pids) if query.exclude_out_of_stock else set()
-            scores = dict(ranked)
-            for pid, live, row in zip(pids, active, rows, strict=True):
-                details = {f: v for f, v in zip(("title", "category", "price", "currency"), row, strict=True)
-                           if v is not None}
-                if not live or pid in gone or not filters.allows(pid, details):
-                    continue
-                items.append({
-                    "product_id": pid, "score": float(scores[pid]), "reason": reason,
-                    "title": details.get("title", ""), "category": details.get("category", ""),
-                    "price": float(details.get("price") or 0.0), "currency": details.get("currency", ""),
-                })
-                if len(items) == query.k:
-                    break
-        if len(ranked) < size:
-            break
-        start, size = start + size, min(size * 4, 1000)
+    items = [{"product_id": pid, "score": score, "reason": reason, "title": details.get("title", ""),
+              "category": details.get("category", ""), "price": float(details.get("price") or 0.0),
+              "currency": details.get("currency", "")}
+             for pid, score, details in found]
     return {"user_id": user_id, "items": items, "model_version": FALLBACK_VERSION,
             "strategy": FALLBACK_STRATEGY, "cold_start": False}
 

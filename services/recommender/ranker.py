@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.common.jobs import JobRunner
+from services.common.grpc_server import timestamp
 from services.common.logging import get_logger
-from services.common.models import ModelHolder, retrain_due
-from services.common.settings import Settings
+from services.common.models import ModelHolder
+from services.common.recommendations import Filters
 from services.recommender import core
-from services.recommender.core import profiles
+from services.recommender.core import profiles, reasons
 from services.recommender.core.bundle import RecommenderModel, product_text
-from services.recommender.store import RecommenderStore, UserState, decode_tags
-from services.recommender.trainer import MIN_USERS, RecommenderTrainer
+from services.recommender.core.selection import interleave, item, pick, session_views, session_weights
+from services.recommender.store import RecommenderStore, decode_tags
 
 log = get_logger(__name__)
 
@@ -38,14 +37,6 @@ class Answer:
     model_version: str = POPULARITY_VERSION
     strategy: str = "popular"
     cold_start: bool = False
-
-
-def _timestamp(epoch: float | None) -> Timestamp | None:
-    if epoch is None:
-        return None
-    out = Timestamp()
-    out.FromDatetime(datetime.fromtimestamp(float(epoch), UTC))
-    return out
 
 
 class Ranker:
@@ -67,7 +58,7 @@ class Ranker:
         return self._active
 
     # -- recommendations -------------------------------------------------------------------------
-    def recommend(self, user: str, k: int, strategy: str, filters: profiles.Filters, *, exclude_purchased: bool,
+    def recommend(self, user: str, k: int, strategy: str, filters: Filters, *, exclude_purchased: bool,
                   exclude_out_of_stock: bool, session: list[str]) -> Answer:
         model = self.holder.model
         state = self.store.user_state(user) if user else None
@@ -91,32 +82,24 @@ class Ranker:
         chosen = self._pick(model, scores, k, filters, exclude_out_of_stock)
         components = [str(dominant[model.item_index[pid]]) if dominant is not None else strategy
                       for pid, _, _ in chosen]
-        anchors = [None if c in ("popular", "user_knn") else
-                   model.content_anchor(row, pid) if c == "content" else model.because_of(row, pid)
-                   for (pid, _, _), c in zip(chosen, components, strict=True)]
+        anchors = [reasons.anchor_of(model, row, pid, component)
+                   for (pid, _, _), component in zip(chosen, components, strict=True)]
         titles = self.store.titles([a for a in anchors if a])
-        actions = _strongest_actions(state)
+        actions = reasons.strongest_actions(state.recent, state.purchased) if state else {}
         out = []
         for (pid, score, details), component, anchor in zip(chosen, components, anchors, strict=True):
-            category = details.get("category", "")
-            if anchor and component == "content":
-                reason = f"similar to {titles.get(anchor) or anchor}"
-            elif anchor:
-                reason = profiles.because_reason(titles.get(anchor) or anchor, actions.get(anchor, "view"))
-            else:
-                reason = profiles.component_reason(component, category)
-            out.append(_item(pid, score, reason, details))
+            reason = reasons.item_reason(component, anchor, titles, actions, details.get("category", ""))
+            out.append(item(pid, score, reason, details))
         return Answer(out, model.version, strategy)
 
-    def _cold_start(self, model: RecommenderModel, k: int, filters: profiles.Filters,
+    def _cold_start(self, model: RecommenderModel, k: int, filters: Filters,
                     exclude_out_of_stock: bool, viewed: list[str]) -> Answer:
         """No usable history: content from this session's views (then recent views), mixed with trending."""
-        viewed = list(dict.fromkeys(p for p in viewed if p in model.item_index))[:20]
+        viewed = session_views(viewed, model.item_index)
         trending = self._ranking("trending", k, filters, exclude_out_of_stock, cold_start=True)
         if not viewed or "content" not in model.strategies:
             return trending
-        # Most recent first weighs most.
-        pseudo = model.row({p: 1.0 / (1 + i) for i, p in enumerate(viewed)})
+        pseudo = model.row(session_weights(viewed))
         content = model.scores("content", pseudo)
         for p in viewed:
             content[model.item_index[p]] = -np.inf
@@ -124,51 +107,20 @@ class Ranker:
         similar = self._pick(model, content, k, filters, exclude_out_of_stock)
         anchors = [model.content_anchor(pseudo, pid) or viewed[0] for pid, _, _ in similar]
         titles = self.store.titles(anchors)
-        mixed: list[dict] = []
-        seen: set[str] = set()
-        by_content = [_item(pid, score, f"similar to {titles.get(anchor) or anchor}", details)
+        by_content = [item(pid, score, reasons.similar_to_reason(titles.get(anchor) or anchor), details)
                       for (pid, score, details), anchor in zip(similar, anchors, strict=True)]
-        for pair in zip(by_content, trending.items, strict=False):
-            for item in pair:
-                if item["product_id"] not in seen and len(mixed) < k:
-                    seen.add(item["product_id"])
-                    mixed.append(item)
-        for item in by_content[len(trending.items):] + trending.items[len(by_content):]:
-            if item["product_id"] not in seen and len(mixed) < k:
-                seen.add(item["product_id"])
-                mixed.append(item)
+        mixed = interleave(by_content, trending.items, k)
         return Answer(mixed, model.version, "content+trending", cold_start=True)
 
-    def _pick(self, model: RecommenderModel, scores: np.ndarray, k: int, filters: profiles.Filters,
+    def _pick(self, model: RecommenderModel, scores: np.ndarray, k: int, filters: Filters,
               exclude_out_of_stock: bool) -> list[tuple[str, float, dict]]:
-        """The k best products that pass every rule, best first, with their catalog details.
+        """The k best products that pass every rule, best first, with their catalog details
+        (``selection.pick`` over the live catalog, the stock and the catalog in Redis)."""
+        return pick(scores, model.item_ids, k, filters, self.active(),
+                    out_of_stock=self.store.out_of_stock if exclude_out_of_stock else None,
+                    details_of=self.store.products)
 
-        Candidates are examined best first in growing chunks; catalog details are read for a chunk
-        only when a rule needs them (category, price), otherwise for the k chosen alone."""
-        active = self.active()
-        order = np.argsort(-scores, kind="stable")
-        chosen: list[str] = []
-        details: dict[str, dict] = {}
-        start, size = 0, max(2 * k, 20)
-        while start < len(order) and len(chosen) < k:
-            chunk = [i for i in order[start : start + size] if np.isfinite(scores[i])]
-            pids = [model.item_ids[i] for i in chunk]
-            pids = [p for p in pids if p in active and p not in filters.exclude]
-            if exclude_out_of_stock:
-                gone = self.store.out_of_stock(pids)
-                pids = [p for p in pids if p not in gone]
-            if filters.needs_details:
-                details.update(self.store.products(pids))
-                pids = [p for p in pids if filters.allows(p, details.get(p))]
-            chosen.extend(pids[: k - len(chosen)])
-            if len(chunk) < size:
-                break
-            start, size = start + size, size * 4
-        missing = [p for p in chosen if p not in details]
-        details.update(self.store.products(missing))
-        return [(p, float(scores[model.item_index[p]]), details.get(p, {})) for p in chosen]
-
-    def _ranking(self, kind: str, k: int, filters: profiles.Filters, exclude_out_of_stock: bool,
+    def _ranking(self, kind: str, k: int, filters: Filters, exclude_out_of_stock: bool,
                  cold_start: bool) -> Answer:
         """Popular or trending from the projection (no model needed), with the same rules applied."""
         limit = (k + len(filters.exclude)) * 4
@@ -188,8 +140,8 @@ class Ranker:
                 info = details.get(pid)
                 if not filters.allows(pid, info):
                     continue
-                reason = core.popularity_reason(kind, (info or {}).get("category") if filters.category else None)
-                out.append(_item(pid, scores[pid], reason, info or {}))
+                reason = reasons.popularity_reason(kind, (info or {}).get("category") if filters.category else None)
+                out.append(item(pid, scores[pid], reason, info or {}))
                 if len(out) == k:
                     break
             if len(out) == k or len(ranked) < limit:
@@ -199,18 +151,18 @@ class Ranker:
                       cold_start=cold_start)
 
     # -- similar products ------------------------------------------------------------------------
-    def similar(self, product_id: str, k: int, strategy: str, filters: profiles.Filters, *,
+    def similar(self, product_id: str, k: int, strategy: str, filters: Filters, *,
                 exclude_out_of_stock: bool) -> Answer:
         model = self.holder.model
         filters.exclude.add(product_id)
         product = self.store.product(product_id)
         if model is None or product_id not in model.item_index:
-            answer = self._ranking("popular", k, profiles.Filters(
+            answer = self._ranking("popular", k, Filters(
                 exclude=filters.exclude, category=filters.category or product.get("category", ""),
                 exclude_categories=filters.exclude_categories, min_price=filters.min_price,
                 max_price=filters.max_price), exclude_out_of_stock, cold_start=True)
-            for item in answer.items:
-                item["reason"] = f"popular in {item['category']}" if item["category"] else item["reason"]
+            for entry in answer.items:
+                entry["reason"] = reasons.popular_alike_reason(entry["category"], entry["reason"])
             return answer
         if strategy != "hybrid" and strategy not in model.strategies:
             strategy = "hybrid"
@@ -222,10 +174,9 @@ class Ranker:
         for pid, score in neighbours:
             scores[model.item_index[pid]] = score
         title = product.get("title", product_id)
-        reason = {"item_knn": f"often chosen with {title}", "als": f"liked by the same shoppers as {title}",
-                  "content": f"similar to {title}", "hybrid": f"similar to {title}"}[strategy]
+        reason = reasons.similar_reason(strategy, title)
         chosen = self._pick(model, scores, k, filters, exclude_out_of_stock)
-        return Answer([_item(pid, s, reason, d) for pid, s, d in chosen], model.version, strategy)
+        return Answer([item(pid, s, reason, d) for pid, s, d in chosen], model.version, strategy)
 
     # -- profiles --------------------------------------------------------------------------------
     def user_profile(self, user: str) -> dict | None:
@@ -245,10 +196,10 @@ class Ranker:
             "price_band": ({"min": band[0], "median": band[1], "max": band[2], "currency": currency}
                            if band else None),
             "recent_items": [{"product_id": r.product_id, "event_type": r.action,
-                              "occurred_at": _timestamp(r.occurred_at.timestamp())} for r in recent],
+                              "occurred_at": timestamp(r.occurred_at.timestamp())} for r in recent],
             "event_counts": facts["counts"],
-            "first_seen": _timestamp(facts["first_seen"]),
-            "last_seen": _timestamp(facts["last_seen"]),
+            "first_seen": timestamp(facts["first_seen"]),
+            "last_seen": timestamp(facts["last_seen"]),
             "orders": max(0, int(orders.get("orders", 0))),
             "total_spend": max(0.0, float(orders.get("spend", 0.0))),
             "currency": currency,
@@ -277,9 +228,9 @@ class Ranker:
             "average_rating": ratings.get("sum", 0) / ratings["count"] if ratings.get("count") else 0.0,
             "rating_count": ratings.get("count", 0),
             "popularity_rank": self.store.popularity_rank(product_id),
-            "last_interaction_at": _timestamp(facts["last_seen"]),
+            "last_interaction_at": timestamp(facts["last_seen"]),
             "frequently_bought_with": [
-                _item(pid, n, f"bought together {int(n)} times", together.get(pid, {}))
+                item(pid, n, reasons.bought_together_reason(n), together.get(pid, {}))
                 for pid, n in facts["bought_with"]
             ],
         }
@@ -307,58 +258,4 @@ class Ranker:
         if texts and self.holder.update(model.with_new_products(texts), version):
             log.info("products_learned", count=len(texts), version=version)
         return len(texts)
-
-
-def _strongest_actions(state: UserState | None) -> dict[str, str]:
-    """The strongest thing the user did with each product they touched recently (for reasons)."""
-    strength = {a: i for i, a in enumerate(("view", "click", "rating", "add_to_cart", "purchase"))}
-    out: dict[str, str] = {}
-    if state is None:
-        return out
-    for entry in state.recent:
-        r = profiles.parse_recent(entry)
-        if strength.get(r.action, -1) > strength.get(out.get(r.product_id, ""), -1):
-            out[r.product_id] = r.action
-    for pid in state.purchased:
-        out[pid] = "purchase"
-    return out
-
-
-def _item(pid: str, score: float, reason: str, details: dict) -> dict:
-    return {
-        "product_id": pid, "score": float(score), "reason": reason, "title": details.get("title", ""),
-        "category": details.get("category", ""), "price": float(details.get("price") or 0.0),
-        "currency": details.get("currency", ""),
-    }
-
-
-class Scheduler:
-    """Starts training runs on its own: a first model once there is data, then as data grows."""
-
-    def __init__(self, settings: Settings, trainer: RecommenderTrainer, jobs: JobRunner, ranker: Ranker) -> None:
-        self.settings = settings
-        self.trainer = trainer
-        self.jobs = jobs
-        self.ranker = ranker
-        self._last_attempt = 0.0
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.retrain_check_seconds):
-            try:
-                self.ranker.holder.refresh()  # a version another replica trained
-                if not self.jobs.busy and time.monotonic() - self._last_attempt >= 60 and self.due():
-                    self._last_attempt = time.monotonic()
-                    self.jobs.submit("", {}, "scheduler")
-            except Exception:
-                log.warning("scheduler_check_failed", exc_info=True)
-
-    def due(self) -> bool:
-        holder = self.ranker.holder
-        model = holder.model
-        return retrain_due(
-            has_model=model is not None, users=self.trainer.users_seen(), min_users=MIN_USERS,
-            events_now=self.trainer.events_seen(), events_at_training=int(holder.meta.get("events_seen", 0)),
-            model_age_seconds=time.time() - model.trained_at if model is not None else 0.0,
-            interval_seconds=self.settings.retrain_interval_seconds,
-        )
 

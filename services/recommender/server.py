@@ -6,6 +6,7 @@ request needs); this module only validates, caches and translates.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import grpc
@@ -14,32 +15,31 @@ import redis
 from protos import common_pb2
 from protos import recommender_pb2 as pb
 from protos import recommender_pb2_grpc as pb_grpc
+from services.common import recommendations as contract
 from services.common import topics
-from services.common.bus import EventConsumer, EventPublisher
+from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
 from services.common.jobs import JobRunner, get_job_rpc, train_rpc
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, model_event
 from services.common.settings import Settings, load_settings
-from services.recommender import core
 from services.recommender.consumer import RecommenderProjection
 from services.recommender.core.bundle import RecommenderModel
 from services.recommender.core.defaults import TRAIN_PARAMS, make_components
-from services.recommender.core.profiles import Filters
 from services.recommender.forgetting import ModelForgetter
-from services.recommender.ranker import Ranker, Scheduler
-from services.recommender.store import AnswerCache, RecommenderStore, request_digest
+from services.recommender.ranker import Ranker
+from services.recommender.scheduler import RecommenderScheduler
+from services.recommender.store import RecommenderStore
 from services.recommender.trainer import RecommenderTrainer
 
-SIMILAR_STRATEGIES = ("item_knn", "content", "als", "hybrid")
 TRAINABLE_MODELS = ("", "hybrid")
 
 log = get_logger(__name__)
 
 
-def _filters(message: pb.Filters) -> Filters:
-    return Filters(
+def _filters(message: pb.Filters) -> contract.Filters:
+    return contract.Filters(
         exclude=set(message.exclude_product_ids), category=message.category,
         exclude_categories=set(message.exclude_categories),
         min_price=message.min_price if message.HasField("min_price") else None,
@@ -48,16 +48,17 @@ def _filters(message: pb.Filters) -> Filters:
 
 
 def _k_and_filters(request: pb.RecommendRequest | pb.SimilarRequest,
-                   context: grpc.ServicerContext) -> tuple[int, Filters]:
+                   context: grpc.ServicerContext) -> tuple[int, contract.Filters]:
     try:
-        return core.validate_k(request.k), _filters(request.filters)
+        return contract.validate_k(request.k), _filters(request.filters)
     except ValueError as exc:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         raise  # abort raises; this keeps type checkers honest
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
-    def __init__(self, store: RecommenderStore, ranker: Ranker, jobs: JobRunner, answers: AnswerCache) -> None:
+    def __init__(self, store: RecommenderStore, ranker: Ranker, jobs: JobRunner,
+                 answers: contract.AnswerCache) -> None:
         self.store = store
         self.ranker = ranker
         self.jobs = jobs
@@ -66,18 +67,19 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def _recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
         k, filters = _k_and_filters(request, context)
         strategy = request.strategy or "hybrid"
-        if strategy not in core.STRATEGIES:
+        if strategy not in contract.STRATEGIES:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"unknown strategy {strategy!r}; expected one of {', '.join(core.STRATEGIES)}",
+                f"unknown strategy {strategy!r}; expected one of {', '.join(contract.STRATEGIES)}",
             )
-        if len(request.session_product_ids) > 50:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "at most 50 session_product_ids")
+        if len(request.session_product_ids) > contract.MAX_SESSION_PRODUCTS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"at most {contract.MAX_SESSION_PRODUCTS} session_product_ids")
         user = request.user_id
         cached = None
         model_version = self.ranker.model_version
         if user:
-            cached = self.answers.lookup(user, request_digest(request),
+            cached = self.answers.lookup(user, contract.request_digest(request),
                                          exclude_out_of_stock=request.filters.exclude_out_of_stock,
                                          model_version=model_version)
             if cached.payload is not None:
@@ -117,9 +119,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def Similar(self, request: pb.SimilarRequest, context: grpc.ServicerContext) -> pb.SimilarResponse:
         k, filters = _k_and_filters(request, context)
         strategy = request.strategy or "item_knn"
-        if strategy not in SIMILAR_STRATEGIES:
+        if strategy not in contract.SIMILAR_STRATEGIES:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"unknown strategy {strategy!r}; expected one of {', '.join(SIMILAR_STRATEGIES)}")
+                          f"unknown strategy {strategy!r}; "
+                          f"expected one of {', '.join(contract.SIMILAR_STRATEGIES)}")
         if not request.product_id or not self.store.product(request.product_id):
             context.abort(grpc.StatusCode.NOT_FOUND, f"product {request.product_id!r} is not in the catalog")
         answer = self.ranker.similar(request.product_id, k, strategy, filters,
@@ -165,19 +168,16 @@ def build(settings: Settings) -> ServiceRunner:
     store = RecommenderStore(client)
     holder: ModelHolder[RecommenderModel] = ModelHolder(ModelRegistry(settings.model_dir("recommender")))
     holder.refresh()  # serve the last trained version straight away after a restart
-    publisher: list[EventPublisher] = []
+    outputs = LazyEnvelopePublisher(settings, client_id="recommender-models")
 
     def announce(version: str, meta: dict) -> None:
-        if not publisher:
-            publisher.append(EventPublisher(settings, client_id="recommender-models"))
-        publisher[0].wait([(topics.MODELS, publisher[0].send(topics.MODELS, "recommender",
-                                                             model_event("recommender", version, meta)))])
+        outputs.publish(topics.MODELS, "recommender", json.loads(model_event("recommender", version, meta)))
 
     trainer = RecommenderTrainer(store, holder.registry, holder, on_new_version=announce)
     jobs = JobRunner("recommender", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
     ranker = Ranker(store, holder)
-    # The gateway serves cached answers of the model that serves now (services/recommender/store.py).
-    answers = AnswerCache(client)
+    # The gateway serves cached answers of the model that serves now (services/common/recommendations.py).
+    answers = contract.AnswerCache(client)
     holder.on_swap.append(lambda version: answers.announce(version))
     try:
         answers.announce(ranker.model_version)
@@ -188,7 +188,7 @@ def build(settings: Settings) -> ServiceRunner:
         pb_grpc.add_RecommenderServicer_to_server, RecommenderServicer(store, ranker, jobs, answers),
         pb.DESCRIPTOR.services_by_name["Recommender"].full_name,
     )
-    scheduler = Scheduler(settings, trainer, jobs, ranker)
+    scheduler = RecommenderScheduler(settings, trainer, jobs, holder)
     runner.add_worker(consumer.run, "recommender-consumer")
     runner.add_worker(jobs.run, "recommender-trainer")
     runner.add_worker(scheduler.run, "recommender-scheduler")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from protos import recommender_pb2 as pb
-from services.recommender.store import ANSWER_CACHE_SECONDS, AnswerCache, request_digest
-from services.recommender.store import RecommenderKeys as K
+from services.common.recommendations import ANSWER_CACHE_SECONDS, AnswerCache, request_digest
+from services.common.recommendations import RecommenderKeys as K
 
 pytestmark = pytest.mark.integration
 

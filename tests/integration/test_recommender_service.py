@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from gateway.app import close_app, create_app
 from services.common.bus import EventPublisher
 from services.common.events import new_event
-from services.recommender.store import RecommenderKeys as K
+from services.common.recommendations import RecommenderKeys as K
 from shopai.demo import DemoShopConfig, generate
 from tests.support import TEST_ADMIN_KEY, key_id_of, staff, wait_for
 

@@ -8,9 +8,10 @@ import pytest
 
 from services.common.events import new_event
 from services.common.projection import Ops
+from services.common.recommendations import RecommenderKeys as K
+from services.common.recommendations import validate_k
 from services.recommender import core
 from services.recommender.consumer import RecommenderProjection
-from services.recommender.store import RecommenderKeys as K
 
 
 def test_stronger_signals_weigh_more():
@@ -39,13 +40,13 @@ def test_top_k_skips_excluded_and_stops_at_k():
 
 @pytest.mark.parametrize("k, ok", [(0, 10), (1, 1), (100, 100)])
 def test_k_defaults_and_bounds(k, ok):
-    assert core.validate_k(k) == ok
+    assert validate_k(k) == ok
 
 
 @pytest.mark.parametrize("k", [-1, 101])
 def test_k_out_of_range_is_refused(k):
     with pytest.raises(ValueError):
-        core.validate_k(k)
+        validate_k(k)
 
 
 class NoRedis:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.recommender.core import profiles
+from services.common.recommendations import Filters
+from services.recommender.core import profiles, reasons
 
 
 def test_recent_entries_round_trip():
@@ -41,26 +42,26 @@ def test_conversion_rate():
 
 
 def test_filters_apply_category_price_and_exclusions():
-    f = profiles.Filters(exclude={"p1"}, category="bags", min_price=10, max_price=100)
+    f = Filters(exclude={"p1"}, category="bags", min_price=10, max_price=100)
     assert not f.allows("p1", {"category": "bags", "price": "50"})
     assert f.allows("p2", {"category": "bags", "price": "50"})
     assert not f.allows("p2", {"category": "coats", "price": "50"})
     assert not f.allows("p2", {"category": "bags", "price": "5"})
     assert not f.allows("p2", {"category": "bags", "price": "150"})
     assert not f.allows("p2", None), "a product without details cannot be shown to match a filter"
-    assert profiles.Filters(exclude_categories={"coats"}).allows("p3", {"category": "bags", "price": "1"})
-    assert not profiles.Filters(exclude_categories={"coats"}).allows("p3", {"category": "coats", "price": "1"})
-    assert profiles.Filters().allows("p4", None), "no rule needs details"
+    assert Filters(exclude_categories={"coats"}).allows("p3", {"category": "bags", "price": "1"})
+    assert not Filters(exclude_categories={"coats"}).allows("p3", {"category": "coats", "price": "1"})
+    assert Filters().allows("p4", None), "no rule needs details"
 
 
 @pytest.mark.parametrize("lo, hi", [(-1, None), (None, -2), (50, 10)])
 def test_filters_refuse_impossible_prices(lo, hi):
     with pytest.raises(ValueError):
-        profiles.Filters(min_price=lo, max_price=hi)
+        Filters(min_price=lo, max_price=hi)
 
 
 def test_reasons_read_like_a_shop():
-    assert profiles.because_reason("Nordwind Red T-shirt", "purchase") == "because you bought Nordwind Red T-shirt"
-    assert profiles.because_reason("X", "view") == "because you viewed X"
-    assert profiles.component_reason("user_knn") == "popular with shoppers like you"
-    assert profiles.component_reason("popular", "bags") == "popular in bags"
+    assert reasons.because_reason("Nordwind Red T-shirt", "purchase") == "because you bought Nordwind Red T-shirt"
+    assert reasons.because_reason("X", "view") == "because you viewed X"
+    assert reasons.component_reason("user_knn") == "popular with shoppers like you"
+    assert reasons.component_reason("popular", "bags") == "popular in bags"

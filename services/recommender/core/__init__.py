@@ -1,4 +1,5 @@
-"""Recommender logic with no I/O: event weights, time decay, ranking, reasons."""
+"""Recommender logic with no I/O: event weights, time decay, top k (reasons: ``reasons``; choosing items:
+``selection``)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ RATING_WEIGHTS: Mapping[int, float] = {4: 2.0, 5: 4.0}
 TREND_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 TREND_HALF_LIFE_DAYS = 7.0
 
-STRATEGIES: tuple[str, ...] = ("hybrid", "popular", "trending", "user_knn", "item_knn", "als", "bpr", "content")
-MAX_K = 100
+# The strategy names, k's bounds and the Filters rules are the recommender's contract with the gateway:
+# services/common/recommendations.py.
 
 
 def interaction_weight(action: str, payload: Mapping[str, object]) -> float:
@@ -54,19 +55,3 @@ def top_k(scored: Iterable[tuple[str, float]], k: int, exclude: set[str] | froze
         if len(out) == k:
             break
     return out
-
-
-def popularity_reason(strategy: str, category: str | None) -> str:
-    where = f"in {category}" if category else "in the shop"
-    if strategy == "trending":
-        return f"trending {where} this week"
-    return f"popular {where}"
-
-
-def validate_k(k: int) -> int:
-    """0 means the default of 10; otherwise 1..MAX_K."""
-    if k == 0:
-        return 10
-    if not 1 <= k <= MAX_K:
-        raise ValueError(f"k must be between 1 and {MAX_K}")
-    return k

@@ -1,10 +1,11 @@
-"""User and item profiles, business filters and explanations: pure functions over plain data."""
+"""User and item profiles: pure functions over plain data (the reasons are in ``reasons``; the business
+filters are the gateway's too: services/common/recommendations.py ``Filters``)."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 RECENT_ITEMS_SHOWN = 20
@@ -60,69 +61,3 @@ def purchase_frequency(purchases: int, first_seen: float | None, last_seen: floa
 def conversion_rate(counts: Mapping[str, int]) -> float:
     views = counts.get("view", 0)
     return min(1.0, counts.get("purchase", 0) / views) if views else 0.0
-
-
-@dataclass
-class Filters:
-    """Business rules applied after scoring (mirrors recommender.proto's Filters)."""
-
-    exclude: set[str] = field(default_factory=set)
-    category: str = ""
-    exclude_categories: set[str] = field(default_factory=set)
-    min_price: float | None = None
-    max_price: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.min_price is not None and self.min_price < 0 or self.max_price is not None and self.max_price < 0:
-            raise ValueError("prices must be >= 0")
-        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
-            raise ValueError("min_price must not exceed max_price")
-
-    @property
-    def needs_details(self) -> bool:
-        return bool(self.category or self.exclude_categories or self.min_price is not None
-                    or self.max_price is not None)
-
-    def allows(self, product_id: str, details: Mapping[str, str] | None) -> bool:
-        if product_id in self.exclude:
-            return False
-        if not self.needs_details:
-            return True
-        if not details:
-            return False  # cannot prove it matches
-        category = details.get("category", "")
-        if self.category and category != self.category:
-            return False
-        if category in self.exclude_categories:
-            return False
-        price = float(details.get("price") or 0.0)
-        if self.min_price is not None and price < self.min_price:
-            return False
-        return self.max_price is None or price <= self.max_price
-
-
-ACTION_VERBS = {
-    "purchase": "bought",
-    "add_to_cart": "added to your cart",
-    "rating": "rated",
-    "click": "looked at",
-    "view": "viewed",
-}
-
-
-def because_reason(anchor_title: str, anchor_action: str) -> str:
-    """"because you bought Nordwind Red T-shirt"."""
-    return f"because you {ACTION_VERBS.get(anchor_action, 'viewed')} {anchor_title}"
-
-
-def component_reason(component: str, category: str = "") -> str:
-    """The explanation when no single item of the user's history is the cause."""
-    where = f" in {category}" if category else ""
-    return {
-        "user_knn": "popular with shoppers like you",
-        "als": f"matches your taste{where}",
-        "bpr": f"matches your taste{where}",
-        "content": f"similar to what you viewed{where}",
-        "popular": f"popular{where}" if category else "popular in the shop",
-        "trending": f"trending{where} this week",
-    }.get(component, f"recommended for you{where}")
