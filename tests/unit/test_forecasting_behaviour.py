@@ -352,3 +352,16 @@ def test_profile_without_orders_and_never_seen():
     assert (browser.orders, browser.cart_to_purchase_rate, browser.favourite_categories) == (0, 0.0, ["coats"])
     future = [Purchase("f", at("2026-05-01"), 10.0, "o")]
     assert bh.user_profile("f", future, model, b"k", as_of=date(2026, 3, 31)) is None
+
+
+def test_a_visitor_profile_before_any_model():
+    counts = {"view": 5, "add_to_cart": 2, "purchase": 0, "search": 0}
+    viewed = {"coats": 1, "bags": 3, "shoes": 3, "hats": 2, "belts": 1, "socks": 1}
+    profile = bh.visitor_profile("v1", b"k", counts, viewed)
+    assert profile is not None and profile.pseudonymous_id == bh.pseudonymise("v1", b"k")
+    assert (profile.rfm, profile.segment, profile.orders, profile.first_purchase_at) == (None, "", 0, None)
+    assert profile.event_counts == {"view": 5, "add_to_cart": 2}
+    assert profile.cart_to_purchase_rate == 0.0
+    assert profile.favourite_categories == ["bags", "shoes", "hats", "coats", "belts"], "most viewed; ties in order"
+    assert bh.visitor_profile("v1", b"k", {"add_to_cart": 2, "purchase": 3}, {}).cart_to_purchase_rate == 1.0
+    assert bh.visitor_profile("ghost", b"k", {}, {}) is None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from datetime import date
 
+import numpy as np
 import pytest
 from scipy import stats as sps
 
-from services.forecasting.core.inventory import DAYS_OF_COVER_CAP, plan_inventory
+from services.forecasting.core.forecast import Prediction
+from services.forecasting.core.inventory import DAYS_OF_COVER_CAP, daily_std, forecast_demand, plan_inventory
 
 Z95 = 1.6448536269514722
 
@@ -148,3 +151,15 @@ def test_validation_names_the_field(kwargs, field):
     args = {"mean_daily_demand": 1.0, "daily_demand_std": 1.0, "on_hand": 3, "unit_cost": 10.0, **kwargs}
     with pytest.raises(ValueError, match=field):
         plan_inventory(**args)
+
+
+def test_a_plan_starts_from_the_forecast_and_its_interval():
+    z80 = sps.norm.ppf(0.9)
+    p = Prediction(model="ets", dates=[date(2026, 1, 1), date(2026, 1, 2)], yhat=np.array([4.0, 2.0]),
+                   lower=np.array([4.0 - 2 * z80, 2.0]), upper=np.array([4.0 + 2 * z80, 1.0]), level=0.8)
+    forecast, std = forecast_demand(p, 28)
+    assert forecast is p.yhat
+    assert std == pytest.approx([2.0, 0.0]), "the interval's half width over z; never negative"
+    assert daily_std(p) == pytest.approx(std)
+    forecast, std = forecast_demand(None, 3)  # never sold: nothing to plan for
+    assert forecast.tolist() == [0.0, 0.0, 0.0] and std.tolist() == [0.0, 0.0, 0.0]

@@ -13,7 +13,7 @@ from services.common.projection import Ops
 from services.forecasting.consumer import ForecastProjection
 from services.forecasting.core.bundle import promo_flags, to_series
 from services.forecasting.core.forecast import Prediction
-from services.forecasting.server import daily_std
+from services.forecasting.core.inventory import daily_std
 from services.forecasting.store import ForecastKeys as K
 from services.forecasting.store import build_history
 from services.forecasting.trainer import elasticity_data, parse_params

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from services.forecasting.core.pricing import (
+    NO_ESTIMATE,
     Elasticity,
     category_prior,
+    choose_elasticity,
     estimate_elasticity,
     pool_elasticity,
     pooled_elasticity,
@@ -297,3 +299,15 @@ def test_recommend_validation_names_the_field(kwargs, field):
     args = {"current_price": 100.0, "unit_cost": 40.0, "elasticity": -1.5, "base_demand": 3.0, **kwargs}
     with pytest.raises(ValueError, match=field):
         recommend_price(**args)
+
+
+def test_the_elasticity_a_recommendation_uses():
+    own = Elasticity(-2.0, -2.4, -1.6, 0.2, 0.5, 200, 300.0, 3, 0.1, True, "poisson")
+    noisy = Elasticity(-0.5, -3.0, 2.0, 1.3, 0.1, 30, 20.0, 2, 0.01, False, "poisson")
+    assert choose_elasticity(own, None) is own, "a usable own estimate without a category prior"
+    assert choose_elasticity(noisy, None) is None and choose_elasticity(None, None) is None
+    assert choose_elasticity(own, (-1.5, 0.5)) == pool_elasticity(own, -1.5, 0.5)
+    # No estimate of its own: the category's value, as for a product that never changed its price.
+    category = choose_elasticity(None, (-1.5, 0.5))
+    assert category == pool_elasticity(NO_ESTIMATE, -1.5, 0.5)
+    assert (category.elasticity, category.method, category.observations) == (-1.5, "category", 0)

@@ -33,8 +33,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 from scipy import stats as sps
+
+if TYPE_CHECKING:
+    from services.forecasting.core.forecast import Prediction
 
 DAYS_PER_YEAR = 365.0
 DAYS_OF_COVER_CAP = 9999.0  # days of cover reported when demand is (almost) zero
@@ -197,3 +202,17 @@ def plan_inventory(
         holding_cost_rate=h_rate,
         unit_cost=c_unit,
     )
+
+
+def daily_std(prediction: Prediction) -> np.ndarray:
+    """Per-day standard deviation implied by a central prediction interval (normal approximation)."""
+    z = sps.norm.ppf(0.5 + prediction.level / 2)
+    return np.maximum((prediction.upper - prediction.lower) / (2 * z), 0.0)
+
+
+def forecast_demand(prediction: Prediction | None, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """The daily demand forecast and its per-day standard deviation a plan starts from: zeros over
+    ``horizon`` days for a product never sold (no demand to plan for)."""
+    if prediction is None:
+        return np.zeros(horizon), np.zeros(horizon)
+    return prediction.yhat, daily_std(prediction)

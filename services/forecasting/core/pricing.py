@@ -556,6 +556,23 @@ def shrink_elasticities(
     return [pool_elasticity(e, mean, spread) for e in estimates]
 
 
+# A product never seen at two prices: only its category can speak for it.
+NO_ESTIMATE = Elasticity(elasticity=math.nan, ci_low=math.nan, ci_high=math.nan, std_error=math.nan,
+                         r_squared=math.nan, observations=0, units=0.0, price_levels=0, log_price_std=0.0,
+                         enough_variation=False, method="none")
+
+
+def choose_elasticity(own: Elasticity | None, prior: tuple[float, float] | None) -> Elasticity | None:
+    """The elasticity a price recommendation uses: the product's own estimate (``NO_ESTIMATE`` when it
+    has none) shrunk toward its category's ``prior`` (mean, spread) when the category has one, else the
+    product's own estimate when it is usable, else None (nothing to go by)."""
+    if prior is not None:
+        return pool_elasticity(own or NO_ESTIMATE, *prior)
+    if own is not None and own.enough_variation and math.isfinite(own.elasticity):
+        return own
+    return None
+
+
 # ------------------------------------------------------------------------------------------ pricing
 
 

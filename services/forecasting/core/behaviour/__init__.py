@@ -40,6 +40,7 @@ from services.forecasting.core.behaviour.profiles import (
     BehaviourModel,
     UserProfile,
     user_profile,
+    visitor_profile,
 )
 from services.forecasting.core.behaviour.records import (
     EPOCH,
@@ -111,4 +112,5 @@ __all__ = [
     "segments",
     "user_profile",
     "utc_day",
+    "visitor_profile",
 ]

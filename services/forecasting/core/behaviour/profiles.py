@@ -131,3 +131,20 @@ def user_profile(user_id: str, orders: Iterable[Purchase | Sequence], model: Beh
         last_purchase_at=times[-1], avg_days_between_purchases=gap, event_counts=counts,
         cart_to_purchase_rate=cart_rate, favourite_categories=favourites[:5])
 
+
+
+def visitor_profile(user_id: str, secret: bytes, event_counts: Mapping[str, int],
+                    viewed_categories: Mapping[str, int]) -> UserProfile | None:
+    """The profile of a user with events but no order, before any customer-value model exists: event
+    counts, cart-to-purchase rate and the five most viewed categories (ties in the order given); None
+    when there is no event at all (never seen)."""
+    if not event_counts:
+        return None
+    carts = event_counts.get("add_to_cart")
+    return UserProfile(
+        pseudonymous_id=pseudonymise(user_id, secret), rfm=None, segment="", repeat_purchase_probability=0.0,
+        predicted_customer_value=0.0, orders=0, total_spend=0.0, average_order_value=0.0,
+        first_purchase_at=None, last_purchase_at=None, avg_days_between_purchases=0.0,
+        event_counts={k: v for k, v in event_counts.items() if v > 0},
+        cart_to_purchase_rate=min(1.0, event_counts.get("purchase", 0) / carts) if carts else 0.0,
+        favourite_categories=sorted(viewed_categories, key=lambda c: -viewed_categories[c])[:5])

@@ -1,0 +1,93 @@
+"""The refresher: keeps cached forecasts fresh as sales arrive and raises reorder alerts.
+
+Every few seconds it takes the targets whose sales or stock moved (the projection marks them dirty),
+re-forecasts them with their chosen models (in parallel) and publishes ``alert.reorder_needed`` on
+``alerts.v1`` when a product's stock falls to its reorder point: one alert per crossing, cleared when
+the stock is back above it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from services.common import topics
+from services.common.events import envelope
+from services.common.logging import get_logger
+from services.forecasting.core.forecast import forecast_many
+from services.forecasting.forecaster import DEFAULT_HORIZON, DEFAULT_LEVEL, Forecaster
+from services.forecasting.store import ForecastKeys as K
+
+log = get_logger(__name__)
+REFRESH_BATCH = 500
+
+
+class Refresher:
+    """Re-forecasts what new sales moved and raises reorder alerts (see the module docstring)."""
+
+    def __init__(self, forecaster: Forecaster, publish: Callable[[str, str, dict[str, Any]], Any],
+                 every_seconds: float, n_jobs: int) -> None:
+        self.forecaster = forecaster
+        self.store = forecaster.store
+        self.publish = publish
+        self.every = every_seconds
+        self.n_jobs = n_jobs
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.every):
+            try:
+                self.refresh()
+            except Exception:
+                log.warning("refresh_failed", exc_info=True)
+
+    def refresh(self) -> int:
+        dirty = self.store.take_dirty(REFRESH_BATCH)
+        if not dirty:
+            return 0
+        self.reforecast(sorted({d for d in dirty if not d.startswith("stock|")}))
+        for pid in sorted({d.split("|", 1)[1] for d in dirty if d.startswith("stock|")}):
+            self.check_stock(pid)
+        return len(dirty)
+
+    def reforecast(self, sales: list[str]) -> None:
+        """Forecast again each ``kind|target`` whose sales moved and cache the forecasts."""
+        items, ends = {}, {}
+        for entry in sales:
+            kind, target = entry.split("|", 1)
+            h, series = self.forecaster.series(kind, target)
+            if series is not None:
+                items[entry] = series
+                ends[entry] = h.end
+        if not items:
+            return
+        chosen = {k: self.forecaster.model_for(*k.split("|", 1), items[k]) for k in items}
+        outcomes = forecast_many(items, DEFAULT_HORIZON, DEFAULT_LEVEL, chosen=chosen,
+                                 n_jobs=self.n_jobs if len(items) > 50 else 1,
+                                 holidays_country=self.forecaster.holidays_country)
+        for k, outcome in outcomes.items():
+            if outcome.error is None:
+                kind, target = k.split("|", 1)
+                self.forecaster.store_predictions(kind, target, ends[k], outcome.prediction)
+
+    def check_stock(self, pid: str) -> None:
+        details = self.store.product(pid)
+        if not details:
+            return
+        try:
+            plan, on_hand, _ = self.forecaster.plan(pid, details)
+        except (LookupError, ValueError):
+            return
+        alerted = self.store.redis.hget(K.alerted, pid)
+        if not plan.reorder_now:
+            if alerted is not None:
+                self.store.redis.hdel(K.alerted, pid)
+            return
+        if alerted is not None:
+            return  # one alert per crossing; cleared when stock is back above the reorder point
+        payload = {"product_id": pid, "on_hand": on_hand, "reorder_point": round(plan.reorder_point, 2),
+                   "order_quantity": int(plan.order_quantity), "stockout_risk": round(plan.stockout_risk, 4),
+                   "days_of_cover": round(plan.days_of_cover, 2), "title": details.get("title", "")}
+        self.publish(topics.ALERTS, pid, envelope("alert.reorder_needed", payload, "forecasting"))
+        self.store.redis.hset(K.alerted, pid, plan.reorder_point)
+        log.info("reorder_alert", product_id=pid, on_hand=on_hand, reorder_point=payload["reorder_point"])
