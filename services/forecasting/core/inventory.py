@@ -114,6 +114,32 @@ def _stockout_risk(mean: float, var: float, on_hand: int) -> tuple[float, str]:
     return float(sps.norm.sf((on_hand + 0.5 - mean) / math.sqrt(var))), "normal"
 
 
+def _plan_inputs(
+    mean_daily_demand: float,
+    daily_demand_std: float,
+    on_hand: int,
+    lead_time_days: float,
+    service_level: float,
+    ordering_cost: float,
+    holding_cost_rate: float,
+    unit_cost: float,
+) -> tuple[float, float, int, float, float, float, float, float]:
+    """:func:`plan_inventory`'s numbers checked and converted; ValueError naming the bad one."""
+    mu = _check_number("mean_daily_demand", mean_daily_demand, low=0.0)
+    sigma = _check_number("daily_demand_std", daily_demand_std, low=0.0)
+    if isinstance(on_hand, bool) or int(on_hand) != on_hand:
+        raise ValueError(f"on_hand must be a whole number of units, got {on_hand!r}")
+    stock = int(on_hand)
+    lead = _check_number("lead_time_days", lead_time_days, low=0.0)
+    sl = _check_number("service_level", service_level, low=0.0, low_inclusive=False)
+    if sl >= 1.0:
+        raise ValueError(f"service_level must be in (0, 1), got {sl:g}")
+    s_cost = _check_number("ordering_cost", ordering_cost, low=0.0)
+    h_rate = _check_number("holding_cost_rate", holding_cost_rate, low=0.0, low_inclusive=False)
+    c_unit = _check_number("unit_cost", unit_cost, low=0.0, low_inclusive=False)
+    return mu, sigma, stock, lead, sl, s_cost, h_rate, c_unit
+
+
 def plan_inventory(
     mean_daily_demand: float,
     daily_demand_std: float,
@@ -134,18 +160,10 @@ def plan_inventory(
     ValueError naming the field for a service level outside (0, 1), a negative lead time, demand or cost,
     a holding rate or unit cost that is not > 0, or a non-integer stock.
     """
-    mu = _check_number("mean_daily_demand", mean_daily_demand, low=0.0)
-    sigma = _check_number("daily_demand_std", daily_demand_std, low=0.0)
-    if isinstance(on_hand, bool) or int(on_hand) != on_hand:
-        raise ValueError(f"on_hand must be a whole number of units, got {on_hand!r}")
-    stock = int(on_hand)
-    lead = _check_number("lead_time_days", lead_time_days, low=0.0)
-    sl = _check_number("service_level", service_level, low=0.0, low_inclusive=False)
-    if sl >= 1.0:
-        raise ValueError(f"service_level must be in (0, 1), got {sl:g}")
-    s_cost = _check_number("ordering_cost", ordering_cost, low=0.0)
-    h_rate = _check_number("holding_cost_rate", holding_cost_rate, low=0.0, low_inclusive=False)
-    c_unit = _check_number("unit_cost", unit_cost, low=0.0, low_inclusive=False)
+    mu, sigma, stock, lead, sl, s_cost, h_rate, c_unit = _plan_inputs(
+        mean_daily_demand, daily_demand_std, on_hand, lead_time_days, service_level, ordering_cost,
+        holding_cost_rate, unit_cost,
+    )
     if (
         forecast_daily_std is not None
         and forecast_daily is not None

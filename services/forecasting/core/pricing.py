@@ -232,44 +232,16 @@ def estimate_elasticity(
     if method not in ("poisson", "ols"):
         raise ValueError(f"method must be 'poisson' or 'ols', got {method!r}")
     p, y, ex, stocked = _observations(price, units, exposure, in_stock)
-    n = p.size
-    dow = None if day_of_week is None else _vector("day_of_week", day_of_week, n)
-    if dow is not None and (np.any(dow < 0) or np.any(dow > 6) or np.any(dow != np.round(dow))):
-        raise ValueError("day_of_week must hold integers 0 (Monday) to 6")
-    mon = None if month is None else _vector("month", month, n)
-    if mon is not None and (np.any(mon < 1) or np.any(mon > 12) or np.any(mon != np.round(mon))):
-        raise ValueError("month must hold integers 1 to 12")
-    pr = None if promo is None else _vector("promo", promo, n)
-    if pr is not None and not np.all((pr == 0) | (pr == 1)):
-        raise ValueError("promo must hold 0 or 1")
-
+    dow, mon, pr = _checked_controls(day_of_week, month, promo, p.size)
     notes: list[str] = []
-    keep = np.ones(n, dtype=bool) if stocked is None else stocked.astype(bool)
-    if ex is not None:
-        keep &= ex > 0
-        lost = int(((ex == 0) & (y > 0)).sum())
-        if lost:
-            notes.append(f"{lost} rows with sales but zero exposure dropped")
-    if method == "ols":
-        keep &= y > 0
+    keep = _rows_kept(y, ex, stocked, method, notes)
     p, y = p[keep], y[keep]
-    ex = None if ex is None else ex[keep]
-    dow = None if dow is None else dow[keep]
-    mon = None if mon is None else mon[keep]
-    pr = None if pr is None else pr[keep]
+    ex, dow, mon, pr = (None if a is None else a[keep] for a in (ex, dow, mon, pr))
     obs = int(p.size)
     total = float(y.sum())
     lp = np.log(p) if obs else np.zeros(0)
     sd = float(lp.std()) if obs else 0.0
-    levels = price_levels(p) if obs else np.zeros(0, dtype=np.int64)
-    n_levels = int(levels.max() + 1) if obs else 0
-    per_level = np.bincount(levels) if obs else np.zeros(0, dtype=np.int64)
-    enough = bool((per_level >= min_level_observations).sum() >= 2 and sd >= min_log_price_std)
-    if not enough:
-        notes.append(
-            f"too few price changes: {int((per_level >= min_level_observations).sum())} price level(s) with "
-            f">= {min_level_observations} observations, log-price std {sd:.3f}"
-        )
+    n_levels, enough = _price_variation(p, sd, min_level_observations, min_log_price_std, notes)
     if obs < 3 or n_levels < 2 or sd == 0.0:
         return _not_estimable(obs, total, n_levels, sd, method, "; ".join(notes or ["no price variation"]))
     if total == 0:
@@ -282,37 +254,10 @@ def estimate_elasticity(
     if X.shape[0] <= X.shape[1]:
         notes.append("fewer observations than parameters")
         return _not_estimable(obs, total, n_levels, sd, method, "; ".join(notes))
-
-    import statsmodels.api as sm  # heavy import, only when fitting
-    from statsmodels.tools.sm_exceptions import PerfectSeparationError
-
-    offset = None if ex is None else np.log(ex)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if method == "poisson":
-            try:
-                res = sm.GLM(y, X, family=sm.families.Poisson(), offset=offset).fit(maxiter=100)
-            except (
-                PerfectSeparationError,
-                ValueError,
-                np.linalg.LinAlgError,
-                FloatingPointError,
-                OverflowError,
-            ) as exc:  # report rather than crash
-                notes.append(f"Poisson fit failed: {type(exc).__name__}")
-                return _not_estimable(obs, total, n_levels, sd, method, "; ".join(notes))
-            mu = res.fittedvalues
-            df = max(1, obs - X.shape[1])
-            dispersion = max(1.0, float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-12))) / df)
-            b = float(res.params[1])
-            se = float(res.bse[1]) * math.sqrt(dispersion)
-            r2 = _poisson_pseudo_r2(y, mu, ex)
-            if not res.converged:
-                notes.append("Poisson fit did not converge")
-        else:
-            target = np.log(y) - (0.0 if offset is None else offset)
-            res = sm.OLS(target, X).fit()
-            b, se, r2 = float(res.params[1]), float(res.bse[1]), float(res.rsquared)
+    fit = _fit(method, y, X, ex, notes)
+    if fit is None:
+        return _not_estimable(obs, total, n_levels, sd, method, "; ".join(notes))
+    b, se, r2 = fit
     if not (math.isfinite(b) and math.isfinite(se)):
         notes.append("the fit gave no finite estimate")
         return _not_estimable(obs, total, n_levels, sd, method, "; ".join(notes))
@@ -332,6 +277,87 @@ def estimate_elasticity(
         method=method,
         note="; ".join(notes),
     )
+
+
+def _checked_controls(
+    day_of_week: np.ndarray | None, month: np.ndarray | None, promo: np.ndarray | None, n: int
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The optional control columns as checked float vectors of length ``n``."""
+    dow = None if day_of_week is None else _vector("day_of_week", day_of_week, n)
+    if dow is not None and (np.any(dow < 0) or np.any(dow > 6) or np.any(dow != np.round(dow))):
+        raise ValueError("day_of_week must hold integers 0 (Monday) to 6")
+    mon = None if month is None else _vector("month", month, n)
+    if mon is not None and (np.any(mon < 1) or np.any(mon > 12) or np.any(mon != np.round(mon))):
+        raise ValueError("month must hold integers 1 to 12")
+    pr = None if promo is None else _vector("promo", promo, n)
+    if pr is not None and not np.all((pr == 0) | (pr == 1)):
+        raise ValueError("promo must hold 0 or 1")
+    return dow, mon, pr
+
+
+def _rows_kept(
+    y: np.ndarray, ex: np.ndarray | None, stocked: np.ndarray | None, method: str, notes: list[str]
+) -> np.ndarray:
+    """The rows a fit uses: in stock, with exposure (when known) and, for OLS, with sales."""
+    keep = np.ones(y.size, dtype=bool) if stocked is None else stocked.astype(bool)
+    if ex is not None:
+        keep &= ex > 0
+        lost = int(((ex == 0) & (y > 0)).sum())
+        if lost:
+            notes.append(f"{lost} rows with sales but zero exposure dropped")
+    if method == "ols":
+        keep &= y > 0
+    return keep
+
+
+def _price_variation(
+    p: np.ndarray, sd: float, min_level_observations: int, min_log_price_std: float, notes: list[str]
+) -> tuple[int, bool]:
+    """(number of price levels, whether the price varied enough to identify the elasticity)."""
+    obs = p.size
+    levels = price_levels(p) if obs else np.zeros(0, dtype=np.int64)
+    n_levels = int(levels.max() + 1) if obs else 0
+    per_level = np.bincount(levels) if obs else np.zeros(0, dtype=np.int64)
+    enough = bool((per_level >= min_level_observations).sum() >= 2 and sd >= min_log_price_std)
+    if not enough:
+        notes.append(
+            f"too few price changes: {int((per_level >= min_level_observations).sum())} price level(s) with "
+            f">= {min_level_observations} observations, log-price std {sd:.3f}"
+        )
+    return n_levels, enough
+
+
+def _fit(
+    method: str, y: np.ndarray, X: np.ndarray, ex: np.ndarray | None, notes: list[str]
+) -> tuple[float, float, float] | None:
+    """(slope, its standard error, R²) of log price, or None when the Poisson fit failed (a note says why)."""
+    import statsmodels.api as sm  # heavy import, only when fitting
+    from statsmodels.tools.sm_exceptions import PerfectSeparationError
+
+    offset = None if ex is None else np.log(ex)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method != "poisson":
+            target = np.log(y) - (0.0 if offset is None else offset)
+            res = sm.OLS(target, X).fit()
+            return float(res.params[1]), float(res.bse[1]), float(res.rsquared)
+        try:
+            res = sm.GLM(y, X, family=sm.families.Poisson(), offset=offset).fit(maxiter=100)
+        except (
+            PerfectSeparationError,
+            ValueError,
+            np.linalg.LinAlgError,
+            FloatingPointError,
+            OverflowError,
+        ) as exc:  # report rather than crash
+            notes.append(f"Poisson fit failed: {type(exc).__name__}")
+            return None
+        mu = res.fittedvalues
+        df = max(1, y.size - X.shape[1])
+        dispersion = max(1.0, float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-12))) / df)
+        if not res.converged:
+            notes.append("Poisson fit did not converge")
+        return float(res.params[1]), float(res.bse[1]) * math.sqrt(dispersion), _poisson_pseudo_r2(y, mu, ex)
 
 
 def _poisson_deviance(y: np.ndarray, mu: np.ndarray) -> float:
@@ -432,39 +458,12 @@ def pooled_elasticity(
     note = f"pooled over {k} products ({n_var} with price variation, {int(informative.sum())} informative)"
     if not informative.any():
         return _not_estimable(int(x.size), float(y.sum()), n_var, sd, "pooled", note)
-
-    def moments(b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per product: mean and mean square of x under the weights exposure * e^(b x), and each
-        row's share of its product's weight."""
-        z = b * x
-        w = ex * np.exp(z - _group_max(z, code, k)[code])  # shifted per product: no overflow
-        tot = np.bincount(code, weights=w, minlength=k)
-        tot = np.where(tot > 0, tot, 1.0)
-        m1 = np.bincount(code, weights=w * x, minlength=k) / tot
-        m2 = np.bincount(code, weights=w * x * x, minlength=k) / tot
-        return m1, m2, w / tot[code]
-
-    sxy = np.bincount(code, weights=y * x, minlength=k)
-    b = 0.0  # the profile log-likelihood is concave in b: Newton with a bounded step converges
-    for _ in range(100):
-        m1, m2, _ = moments(b)
-        grad = float((sxy - Y * m1).sum())
-        curvature = float((Y * (m2 - m1 * m1)).sum())
-        if curvature <= 0:
-            break
-        step = max(-2.0, min(2.0, grad / curvature))
-        b += step
-        if abs(step) < 1e-10:
-            break
-    m1, m2, share = moments(b)
+    b = _profile_slope(x, y, ex, code, k)
+    m1, m2, share = _moments(b, x, ex, code, k)
     info = float((Y * (m2 - m1 * m1)).sum())
-    score = sxy - Y * m1  # per product
+    score = np.bincount(code, weights=y * x, minlength=k) - Y * m1  # per product
     se = math.sqrt(float((score**2).sum())) / info if info > 0 else float("nan")
-    mu = Y[code] * share
-    ex_tot = np.bincount(code, weights=ex, minlength=k)
-    mu0 = Y[code] * ex / np.where(ex_tot > 0, ex_tot, 1.0)[code]  # b = 0: units in proportion to exposure
-    d0 = _poisson_deviance(y, mu0)
-    r2 = 0.0 if d0 <= 0 else float(min(1.0, max(0.0, 1.0 - _poisson_deviance(y, mu) / d0)))
+    r2 = _pooled_r2(y, ex, Y, share, code, k)
     if not (math.isfinite(b) and math.isfinite(se)):
         return _not_estimable(int(x.size), float(y.sum()), n_var, sd, "pooled", note + "; no finite estimate")
     return Elasticity(
@@ -481,6 +480,48 @@ def pooled_elasticity(
         method="pooled",
         note=note,
     )
+
+
+def _moments(
+    b: float, x: np.ndarray, ex: np.ndarray, code: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per product: mean and mean square of x under the weights exposure * e^(b x), and each
+    row's share of its product's weight."""
+    z = b * x
+    w = ex * np.exp(z - _group_max(z, code, k)[code])  # shifted per product: no overflow
+    tot = np.bincount(code, weights=w, minlength=k)
+    tot = np.where(tot > 0, tot, 1.0)
+    m1 = np.bincount(code, weights=w * x, minlength=k) / tot
+    m2 = np.bincount(code, weights=w * x * x, minlength=k) / tot
+    return m1, m2, w / tot[code]
+
+
+def _profile_slope(x: np.ndarray, y: np.ndarray, ex: np.ndarray, code: np.ndarray, k: int) -> float:
+    """The common log-price slope maximising the profile likelihood (the product intercepts profiled
+    out). It is concave in b: Newton's method with a bounded step converges."""
+    sxy = np.bincount(code, weights=y * x, minlength=k)
+    Y = np.bincount(code, weights=y, minlength=k)
+    b = 0.0
+    for _ in range(100):
+        m1, m2, _ = _moments(b, x, ex, code, k)
+        grad = float((sxy - Y * m1).sum())
+        curvature = float((Y * (m2 - m1 * m1)).sum())
+        if curvature <= 0:
+            break
+        step = max(-2.0, min(2.0, grad / curvature))
+        b += step
+        if abs(step) < 1e-10:
+            break
+    return b
+
+
+def _pooled_r2(y: np.ndarray, ex: np.ndarray, Y: np.ndarray, share: np.ndarray, code: np.ndarray, k: int) -> float:
+    """Deviance pseudo-R² of the pooled fit against b = 0 (each product's units in proportion to exposure)."""
+    mu = Y[code] * share
+    ex_tot = np.bincount(code, weights=ex, minlength=k)
+    mu0 = Y[code] * ex / np.where(ex_tot > 0, ex_tot, 1.0)[code]
+    d0 = _poisson_deviance(y, mu0)
+    return 0.0 if d0 <= 0 else float(min(1.0, max(0.0, 1.0 - _poisson_deviance(y, mu) / d0)))
 
 
 def _group_max(z: np.ndarray, code: np.ndarray, k: int) -> np.ndarray:
@@ -600,28 +641,9 @@ def recommend_price(
     ``(p - cost) / p >= min_margin``, ``max_change`` in (0, 1] the largest relative move. When the margin
     floor lies above the upper bound the problem is infeasible: the upper bound is recommended (the
     closest allowed price to the floor), ``feasible`` is False and the note says so."""
-    p0 = _positive("current_price", current_price)
-    c = _positive("unit_cost", unit_cost, allow_zero=True)
-    try:
-        e = float(elasticity)
-    except (TypeError, ValueError):
-        raise ValueError(f"elasticity must be a number, got {elasticity!r}") from None
-    if not math.isfinite(e):
-        raise ValueError(f"elasticity must be finite, got {elasticity!r}")
-    d0 = _positive("base_demand", base_demand, allow_zero=True)
-    obj = str(objective).lower()
-    if obj not in ("revenue", "profit"):
-        raise ValueError(f"objective must be 'revenue' or 'profit', got {objective!r}")
-    try:
-        m = float(min_margin)
-        mc = float(max_change)
-    except (TypeError, ValueError):
-        raise ValueError("min_margin and max_change must be numbers") from None
-    if not (math.isfinite(m) and 0.0 <= m < 1.0):
-        raise ValueError(f"min_margin must be in [0, 1), got {min_margin!r}")
-    if not (math.isfinite(mc) and 0.0 < mc <= 1.0):
-        raise ValueError(f"max_change must be in (0, 1], got {max_change!r}")
-
+    p0, c, e, d0, obj, m, mc = _advice_inputs(
+        current_price, unit_cost, elasticity, base_demand, objective, min_margin, max_change
+    )
     notes: list[str] = []
     floor = c / (1.0 - m) if c > 0 else 0.0
     upper = _cents_down(p0 * (1.0 + mc))
@@ -666,6 +688,40 @@ def recommend_price(
         expected_profit_recommended=(best - cost_txt) * dr,
         note="; ".join(notes),
     )
+
+
+def _advice_inputs(
+    current_price: float,
+    unit_cost: float,
+    elasticity: float,
+    base_demand: float,
+    objective: str,
+    min_margin: float,
+    max_change: float,
+) -> tuple[float, float, float, float, str, float, float]:
+    """:func:`recommend_price`'s arguments checked and converted; ValueError naming the bad one."""
+    p0 = _positive("current_price", current_price)
+    c = _positive("unit_cost", unit_cost, allow_zero=True)
+    try:
+        e = float(elasticity)
+    except (TypeError, ValueError):
+        raise ValueError(f"elasticity must be a number, got {elasticity!r}") from None
+    if not math.isfinite(e):
+        raise ValueError(f"elasticity must be finite, got {elasticity!r}")
+    d0 = _positive("base_demand", base_demand, allow_zero=True)
+    obj = str(objective).lower()
+    if obj not in ("revenue", "profit"):
+        raise ValueError(f"objective must be 'revenue' or 'profit', got {objective!r}")
+    try:
+        m = float(min_margin)
+        mc = float(max_change)
+    except (TypeError, ValueError):
+        raise ValueError("min_margin and max_change must be numbers") from None
+    if not (math.isfinite(m) and 0.0 <= m < 1.0):
+        raise ValueError(f"min_margin must be in [0, 1), got {min_margin!r}")
+    if not (math.isfinite(mc) and 0.0 < mc <= 1.0):
+        raise ValueError(f"max_change must be in (0, 1], got {max_change!r}")
+    return p0, c, e, d0, obj, m, mc
 
 
 def _optimum(obj: str, p0: float, c: float, e: float, lower: float, upper: float, notes: list[str]) -> float:
