@@ -429,10 +429,55 @@ class CatalogArrays:
 def build_catalog(n_products: int, rng: np.random.Generator, late: np.ndarray) -> CatalogArrays:
     """Make ``n_products`` products (``late`` marks cold-start ones that get a "new-arrival" tag)."""
     images, labels = load_fashion_mnist("train")
+    category, image_index = _categories_and_images(n_products, labels, rng)
+    product_ids = [f"p{i + 1:05d}" for i in range(n_products)]
+    out = CatalogArrays(
+        product_ids, category, np.empty(n_products, dtype=np.int64), np.empty(n_products, dtype=np.int64),
+        [], np.empty(n_products), np.empty(n_products), image_index,
+    )
+    titles: set[str] = set()
+    for i in range(n_products):
+        cat = CATEGORIES[category[i]]
+        look = _draw_look(cat, rng, titles)
+        titles.add(look.title)
+        tier = BRAND_TIER[look.brand]
+        mat_mult = MATERIALS[look.material][2]
+        raw = cat.ref_price * TIERS[tier] * mat_mult * float(np.exp(rng.normal(0.0, 0.12)))
+        price = charm_price(raw)
+        unit_cost = round(price * float(rng.uniform(0.3, 0.55)), 2)
+        sizes = _sizes(cat.size_kind, rng)
+        phrase = cat.phrases[int(rng.integers(len(cat.phrases)))]
+        image_b64 = png_base64(tint_image(images[image_index[i]], COLOURS[look.colour][3]))
+        out.payloads.append(
+            {
+                "product_id": product_ids[i],
+                "title": look.title,
+                "title_zh": _title_zh(look),
+                **_descriptions(cat, look, tier, sizes, phrase),
+                "category": cat.slug,
+                "brand": BRAND_NAMES[look.brand],
+                "price": price,
+                "currency": CURRENCY,
+                "tags": _tags(cat, look, tier, bool(late[i])),
+                "image_base64": image_b64,
+                "attributes": _attributes(cat, look, tier, sizes),
+                "cost": unit_cost,
+            }
+        )
+        out.brand[i], out.colour[i] = look.brand, look.colour
+        out.base_price[i], out.cost[i] = price, unit_cost
+        out.material.append(look.material)
+    return out
+
+
+def _categories_and_images(
+    n_products: int, labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Categories spread evenly over the products, and for each a distinct real picture of its class
+    (a random draw without replacement from each class)."""
     n_cat = len(CATEGORIES)
     category = rng.permutation(np.arange(n_products) % n_cat)
     per_class = np.bincount(category, minlength=n_cat)
-    # Distinct real images: a random draw without replacement from each class.
     image_index = np.empty(n_products, dtype=np.int64)
     for c in range(n_cat):
         pool = np.flatnonzero(labels == c)
@@ -442,100 +487,100 @@ def build_catalog(n_products: int, rng: np.random.Generator, late: np.ndarray) -
                 f"Fashion-MNIST train has {pool.size}"
             )
         image_index[category == c] = rng.choice(pool, size=per_class[c], replace=False)
+    return category, image_index
 
-    colour_w = np.array([c[4] for c in COLOURS])
-    colour_w = colour_w / colour_w.sum()
-    brand_ok = {d: np.array([d in b[2] for b in BRANDS]) for d in DEPARTMENTS}
-    brand_w = np.array([TIER_WEIGHT[b[1]] for b in BRANDS])
 
-    brand = np.empty(n_products, dtype=np.int64)
-    colour = np.empty(n_products, dtype=np.int64)
-    material: list[str] = []
-    base_price = np.empty(n_products)
-    cost = np.empty(n_products)
-    payloads: list[dict] = []
-    titles: set[str] = set()
-    product_ids = [f"p{i + 1:05d}" for i in range(n_products)]
+@dataclass
+class _Look:
+    """What a product's title says: brand, colour, material, style, noun."""
 
-    for i in range(n_products):
-        cat = CATEGORIES[category[i]]
-        dept = cat.department
-        w = brand_w * brand_ok[dept]
-        for _attempt in range(60):
-            b = int(rng.choice(len(BRANDS), p=w / w.sum()))
-            col = int(rng.choice(len(COLOURS), p=colour_w))
-            mat = cat.materials[int(rng.integers(len(cat.materials)))]
-            style = STYLES[dept][int(rng.integers(len(STYLES[dept])))]
-            noun = NOUN_OVERRIDES.get((cat.slug, mat)) or cat.nouns[int(rng.integers(len(cat.nouns)))]
-            mat_in_title = (cat.slug, mat) not in NOUN_OVERRIDES
-            mat_en, mat_zh, mat_mult, mat_phrase_en, mat_phrase_zh = MATERIALS[mat]
-            words = [BRAND_NAMES[b], style[1], COLOURS[col][1], mat_en if mat_in_title else "", noun[0]]
-            title = " ".join(x for x in words if x)
-            if title not in titles:
-                break
-        titles.add(title)
-        title_zh = f"{BRAND_NAMES[b]} {style[2]}{COLOURS[col][2]}{mat_zh if mat_in_title else ''}{noun[1]}"
-        tier = BRAND_TIER[b]
-        raw = cat.ref_price * TIERS[tier] * mat_mult * float(np.exp(rng.normal(0.0, 0.12)))
-        price = charm_price(raw)
-        unit_cost = round(price * float(rng.uniform(0.3, 0.55)), 2)
-        sizes = _sizes(cat.size_kind, rng)
-        size_text = f"{sizes[0]}–{sizes[-1]}" if sizes else "one size"
-        size_text_zh = f"{sizes[0]}–{sizes[-1]}" if sizes else "均码"
-        phrase_en, phrase_zh = cat.phrases[int(rng.integers(len(cat.phrases)))]
-        tier_en, tier_zh = TIER_PHRASES[tier]
-        noun_lower = noun[0].lower().replace("chelsea", "Chelsea")
-        lead = f"{style[1]} {COLOURS[col][1].lower()}" if style[1] else COLOURS[col][1]
-        description = (
-            f"{lead} {noun_lower} by {BRAND_NAMES[b]}, made from {mat_phrase_en}. "
+    brand: int  # index into BRANDS
+    colour: int  # index into COLOURS
+    material: str
+    style: tuple[str, str, str]  # (tag, English, Chinese)
+    noun: tuple[str, str]  # (English, Chinese)
+    material_in_title: bool
+    title: str
+
+
+_COLOUR_W = np.array([c[4] for c in COLOURS])
+_COLOUR_P = _COLOUR_W / _COLOUR_W.sum()
+_BRAND_W = np.array([TIER_WEIGHT[b[1]] for b in BRANDS])
+_BRAND_OK = {d: np.array([d in b[2] for b in BRANDS]) for d in DEPARTMENTS}
+
+
+def _draw_look(cat: Category, rng: np.random.Generator, titles: set[str]) -> _Look:
+    """A brand selling in the category's department (weighted by tier), a colour, material, style and
+    noun; drawn again (up to 60 times) while the title is already taken."""
+    dept = cat.department
+    w = _BRAND_W * _BRAND_OK[dept]
+    for _attempt in range(60):
+        b = int(rng.choice(len(BRANDS), p=w / w.sum()))
+        col = int(rng.choice(len(COLOURS), p=_COLOUR_P))
+        mat = cat.materials[int(rng.integers(len(cat.materials)))]
+        style = STYLES[dept][int(rng.integers(len(STYLES[dept])))]
+        noun = NOUN_OVERRIDES.get((cat.slug, mat)) or cat.nouns[int(rng.integers(len(cat.nouns)))]
+        mat_in_title = (cat.slug, mat) not in NOUN_OVERRIDES
+        mat_en = MATERIALS[mat][0] if mat_in_title else ""
+        words = [BRAND_NAMES[b], style[1], COLOURS[col][1], mat_en, noun[0]]
+        title = " ".join(x for x in words if x)
+        if title not in titles:
+            break
+    return _Look(b, col, mat, style, noun, mat_in_title, title)
+
+
+def _title_zh(look: _Look) -> str:
+    mat_zh = MATERIALS[look.material][1] if look.material_in_title else ""
+    return f"{BRAND_NAMES[look.brand]} {look.style[2]}{COLOURS[look.colour][2]}{mat_zh}{look.noun[1]}"
+
+
+def _descriptions(cat: Category, look: _Look, tier: str, sizes: list[str], phrase: tuple[str, str]) -> dict:
+    """English and Chinese descriptions: what it is and is made of, a category phrase, the tier, sizes."""
+    brand, (colour_en, colour_zh) = BRAND_NAMES[look.brand], COLOURS[look.colour][1:3]
+    _en, _zh, _mult, mat_phrase_en, mat_phrase_zh = MATERIALS[look.material]
+    phrase_en, phrase_zh = phrase
+    tier_en, tier_zh = TIER_PHRASES[tier]
+    size_text = f"{sizes[0]}–{sizes[-1]}" if sizes else "one size"
+    size_text_zh = f"{sizes[0]}–{sizes[-1]}" if sizes else "均码"
+    noun_lower = look.noun[0].lower().replace("chelsea", "Chelsea")
+    lead = f"{look.style[1]} {colour_en.lower()}" if look.style[1] else colour_en
+    return {
+        "description": (
+            f"{lead} {noun_lower} by {brand}, made from {mat_phrase_en}. "
             f"{phrase_en} {tier_en} Sizes: {size_text}."
-        )
-        description_zh = (
-            f"{BRAND_NAMES[b]} {style[2]}{COLOURS[col][2]}{noun[1]}，采用{mat_phrase_zh}。"
+        ),
+        "description_zh": (
+            f"{brand} {look.style[2]}{colour_zh}{look.noun[1]}，采用{mat_phrase_zh}。"
             f"{phrase_zh}{tier_zh}尺码：{size_text_zh}。"
-        )
-        tags = [dept, cat.slug, COLOURS[col][0], mat, tier]
-        if cat.season_amplitude >= 0.5:
-            tags.append("summer" if 100 <= cat.season_peak_doy <= 260 else "winter")
-        if style[0]:
-            tags.append(style[0])
-        if late[i]:
-            tags.append("new-arrival")
-        attributes = {
-            "department": dept,
-            "department_zh": DEPARTMENT_ZH[dept],
-            "category_zh": cat.name_zh,
-            "colour": COLOURS[col][0],
-            "colour_zh": COLOURS[col][2],
-            "colour_hex": "#{:02x}{:02x}{:02x}".format(*COLOURS[col][3]),
-            "size": ",".join(sizes) if sizes else "one size",
-            "material": mat,
-            "material_zh": mat_zh,
-            "tier": tier,
-        }
-        if style[0]:
-            attributes["style"] = style[0]
-        image_b64 = png_base64(tint_image(images[image_index[i]], COLOURS[col][3]))
-        payloads.append(
-            {
-                "product_id": product_ids[i],
-                "title": title,
-                "title_zh": title_zh,
-                "description": description,
-                "description_zh": description_zh,
-                "category": cat.slug,
-                "brand": BRAND_NAMES[b],
-                "price": price,
-                "currency": CURRENCY,
-                "tags": tags,
-                "image_base64": image_b64,
-                "attributes": attributes,
-                "cost": unit_cost,
-            }
-        )
-        brand[i], colour[i], base_price[i], cost[i] = b, col, price, unit_cost
-        material.append(mat)
+        ),
+    }
 
-    return CatalogArrays(
-        product_ids, category, brand, colour, material, base_price, cost, image_index, payloads
-    )
+
+def _tags(cat: Category, look: _Look, tier: str, late: bool) -> list[str]:
+    tags = [cat.department, cat.slug, COLOURS[look.colour][0], look.material, tier]
+    if cat.season_amplitude >= 0.5:
+        tags.append("summer" if 100 <= cat.season_peak_doy <= 260 else "winter")
+    if look.style[0]:
+        tags.append(look.style[0])
+    if late:
+        tags.append("new-arrival")
+    return tags
+
+
+def _attributes(cat: Category, look: _Look, tier: str, sizes: list[str]) -> dict:
+    dept, colour = cat.department, COLOURS[look.colour]
+    attributes = {
+        "department": dept,
+        "department_zh": DEPARTMENT_ZH[dept],
+        "category_zh": cat.name_zh,
+        "colour": colour[0],
+        "colour_zh": colour[2],
+        "colour_hex": "#{:02x}{:02x}{:02x}".format(*colour[3]),
+        "size": ",".join(sizes) if sizes else "one size",
+        "material": look.material,
+        "material_zh": MATERIALS[look.material][1],
+        "tier": tier,
+    }
+    if look.style[0]:
+        attributes["style"] = look.style[0]
+    return attributes
