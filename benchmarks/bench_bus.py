@@ -101,12 +101,41 @@ def main() -> None:
         raise SystemExit("the benchmark needs a Redis on 127.0.0.1:6379 (or SHOPAI_TEST_REDIS_URL)")
     client = cache.connect(url)
 
+    raw, wire = shop_events(config)
+    n = len(raw)
+    print(f"{n} catalog and interaction events")
+    rows, items = measure_stages(client, wire)
+    apply_rows = measure_apply(client, items)
+    end_to_end = measure_end_to_end(client, url, raw, wire)
+
+    result = {
+        "benchmark": "bus",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "mode": "quick" if args.quick else "full",
+        "events": n,
+        "stages_events_per_second": {name: round(rate) for name, rate, _ in rows},
+        "apply_events_per_second": {name: round(rate) for name, rate in apply_rows},
+        "end_to_end_events_per_second": {name: round(rate) for name, rate in end_to_end.items()},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bus{'-quick' if args.quick else ''}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result["machine"], n, rows, apply_rows, end_to_end)
+    print(f"\nwritten to {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+
+
+def shop_events(config: DemoShopConfig) -> tuple[list[dict], list[bytes]]:
+    """The demo shop's catalog and interaction events, as dicts and as the bytes on the wire."""
     shop = generate(config, progress=True)
     raw = [e for e in shop.events() if e["type"].split(".")[0] in ("product", "interaction")]
     wire = [json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode() for e in raw]
-    n = len(raw)
-    print(f"{n} catalog and interaction events")
+    return raw, wire
 
+
+def measure_stages(client: redis.Redis, wire: list[bytes]) -> tuple[list[tuple[str, float, str]], list]:
+    """Decoding and the recommender's projection, each alone; returns the rows and the projected commands."""
+    n = len(wire)
     rows = []
     seconds = timed(lambda: [decode_event(b) for b in wire])
     rows.append(("decode + validate (events.proto)", n / seconds, "per event, in the consumer and the gateway"))
@@ -115,8 +144,13 @@ def main() -> None:
     projection = RecommenderProjection(client)
     seconds = timed(commands_for, projection, events)
     rows.append(("projection: event -> Redis commands", n / seconds, "recommender"))
-    items = commands_for(projection, events)
+    return rows, commands_for(projection, events)
 
+
+def measure_apply(client: redis.Redis, items: list) -> list[tuple[str, float]]:
+    """Applying the commands three ways (and replaying the deduplicating ones); then checks that a replay
+    of the measured path changed nothing."""
+    n = len(items)
     apply_rows = []
     for name, fn in (("exactly-once Lua batch (ours)", apply_lua),
                      ("WATCH/MULTI per event (baseline)", apply_watch_multi),
@@ -133,62 +167,74 @@ def main() -> None:
     before = client.zrange(RecommenderKeys.popular, 0, -1, withscores=True)
     apply_lua(client, items)
     assert client.zrange(RecommenderKeys.popular, 0, -1, withscores=True) == before
+    return apply_rows
 
-    # End to end on the real broker: publish (acks=all), then one consumer applies everything.
+
+def measure_end_to_end(client: redis.Redis, url: str, raw: list[dict], wire: list[bytes]) -> dict[str, float]:
+    """On the real broker: publish (acks=all), the kafka-python baseline, then one consumer applies
+    everything. Events per second, keyed as in the results file."""
+    n = len(raw)
     broker = Broker()
     try:
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap, redis_url=url, log_json=False)
         ensure_topics(settings)
-        publisher = EventPublisher(settings)
-        started = time.perf_counter()
-        for start in range(0, n, 5000):
-            publisher.publish([parse_event(e) for e in raw[start:start + 5000]])
-        publish_rate = n / (time.perf_counter() - started)
-        publisher.close()
-        # Baseline: kafka-python alone with its defaults (acks=all), pre-encoded, no validation.
-        from kafka import KafkaProducer
-
-        ensure_topics(settings, ["bench.raw"])
-        raw_producer = KafkaProducer(**kafka_options(settings), acks="all")
-        started = time.perf_counter()
-        futures = [raw_producer.send("bench.raw", key=str(i % 97).encode(), value=v) for i, v in enumerate(wire)]
-        raw_producer.flush()
-        for future in futures:
-            future.get()
-        raw_rate = n / (time.perf_counter() - started)
-        raw_producer.close()
+        publish_rate = _publish_rate(settings, raw)
+        raw_rate = _raw_publish_rate(settings, wire)
         client.flushdb()
-        consumer = EventConsumer(settings, RecommenderProjection(client))
-        stop = threading.Event()
-        started = time.perf_counter()
-        thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
-        thread.start()
-        while sum(int(v) for v in client.hvals(RecommenderKeys.stats)) < n:
-            time.sleep(0.05)
-        consume_rate = n / (time.perf_counter() - started)
-        stop.set()
-        thread.join(20)
+        consume_rate = _consume_rate(settings, client, n)
     finally:
         broker.stop()
         client.flushdb()
+    return {"publish (validate + acks=all)": publish_rate,
+            "baseline: kafka-python defaults, no validation": raw_rate,
+            "consume (group, exactly-once into Redis)": consume_rate}
 
-    result = {
-        "benchmark": "bus",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "mode": "quick" if args.quick else "full",
-        "events": n,
-        "stages_events_per_second": {name: round(rate) for name, rate, _ in rows},
-        "apply_events_per_second": {name: round(rate) for name, rate in apply_rows},
-        "end_to_end_events_per_second": {"publish (validate + acks=all)": round(publish_rate),
-                                         "baseline: kafka-python defaults, no validation": round(raw_rate),
-                                         "consume (group, exactly-once into Redis)": round(consume_rate)},
-    }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"bus{'-quick' if args.quick else ''}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"\nBus benchmark, {n} events, {result['machine']}\n")
+def _publish_rate(settings: Settings, raw: list[dict]) -> float:
+    publisher = EventPublisher(settings)
+    started = time.perf_counter()
+    for start in range(0, len(raw), 5000):
+        publisher.publish([parse_event(e) for e in raw[start:start + 5000]])
+    rate = len(raw) / (time.perf_counter() - started)
+    publisher.close()
+    return rate
+
+
+def _raw_publish_rate(settings: Settings, wire: list[bytes]) -> float:
+    """Baseline: kafka-python alone with its defaults (acks=all), pre-encoded, no validation."""
+    from kafka import KafkaProducer
+
+    ensure_topics(settings, ["bench.raw"])
+    raw_producer = KafkaProducer(**kafka_options(settings), acks="all")
+    started = time.perf_counter()
+    futures = [raw_producer.send("bench.raw", key=str(i % 97).encode(), value=v) for i, v in enumerate(wire)]
+    raw_producer.flush()
+    for future in futures:
+        future.get()
+    rate = len(wire) / (time.perf_counter() - started)
+    raw_producer.close()
+    return rate
+
+
+def _consume_rate(settings: Settings, client: redis.Redis, n: int) -> float:
+    consumer = EventConsumer(settings, RecommenderProjection(client))
+    stop = threading.Event()
+    started = time.perf_counter()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    while sum(int(v) for v in client.hvals(RecommenderKeys.stats)) < n:
+        time.sleep(0.05)
+    rate = n / (time.perf_counter() - started)
+    stop.set()
+    thread.join(20)
+    return rate
+
+
+def print_table(
+    machine_text: str, n: int, rows: list, apply_rows: list, end_to_end: dict[str, float]
+) -> None:
+    publish_rate, raw_rate, consume_rate = end_to_end.values()
+    print(f"\nBus benchmark, {n} events, {machine_text}\n")
     print(f"| {'stage':<52} | {'events/s':>10} |\n|{'-' * 54}|{'-' * 12}:|")
     for name, rate, _ in rows:
         print(f"| {name:<52} | {rate:>10,.0f} |")
@@ -197,7 +243,6 @@ def main() -> None:
     print(f"| {'end to end: publish (validate + acks=all)':<52} | {publish_rate:>10,.0f} |")
     print(f"| {'baseline: kafka-python defaults, pre-encoded':<52} | {raw_rate:>10,.0f} |")
     print(f"| {'end to end: consume (exactly-once into Redis)':<52} | {consume_rate:>10,.0f} |")
-    print(f"\nwritten to {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
 
 
 if __name__ == "__main__":
