@@ -298,6 +298,9 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
             "max_ms": round(float(ms.max()), 2), "n": len(samples)}
 
 
+SERVING_STRATEGIES = ("popular", "trending", "item_knn", "user_knn", "als", "bpr", "content", "hybrid")
+
+
 def run_serving(quick: bool) -> dict:
     """The real service: demo shop through the broker, a Train job, then gRPC Recommend latency per strategy
     (first answer and cached), and freshness: a published purchase until the next answer excludes it."""
@@ -305,15 +308,12 @@ def run_serving(quick: bool) -> dict:
 
     import grpc
 
-    from protos import common_pb2
-    from protos import recommender_pb2 as pb
     from protos import recommender_pb2_grpc as pb_grpc
     from services.common import cache
     from services.common.bus import EventPublisher
-    from services.common.events import new_event
+    from services.common.recommendations import RecommenderKeys
     from services.common.settings import Settings
-    from services.recommender.store import RecommenderKeys
-    from tests.support import Broker, ServiceProcess, machine_redis_url, wait_for
+    from tests.support import Broker, ServiceProcess, machine_redis_url
 
     url = machine_redis_url(db=13)
     if url is None:
@@ -321,8 +321,7 @@ def run_serving(quick: bool) -> dict:
     client = cache.connect(url)
     client.flushdb()
     config = demo_config(quick)
-    shop = generate(config, progress=False)
-    events = list(shop.events())
+    events = list(generate(config, progress=False).events())
     broker = Broker()
     workdir = Path(tempfile.mkdtemp(prefix="bench-recommender-"))
     service = None
@@ -332,66 +331,21 @@ def run_serving(quick: bool) -> dict:
         service = ServiceProcess("recommender", settings, workdir, SHOPAI_RETRAIN_INTERVAL_SECONDS="0",
                                  SHOPAI_RETRAIN_CHECK_SECONDS="3600").wait_serving()
         publisher = EventPublisher(settings)
-        started = time.perf_counter()
-        for start in range(0, len(events), 5000):
-            publisher.publish(events[start:start + 5000], timeout=120)
-        wait_for(lambda: sum(int(v) for v in client.hgetall(RecommenderKeys.stats).values()) >= len(events),
-                 1800, interval=1.0, what="every event applied")
-        ingest_seconds = time.perf_counter() - started
-        print(f"  {len(events)} events published and applied in {ingest_seconds:.1f} s", flush=True)
-
+        ingest_seconds = _serving_ingest(client, publisher, events)
         channel = grpc.insecure_channel(service.target)
         stub = pb_grpc.RecommenderStub(channel)
-        started = time.perf_counter()
-        job = stub.Train(common_pb2.TrainRequest(requested_by="benchmark"))
-        done = wait_for(lambda: (j := stub.GetJob(common_pb2.GetJobRequest(job_id=job.job_id))).state in (
-            common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED) and j, 1800, interval=0.5, what="training")
-        train_seconds = time.perf_counter() - started
-        if done.state != common_pb2.JOB_STATE_SUCCEEDED:
-            raise SystemExit(f"training failed: {done.message}")
-        print(f"  trained {done.model_version} in {train_seconds:.1f} s: {dict(done.metrics)}", flush=True)
-
-        rng = np.random.default_rng(1)
+        train = _serving_train(stub)
         known = sorted(client.smembers(RecommenderKeys.users))
-        n = 100 if quick else 400
-        sample = [str(u) for u in rng.choice(known, size=min(n, len(known)), replace=False)]
-        latency = []
-        for strategy in ("popular", "trending", "item_knn", "user_knn", "als", "bpr", "content", "hybrid"):
-            first, again = [], []
-            for user in sample:
-                request = pb.RecommendRequest(user_id=user, k=10, strategy=strategy,
-                                              filters=pb.Filters(exclude_purchased=True, exclude_out_of_stock=True))
-                for bucket in (first, again):
-                    t0 = time.perf_counter()
-                    stub.Recommend(request, timeout=10)
-                    bucket.append(time.perf_counter() - t0)
-            latency.append({"strategy": strategy, "first": _percentiles(first), "cached": _percentiles(again)})
-            print(f"  {strategy}: first p50 {latency[-1]['first']['p50_ms']} ms, "
-                  f"p99 {latency[-1]['first']['p99_ms']} ms", flush=True)
-
-        fresh = []
-        for user in sample[: 20 if quick else 50]:
-            top = stub.Recommend(pb.RecommendRequest(user_id=user, k=10, strategy="hybrid"), timeout=10).items[0]
-            publisher.publish([new_event("interaction.purchase", {"user_id": user, "product_id": top.product_id,
-                                                                  "quantity": 1, "price": top.price})])
-            t0 = time.perf_counter()
-            while True:
-                items = stub.Recommend(pb.RecommendRequest(user_id=user, k=10, strategy="hybrid"), timeout=10).items
-                if top.product_id not in [i.product_id for i in items]:
-                    break
-                if time.perf_counter() - t0 > 30:
-                    raise SystemExit(f"the purchase of {top.product_id} by {user} never reached the answer")
-                time.sleep(0.01)
-            fresh.append(time.perf_counter() - t0)
-        freshness = _percentiles(fresh)
-        print(f"  freshness: p50 {freshness['p50_ms']} ms, max {freshness['max_ms']} ms", flush=True)
+        rng = np.random.default_rng(1)
+        sample = [str(u) for u in rng.choice(known, size=min(100 if quick else 400, len(known)), replace=False)]
+        latency = _serving_latency(stub, sample)
+        freshness = _serving_freshness(stub, publisher, sample[: 20 if quick else 50])
         publisher.close()
         channel.close()
         return {
             "dataset": f"demo shop seed {config.seed}: {len(events)} events, {len(known)} users",
             "ingest_seconds": round(ingest_seconds, 1),
-            "train": {"seconds": round(train_seconds, 1), "model_version": done.model_version,
-                      "held_out": {k: round(v, 4) for k, v in done.metrics.items()}},
+            "train": train,
             "latency": latency,
             "freshness": {**freshness, "what": "publish (acks=all) of a purchase of the user's top item until "
                                                "the next Recommend(hybrid) no longer contains it"},
@@ -402,6 +356,83 @@ def run_serving(quick: bool) -> dict:
             service.stop()
         broker.stop()
         client.flushdb()
+
+
+def _serving_ingest(client: Any, publisher: Any, events: list) -> float:
+    """Publish the demo shop's events and wait until the recommender applied every one; the seconds taken."""
+    from services.common.recommendations import RecommenderKeys
+    from tests.support import wait_for
+
+    started = time.perf_counter()
+    for start in range(0, len(events), 5000):
+        publisher.publish(events[start:start + 5000], timeout=120)
+    wait_for(lambda: sum(int(v) for v in client.hgetall(RecommenderKeys.stats).values()) >= len(events),
+             1800, interval=1.0, what="every event applied")
+    ingest_seconds = time.perf_counter() - started
+    print(f"  {len(events)} events published and applied in {ingest_seconds:.1f} s", flush=True)
+    return ingest_seconds
+
+
+def _serving_train(stub: Any) -> dict:
+    """One Train job through gRPC, waited for: its seconds, model version and held-out metrics."""
+    from protos import common_pb2
+    from tests.support import wait_for
+
+    started = time.perf_counter()
+    job = stub.Train(common_pb2.TrainRequest(requested_by="benchmark"))
+    done = wait_for(lambda: (j := stub.GetJob(common_pb2.GetJobRequest(job_id=job.job_id))).state in (
+        common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED) and j, 1800, interval=0.5, what="training")
+    train_seconds = time.perf_counter() - started
+    if done.state != common_pb2.JOB_STATE_SUCCEEDED:
+        raise SystemExit(f"training failed: {done.message}")
+    print(f"  trained {done.model_version} in {train_seconds:.1f} s: {dict(done.metrics)}", flush=True)
+    return {"seconds": round(train_seconds, 1), "model_version": done.model_version,
+            "held_out": {k: round(v, 4) for k, v in done.metrics.items()}}
+
+
+def _serving_latency(stub: Any, sample: list[str]) -> list[dict]:
+    """Recommend latency per strategy for each sampled user: the first answer, then the same request again
+    (the cached answer)."""
+    from protos import recommender_pb2 as pb
+
+    latency = []
+    for strategy in SERVING_STRATEGIES:
+        first, again = [], []
+        for user in sample:
+            request = pb.RecommendRequest(user_id=user, k=10, strategy=strategy,
+                                          filters=pb.Filters(exclude_purchased=True, exclude_out_of_stock=True))
+            for bucket in (first, again):
+                t0 = time.perf_counter()
+                stub.Recommend(request, timeout=10)
+                bucket.append(time.perf_counter() - t0)
+        latency.append({"strategy": strategy, "first": _percentiles(first), "cached": _percentiles(again)})
+        print(f"  {strategy}: first p50 {latency[-1]['first']['p50_ms']} ms, "
+              f"p99 {latency[-1]['first']['p99_ms']} ms", flush=True)
+    return latency
+
+
+def _serving_freshness(stub: Any, publisher: Any, users: list[str]) -> dict[str, float]:
+    """For each user: publish a purchase of their top item, then ask again until it is gone from the answer."""
+    from protos import recommender_pb2 as pb
+    from services.common.events import new_event
+
+    fresh = []
+    for user in users:
+        top = stub.Recommend(pb.RecommendRequest(user_id=user, k=10, strategy="hybrid"), timeout=10).items[0]
+        publisher.publish([new_event("interaction.purchase", {"user_id": user, "product_id": top.product_id,
+                                                              "quantity": 1, "price": top.price})])
+        t0 = time.perf_counter()
+        while True:
+            items = stub.Recommend(pb.RecommendRequest(user_id=user, k=10, strategy="hybrid"), timeout=10).items
+            if top.product_id not in [i.product_id for i in items]:
+                break
+            if time.perf_counter() - t0 > 30:
+                raise SystemExit(f"the purchase of {top.product_id} by {user} never reached the answer")
+            time.sleep(0.01)
+        fresh.append(time.perf_counter() - t0)
+    freshness = _percentiles(fresh)
+    print(f"  freshness: p50 {freshness['p50_ms']} ms, max {freshness['max_ms']} ms", flush=True)
+    return freshness
 
 
 def print_serving(result: dict) -> None:
