@@ -15,15 +15,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import redis
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos import common_pb2
 from services.common.cache import key
+from services.common.grpc_server import timestamp
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -131,18 +130,12 @@ class JobRunner:
 
 
 def to_proto(job: Mapping) -> common_pb2.Job:
-    def ts(value: float | None) -> Timestamp | None:
-        if value is None:
-            return None
-        out = Timestamp()
-        out.FromDatetime(datetime.fromtimestamp(value, UTC))
-        return out
-
+    """A job as common.proto's ``Job`` (its times are Unix times, never 0, or None before they happen)."""
     return common_pb2.Job(
         job_id=job["job_id"], service=job["service"], model=job["model"],
         state=common_pb2.JobState.Value(f"JOB_STATE_{job['state']}"), progress=job["progress"],
-        message=job["message"], model_version=job["model_version"], created_at=ts(job["created_at"]),
-        started_at=ts(job["started_at"]), finished_at=ts(job["finished_at"]),
+        message=job["message"], model_version=job["model_version"], created_at=timestamp(job["created_at"]),
+        started_at=timestamp(job["started_at"]), finished_at=timestamp(job["finished_at"]),
         metrics={k: float(v) for k, v in job["metrics"].items()}, requested_by=job["requested_by"],
     )
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import pickle
 import threading
-from datetime import UTC, datetime
 
 import redis
 
 from services.common import privacy
-from services.common.events import format_time
+from services.common.events import now_time
 from services.common.logging import get_logger
 from services.common.models import ModelHolder
 from services.recommender.core.bundle import RecommenderModel
@@ -73,7 +72,7 @@ class ModelForgetter:
             return
         self.scrub_artifacts(set(pending))
         model = self.holder.model
-        now = format_time(datetime.now(UTC))
+        now = now_time()
         with self.redis.pipeline(transaction=True) as pipe:
             for user, erasure_id in pending.items():
                 if model is not None and user in model.user_index:
