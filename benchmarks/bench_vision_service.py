@@ -189,19 +189,119 @@ def _camera(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
-def run_verify(quick: bool) -> dict:
+VERDICT_NAMES = ("authentic", "counterfeit", "suspicious", "unreadable")
 
-    from protos import vision_pb2 as pb
-    from services.common import cache
+
+def _verify_servicer(client, url: str, catalog, key):
+    """The real servicer over the benchmark's Redis, its catalog indexed by the pretrained model."""
     from services.common.models import ModelHolder, ModelRegistry
     from services.common.projection import RedisApplier
     from services.common.settings import Settings
-    from services.vision.core import codes
-    from services.vision.core.distort import label_photo
-    from services.vision.core.images import encode_image
     from services.vision.core.model import pretrained_model
     from services.vision.server import VisionServicer
     from services.vision.store import VisionKeys, VisionStore
+
+    settings = Settings(redis_url=url, vision_signing_key=key.to_text())
+    for pid, title, cat, _ in catalog:
+        client.hset(VisionKeys.product(pid), mapping={"title": title, "category": cat})
+    holder: ModelHolder = ModelHolder(ModelRegistry(settings.model_dir("vision")))
+    holder.swap(pretrained_model().with_products(_images(catalog)), "pretrained", {})
+    return VisionServicer(settings, VisionStore(client), holder, None, key, lambda *a: None,  # type: ignore[arg-type]
+                          RedisApplier(client, "vision-bench", 3600))
+
+
+class _VerifyRun:
+    """Calls Verify and keeps, per case, the servicer's verdicts, a signature-only checker's (the usual
+    QR verifier) and the latencies."""
+
+    def __init__(self, servicer) -> None:
+        self.servicer = servicer
+        self.ctx = _Context()
+        self.cases: dict[str, list[str]] = {}
+        self.baseline: dict[str, list[str]] = {}
+        self.latencies: list[float] = []
+        self.current = ""
+
+    def signature_only(self, photo: Image.Image | None, payload: str) -> str:
+        from services.vision.core import codes
+
+        texts = [payload] if payload else [f.text for f in codes.find_codes(photo)] if photo is not None else []
+        checks = [codes.verify_payload(t, self.servicer.keys) for t in texts]
+        if any(c.valid for c in checks):
+            return "authentic"
+        return "counterfeit" if any(c.ours for c in checks) else "unreadable"
+
+    def verify(self, photo: Image.Image | None = None, payload: str = "", location: str = "",
+               client_id: str = "") -> str:
+        from protos import vision_pb2 as pb
+        from services.vision.core.images import encode_image
+
+        request = pb.VerifyRequest(image=encode_image(photo, "JPEG", 90) if photo is not None else b"",
+                                   payload=payload, location=location, client_id=client_id)
+        started = time.perf_counter()
+        answer = self.servicer.Verify(request, self.ctx)
+        self.latencies.append(time.perf_counter() - started)
+        self.current = self.signature_only(photo, payload)
+        return pb.Verdict.Name(answer.verdict).removeprefix("VERDICT_").lower()
+
+    def record(self, case: str, verdict: str) -> None:
+        self.cases.setdefault(case, []).append(verdict)
+        self.baseline.setdefault(case, []).append(self.current)
+
+    def issue(self, pid: str, count: int) -> list:
+        from protos import vision_pb2 as pb
+
+        return self.servicer.IssueCodes(pb.IssueCodesRequest(product_id=pid, batch="BENCH", count=count), self.ctx).codes
+
+
+def _forged_payload(key, attacker, pid: str) -> str:
+    """Our body (our key id, a fresh serial), signed by someone else's key."""
+    from services.vision.core import codes
+
+    body = codes.sign(key, codes.Claims(pid, "BENCH", codes.new_serial(), key.key_id, int(time.time()))).payload
+    body = body.split(".")[1]
+    signature = attacker.private.sign(f"{codes.PREFIX}.{body}".encode())
+    return f"{codes.PREFIX}.{body}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def _verify_cases(run: _VerifyRun, pid: str, picture: Image.Image, key, attacker, rng: np.random.Generator) -> None:
+    """One round of every case for one product."""
+    from services.vision.core import codes
+    from services.vision.core.distort import label_photo
+
+    code, second = run.issue(pid, 2)
+    run.record("genuine photo", run.verify(_camera(label_photo(picture, code.png), rng), location="A"))
+    forged = _forged_payload(key, attacker, pid)
+    run.record("forged signature", run.verify(_camera(label_photo(picture, codes.render_png(forged)), rng)))
+    p = code.payload
+    j = int(rng.integers(5, len(p) - 1))
+    altered = p[:j] + ("A" if p[j] != "A" else "B") + p[j + 1:]
+    run.record("altered payload", run.verify(_camera(label_photo(picture, codes.render_png(altered)), rng)))
+    # Three shoppers in three far-apart cities, each an anonymous client of its own (one client alone
+    # counts in one place only: services/vision/core/scans.py).
+    for place in ("Shanghai", "Lagos", "Lima"):
+        verdict = run.verify(payload=second.payload, location=place, client_id=f"addr-{place.lower()}")
+    run.record("copied label (3rd place)", verdict)
+    run.record("no code in photo", run.verify(_camera(label_photo(picture, None), rng)))
+    blurred = label_photo(picture, code.png).filter(ImageFilter.GaussianBlur(float(rng.uniform(5, 8))))
+    run.record("blurred photo", run.verify(blurred))
+
+
+def _verify_results(run: _VerifyRun, per_case: int) -> dict:
+    matrix = [{"case": name, **{v: got.count(v) for v in VERDICT_NAMES}} for name, got in run.cases.items()]
+    signature_matrix = [{"case": name, **{v: got.count(v) for v in VERDICT_NAMES}}
+                        for name, got in run.baseline.items()]
+    bad_authentic = sum(r["authentic"] for r in matrix if r["case"] in ("forged signature", "altered payload"))
+    genuine_counterfeit = next(r for r in matrix if r["case"] == "genuine photo")["counterfeit"]
+    return {"confusion": matrix, "confusion_signature_only_baseline": signature_matrix,
+            "latency": [{"call": "Verify (photo or payload)", **_percentiles(run.latencies)}],
+            "forged_or_altered_called_authentic": bad_authentic, "genuine_called_counterfeit": genuine_counterfeit,
+            "goal_met": bad_authentic == 0 and genuine_counterfeit == 0, "per_case": per_case}
+
+
+def run_verify(quick: bool) -> dict:
+    from services.common import cache
+    from services.vision.core import codes
     from tests.support import machine_redis_url
 
     url = machine_redis_url(db=12)
@@ -211,76 +311,12 @@ def run_verify(quick: bool) -> dict:
     client.flushdb()
     key = codes.SigningKey.generate()
     attacker = codes.SigningKey.generate()
-    settings = Settings(redis_url=url, vision_signing_key=key.to_text())
     catalog = _catalog(40)
-    for pid, title, cat, _ in catalog:
-        client.hset(VisionKeys.product(pid), mapping={"title": title, "category": cat})
-    holder: ModelHolder = ModelHolder(ModelRegistry(settings.model_dir("vision")))
-    holder.swap(pretrained_model().with_products(_images(catalog)), "pretrained", {})
-    store = VisionStore(client)
-    servicer = VisionServicer(settings, store, holder, None, key, lambda *a: None,  # type: ignore[arg-type]
-                              RedisApplier(client, "vision-bench", 3600))
-    ctx = _Context()
+    run = _VerifyRun(_verify_servicer(client, url, catalog, key))
     rng = np.random.default_rng(11)
     per_case = 10 if quick else 60
-    cases: dict[str, list[str]] = {}
-    baseline: dict[str, list[str]] = {}  # a signature-only checker, the usual QR verifier
-    latencies: list[float] = []
-    current: list[str] = [""]
-
-    def signature_only(photo: Image.Image | None, payload: str) -> str:
-        texts = [payload] if payload else [f.text for f in codes.find_codes(photo)] if photo is not None else []
-        checks = [codes.verify_payload(t, servicer.keys) for t in texts]
-        if any(c.valid for c in checks):
-            return "authentic"
-        return "counterfeit" if any(c.ours for c in checks) else "unreadable"
-
-    def verify(photo: Image.Image | None = None, payload: str = "", location: str = "", client_id: str = "") -> str:
-        request = pb.VerifyRequest(image=encode_image(photo, "JPEG", 90) if photo is not None else b"",
-                                   payload=payload, location=location, client_id=client_id)
-        started = time.perf_counter()
-        answer = servicer.Verify(request, ctx)
-        latencies.append(time.perf_counter() - started)
-        current[0] = signature_only(photo, payload)
-        return pb.Verdict.Name(answer.verdict).removeprefix("VERDICT_").lower()
-
-    def record(case: str, verdict: str) -> None:
-        cases.setdefault(case, []).append(verdict)
-        baseline.setdefault(case, []).append(current[0])
-
-    def issue(pid: str, count: int) -> list:
-        return servicer.IssueCodes(pb.IssueCodesRequest(product_id=pid, batch="BENCH", count=count), ctx).codes
-
     for i in range(per_case):
         pid, _, _, picture = catalog[i % len(catalog)]
-        code, second = issue(pid, 2)
-        record("genuine photo", verify(_camera(label_photo(picture, code.png), rng), location="A"))
-        # Our body (our key id, a fresh serial), signed by someone else's key.
-        body = codes.sign(key, codes.Claims(pid, "BENCH", codes.new_serial(), key.key_id, int(time.time()))).payload
-        body = body.split(".")[1]
-        signature = attacker.private.sign(f"{codes.PREFIX}.{body}".encode())
-        forged_payload = f"{codes.PREFIX}.{body}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
-        record("forged signature",
-            verify(_camera(label_photo(picture, codes.render_png(forged_payload)), rng)))
-        p = code.payload
-        j = int(rng.integers(5, len(p) - 1))
-        altered = p[:j] + ("A" if p[j] != "A" else "B") + p[j + 1:]
-        record("altered payload",
-            verify(_camera(label_photo(picture, codes.render_png(altered)), rng)))
-        # Three shoppers in three far-apart cities, each an anonymous client of its own (one client alone
-        # counts in one place only: services/vision/core/scans.py).
-        for place in ("Shanghai", "Lagos", "Lima"):
-            verdict = verify(payload=second.payload, location=place, client_id=f"addr-{place.lower()}")
-        record("copied label (3rd place)", verdict)
-        record("no code in photo", verify(_camera(label_photo(picture, None), rng)))
-        blurred = label_photo(picture, code.png).filter(ImageFilter.GaussianBlur(float(rng.uniform(5, 8))))
-        record("blurred photo", verify(blurred))
-    verdicts = ("authentic", "counterfeit", "suspicious", "unreadable")
-    matrix = [{"case": name, **{v: got.count(v) for v in verdicts}} for name, got in cases.items()]
-    signature_matrix = [{"case": name, **{v: got.count(v) for v in verdicts}} for name, got in baseline.items()]
-    bad_authentic = sum(r["authentic"] for r in matrix if r["case"] in ("forged signature", "altered payload"))
-    genuine_counterfeit = next(r for r in matrix if r["case"] == "genuine photo")["counterfeit"]
+        _verify_cases(run, pid, picture, key, attacker, rng)
     client.flushdb()
-    return {"confusion": matrix, "confusion_signature_only_baseline": signature_matrix, "latency": [{"call": "Verify (photo or payload)", **_percentiles(latencies)}],
-            "forged_or_altered_called_authentic": bad_authentic, "genuine_called_counterfeit": genuine_counterfeit,
-            "goal_met": bad_authentic == 0 and genuine_counterfeit == 0, "per_case": per_case}
+    return _verify_results(run, per_case)
