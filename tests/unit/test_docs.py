@@ -223,6 +223,34 @@ def test_paths_named_in_code_spans_exist(path: Path) -> None:
                 assert found, f"{rel(path)}:{number} names {span}, which is not in {rel(service_dir)}/"
 
 
+def dotted_name_exists(name: str) -> bool:
+    """``services.common.jobs.TrainingScheduler``, ``shopai.demo.emitter.NAMESPACE``: the longest
+    importable module prefix, then attributes."""
+    import importlib
+
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(obj, attribute):
+                return False
+            obj = getattr(obj, attribute)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("path", documents(), ids=rel)
+def test_dotted_names_in_code_spans_exist(path: Path) -> None:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        for span in re.findall(r"`((?:services|gateway|shopai|protos)(?:\.\w+)+)`", line):
+            if re.search(r"\.(ya?ml|py|md|json|proto)$|\.v\d+(\.|$)", span):
+                continue  # a file name (gateway.yaml) or a proto package (shopai.common.v1)
+            assert dotted_name_exists(span), f"{rel(path)}:{number} names {span}, which does not exist"
+
+
 # --------------------------------------------------------------------------- training examples
 
 
