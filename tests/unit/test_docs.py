@@ -166,6 +166,28 @@ def test_readme_names_only_existing_subcommands() -> None:
     assert not unknown, f"README.md names `shopai` subcommands the CLI does not have: {unknown}"
 
 
+# --------------------------------------------------------------------------- services' READMEs
+
+
+def service_parts(service: str) -> list[str]:
+    """What a service's README must name: its modules (but ``__init__``/``__main__``), its core's modules
+    and the core's sub-packages (as ``name/``)."""
+    directory = ROOT / "services" / service
+    parts = [p.name for p in sorted(directory.glob("*.py")) if p.name not in {"__init__.py", "__main__.py"}]
+    core = directory / "core"
+    parts += [p.name for p in sorted(core.glob("*.py")) if p.name != "__init__.py"]
+    parts += [f"{p.name}/" for p in sorted(core.iterdir()) if p.is_dir() and (p / "__init__.py").exists()]
+    return parts
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_service_readme_names_every_module(service: str) -> None:
+    text = (ROOT / "services" / service / "README.md").read_text()
+    missing = [part for part in service_parts(service) if f"`{part}" not in text and f"{part}`" not in text
+               and not re.search(rf"`[^`]*\b{re.escape(part)}`", text)]
+    assert not missing, f"services/{service}/README.md does not name {missing} (in backticks)"
+
+
 # --------------------------------------------------------------------------- references
 
 
