@@ -273,6 +273,51 @@ def test_dotted_names_in_code_spans_exist(path: Path) -> None:
             assert dotted_name_exists(span), f"{rel(path)}:{number} names {span}, which does not exist"
 
 
+# --------------------------------------------------------------------------- docs/api.md and the spec
+
+
+def normalise(path: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{}", path)
+
+
+@cache
+def spec_operations() -> frozenset[tuple[str, str]]:
+    """(METHOD, path) of every operation in the gateway's live OpenAPI spec (backends and Redis absent:
+    the spec does not need them)."""
+    from gateway.app import close_app, create_app
+    from services.common.settings import Settings
+    from tests.support import TEST_KEYS, free_port
+
+    dead = {name: {"grpc_port": free_port(), "metrics_port": free_port()} for name in SERVICE_NAMES}
+    settings = Settings(gateway_api_keys=TEST_KEYS, redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", log_json=False, **dead)
+    app = create_app(settings)
+    try:
+        spec = app.test_client().get("/openapi.json").json
+    finally:
+        close_app(app)
+    return frozenset((method.upper(), normalise(path)) for path, item in spec["paths"].items()
+                     for method in item if method in {"get", "post", "put", "patch", "delete"})
+
+
+API = ROOT / "docs" / "api.md"
+
+
+def test_api_md_documents_every_operation_of_the_spec() -> None:
+    documented = {(m, normalise(p)) for m, p in re.findall(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`\s?]*)", API.read_text())}
+    missing = sorted(spec_operations() - documented)
+    assert not missing, f"docs/api.md does not document {missing} (as `METHOD /path`)"
+
+
+def test_api_md_headings_name_operations_of_the_spec() -> None:
+    for line in API.read_text().splitlines():
+        if line.startswith("### "):
+            for method, path in re.findall(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`\s?]*)`", line):
+                assert (method, normalise(path)) in spec_operations(), (
+                    f"docs/api.md heading {line!r} names {method} {path}, which the gateway does not serve"
+                )
+
+
 # --------------------------------------------------------------------------- training examples
 
 
