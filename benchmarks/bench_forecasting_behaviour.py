@@ -133,11 +133,38 @@ def run_behaviour(quick: bool) -> dict[str, Any]:
     pub = published.predict(summary, horizon_days=horizon, window_days=horizon)
     actual, actual_spend = holdout_actuals(log, summary.user_ids)
 
-    # Baselines: the calibration-period rate (no dropout), and the RFM score.
+    by_id = {row.user_id: row for row in rows}
+    holdout, base_pred = _holdout_rows(summary, by_id, pred, pub, actual)
+    spend = _spend_rows(log, summary, pred, pub, base_pred, actual, actual_spend)
+    bought = actual > 0
+    segment_rows = _segment_rows(report, summary, by_id, pred, bought)
+    params = _parameter_rows(model, summary)
+    spread = {name: {str(k): int(v) for k, v in zip(*np.unique([getattr(r, name) for r in rows], return_counts=True),
+                                                     strict=True)}
+              for name in ("r_score", "f_score", "m_score")}
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    return {
+        "dataset": {"name": "CDNOW master", "transactions": len(log), "customers": int(log.user_ids.size),
+                    "quick_sample": QUICK_CUSTOMERS if quick else None, "calibration_end": CAL_END.isoformat(),
+                    "holdout_end": HOLDOUT_END.isoformat(), "time_unit": "week",
+                    "holdout_repeat_buyers_share": round(float(bought.mean()), 4)},
+        "segments": segment_rows,
+        "segments_totals": {"customers": report.total_customers, "revenue": round(report.total_revenue, 2)},
+        "score_counts": spread,
+        "parameters": params,
+        "holdout_purchases": holdout,
+        "holdout_spend": spend,
+        "timings": timings,
+    }
+
+
+def _holdout_rows(summary: bh.RepeatSummary, by_id: dict[str, bh.CustomerRfm], pred: bh.ValuePrediction,
+                  pub: bh.ValuePrediction, actual: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Holdout repeat purchases: our fit, the published parameters and two baselines (the calibration-period
+    rate without dropout, and the RFM score); also the rate baseline's predictions."""
     rate = summary.frequency / summary.age  # repeat days per week since the first purchase
     base_pred = rate * HOLDOUT_WEEKS
     base_prob = -np.expm1(-base_pred)
-    by_id = {row.user_id: row for row in rows}
     rfm_score = np.array([by_id[u].r_score + by_id[u].f_score + by_id[u].m_score for u in summary.user_ids.tolist()],
                          dtype=np.float64)
     rep = summary.frequency > 0
@@ -149,8 +176,13 @@ def run_behaviour(quick: bool) -> dict[str, Any]:
         _row("baseline: calibration-period rate x 39 weeks", base_pred, actual, rate, base_prob, rep),
         _row("baseline: RFM score r+f+m (ranking only)", None, actual, rfm_score, None, rep),
     ]
+    return holdout, base_pred
 
-    # Spend: expected purchases x expected AOV vs the holdout spend; AOV on customers seen in both.
+
+def _spend_rows(log: bh.PurchaseLog, summary: bh.RepeatSummary, pred: bh.ValuePrediction,
+                pub: bh.ValuePrediction, base_pred: np.ndarray, actual: np.ndarray,
+                actual_spend: np.ndarray) -> list[dict[str, Any]]:
+    """Spend: expected purchases x expected AOV vs the holdout spend; AOV on customers seen in both."""
     cal_log = log.until(bh.utc_day(CAL_END))
     cal_days = summary.frequency + 1
     cal_spend = np.zeros(summary.user_ids.size)
@@ -174,8 +206,12 @@ def run_behaviour(quick: bool) -> dict[str, Any]:
             "aov_mae_repeaters": round(float(np.mean(np.abs(aov[both] - holdout_aov[both]))), 3),
             "aov_customers": int(both.sum()),
         })
+    return spend
 
-    bought = actual > 0
+
+def _segment_rows(report: bh.SegmentReport, summary: bh.RepeatSummary, by_id: dict[str, bh.CustomerRfm],
+                  pred: bh.ValuePrediction, bought: np.ndarray) -> list[dict[str, Any]]:
+    """Each RFM segment at the calibration end, with its holdout purchase rate and our predicted one."""
     seg_of = np.array([by_id[u].segment for u in summary.user_ids.tolist()])
     segment_rows = []
     for s in report.segments:
@@ -188,10 +224,14 @@ def run_behaviour(quick: bool) -> dict[str, Any]:
             "predicted_p_purchase": round(float(pred.p_purchase[members].mean()), 4) if members.any() else None,
             "description": s.description,
         })
+    return segment_rows
 
+
+def _parameter_rows(model: bh.CustomerValueModel, summary: bh.RepeatSummary) -> list[dict[str, Any]]:
+    """Our fitted BG/NBD and Gamma-Gamma parameters next to the published ones."""
     bg, gg = model.bgnbd, model.gamma_gamma
     assert bg is not None and gg is not None
-    params = [
+    return [
         {"model": "BG/NBD", "source": "ours (calibration period)", "r": round(bg.r, 4), "alpha": round(bg.alpha, 4),
          "a": round(bg.a, 4), "b": round(bg.b, 4), "customers": len(summary)},
         {"model": "BG/NBD", "source": SOURCE, "r": PUBLISHED_BGNBD.r, "alpha": PUBLISHED_BGNBD.alpha,
@@ -201,23 +241,6 @@ def run_behaviour(quick: bool) -> dict[str, Any]:
         {"model": "Gamma-Gamma", "source": SOURCE, "p": PUBLISHED_GG.p, "q": PUBLISHED_GG.q,
          "gamma": PUBLISHED_GG.gamma, "mean_aov": round(PUBLISHED_GG.mean, 2), "customers": 946},
     ]
-    spread = {name: {str(k): int(v) for k, v in zip(*np.unique([getattr(r, name) for r in rows], return_counts=True),
-                                                     strict=True)}
-              for name in ("r_score", "f_score", "m_score")}
-    timings["total_s"] = round(time.perf_counter() - started, 3)
-    return {
-        "dataset": {"name": "CDNOW master", "transactions": len(log), "customers": int(log.user_ids.size),
-                    "quick_sample": QUICK_CUSTOMERS if quick else None, "calibration_end": CAL_END.isoformat(),
-                    "holdout_end": HOLDOUT_END.isoformat(), "time_unit": "week",
-                    "holdout_repeat_buyers_share": round(float(bought.mean()), 4)},
-        "segments": segment_rows,
-        "segments_totals": {"customers": report.total_customers, "revenue": round(report.total_revenue, 2)},
-        "score_counts": spread,
-        "parameters": params,
-        "holdout_purchases": holdout,
-        "holdout_spend": spend,
-        "timings": timings,
-    }
 
 
 def _print_table(title: str, rows: list[dict[str, Any]]) -> None:

@@ -282,8 +282,39 @@ def _evaluate_shop(name: str, config: dict) -> dict:
     n_events = sum(shop.counts().values())
     del shop
     t1 = time.perf_counter()
-    start, D = panel["start"], panel["days"]
     keep_all = (panel["views"] > 0) & ~panel["out_of_stock"]
+    recs = _product_estimates(panel, truth, keep_all)
+    rows = _category_rows(name, recs, panel, keep_all)
+    fit_s = time.perf_counter() - t1
+
+    variation = np.array([r["main"].enough_variation for r in recs])
+    units = np.array([r["main"].units for r in recs])
+    enough = variation & (units >= MIN_UNITS)
+    identified = enough & _identified(recs)
+    rows += _error_rows(name, recs, {"enough variation": variation, BROAD: enough, IDENTIFIED: identified})
+    if len(recs) <= 60:  # small shops: one row per product
+        rows += _per_product_rows(name, recs, identified)
+    detail = {
+        "config": config,
+        "events": n_events,
+        "generation_s": round(gen_s, 1),
+        "estimation_s": round(fit_s, 1),
+        "products": len(truth["products"]),
+        "products_with_views": len(recs),
+        "enough_variation": int(variation.sum()),
+        f"enough_variation_and_{MIN_UNITS}_units": int(enough.sum()),
+        "identified_to_10pct": int(identified.sum()),
+        **_estimate_detail(recs, units, enough),
+        "out_of_stock_product_days": int(panel["out_of_stock"].sum()),
+        "main_ci95_covers_nominal": _ci_coverage(recs, enough),
+    }
+    return {"rows": rows, "detail": detail}
+
+
+def _product_estimates(panel: dict, truth: dict, keep_all: np.ndarray) -> list[dict]:
+    """Every product with at least 3 usable days: its true and effective elasticity and the estimates of
+    each method (in stock, viewed days only)."""
+    start, D = panel["start"], panel["days"]
     effective = _effective_truth(panel, truth, keep_all)
     dates = [start + timedelta(days=d) for d in range(D)]
     dow_all = np.array([x.weekday() for x in dates], dtype=float)
@@ -317,8 +348,13 @@ def _evaluate_shop(name: str, config: dict) -> dict:
                 "others_mean": float((all_true.sum() - t["elasticity"]) / max(1, all_true.size - 1)),
             }
         )
-    # empirical Bayes shrinkage of the main estimate: within the category when it has >= 5 products
-    # with enough variation, else across the shop
+    return recs
+
+
+def _category_rows(name: str, recs: list[dict], panel: dict, keep_all: np.ndarray) -> list[dict]:
+    """Empirical Bayes shrinkage of the main estimate (sets each record's "shrunk" and "category_pooled"):
+    within the category when it has >= 5 products with enough variation, else across the shop. One
+    ``category_elasticity`` row per group."""
     by_cat: dict[str, list[dict]] = {}
     for r in recs:
         by_cat.setdefault(r["category"], []).append(r)
@@ -361,36 +397,34 @@ def _evaluate_shop(name: str, config: dict) -> dict:
                 "true_spread": float(np.std([r["truth"] for r in group])),
             }
         )
-    fit_s = time.perf_counter() - t1
+    return rows
 
-    def arr(key: str) -> np.ndarray:
-        return np.array([r[key].elasticity if isinstance(r[key], Elasticity) else r[key] for r in recs])
 
-    truth_a, eff_a = arr("truth"), arr("effective")
-    variation = np.array([r["main"].enough_variation for r in recs])
-    units = np.array([r["main"].units for r in recs])
-    se = np.array([r["main"].std_error for r in recs])
-    enough = variation & (units >= MIN_UNITS)
-    identified = enough & _identified(recs)
-    subsets = {
-        "enough variation": variation,
-        BROAD: enough,
-        IDENTIFIED: identified,
-    }
-    estimators = {
-        "poisson GLM + views offset (main)": "main",
-        "main on order lines instead of units": "lines",
-        "order lines per click": "clicks",
-        "poisson + views + dow/month dummies": "calendar",
-        "poisson, no exposure, dow/month/promo": "no_exposure",
-        "main, shrunk toward pooled category (EB)": "shrunk",
-        "pooled category estimate for every product": "category_pooled",
-        "baseline: naive log-log OLS (units>0)": "naive",
-        "baseline: mean true elasticity of the other products (oracle)": "others_mean",
-    }
+ESTIMATORS = {
+    "poisson GLM + views offset (main)": "main",
+    "main on order lines instead of units": "lines",
+    "order lines per click": "clicks",
+    "poisson + views + dow/month dummies": "calendar",
+    "poisson, no exposure, dow/month/promo": "no_exposure",
+    "main, shrunk toward pooled category (EB)": "shrunk",
+    "pooled category estimate for every product": "category_pooled",
+    "baseline: naive log-log OLS (units>0)": "naive",
+    "baseline: mean true elasticity of the other products (oracle)": "others_mean",
+}
+
+
+def _column(recs: list[dict], key: str) -> np.ndarray:
+    return np.array([r[key].elasticity if isinstance(r[key], Elasticity) else r[key] for r in recs])
+
+
+def _error_rows(name: str, recs: list[dict], subsets: dict[str, np.ndarray]) -> list[dict]:
+    """``elasticity_vs_truth`` rows: each estimator's errors against the nominal and the effective truth,
+    for each subset of products."""
+    truth_a, eff_a = _column(recs, "truth"), _column(recs, "effective")
+    rows = []
     for sub_name, mask in subsets.items():
-        for est_name, key in estimators.items():
-            e = arr(key)[mask]
+        for est_name, key in ESTIMATORS.items():
+            e = _column(recs, key)[mask]
             for truth_name, tr in (("nominal", truth_a[mask]), ("effective", eff_a[mask])):
                 s = _summary(_relative_errors(e, tr))
                 rows.append(
@@ -403,58 +437,61 @@ def _evaluate_shop(name: str, config: dict) -> dict:
                         **s,
                     }
                 )
-    if len(recs) <= 60:  # small shops: one row per product
-        for r, ident in zip(recs, identified):
-            m = r["main"]
-            rows.append(
-                {
-                    "table": "per_product",
-                    "shop": name,
-                    "product": r["pid"],
-                    "true_elasticity": r["truth"],
-                    "effective_elasticity": float(r["effective"]),
-                    "estimate": m.elasticity,
-                    "ci_low": m.ci_low,
-                    "ci_high": m.ci_high,
-                    "shrunk": r["shrunk"].elasticity,
-                    "units": m.units,
-                    "days": m.observations,
-                    "log_price_std": m.log_price_std,
-                    "enough_variation": m.enough_variation,
-                    "identified_to_10pct": bool(ident),
-                }
-            )
-    eff_vs_nom = _relative_errors(eff_a, truth_a)
-    detail = {
-        "config": config,
-        "events": n_events,
-        "generation_s": round(gen_s, 1),
-        "estimation_s": round(fit_s, 1),
-        "products": len(products),
-        "products_with_views": len(recs),
-        "enough_variation": int(variation.sum()),
-        f"enough_variation_and_{MIN_UNITS}_units": int(enough.sum()),
-        "identified_to_10pct": int(identified.sum()),
+    return rows
+
+
+def _per_product_rows(name: str, recs: list[dict], identified: np.ndarray) -> list[dict]:
+    rows = []
+    for r, ident in zip(recs, identified):
+        m = r["main"]
+        rows.append(
+            {
+                "table": "per_product",
+                "shop": name,
+                "product": r["pid"],
+                "true_elasticity": r["truth"],
+                "effective_elasticity": float(r["effective"]),
+                "estimate": m.elasticity,
+                "ci_low": m.ci_low,
+                "ci_high": m.ci_high,
+                "shrunk": r["shrunk"].elasticity,
+                "units": m.units,
+                "days": m.observations,
+                "log_price_std": m.log_price_std,
+                "enough_variation": m.enough_variation,
+                "identified_to_10pct": bool(ident),
+            }
+        )
+    return rows
+
+
+def _estimate_detail(recs: list[dict], units: np.ndarray, enough: np.ndarray) -> dict:
+    """Medians of units and standard errors, and how far the effective truth is from the nominal one."""
+    se = np.array([r["main"].std_error for r in recs])
+    eff_vs_nom = _relative_errors(_column(recs, "effective"), _column(recs, "truth"))
+    return {
         "units_per_product_median": float(np.median(units)) if len(units) else 0.0,
         "units_per_product_median_enough": float(np.median(units[enough])) if enough.any() else 0.0,
         "main_std_error_median_enough": float(np.nanmedian(se[enough])) if enough.any() else None,
         "effective_vs_nominal_median_rel_diff": float(np.nanmedian(eff_vs_nom[enough]))
         if enough.any()
         else None,
-        "out_of_stock_product_days": int(panel["out_of_stock"].sum()),
-        "main_ci95_covers_nominal": float(
-            np.mean(
-                [
-                    r["main"].ci_low <= r["truth"] <= r["main"].ci_high
-                    for r, m in zip(recs, enough)
-                    if m and math.isfinite(r["main"].elasticity)
-                ]
-            )
-        )
-        if enough.any()
-        else None,
     }
-    return {"rows": rows, "detail": detail}
+
+
+def _ci_coverage(recs: list[dict], enough: np.ndarray) -> float | None:
+    """Share of the products with enough data whose main 95 % interval holds the nominal truth."""
+    if not enough.any():
+        return None
+    return float(
+        np.mean(
+            [
+                r["main"].ci_low <= r["truth"] <= r["main"].ci_high
+                for r, m in zip(recs, enough)
+                if m and math.isfinite(r["main"].elasticity)
+            ]
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------ real data
