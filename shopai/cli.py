@@ -224,7 +224,7 @@ def wait_until_ready(url: str, timeout: float) -> bool:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     base = f"http://127.0.0.1:{settings.gateway_port}"
     print(f"waiting for {base}/readyz ... (on the very first start the assistant trains its intent model: "
-          "2-3 minutes)", flush=True)
+          "about 2.5 minutes)", flush=True)
     if not wait_until_ready(f"{base}/readyz", args.wait):
         print(f"the gateway was not ready within {args.wait:.0f} s; see the other processes' logs", flush=True)
         return 1
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     p_seed.set_defaults(func=cmd_seed)
     p_demo = sub.add_parser("demo", help="wait for the gateway, seed the demo shop, stay up")
     _add_seed_args(p_demo, settings)
-    # The first start of the assistant trains its intent model (2-3 minutes on two cores), so wait long.
+    # The first start of the assistant trains its intent model (about 2.5 minutes on two cores), so wait long.
     p_demo.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the gateway")
     p_demo.add_argument("--once", action="store_true", help="exit after seeding")
     p_demo.set_defaults(func=cmd_demo)

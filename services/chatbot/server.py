@@ -1,7 +1,7 @@
 """Assistant gRPC servicer: request -> NLU -> dialogue (over the projection) -> response.
 
 The first intent model is trained when the service starts with none in its model directory
-(about a minute and a half on two cores without the embedding cache, seconds with it); until
+(about 2.5 minutes on two cores without the embedding cache, 30 s with it); until
 then the service reports NOT_SERVING, so load balancers and the gateway's readiness wait.
 """
 
