@@ -1,19 +1,25 @@
 """The forecasting service's pure plumbing: store aggregates -> daily history -> the core's series,
-promotion days, training parameters, the price model's observations, the projection's commands."""
+promotion days, training parameters, the price model's observations, the projection's commands, the
+refresher's reorder alert, request checks and replies."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from protos import forecasting_pb2 as pb
+from services.common import topics
 from services.common.events import new_event
 from services.common.projection import Ops
+from services.forecasting import converters
 from services.forecasting.consumer import ForecastProjection
+from services.forecasting.core import behaviour as bh
 from services.forecasting.core.bundle import promo_flags, to_series
 from services.forecasting.core.forecast import Prediction
-from services.forecasting.core.inventory import daily_std
+from services.forecasting.core.inventory import daily_std, plan_inventory
+from services.forecasting.refresher import Refresher
 from services.forecasting.store import ForecastKeys as K
 from services.forecasting.store import build_history
 from services.forecasting.trainer import elasticity_data, parse_params
@@ -98,3 +104,78 @@ def test_an_order_becomes_daily_units_revenue_stock_and_an_order_record():
     undo = [tuple(c) for c in cancel.commands]
     assert ("HINCRBYFLOAT", K.units("p", "p1"), "2026-03-04", "-2.0") in undo
     assert ("HDEL", K.orders, "o1") in undo
+
+
+class _AlertStore:
+    """A product at its reorder point, as the refresher's stock check reads it."""
+
+    def __init__(self) -> None:
+        self.redis = self
+        self.alerted: dict[str, float] = {}
+
+    def product(self, pid):
+        return {"title": "Tote", "price": "100"}
+
+    def hget(self, _key, pid):
+        return self.alerted.get(pid)
+
+    def hset(self, _key, pid, value):
+        self.alerted[pid] = value
+
+    def hdel(self, _key, pid):
+        self.alerted.pop(pid, None)
+
+
+class _PlanningForecaster:
+    def __init__(self, store, reorder_now: bool) -> None:
+        self.store = store
+        self.reorder_now = reorder_now
+
+    def plan(self, pid, details):
+        plan = plan_inventory(2.0, 1.0, 5 if self.reorder_now else 500, unit_cost=40.0)
+        return plan, plan.on_hand, 40.0
+
+
+def test_a_stock_at_the_reorder_point_raises_one_alert_in_the_common_envelope():
+    store = _AlertStore()
+    sent = []
+    refresher = Refresher(_PlanningForecaster(store, True), lambda *a: sent.append(a), 5.0, 1)
+    refresher.check_stock("p1")
+    refresher.check_stock("p1")  # still below: no second alert
+    assert len(sent) == 1
+    topic, key, record = sent[0]
+    assert (topic, key) == (topics.ALERTS, "p1")
+    assert set(record) == {"event_id", "type", "schema_version", "occurred_at", "source", "payload"}
+    assert (record["type"], record["source"], record["schema_version"]) == ("alert.reorder_needed", "forecasting", 1)
+    assert datetime.fromisoformat(record["occurred_at"]).tzinfo is not None and record["occurred_at"].endswith("Z")
+    assert record["payload"]["product_id"] == "p1" and record["payload"]["on_hand"] == 5
+    assert record["payload"]["title"] == "Tote" and record["payload"]["order_quantity"] >= 1
+    refresher.forecaster.reorder_now = False  # restocked: the next crossing alerts again
+    refresher.check_stock("p1")
+    assert store.alerted == {} and len(sent) == 1
+
+
+def test_purchase_times_travel_in_whole_seconds():
+    first = datetime(2026, 3, 1, 9, 30, 15, 750000, tzinfo=UTC)
+    profile = bh.UserProfile(
+        pseudonymous_id="u_1", rfm=None, segment="new", repeat_purchase_probability=0.5,
+        predicted_customer_value=10.0, orders=2, total_spend=30.0, average_order_value=15.0,
+        first_purchase_at=first, last_purchase_at=first + timedelta(days=2), avg_days_between_purchases=2.0,
+        event_counts={"purchase": 2}, cart_to_purchase_rate=1.0, favourite_categories=["bags"])
+    reply = converters.profile_response(profile, "CNY")
+    assert (reply.first_purchase_at.seconds, reply.first_purchase_at.nanos) == (int(first.timestamp()), 0)
+    assert reply.last_purchase_at.seconds - reply.first_purchase_at.seconds == 2 * 86400
+    assert reply.currency == "CNY" and not reply.HasField("rfm")
+
+
+def test_forecast_requests_are_checked_before_any_work():
+    assert converters.forecast_options(pb.ForecastRequest(product_id="p1")) == (28, 0.8, 90)
+    for bad, reason in ((pb.ForecastRequest(horizon_days=400), "horizon_days"),
+                        (pb.ForecastRequest(interval_level=1.0), "interval_level"),
+                        (pb.ForecastRequest(history_days=-2), "history_days")):
+        with pytest.raises(ValueError, match=reason):
+            converters.forecast_options(bad)
+    with pytest.raises(ValueError, match="after to_date"):
+        converters.funnel_range(pb.FunnelRequest(from_date="2026-02-01", to_date="2026-01-01"))
+    assert converters.cohort_options(pb.CohortsRequest(period=pb.COHORT_PERIOD_WEEK, to_date="2026-01-31"))[:3] == (
+        "week", 12, None)
