@@ -6,6 +6,7 @@ import service code and is not checked."""
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,14 @@ def _service_of(module: str) -> str | None:
     return None
 
 
-def _where(path: Path, line: int, module: str) -> str:
-    return f"{path.relative_to(ROOT)}:{line} imports {module}"
+def _violations(folder: Path, forbidden: Callable[[str], bool]) -> list[str]:
+    """One line per import statement under ``folder`` that names a module ``forbidden(module)`` refuses."""
+    found: dict[str, str] = {}
+    for path in _modules(folder):
+        for line, module in _imports(path):
+            if forbidden(module):
+                found.setdefault(f"{path.relative_to(ROOT)}:{line}", module)
+    return [f"{where} imports {module}" for where, module in found.items()]
 
 
 def test_the_rules_see_every_service():
@@ -56,23 +63,22 @@ def test_the_rules_see_every_service():
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_gateway_imports_no_service_internals(service):
-    offending = [_where(path, line, module) for path in _modules(ROOT / "gateway")
-                 for line, module in _imports(path) if _service_of(module) == service]
+    offending = _violations(ROOT / "gateway", lambda module: _service_of(module) == service)
     assert not offending, (f"the gateway must reach the {service} over gRPC or through services.common: "
                            + "; ".join(offending))
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_service_imports_no_other_service(service):
-    offending = [_where(path, line, module) for path in _modules(ROOT / "services" / service)
-                 for line, module in _imports(path) if _service_of(module) not in (None, service)]
+    offending = _violations(ROOT / "services" / service,
+                            lambda module: _service_of(module) not in (None, service))
     assert not offending, "shared code belongs in services.common: " + "; ".join(offending)
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_services_core_does_no_io(service):
-    offending = [_where(path, line, module) for path in _modules(ROOT / "services" / service / "core")
-                 for line, module in _imports(path) if module.split(".")[0] in IO_LIBRARIES]
+    offending = _violations(ROOT / "services" / service / "core",
+                            lambda module: module.split(".")[0] in IO_LIBRARIES)
     assert not offending, "core/ is pure (no Redis, Kafka or gRPC): " + "; ".join(offending)
 
 
