@@ -50,7 +50,7 @@ def _violations(folder: Path, forbidden: Callable[[str], bool]) -> list[str]:
     """One line per import statement under ``folder`` that names a module ``forbidden(module)`` refuses."""
     found: dict[str, str] = {}
     for path in _modules(folder):
-        for line, module in _imports(path):
+        for line, module in _imports(path, ROOT):
             if forbidden(module):
                 found.setdefault(f"{path.relative_to(ROOT)}:{line}", module)
     return [f"{where} imports {module}" for where, module in found.items()]
