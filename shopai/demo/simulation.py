@@ -125,8 +125,9 @@ class ShopSimulation:
 
     def truth(self, counts: dict[str, int]) -> HiddenTruth:
         return HiddenTruth(
-            self.cfg, self.cal, self.population, self.products, self.prices, self.expected_sessions,
-            self.stock.units_sold, self.stock.stockout_days, counts, self.views_sampled,
+            config=self.cfg, calendar=self.cal, population=self.population, products=self.products,
+            prices=self.prices, expected_sessions=self.expected_sessions, units_sold=self.stock.units_sold,
+            stockout_days=self.stock.stockout_days, counts=counts, views_sampled=self.views_sampled,
         )
 
     # ---- set-up phases ---------------------------------------------------------------------------
