@@ -27,6 +27,13 @@ class Analytics:
         return [behaviour.Purchase(user, datetime.fromtimestamp(t, UTC), total, oid)
                 for oid, t, total in self.store.user_orders(user)]
 
+    def user_categories(self, user: str) -> tuple[dict[str, int], dict[str, int]]:
+        """(purchases, views) of the user per category."""
+        by_category = self.store.user_categories(user)
+        purchased = {k.split("|", 1)[1]: v for k, v in by_category.items() if k.startswith("purchase|")}
+        viewed = {k.split("|", 1)[1]: v for k, v in by_category.items() if k.startswith("view|")}
+        return purchased, viewed
+
     def currency(self) -> str:
         """The currency of the first order that names one ("" without any)."""
         for _oid, _user, _t, _total, currency in self.store.orders():

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from protos import forecasting_pb2 as pb
 from services.common.grpc_server import timestamp
 from services.forecasting.core import behaviour, inventory, pricing
+from services.forecasting.core.bundle import ForecastingModel
 from services.forecasting.core.forecast import Prediction
 from services.forecasting.forecaster import DEFAULT_HORIZON, DEFAULT_LEVEL
 from services.forecasting.store import DailyHistory
@@ -115,9 +116,12 @@ def add_history(response: pb.ForecastResponse, h: DailyHistory, history_days: in
                             for i, v in enumerate(units))
 
 
-def backtest(score) -> pb.Backtest:
-    return pb.Backtest(mase=finite(score.mase), smape=finite(score.smape), mae=finite(score.mae),
-                       horizon=score.horizon, folds=score.folds)
+def add_backtest(response: pb.ForecastResponse, model: ForecastingModel | None, key: str, chosen: str) -> None:
+    """The backtest scores of the target's model, when the forecast used the model they were measured on."""
+    score = model.backtests.get(key) if model is not None else None
+    if score is not None and model.chosen.get(key) == chosen:
+        response.backtest.CopyFrom(pb.Backtest(mase=finite(score.mase), smape=finite(score.smape),
+                                               mae=finite(score.mae), horizon=score.horizon, folds=score.folds))
 
 
 def inventory_response(pid: str, plan: inventory.InventoryPlan, on_hand: int, unit_cost: float,

@@ -73,10 +73,7 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
         response = cv.forecast_response(kind, target, prediction, self.holder.version or "untrained")
         if history_days > 0:
             cv.add_history(response, h, history_days)
-        model = self.holder.model
-        score = model.backtests.get(target_key(kind, target)) if model is not None else None
-        if score is not None and model.chosen.get(target_key(kind, target)) == prediction.model:
-            response.backtest.CopyFrom(cv.backtest(score))
+        cv.add_backtest(response, self.holder.model, target_key(kind, target), prediction.model)
         return response
 
     # -- inventory -----------------------------------------------------------------------------------
@@ -151,9 +148,7 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
         user = request.user_id
         orders = self.analytics.user_purchases(user)
         counts = self.store.user_counts(user)
-        by_category = self.store.user_categories(user)
-        purchased = {k.split("|", 1)[1]: v for k, v in by_category.items() if k.startswith("purchase|")}
-        viewed = {k.split("|", 1)[1]: v for k, v in by_category.items() if k.startswith("view|")}
+        purchased, viewed = self.analytics.user_categories(user)
         model = self.analytics.model() if orders else None
         if model is None and orders:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the customer-value model could not be fitted yet")
