@@ -4,7 +4,7 @@ Every record is validated exactly as ``POST /v1/events`` validates (``parse_even
 are published in batches with ``acks='all'``; a bad record is reported with its line number and
 reason (and optionally written to a rejects file) and never stops the import.
 
-- **JSONL**: one envelope per line, as DESIGN.md and ``POST /v1/events`` take it.
+- **JSONL**: one envelope per line (``protos/events.proto``), as ``POST /v1/events`` takes it.
 - **CSV**: a header row with ``type`` and ``occurred_at`` (and optionally ``event_id``,
   ``source``, ``schema_version``), then either a ``payload`` column holding the payload as JSON,
   or one column per payload field (``user_id``, ``product_id``, ``price``...). Flat values that

@@ -20,8 +20,8 @@ MAX_EVENTS_PER_REQUEST = 5000
 
 
 class EventIn(BaseModel):
-    """One event in the envelope of DESIGN.md; the payload's schema depends on ``type``
-    (protos/events.proto)."""
+    """One event in the envelope of protos/events.proto; the payload's schema depends on ``type``
+    (the payload messages of the same file)."""
 
     event_id: str = Field(description="UUID, used for de-duplication")
     type: str = Field(description="e.g. interaction.purchase")

@@ -159,7 +159,7 @@ def trained_timestamp(model: Any, version: str, meta: dict) -> float | None:
 
 
 def model_event(service: str, version: str, meta: dict) -> bytes:
-    """The ``models.v1`` record announcing a new version (envelope as in DESIGN.md, type ``model.published``)."""
+    """The ``models.v1`` record announcing a new version (``events.envelope``, type ``model.published``)."""
     metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items()}
     record = envelope("model.published", {"service": service, "model_version": version, "metrics": metrics}, service)
     return json.dumps(record, separators=(",", ":")).encode()

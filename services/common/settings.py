@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     # Largest request body the gateway reads (images, event batches).
     gateway_max_body_bytes: int = 8 * 1024 * 1024
     # Serve a user's recommendations from the recommender's answer cache in Redis when a valid answer is
-    # there (the recommender computes, writes and invalidates them; see services/recommender/store.py).
+    # there (the recommender computes, writes and invalidates them; see services/common/recommendations.py).
     gateway_answer_cache: bool = True
     # Access (gateway/access.py POLICY, docs/api.md "Access"). API keys of shop systems and staff:
     # comma-separated `key:role[+role]` entries (roles: ingest, codes, analyst, support, privacy, sessions,

@@ -208,6 +208,18 @@ def test_no_proto_comment_cites_files_outside_the_repository() -> None:
             assert match is None, f"{rel(path)}:{number} refers to {match.group(0)!r}, outside the repository"
 
 
+def test_no_source_file_cites_the_design_card() -> None:
+    """Docstrings and comments too: the OpenAPI spec shows some of them."""
+    for folder in ("services", "gateway", "shopai", "protos", "benchmarks", "deploy"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix not in {".py", ".proto", ".yaml", ".yml", ".js", ".html"} or "_pb2" in path.name:
+                continue
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                assert "DESIGN.md" not in line and "design card" not in line, (
+                    f"{rel(path)}:{number} cites the design card, which is not in the repository"
+                )
+
+
 @pytest.mark.parametrize("path", documents(), ids=rel)
 def test_relative_links_resolve(path: Path) -> None:
     for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
