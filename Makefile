@@ -25,7 +25,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-integration bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust proto proto-check lint compose-config compose-secrets compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-slow test-integration test-e2e bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust proto proto-check lint compose-config compose-secrets compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -54,14 +54,20 @@ sysdeps: ## install the Debian packages the demo shop and the tests need (when m
 run: venv sysdeps ## start broker, Redis (if none), the four services, the gateway; seed the demo shop
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/shopai run
 
-test: venv sysdeps ## the whole suite: unit, integration (real broker + Redis), end to end
+test: venv sysdeps ## the whole suite: unit, slow (model training), integration (real broker + Redis), e2e
 	$(BIN)/python -m pytest -q -ra
 
-test-unit: venv ## unit tests only (no broker, no Redis)
-	$(BIN)/python -m pytest -q tests/unit
+test-unit: venv ## unit tests only: no broker, no Redis, no model training (about a minute)
+	$(BIN)/python -m pytest -q -m "not integration and not e2e and not slow"
 
-test-integration: venv sysdeps ## integration tests only
-	$(BIN)/python -m pytest -q -ra tests/integration
+test-slow: venv ## the tests that train a model (the assistant's intent model: minutes)
+	$(BIN)/python -m pytest -q -ra -m slow
+
+test-integration: venv sysdeps ## tests against the real broker and Redis
+	$(BIN)/python -m pytest -q -ra -m integration
+
+test-e2e: venv sysdeps ## the whole stack as `make run` starts it, through the REST API and a browser
+	$(BIN)/python -m pytest -q -ra -m e2e
 
 bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
 

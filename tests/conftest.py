@@ -1,4 +1,9 @@
-"""Fixtures: a fresh real broker per test, the machine's real Redis (or a private one)."""
+"""Fixtures: a fresh real broker per test, the machine's real Redis (or a private one).
+
+Markers (pyproject.toml): ``integration`` for tests that talk to the real broker or Redis, ``e2e`` for the
+whole stack as ``make run`` starts it, ``slow`` for tests that train a model. ``make test`` runs them all;
+``pytest_collection_modifyitems`` below refuses a test that uses the broker or Redis without saying so.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,21 @@ import redis
 
 from services.common.settings import Settings
 from tests.support import TEST_KEYS, Broker, PrivateRedis, ServiceProcess, machine_redis_url
+
+# Fixtures that reach the real broker or Redis: a test using one is an integration (or e2e) test.
+INFRASTRUCTURE_FIXTURES = frozenset({"broker", "redis_url", "redis_client", "settings", "start_service",
+                                     "start_service_with"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the markers true: ``make test-unit`` (``-m "not integration and not e2e and not slow"``) must
+    never need a broker or Redis."""
+    wrong = [item.nodeid for item in items
+             if INFRASTRUCTURE_FIXTURES & set(getattr(item, "fixturenames", ()))
+             and not ({"integration", "e2e"} & {m.name for m in item.iter_markers()})]
+    if wrong:
+        raise pytest.UsageError("tests using the broker or Redis must be marked integration or e2e: "
+                                + ", ".join(wrong))
 
 
 @pytest.fixture(scope="session")

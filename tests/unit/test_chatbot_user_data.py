@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from services.chatbot.consumer import ChatbotProjection
 from services.chatbot.server import _order_record
 from services.chatbot.store import ChatbotStore
@@ -27,6 +29,7 @@ def _project(redis_client, events) -> None:
     applier.apply(items)
 
 
+@pytest.mark.integration
 def test_orders_keep_their_sealed_personal_fields_and_conversations_are_listed(redis_client, tmp_path):
     vault = PersonalDataVault(tmp_path / "vault.sqlite3")
     base = {"order_id": "ORD-20481234", "user_id": "u7", "lines": [LINE], "total": 129.0, "currency": "CNY"}
@@ -51,6 +54,7 @@ def test_orders_keep_their_sealed_personal_fields_and_conversations_are_listed(r
     vault.close()
 
 
+@pytest.mark.integration
 def test_an_order_without_personal_fields_has_no_sealed_part(redis_client):
     _project(redis_client, [new_event("order.created", {"order_id": "ORD-1", "user_id": "u1", "lines": [LINE]})])
     (order,) = ChatbotStore(redis_client).user_orders("u1", limit=0)

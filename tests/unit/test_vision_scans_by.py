@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from services.common.events import new_event
 from services.common.projection import Ops, RedisApplier
 from services.vision.consumer import VisionProjection
@@ -16,6 +18,7 @@ def _scan(serial: str, scanned_by: str, day: int, location: str) -> object:
                                       "scanned_by": scanned_by}, occurred_at=datetime(2026, 11, day, 12, tzinfo=UTC))
 
 
+@pytest.mark.integration
 def test_scans_by_lists_the_shoppers_scans_newest_first(redis_client):
     projection, applier = VisionProjection(redis_client), RedisApplier(redis_client, "vision", 3600)
     events = [new_event("code.issued", {"product_id": "p00001", "batch": "B1", "key_id": "0123456789abcdef",

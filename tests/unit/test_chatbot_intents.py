@@ -8,7 +8,7 @@ import pytest
 
 from services.chatbot.core.nlu import NLU
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("text, intent", [
