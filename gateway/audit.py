@@ -9,13 +9,13 @@ at ``GET /v1/admin/audit``. Keep Redis persistent (AOF) where the audit trail mu
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from gateway.problems import ApiProblem
+from services.common.events import now_time
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -44,7 +44,7 @@ class AuditLog:
         self.max_entries = max_entries
 
     def record(self, key_id: str, method: str, route: str, subject: str) -> None:
-        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        at = now_time()
         try:
             self.redis.xadd(STREAM, {"key_id": key_id, "method": method, "route": route, "subject": subject,
                                      "at": at}, maxlen=self.max_entries, approximate=True)
