@@ -125,6 +125,11 @@ class RecommenderKeys:
         return key("rec", "user", user, "purchased")
 
     @staticmethod
+    def user_rated(user: str) -> str:
+        """The products the shopper rated, whatever the rating: a rating means they own it."""
+        return key("rec", "user", user, "rated")
+
+    @staticmethod
     def user_items(user: str) -> str:
         """Hash product -> accumulated interest weight: the user's row of the interaction matrix."""
         return key("rec", "user", user, "items")
@@ -263,10 +268,10 @@ def popular_products(client: redis.Redis, k: int, filters: Filters, *, exclude_o
                      purchases_of: str = "") -> list[tuple[str, float, dict[str, str]]]:
     """The shop's ``k`` most popular products from the recommender's projection, best first, as
     (product, popularity, title/category/price/currency), with the rules the recommender applies: live
-    catalog only, ``filters``, the purchases of the shopper ``purchases_of`` (when given) and stock.
+    catalog only, ``filters``, what the shopper ``purchases_of`` owns (when given: bought or rated) and stock.
     Reads only: nothing is written (the recommender's own ranking cache is not used)."""
     if purchases_of:
-        filters.exclude |= client.smembers(K.user_purchased(purchases_of))
+        filters.exclude |= client.sunion(K.user_purchased(purchases_of), K.user_rated(purchases_of))
     stock = StockLedger(client, "rec")
     found: list[tuple[str, float, dict[str, str]]] = []
     start, size = 0, max(4 * k, 50)

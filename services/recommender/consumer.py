@@ -131,6 +131,8 @@ class RecommenderProjection(Projection):
             if price:
                 ops("LPUSH", K.user_prices(user, "purchase"), float(price))
                 ops("LTRIM", K.user_prices(user, "purchase"), 0, PRICES_KEPT - 1)
+        elif event.action == "rating":  # whatever the rating, they own it: never recommended to them again
+            ops("SADD", K.user_rated(user), pid)
         elif event.action == "view" and price:
             ops("LPUSH", K.user_prices(user, "view"), float(price))
             ops("LTRIM", K.user_prices(user, "view"), 0, PRICES_KEPT - 1)
@@ -155,8 +157,8 @@ class RecommenderProjection(Projection):
 
     def erase_user(self, user: str, ops: Ops) -> None:
         """Delete everything kept under the shopper (aggregates such as popularity stay)."""
-        ops("DEL", K.user_counts(user), K.user_recent(user), K.user_purchased(user), K.user_items(user),
-            K.user_categories(user), K.user_brands(user), K.user_prices(user, "purchase"),
+        ops("DEL", K.user_counts(user), K.user_recent(user), K.user_purchased(user), K.user_rated(user),
+            K.user_items(user), K.user_categories(user), K.user_brands(user), K.user_prices(user, "purchase"),
             K.user_prices(user, "view"), K.user_orders(user), K.user_version(user), K.answers(user))
         ops("SREM", K.users, user)
         ops("ZREM", K.first_seen, user)

@@ -22,7 +22,14 @@ from services.common.recommendations import Filters
 from services.recommender import core
 from services.recommender.core import profiles, reasons
 from services.recommender.core.bundle import RecommenderModel, product_text
-from services.recommender.core.selection import interleave, item, pick, session_views, session_weights
+from services.recommender.core.selection import (
+    interleave,
+    item,
+    left_out,
+    pick,
+    session_views,
+    session_weights,
+)
 from services.recommender.store import RecommenderStore, decode_tags
 
 log = get_logger(__name__)
@@ -63,8 +70,9 @@ class Ranker:
         model = self.holder.model
         state = self.store.user_state(user) if user else None
         items = state.items if state else {}
-        if state and exclude_purchased:
-            filters.exclude |= state.purchased
+        owned = state.owned if state else set()
+        if exclude_purchased:
+            filters.exclude |= owned
         if strategy in ("popular", "trending") or model is None:
             used = strategy if strategy in ("popular", "trending") else "popular"
             return self._ranking(used, k, filters, exclude_out_of_stock, cold_start=not items)
@@ -78,7 +86,8 @@ class Ranker:
             scores, dominant = model.explained_scores(row, user)
         else:
             scores, dominant = model.scores(strategy, row, user), None
-        scores[row.indices] = -np.inf  # recommend what is new to the user
+        never = left_out(items, owned, exclude_owned=exclude_purchased)  # what is new to the user
+        scores[[model.item_index[p] for p in never if p in model.item_index]] = -np.inf
         chosen = self._pick(model, scores, k, filters, exclude_out_of_stock)
         components = [str(dominant[model.item_index[pid]]) if dominant is not None else strategy
                       for pid, _, _ in chosen]

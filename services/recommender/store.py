@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -35,6 +35,12 @@ class UserState:
     items: dict[str, float]
     purchased: set[str]
     recent: list[str]
+    rated: set[str] = field(default_factory=set)
+
+    @property
+    def owned(self) -> set[str]:
+        """What the shopper has: bought or rated (a rating means they own it)."""
+        return self.purchased | self.rated
 
 
 class RecommenderStore:
@@ -65,8 +71,9 @@ class RecommenderStore:
             pipe.hgetall(K.user_items(user))
             pipe.smembers(K.user_purchased(user))
             pipe.lrange(K.user_recent(user), 0, -1)
-            items, purchased, recent = pipe.execute()
-        return UserState({pid: float(w) for pid, w in items.items()}, set(purchased), list(recent))
+            pipe.smembers(K.user_rated(user))
+            items, purchased, recent, rated = pipe.execute()
+        return UserState({pid: float(w) for pid, w in items.items()}, set(purchased), list(recent), set(rated))
 
     def all_users(self) -> Iterator[tuple[str, dict[str, float]]]:
         """Every user's weighted items, read in pipelined chunks (the trainer's input)."""

@@ -109,6 +109,16 @@ def test_trained_hybrid_serves_fresh_filtered_explained_recommendations(shop_sta
              what="the sold-out product to leave the answer")
     assert top in [i["product_id"] for i in recommend(client, user, k=10, exclude_out_of_stock="false")["items"]]
 
+    # A rating, even a low one, means the shopper owns the product: it leaves the answer, and comes back only
+    # when buying again is asked for (exclude_purchased=false, consumables).
+    rated = ids[1]
+    publisher.publish([new_event("interaction.rating", {"user_id": user, "product_id": rated, "rating": 2})])
+    wait_for(lambda: rated not in [i["product_id"] for i in recommend(client, user, k=100)["items"]], 10,
+             what="the rated product to leave the answer")
+    assert redis_client.sismember(K.user_rated(user), rated)
+    again = [i["product_id"] for i in recommend(client, user, k=100, exclude_purchased="false")["items"]]
+    assert rated in again and set(again) & bought, "owned products come back when asked for"
+
     # Freshness: a purchase through the real broker changes the very next answer (no retraining). A shopper
     # with a short history, so that the new purchase weighs: its neighbours come in, explained by it.
     light = min((u for u in redis_client.smembers(K.users) if len(redis_client.hkeys(K.user_items(u))) >= 3),

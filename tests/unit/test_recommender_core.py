@@ -137,3 +137,16 @@ def test_ops_only_allow_deterministic_writes():
         ops("FLUSHALL")
     ops("zincrby", "k", 0.1, "m")
     assert ops.commands == [["ZINCRBY", "k", "0.1", "m"]]
+
+
+def test_a_rating_of_any_value_marks_the_product_owned_and_erasure_forgets_it():
+    projection = RecommenderProjection(NoRedis())
+    low = new_event("interaction.rating", {"user_id": "u1", "product_id": "p1", "rating": 1})
+    cmds = commands(projection, low)
+    assert ["SADD", K.user_rated("u1"), "p1"] in cmds
+    assert not any(c[:2] == ["HINCRBYFLOAT", K.user_items("u1")] for c in cmds), "a low rating is no interest"
+    view = new_event("interaction.view", {"user_id": "u1", "product_id": "p2"})
+    assert not any(c[:2] == ["SADD", K.user_rated("u1")] for c in commands(projection, view))
+    ops = Ops()
+    projection.erase_user("u1", ops)
+    assert K.user_rated("u1") in next(c for c in ops.commands if c[0] == "DEL")

@@ -12,7 +12,14 @@ import pytest
 from services.common.recommendations import Filters
 from services.recommender.core import reasons
 from services.recommender.core.profiles import recent_entry
-from services.recommender.core.selection import interleave, item, pick, session_views, session_weights
+from services.recommender.core.selection import (
+    interleave,
+    item,
+    left_out,
+    pick,
+    session_views,
+    session_weights,
+)
 from services.recommender.scheduler import RecommenderScheduler
 from services.recommender.trainer import MIN_USERS
 
@@ -70,6 +77,13 @@ def test_pick_with_nothing_allowed_is_empty():
     reads = Reads()
     assert pick(scores(*[-np.inf] * 6), IDS, 3, Filters(), active=set(IDS), out_of_stock=None,
                 details_of=reads.details_of) == []
+
+
+def test_left_out_is_everything_seen_or_owned_unless_owned_products_are_asked_back():
+    interacted, owned = {"p0": 1.0, "p1": 8.0}, {"p1", "p2"}  # p2 rated low: no interest weight, still owned
+    assert left_out(interacted, owned, exclude_owned=True) == {"p0", "p1", "p2"}
+    assert left_out(interacted, owned, exclude_owned=False) == {"p0"}, "bought or rated may come back"
+    assert left_out({}, set(), exclude_owned=True) == set()
 
 
 def test_item_carries_catalog_details_with_defaults():

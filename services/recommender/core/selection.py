@@ -27,6 +27,15 @@ def item(pid: str, score: float, reason: str, details: Mapping[str, str]) -> dic
     }
 
 
+def left_out(interacted: Iterable[str], owned: Collection[str], *, exclude_owned: bool) -> set[str]:
+    """The products a personal answer never shows the shopper. By default every product they interacted
+    with and every one they own (bought or rated, whatever the rating: a rating means they have it). With
+    ``exclude_owned`` False (``exclude_purchased=false``: consumables, "buy again") what they own may come
+    back; products they only looked at stay out (an answer shows what is new to them)."""
+    seen = set(interacted)
+    return seen | set(owned) if exclude_owned else seen - set(owned)
+
+
 def pick(scores: np.ndarray, item_ids: Sequence[str], k: int, filters: Filters, active: Collection[str], *,
          out_of_stock: Callable[[list[str]], set[str]] | None,
          details_of: Callable[[list[str]], Mapping[str, Details]]) -> list[tuple[str, float, Details]]:
