@@ -11,7 +11,7 @@ from implicit.nearest_neighbours import bm25_weight, tfidf_weight
 
 from services.recommender.core.content import ContentModel
 from services.recommender.core.defaults import make_components
-from services.recommender.core.evaluation import ranking_metrics, stratified_split
+from services.recommender.core.evaluation import list_metrics, ranking_metrics, stratified_split
 from services.recommender.core.factors import ALS, BPR
 from services.recommender.core.hybrid import Hybrid, fit_hybrid, standardise
 from services.recommender.core.knn import ItemKNN, UserKNN, cosine_similarity, pearson_correlation
@@ -115,6 +115,11 @@ def test_ranking_metrics_on_a_hand_computed_example():
     by_batches = ranking_metrics(lambda users: scores[users], train, test, k=3, batch=1)
     assert by_batches == pytest.approx(expected)
     assert scores[0, 0] == 9  # the caller's scores are not modified
+    # The same answers as served lists (a REST answer): the same figures; a missing or short answer only
+    # loses its hits.
+    assert list_metrics({0: [1, 2, 3], 1: [3, 2, 1], 2: [0]}, test, k=3) == pytest.approx(expected)
+    short = list_metrics({0: [1]}, test, k=3)
+    assert short["ndcg_at_3"] == pytest.approx(1 / idcg / 2) and short["precision_at_3"] == pytest.approx(1 / 6)
 
 
 # --- neighbourhood models ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ compared with the table it publishes for MovieLens-100k.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -76,6 +76,30 @@ def ranking_metrics(scores: ScoreSource, train: sp.csr_matrix, test: sp.csr_matr
         totals[1] += np.sum(dcg / ideal[np.minimum(k, n_relevant) - 1])
         totals[2] += hits.sum() / k
         totals[3] += np.sum(hits.sum(axis=1) / n_relevant)
+    n = max(len(users), 1)
+    return {"map": float(totals[0] / n), f"ndcg_at_{k}": float(totals[1] / n),
+            f"precision_at_{k}": float(totals[2] / n), f"recall_at_{k}": float(totals[3] / n),
+            "users": len(users)}
+
+
+def list_metrics(answers: Mapping[int, Sequence[int]], test: sp.csr_matrix, k: int = 10) -> dict[str, float]:
+    """``ranking_metrics`` of answers already made: ``answers[user]`` is the product indices a served answer
+    listed, best first (the REST answer of a running service). The same formulas over the same shoppers (those
+    with test items); a shopper with no answer, or a short one, counts what it has (no hit for what is missing).
+    """
+    test = sp.csr_matrix(test)
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)
+    totals = np.zeros(4)
+    for user in users:
+        relevant = set(test.indices[test.indptr[user]:test.indptr[user + 1]].tolist())
+        hits = np.array([i in relevant for i in list(answers.get(int(user), ()))[:k]], dtype=bool)
+        cum_hits = np.cumsum(hits)
+        totals[0] += float((cum_hits / np.arange(1, len(hits) + 1) * hits).sum()) / len(relevant)
+        totals[1] += float((hits * discounts[:len(hits)]).sum()) / ideal[min(k, len(relevant)) - 1]
+        totals[2] += hits.sum() / k
+        totals[3] += hits.sum() / len(relevant)
     n = max(len(users), 1)
     return {"map": float(totals[0] / n), f"ndcg_at_{k}": float(totals[1] / n),
             f"precision_at_{k}": float(totals[2] / n), f"recall_at_{k}": float(totals[3] / n),
