@@ -30,6 +30,7 @@ from services.forecasting.analytics import Analytics
 from services.forecasting.consumer import ForecastProjection
 from services.forecasting.core import behaviour, pricing
 from services.forecasting.core.bundle import ForecastingModel, target_key
+from services.forecasting.core.forecast import NoDemand
 from services.forecasting.forecaster import DEFAULT_HORIZON, DEFAULT_LEVEL, Forecaster, number
 from services.forecasting.refresher import Refresher
 from services.forecasting.scheduler import Scheduler
@@ -65,7 +66,10 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
     def Forecast(self, request: pb.ForecastRequest, context: grpc.ServicerContext) -> pb.ForecastResponse:
         kind, target = self._target(request, context)
         horizon, level, history_days = _checked(cv.forecast_options, request, context)
-        h, prediction = self.forecaster.predict(kind, target, horizon, level)
+        try:
+            h, prediction = self.forecaster.predict(kind, target, horizon, level)
+        except NoDemand as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{target!r}: {exc}")
         if prediction is None:
             what = "product" if kind == "p" else "category"
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -89,6 +93,8 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
         details = self._product(request.product_id, context)
         try:
             plan, on_hand, unit_cost = self.forecaster.plan(request.product_id, details, *cv.plan_options(request))
+        except NoDemand as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.product_id!r}: {exc}")
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except LookupError as exc:

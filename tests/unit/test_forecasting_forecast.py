@@ -132,8 +132,8 @@ def test_croston_rate_and_interval():
     wide = fit_predict(Series(START, y), "croston", 300)
     covered = float(np.mean((future >= wide.lower) & (future <= wide.upper)))
     assert 0.7 <= covered <= 0.97, covered
-    none = fit_predict(Series(START, np.zeros(30)), "croston", 3)
-    assert (none.yhat == 0).all() and (none.upper == 0).all()
+    with pytest.raises(fc.NoDemand, match="no demand in the 30 periods"):  # no silent zero forecast
+        fit_predict(Series(START, np.zeros(30)), "croston", 3)
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -48,7 +48,7 @@ def test_promotion_days_are_prices_paid_below_the_list_price():
 
 
 def test_training_parameters_are_checked_before_the_job():
-    assert parse_params({}) == {"horizon": 28, "folds": 3, "max_products": 0}
+    assert parse_params({}) == {"horizon": 28, "folds": 6, "max_products": 0}
     assert parse_params({"horizon": "14", "folds": "2"})["horizon"] == 14
     for bad in ({"horizon": "0"}, {"folds": "11"}, {"horizon": "x"}, {"max_products": "-1"}, {"epochs": "3"}):
         with pytest.raises(ValueError):

@@ -49,8 +49,11 @@ from statistics import NormalDist
 
 import numpy as np
 
+from services.forecasting.core import level_models
+
 FREQ_PERIOD = {"D": 7, "MS": 12, "QS": 4}
-BASE_MODELS = ("seasonal_naive", "ets", "prophet", "croston", "mean")
+BASE_MODELS = ("seasonal_naive", "ets", "prophet", "croston", "mean", "recent_mean", "theta", "stl_ets")
+LEVEL_MODELS = ("recent_mean", "theta", "stl_ets")  # core/level_models.py
 MODELS = (*BASE_MODELS, "ets+prophet", "seasonal_naive+ets+prophet")
 CROSTON_ALPHA = 0.1
 # A series is intermittent when at least this share of its periods has no demand; from SPARSE_ZERO_SHARE
@@ -62,6 +65,12 @@ MEAN_WINDOW_SEASONS = {"D": 8, "MS": 2, "QS": 2}
 PROPHET_SAMPLES = 100
 # choose_model keeps the default model unless a candidate's backtest error is this much lower (10 %).
 SELECTION_MARGIN = 0.1
+# Dense daily demand (issue #19): the two baselines a shop could use instead (the last week repeated, the
+# mean of the last 28 days) compete with models that follow a moving level; a model replaces the better
+# baseline only when its backtest error is lower by more than DAILY_BASELINE_MARGIN.
+BASELINES = ("seasonal_naive", "recent_mean")
+DAILY_CANDIDATES = (*BASELINES, "ets", "theta", "prophet", "ets+prophet", "recent_mean+theta")
+DAILY_BASELINE_MARGIN = 0.05
 # Prophet settings per frequency ("log": fit log(y) when y > 0; "fourier": the yearly season's order for
 # monthly/quarterly data, daily data uses Prophet's own yearly season). Multiplicative seasonality and
 # order 6 were the best of the variants tried on the benchmark series' training parts (backtest MASE).
@@ -179,13 +188,21 @@ def _period_start(d: date, freq: str) -> date:
     return date(d.year, month, 1)
 
 
+class NoDemand(ValueError):
+    """The history has no positive value: a forecast would be a silent zero, so none is made."""
+
+
 def _clean(series: Series) -> np.ndarray:
     y = series.y
     if len(y) == 0:
         raise ValueError("empty series: nothing to forecast")
     if not np.isfinite(y).all():
         raise ValueError(f"y has {int((~np.isfinite(y)).sum())} NaN or infinite values")
-    return np.maximum(y, 0.0)
+    y = np.maximum(y, 0.0)
+    if not (y > 0).any():
+        raise NoDemand(f"no demand in the {len(y)} periods of the history (every sale cancelled or none "
+                       "made): nothing to forecast from, rather than a silent zero forecast")
+    return y
 
 
 def _filled(x: np.ndarray) -> np.ndarray:
@@ -488,6 +505,16 @@ def fit_predict(series: Series, model: str, horizon: int, level: float = 0.8,
         preds = [fit_predict(series, m, horizon, level, future_price, future_promo, holidays_country)
                  for m in members]
         return _combine(model, preds)
+    prediction = _fit_base(series, y, model, horizon, level, future_price, future_promo, holidays_country)
+    if model != "croston" and not (prediction.yhat > 0).any():
+        # The recent window had no sale although the history has some: Croston's rate over the whole
+        # history rather than a silent zero forecast (Prediction.model says "croston").
+        return _croston(series, y, horizon, level)
+    return prediction
+
+
+def _fit_base(series: Series, y: np.ndarray, model: str, horizon: int, level: float, future_price,
+              future_promo, holidays_country: str | None) -> Prediction:
     if model == "seasonal_naive":
         return _seasonal_naive(series, y, horizon, level)
     if model == "mean":
@@ -498,6 +525,8 @@ def fit_predict(series: Series, model: str, horizon: int, level: float = 0.8,
         return _ets(series, y, horizon, level)
     if model == "prophet":
         return _prophet(series, y, horizon, level, future_price, future_promo, holidays_country)
+    if model in LEVEL_MODELS:
+        return getattr(level_models, model)(series, y, horizon, level)
     raise ValueError(f"unknown model {model!r}; known: {', '.join(BASE_MODELS)} or a+b combinations")
 
 
@@ -546,8 +575,10 @@ def backtest_many(series: Series, models: Sequence[str], horizon: int, folds: in
         raise ValueError(f"unknown model {unknown[0]!r}; known: {', '.join(BASE_MODELS)} or a+b combinations")
 
     def fold_forecasts(base: str) -> list[np.ndarray]:
+        # A fold whose training part has no demand yet (a product launched later) forecasts zero there.
         return [fit_predict(series.head(o), base, horizon, 0.8, _future(series.price, o, horizon),
-                            _future(series.promo, o, horizon), holidays_country).yhat for o in origins]
+                            _future(series.promo, o, horizon), holidays_country).yhat
+                if (y[:o] > 0).any() else np.zeros(horizon) for o in origins]
 
     forecasts = {base: _attempt(fold_forecasts, base) for base in needed}
     out = {}
@@ -595,6 +626,8 @@ def candidates_for(series: Series) -> tuple[str, ...]:
         return ("croston", "mean", "ets") if lumpy else ("croston", "mean")
     if n < 2 * m:
         return ("seasonal_naive", "mean")
+    if series.freq == "D":
+        return DAILY_CANDIDATES
     return ("seasonal_naive", "ets", "prophet", "ets+prophet", "seasonal_naive+ets+prophet")
 
 
@@ -621,11 +654,15 @@ def selection_metric(series: Series) -> str:
 
 def choose_model(series: Series, horizon: int, folds: int = 3, candidates: Sequence[str] | None = None,
                  metric: str | None = None, holidays_country: str | None = "CN",
-                 margin: float = SELECTION_MARGIN) -> tuple[str, dict[str, BacktestScore]]:
+                 margin: float = SELECTION_MARGIN, baseline_margin: float = DAILY_BASELINE_MARGIN
+                 ) -> tuple[str, dict[str, BacktestScore]]:
     """The candidate with the lowest mean backtest ``metric`` over the folds (default
     :func:`selection_metric`; ties go to the earlier candidate), and every candidate's score.
     Parsimony: when :func:`default_model` is a candidate it is kept unless the best one's error is
     lower by more than ``margin`` (a fraction), since a few folds rank close models by chance.
+    Dense daily series: the anchor is the better of the baselines among the candidates (BASELINES, by
+    the same backtest) and ``baseline_margin`` the margin, so a model is served only when its backtest
+    beats what the shop could do with the last week or the 28-day mean.
     Without any fold (too short a history) the answer is :func:`default_model` (or the only candidate)."""
     cands = tuple(candidates) if candidates else candidates_for(series)
     metric = metric or selection_metric(series)
@@ -641,6 +678,9 @@ def choose_model(series: Series, horizon: int, folds: int = 3, candidates: Seque
     if not valid:
         return (default if default in cands or len(cands) != 1 else cands[0]), scores
     best_value, _, best = min(valid)
+    baselines = [(value(b), b) for b in BASELINES if b in cands and np.isfinite(value(b))]
+    if series.freq == "D" and baselines and not is_intermittent(series.y):
+        default, margin = min(baselines)[1], baseline_margin
     if default in cands and np.isfinite(value(default)) and best_value >= (1.0 - margin) * value(default):
         return default, scores
     return best, scores
