@@ -80,7 +80,7 @@ bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive
 bench-bus: venv sysdeps ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis
 	$(BIN)/python -m benchmarks.bench_bus $(if $(QUICK),--quick)
 
-bench-recommender: venv sysdeps ## MovieLens-100k, demo shop, serving latency + freshness (SECTION=movielens|demo|serving)
+bench-recommender: venv sysdeps ## MovieLens-100k, demo shop, serving latency + freshness, public rating sets through REST (SECTION=movielens|demo|serving|service)
 	$(BIN)/python -m benchmarks.bench_recommender $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 bench-chatbot: venv sysdeps ## intent accuracy per language vs TF-IDF and MiniLM baselines, entity F1, latency

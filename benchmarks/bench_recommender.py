@@ -5,8 +5,12 @@ Sections (each writes ``results/recommender-<section>.json``):
               interaction, a 75/25 split per user (seed 42), top 10 with seen items excluded.
               Every algorithm, an independent plain-implicit ALS baseline fitted in the same
               run, the learnt hybrid, and the published Recommenders rows as anchors.
+  service     public rating sets (MovieLens-100k, MovieLens latest-small, InstEval) sent as events through
+              the running stack's REST API, trained through the admin route, answers read through REST
+              and scored against plain implicit ALS (three-point grid) and popularity fitted in the same
+              run on the same split (bench_recommender_service.py; issue #19).
 
-    python -m benchmarks.bench_recommender [--quick] [--section movielens|demo|serving]
+    python -m benchmarks.bench_recommender [--quick] [--section movielens|demo|serving|service]
 """
 
 from __future__ import annotations
@@ -451,11 +455,25 @@ def print_serving(result: dict) -> None:
         print(f"{'PASS' if ok else 'FAIL'}  {goal}")
 
 
+def run_service(quick: bool) -> dict:
+    """Public rating sets through the running stack's REST API (benchmarks/bench_recommender_service.py)."""
+    from benchmarks import bench_recommender_service
+
+    return bench_recommender_service.run_service(quick)
+
+
+def print_service(result: dict) -> None:
+    from benchmarks import bench_recommender_service
+
+    bench_recommender_service.print_service(result)
+
+
 # Each section: (run it -> its result, print that result as a table).
 SECTIONS: dict[str, tuple[Callable[[bool], dict], Callable[[dict], None]]] = {
     "movielens": (run_movielens, print_movielens),
     "demo": (run_demo, print_demo),
     "serving": (run_serving, print_serving),
+    "service": (run_service, print_service),
 }
 
 
