@@ -11,8 +11,10 @@ Sections (``--section``, default all):
   the chosen models with 2 workers, and the refresh in one process as the baseline. Goal: the
   refresh of 1,000 products within 300 s.
 - ``pricing``, ``behaviour``: in benchmarks/bench_forecasting_pricing.py and _behaviour.py.
+- ``daily``: real daily retail series sent as orders through the running service, the served forecast
+  against seasonal naive and the 28-day mean (benchmarks/bench_forecasting_daily.py).
 
-    python -m benchmarks.bench_forecasting [--quick] [--section all|series|throughput|pricing|behaviour]
+    python -m benchmarks.bench_forecasting [--quick] [--section all|series|throughput|pricing|behaviour|daily]
 """
 
 from __future__ import annotations
@@ -413,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         "series": run_series, "throughput": run_throughput,
         "pricing": lazy("bench_forecasting_pricing", "run_pricing"),
         "behaviour": lazy("bench_forecasting_behaviour", "run_behaviour"),
+        "daily": lazy("bench_forecasting_daily", "run_daily"),
     }, "a smoke run: a few series, 100 products", argv)
 
 
