@@ -93,9 +93,10 @@ class RecommenderProjection(Projection):
             self._personal_interaction(event, ops, user, pid, weight, info)
         if not pid:
             return
-        if weight > 0:
-            ops("ZINCRBY", K.popular, weight, pid)
-            ops("ZINCRBY", K.trending, core.trend_score(weight, event.occurred_at), pid)
+        popular = core.popularity_weight(event.action, p)
+        if popular > 0:
+            ops("ZINCRBY", K.popular, popular, pid)
+            ops("ZINCRBY", K.trending, core.trend_score(popular, event.occurred_at), pid)
         ops("HINCRBY", K.item_counts(pid), event.action, 1)
         ops("ZADD", K.item_last_seen, "GT", event.occurred_at.timestamp(), pid)
         if event.action == "rating":

@@ -19,7 +19,9 @@ def test_stronger_signals_weigh_more():
     assert w["view"] < w["click"] < w["add_to_cart"] < w["purchase"]
     assert core.interaction_weight("search", {"query": "shoes"}) == 0
     assert core.interaction_weight("rating", {"rating": 5}) > core.interaction_weight("rating", {"rating": 4}) > 0
-    assert core.interaction_weight("rating", {"rating": 2}) == 0
+    assert core.interaction_weight("rating", {"rating": 2}) > 0, "a low rating still says they have it"
+    assert core.popularity_weight("rating", {"rating": 2}) == 0 < core.popularity_weight("rating", {"rating": 4})
+    assert core.popularity_weight("purchase", {}) == w["purchase"]
 
 
 def test_trending_halves_per_half_life_and_keeps_order_over_time():
@@ -144,7 +146,8 @@ def test_a_rating_of_any_value_marks_the_product_owned_and_erasure_forgets_it():
     low = new_event("interaction.rating", {"user_id": "u1", "product_id": "p1", "rating": 1})
     cmds = commands(projection, low)
     assert ["SADD", K.user_rated("u1"), "p1"] in cmds
-    assert not any(c[:2] == ["HINCRBYFLOAT", K.user_items("u1")] for c in cmds), "a low rating is no interest"
+    assert ["HINCRBYFLOAT", K.user_items("u1"), "p1", "1.0"] in cmds, "the models learn that they have it"
+    assert not any(c[:2] in (["ZINCRBY", K.popular], ["ZINCRBY", K.trending]) for c in cmds), "not popular"
     view = new_event("interaction.view", {"user_id": "u1", "product_id": "p2"})
     assert not any(c[:2] == ["SADD", K.user_rated("u1")] for c in commands(projection, view))
     ops = Ops()

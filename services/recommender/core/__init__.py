@@ -13,8 +13,11 @@ EVENT_WEIGHTS: Mapping[str, float] = {
     "add_to_cart": 4.0,
     "purchase": 8.0,
 }
-# A rating of 4 or 5 counts as interest; 3 and below add nothing to popularity.
-RATING_WEIGHTS: Mapping[int, float] = {4: 2.0, 5: 4.0}
+# Any rating says the shopper has the product (they consumed it, like a view at least): it is in their row, so
+# the models learn from what they rated too; 4 and 5 count as interest. Popularity and trending count only the
+# ratings of interest (POPULAR_RATINGS): a 1-star rating makes nothing popular.
+RATING_WEIGHTS: Mapping[int, float] = {1: 1.0, 2: 1.0, 3: 1.0, 4: 2.0, 5: 4.0}
+POPULAR_RATINGS = frozenset({4, 5})
 
 # Trending scores are stored as weight * 2**((t - epoch) / half_life): the ranking
 # at any moment equals that of weights decayed to that moment, with no rewrite of
@@ -27,10 +30,18 @@ TREND_HALF_LIFE_DAYS = 7.0
 
 
 def interaction_weight(action: str, payload: Mapping[str, object]) -> float:
-    """Interest weight of one interaction event (0 for searches and low ratings)."""
+    """Weight of one interaction event in the shopper's row (0 for searches)."""
     if action == "rating":
         return RATING_WEIGHTS.get(int(payload.get("rating", 0) or 0), 0.0)  # type: ignore[arg-type]
     return EVENT_WEIGHTS.get(action, 0.0)
+
+
+def popularity_weight(action: str, payload: Mapping[str, object]) -> float:
+    """What one interaction adds to the product's popularity and trend: its row weight, but nothing for a
+    rating below 4."""
+    if action == "rating" and int(payload.get("rating", 0) or 0) not in POPULAR_RATINGS:  # type: ignore[call-overload]
+        return 0.0
+    return interaction_weight(action, payload)
 
 
 def trend_score(weight: float, occurred_at: datetime, half_life_days: float = TREND_HALF_LIFE_DAYS) -> float:
