@@ -74,7 +74,7 @@ bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting 
 bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix (SECTION=fashion|search|verify)
 	$(BIN)/python -m benchmarks.bench_vision $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
-bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive/auto), 1,000-product refresh, elasticities, CDNOW behaviour (SECTION=series|throughput|pricing|behaviour)
+bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive/auto), daily retail series through the service vs seasonal naive and the 28-day mean, 1,000-product refresh, elasticities, CDNOW behaviour (SECTION=series|throughput|pricing|behaviour|daily)
 	$(BIN)/python -m benchmarks.bench_forecasting $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 bench-bus: venv sysdeps ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis
