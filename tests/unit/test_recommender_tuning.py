@@ -72,3 +72,25 @@ def test_the_budget_stops_before_a_candidate_that_would_not_fit_in_it():
     assert result.chosen == {} and result.skipped == 2
     roomy = tune(TRUTH, components, candidates=CANDIDATES, budget_seconds=1000, clock=Clock(10.0))
     assert len(roomy.tried) == 3 and roomy.chosen == {"als_factors": "32"}
+
+
+def test_ease_recommends_what_shoppers_like_this_one_chose_and_matches_its_closed_form():
+    from services.recommender.core.ease import EASE
+
+    # Two tastes: products 0-2 go together, 3-5 go together; product 6 was never touched.
+    rows = sp.csr_matrix(np.array([[1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0, 0],
+                                   [0, 0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1, 0]], float))
+    model = EASE(regularization=0.5).fit(rows)
+    x = rows.toarray()[:, :6]
+    inverse = np.linalg.inv(x.T @ x + 0.5 * np.eye(6))
+    expected = -inverse / np.diag(inverse)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.weights, expected, rtol=1e-5, atol=1e-6)
+    fresh = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0, 0]], float) * 8.0)  # weights ignored: who touched what
+    scores = model.score(fresh)[0]
+    assert scores.shape == (7,) and int(np.argmax(scores[1:])) + 1 == 1, "bought with product 0 by the most"
+    assert scores[6] < scores[:6].min(), "a product nobody touched scores lowest"
+    capped = EASE(regularization=0.5, max_items=3).fit(rows)
+    assert len(capped.kept) == 3 and capped.score(fresh).shape == (1, 7)
+    with pytest.raises(ValueError):
+        EASE(regularization=0)
