@@ -20,6 +20,7 @@ from services.recommender.core.defaults import TRAIN_PARAMS, make_components
 from services.recommender.core.evaluation import ranking_metrics, stratified_split
 from services.recommender.core.forgetting import without_users
 from services.recommender.core.hybrid import fit_hybrid
+from services.recommender.core.tuning import DEFAULT_BUDGET_SECONDS, Tuning, tune
 from services.recommender.forgetting import erased_users
 from services.recommender.store import RecommenderKeys as K
 from services.recommender.store import RecommenderStore, decode_tags
@@ -60,15 +61,19 @@ class RecommenderTrainer:
         user_ids, item_ids, matrix = build_matrix(users, catalog)
         details = self.store.products([p for p in item_ids if p not in catalog])
         texts = [product_text(catalog.get(p) or details.get(p) or {}, decode_tags) for p in item_ids]
-        options = {k: v for k, v in params.items() if k in TRAIN_PARAMS}
+        fit_part, held_out = stratified_split(matrix, HOLDOUT_RATIO, seed=42)
+        # The shop's own hyper-parameters, chosen on the training part only: the held-out part stays unseen.
+        tuning = self._tune(fit_part, texts, params, progress)
+        options = {k: v for k, v in params.items() if k in TRAIN_PARAMS and k != "tuning_seconds"}
+        options.update(tuning.chosen if tuning else {})
 
         def components() -> dict:
             return make_components(texts, **options)
 
-        progress(0.1, f"held-out evaluation on {len(user_ids)} users x {len(item_ids)} products")
-        fit_part, held_out = stratified_split(matrix, HOLDOUT_RATIO, seed=42)
+        progress(0.3, f"held-out evaluation on {len(user_ids)} users x {len(item_ids)} products")
         evaluated, _ = fit_hybrid(fit_part, components)
         metrics = ranking_metrics(lambda users_: evaluated.score(fit_part[users_], users_), fit_part, held_out)
+        metrics.update(tuning.metrics() if tuning else {})
         progress(0.5, "fitting every model on all interactions")
         hybrid, report = fit_hybrid(matrix, components)
         version = new_version("hybrid")
@@ -81,6 +86,10 @@ class RecommenderTrainer:
             "metrics": metrics, "weights": hybrid.weights, "report": report, "users": len(user_ids),
             "products": len(item_ids), "interactions": int(matrix.nnz), "events_seen": events_before,
             "train_seconds": round(time.perf_counter() - started, 2), "params": options,
+            "tuning": None if tuning is None else {
+                "chosen": tuning.chosen, "skipped": tuning.skipped,
+                "tried": [{"params": o, "validation_ndcg_at_10": round(n, 4), "seconds": round(t, 1)}
+                          for o, n, t in tuning.tried]},
         }
         progress(0.9, f"saving {version}")
         self.registry.save(version, bundle, meta)
@@ -90,5 +99,18 @@ class RecommenderTrainer:
         log.info("model_trained", version=version, seconds=meta["train_seconds"],
                  ndcg_at_10=round(metrics.get("ndcg_at_10", float("nan")), 4))
         return TrainResult(model_version=version, metrics=metrics,
-                           message=f"trained on {len(user_ids)} users, {len(item_ids)} products")
+                           message=f"trained on {len(user_ids)} users, {len(item_ids)} products"
+                                   + (f"; {tuning.describe()}" if tuning else ""))
+
+    @staticmethod
+    def _tune(fit_part, texts: list[str], params: Mapping[str, str], progress: Progress) -> Tuning | None:
+        """Candidate hyper-parameters tried on ``fit_part`` within ``tuning_seconds`` (0: the defaults and the
+        request's params, untuned); the params the request set are never changed."""
+        budget = float(params.get("tuning_seconds", DEFAULT_BUDGET_SECONDS))
+        if budget <= 0:
+            return None
+        fixed = {k: v for k, v in params.items() if k in TRAIN_PARAMS and k != "tuning_seconds"}
+        progress(0.05, f"choosing hyper-parameters on held-out interactions (at most {budget:.0f} s)")
+        return tune(fit_part, lambda overrides: make_components(texts, **{**fixed, **overrides}), fixed=fixed,
+                    budget_seconds=budget)
 

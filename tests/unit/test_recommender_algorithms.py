@@ -301,12 +301,15 @@ def test_hybrid_scores_the_rows_products_when_content_knows_newer_ones():
 
 
 def test_components_take_training_params_as_the_api_sends_them():
-    components = make_components(None, als_factors="8", item_knn_similarity="pearson", user_knn_neighbours=5)
-    assert set(components) == {"als", "item_knn", "user_knn", "popular", "bpr"}
+    components = make_components(None, als_factors="8", item_knn_similarity="pearson", user_knn_neighbours=5,
+                                 ease_regularization="100", tuning_seconds="30")
+    assert set(components) == {"als", "item_knn", "user_knn", "popular", "bpr", "ease"}
     assert components["als"].model.factors == 8 and components["item_knn"].kind == "pearson"
-    assert components["user_knn"].neighbours == 5
+    assert components["user_knn"].neighbours == 5 and components["ease"].regularization == 100
     assert "content" in make_components(CATALOG)
     with pytest.raises(ValueError):
         make_components(None, als_weighting="log")
     with pytest.raises(ValueError):
         make_components(None, factors="8")
+    with pytest.raises(ValueError):
+        make_components(None, tuning_seconds="-1")

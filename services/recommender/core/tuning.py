@@ -19,9 +19,11 @@ import scipy.sparse as sp
 from services.recommender.core.evaluation import stratified_split
 from services.recommender.core.hybrid import Hybrid, Model
 
-# Tried in this order after the defaults: factor models' size and regularisation, ALS without its
+# Tried in this order after the defaults: EASE's regularisation (the most telling), factor models' size and regularisation, ALS without its
 # confidence weighting, smaller neighbourhoods (sparse shops), larger ones (dense shops).
 CANDIDATES: tuple[dict[str, str], ...] = (
+    {"ease_regularization": "100"},
+    {"ease_regularization": "1000"},
     {"als_factors": "32", "als_regularization": "0.05"},
     {"als_weighting": "none"},
     {"item_knn_neighbours": "50", "user_knn_neighbours": "30"},
