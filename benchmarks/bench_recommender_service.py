@@ -249,7 +249,8 @@ def train_job(stack: Stack) -> dict:
     if job["state"] != "succeeded":
         raise SystemExit(f"training failed: {job}")
     return {"seconds": round(time.perf_counter() - started, 1), "model_version": job["model_version"],
-            "job_metrics": {k: round(float(v), 4) for k, v in job["metrics"].items()}}
+            "job_metrics": {k: round(float(v), 4) for k, v in job["metrics"].items()},
+            "job_message": job.get("message", "")}
 
 
 def served_answers(stack: Stack, data: RatingSet, test: sp.csr_matrix) -> tuple[dict[int, list[int]], dict]:
@@ -330,6 +331,7 @@ def print_service(result: dict) -> None:
             fit = "" if row["fit_seconds"] is None else f"{row['fit_seconds']:.1f}"
             print(f"| {row['model']:<58} | {row['map']:>6.3f} | {row['ndcg_at_10']:>7.3f} | "
                   f"{row['precision_at_10']:>6.3f} | {row['recall_at_10']:>6.3f} | {fit:>6} |")
+        print(f"job: {s['train'].get('job_message', '')}")
         print(f"served / best plain ALS ({s['best_plain_als']}): {s['ratio_to_best_plain_als']}x; "
               f"/ popularity: {s['ratio_to_popularity']}x\n")
     for goal, ok in result["goals"].items():
