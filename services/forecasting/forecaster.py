@@ -94,6 +94,9 @@ class Forecaster:
             pipe.expire(cache, FORECAST_CACHE_SECONDS)
             pipe.execute()
 
+    def drop_predictions(self, kind: str, target: str) -> None:
+        self.store.redis.delete(K.forecast(target_key(kind, target)))
+
     def plan(self, pid: str, details: dict[str, str], service_level: float = 0.95, lead_time: float = 7.0,
              ordering_cost: float = 50.0, holding_rate: float = 0.25
              ) -> tuple[inventory.InventoryPlan, int, float]:

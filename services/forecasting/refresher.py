@@ -66,9 +66,11 @@ class Refresher:
                                  n_jobs=self.n_jobs if len(items) > 50 else 1,
                                  holidays_country=self.forecaster.holidays_country)
         for k, outcome in outcomes.items():
+            kind, target = k.split("|", 1)
             if outcome.error is None:
-                kind, target = k.split("|", 1)
                 self.forecaster.store_predictions(kind, target, ends[k], outcome.prediction)
+            else:  # e.g. every sale cancelled (NoDemand): the next request answers the reason, not a stale forecast
+                self.forecaster.drop_predictions(kind, target)
 
     def check_stock(self, pid: str) -> None:
         details = self.store.product(pid)

@@ -119,3 +119,16 @@ def test_daily_choice_keeps_the_better_baseline_unless_clearly_beaten():
     model, scores = choose_model(series, 28, folds=3, candidates=("seasonal_naive", "recent_mean", "theta"),
                                  baseline_margin=1.0)
     assert model == min(("seasonal_naive", "recent_mean"), key=lambda m: scores[m].mase)
+
+
+def test_prophet_is_kept_with_a_year_of_daily_history_when_close_to_the_best():
+    """With a year of history Prophet is the default (yearly season, holidays, promotions): kept when
+    within ``margin`` of the best backtest, the baseline rule applies otherwise."""
+    series = Series(START, weekly(400, 10.0))
+    assert fc.default_model(series) == "prophet"
+    cands = ("seasonal_naive", "recent_mean", "prophet")
+    model, _ = choose_model(series, 28, folds=2, candidates=cands, margin=1.0, baseline_margin=1.0)
+    assert model == "prophet"
+    model, scores = choose_model(series, 28, folds=2, candidates=cands, margin=0.0, baseline_margin=1.0)
+    best = min(cands, key=lambda m: scores[m].mase)
+    assert model == (best if best == "prophet" else min(cands[:2], key=lambda m: scores[m].mase))

@@ -660,9 +660,11 @@ def choose_model(series: Series, horizon: int, folds: int = 3, candidates: Seque
     :func:`selection_metric`; ties go to the earlier candidate), and every candidate's score.
     Parsimony: when :func:`default_model` is a candidate it is kept unless the best one's error is
     lower by more than ``margin`` (a fraction), since a few folds rank close models by chance.
-    Dense daily series: the anchor is the better of the baselines among the candidates (BASELINES, by
-    the same backtest) and ``baseline_margin`` the margin, so a model is served only when its backtest
-    beats what the shop could do with the last week or the 28-day mean.
+    Dense daily series: Prophet, the default with a year of history (it alone sees the yearly season,
+    holidays and planned promotions, which a few recent folds cannot show), is kept as above when
+    within ``margin`` of the best; otherwise the anchor is the better of the baselines among the
+    candidates (BASELINES, by the same backtest) with ``baseline_margin``, so a model is served only
+    when its backtest beats what the shop could do with the last week or the 28-day mean.
     Without any fold (too short a history) the answer is :func:`default_model` (or the only candidate)."""
     cands = tuple(candidates) if candidates else candidates_for(series)
     metric = metric or selection_metric(series)
@@ -679,7 +681,9 @@ def choose_model(series: Series, horizon: int, folds: int = 3, candidates: Seque
         return (default if default in cands or len(cands) != 1 else cands[0]), scores
     best_value, _, best = min(valid)
     baselines = [(value(b), b) for b in BASELINES if b in cands and np.isfinite(value(b))]
-    if series.freq == "D" and baselines and not is_intermittent(series.y):
+    near_default = default in cands and best_value >= (1.0 - margin) * value(default)
+    if series.freq == "D" and baselines and not is_intermittent(series.y) and not (
+            default == "prophet" and near_default):
         default, margin = min(baselines)[1], baseline_margin
     if default in cands and np.isfinite(value(default)) and best_value >= (1.0 - margin) * value(default):
         return default, scores
