@@ -159,7 +159,7 @@ class DevStack:
 def stack(tmp_path, redis_url, chatbot_model_dir):
     redis.Redis.from_url(redis_url).flushdb()
     # The assistant's intent model, trained once per session: the first start of a real `make run`
-    # trains it (2-3 minutes), which is not what this test is about.
+    # trains it (about 2.5 minutes on two cores), which is not what this test is about.
     shutil.copytree(chatbot_model_dir[0] / "models", tmp_path / "data" / "models")
     dev = DevStack(tmp_path, redis_url)
     yield dev
@@ -167,7 +167,7 @@ def stack(tmp_path, redis_url, chatbot_model_dir):
 
 
 # The limit covers the fixtures too: when this test runs first, the session's intent model is trained
-# in its setup (2-3 minutes), before two starts of the whole stack.
+# in its setup (about 2.5 minutes on two cores), before two starts of the whole stack.
 @pytest.mark.timeout(600)
 def test_make_run_serves_seeded_popular_items_and_stops_cleanly(stack, redis_url):
     stack.start()
