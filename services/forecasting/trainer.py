@@ -18,7 +18,7 @@ from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, new_version
 from services.forecasting.core import behaviour, pricing
 from services.forecasting.core.bundle import ForecastingModel, target_key, to_series
-from services.forecasting.core.forecast import forecast_many
+from services.forecasting.core.forecast import forecast_many, versus_baselines
 from services.forecasting.store import DailyHistory, ForecastStore
 
 log = get_logger(__name__)
@@ -126,7 +126,7 @@ class ForecastTrainer:
         metrics = {"series": float(len(chosen)), "failed": float(len(failed)),
                    "median_mase": float(np.median(mases)) if mases else float("nan"),
                    "elasticities": float(sum(1 for e in elasticities.values() if e.enough_variation)),
-                   "category_elasticities": float(len(category_priors))}
+                   "category_elasticities": float(len(category_priors)), **versus_baselines(outcomes)}
         meta = {"metrics": metrics, "models_used": models_used, "as_of": end.isoformat(),
                 "events_seen": events_before, "failed": dict(list(failed.items())[:20]), "params": options,
                 "train_seconds": round(time.perf_counter() - started, 2)}

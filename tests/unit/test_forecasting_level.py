@@ -132,3 +132,21 @@ def test_prophet_is_kept_with_a_year_of_daily_history_when_close_to_the_best():
     model, scores = choose_model(series, 28, folds=2, candidates=cands, margin=0.0, baseline_margin=1.0)
     best = min(cands, key=lambda m: scores[m].mase)
     assert model == (best if best == "prophet" else min(cands[:2], key=lambda m: scores[m].mase))
+
+
+def test_versus_baselines_summarises_the_choice_against_the_better_baseline():
+    def score(m: float) -> fc.BacktestScore:
+        return fc.BacktestScore(m, 0.1, 1.0, 28, 3)
+
+    outcomes = {
+        "a": fc.Outcome("theta", None, None, None, {"seasonal_naive": score(1.0), "recent_mean": score(0.8),
+                                                     "theta": score(0.6)}),
+        "b": fc.Outcome("recent_mean", None, None, None, {"seasonal_naive": score(1.0), "recent_mean": score(0.5)}),
+        "c": fc.Outcome("croston", None, None, None, {"croston": score(0.9), "mean": score(1.0)}),  # intermittent
+        "d": fc.Outcome("", None, None, "NoDemand: no demand", None),
+    }
+    summary = fc.versus_baselines(outcomes)
+    assert summary["series_vs_baselines"] == 2
+    assert summary["median_backtest_mase_vs_better_baseline"] == pytest.approx((0.75 + 1.0) / 2)
+    assert summary["share_beating_better_baseline"] == 0.5
+    assert np.isnan(fc.versus_baselines({})["share_beating_better_baseline"])

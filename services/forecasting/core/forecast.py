@@ -690,6 +690,26 @@ def choose_model(series: Series, horizon: int, folds: int = 3, candidates: Seque
     return best, scores
 
 
+def versus_baselines(outcomes: Mapping[str, Outcome]) -> dict[str, float]:
+    """How the chosen models compare with the better baseline in their own selection backtest (an
+    optimistic figure: the same folds chose them), over the series where both baselines were scored:
+    ``series_vs_baselines``, ``median_backtest_mase_vs_better_baseline`` and
+    ``share_beating_better_baseline`` (nan without such a series)."""
+    ratios = []
+    for o in outcomes.values():
+        scores = o.scores or {}
+        if o.error is not None or o.model not in scores or not all(b in scores for b in BASELINES):
+            continue
+        best = min(scores[b].mase for b in BASELINES)
+        mine = scores[o.model].mase
+        if np.isfinite(best) and best > 0 and np.isfinite(mine):
+            ratios.append(mine / best)
+    nan = float("nan")
+    return {"series_vs_baselines": float(len(ratios)),
+            "median_backtest_mase_vs_better_baseline": float(np.median(ratios)) if ratios else nan,
+            "share_beating_better_baseline": float(np.mean(np.array(ratios) < 1.0)) if ratios else nan}
+
+
 # ----------------------------------------------------------------------------------------------------
 # Batches
 
