@@ -183,7 +183,10 @@ def train_job(stack: Stack) -> dict:
     job = wait_for(finished, 1800, interval=1.0, what="the training job")
     if job["state"] != "succeeded":
         raise SystemExit(f"training failed: {job}")
-    return {"seconds": round(time.perf_counter() - started, 1), "model_version": job["model_version"]}
+    metrics = job.get("metrics") or {}
+    return {"seconds": round(time.perf_counter() - started, 1), "model_version": job["model_version"],
+            **{k: round(float(metrics[k]), 3) for k in ("share_beating_better_baseline",
+                                                       "median_backtest_mase_vs_better_baseline") if k in metrics}}
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -228,7 +231,8 @@ def evaluate(label: str, series: dict) -> tuple[list[dict], dict]:
               f"{r['better_baseline']} (snaive {r['mase_seasonal_naive']}, 28-day mean {r['mase_recent_mean']})",
               flush=True)
     return rows, {"data": label, "series": len(series), "events_sent": len(events), "send_seconds": round(sent, 1),
-                  "train_seconds": job["seconds"], "model_version": job["model_version"]}
+                  "train_seconds": job["seconds"], "model_version": job["model_version"],
+                  **{f"job_{k}": v for k, v in job.items() if k not in ("seconds", "model_version")}}
 
 
 def run_daily(quick: bool) -> dict:
