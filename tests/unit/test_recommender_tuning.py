@@ -94,3 +94,24 @@ def test_ease_recommends_what_shoppers_like_this_one_chose_and_matches_its_close
     assert len(capped.kept) == 3 and capped.score(fresh).shape == (1, 7)
     with pytest.raises(ValueError):
         EASE(regularization=0)
+
+
+
+class Half(Oracle):
+    """The oracle on a fixed half of the products, noise elsewhere: better than noise, worse than the oracle."""
+
+    def score(self, rows, users=None):
+        mask = np.random.default_rng(1).random(TRUTH.shape[1]) < 0.5
+        return np.where(mask, super().score(rows, users), Noise().score(rows, users))
+
+
+def test_improvements_build_on_each_other():
+    def two_knobs(overrides):
+        hits = (overrides.get("item_knn_neighbours") == "50") + (overrides.get("als_factors") == "32")
+        return {"als": (Noise(), Half(), Oracle())[hits]}
+
+    result = tune(TRUTH, two_knobs, candidates=CANDIDATES, clock=Clock(0.0))
+    assert [o for o, _, _ in result.tried] == [{}, {"item_knn_neighbours": "50"},
+                                               {"item_knn_neighbours": "50", "als_factors": "32"}]
+    assert result.chosen == {"item_knn_neighbours": "50", "als_factors": "32"}
+    assert result.tried[0][1] < result.tried[1][1] < result.tried[2][1] == result.chosen_ndcg

@@ -5,7 +5,8 @@ Every candidate is a set of ``TRAIN_PARAMS`` overrides on top of what the traini
 measured the way the served hybrid is made (components fitted on part of the data, the blend's weights
 learnt on the rest, ``Hybrid.learn_weights``), so its figure is the validation nDCG@10 of a whole hybrid.
 The defaults are always measured first; the others run while the budget allows one more (the slowest so far
-is the estimate), and one is chosen only if it beats the defaults.
+is the estimate), greedily: a candidate is tried on top of the overrides kept so far and kept only if its
+hybrid beats the best yet (so EASE's lambda and ALS's size can both change).
 """
 
 from __future__ import annotations
@@ -71,18 +72,18 @@ def tune(train: sp.csr_matrix, components: Callable[[Mapping[str, str]], dict[st
     usable = [dict(c) for c in candidates if not set(c) & set(fixed)]
     result = Tuning(chosen={}, skipped=len(candidates) - len(usable))
     started = clock()
-    slowest = 0.0
-    for index, overrides in enumerate([{}, *usable]):
+    slowest, best = 0.0, -1.0
+    for index, candidate in enumerate([{}, *usable]):
         if index > 0 and clock() - started + slowest > budget_seconds:
             result.skipped += len(usable) - index + 1
             break
+        overrides = {**result.chosen, **candidate}  # greedy: each kept improvement builds on the last
         t0 = clock()
         probe = Hybrid(components(overrides)).fit(fit_part)
         probe.learn_weights(fit_part, validation, seed=seed)
         seconds = clock() - t0
         slowest = max(slowest, seconds)
         result.tried.append((overrides, float(probe.validation_ndcg), seconds))
-    best = max(result.tried, key=lambda t: t[1])
-    if best[1] > result.default_ndcg + 1e-9:
-        result.chosen = dict(best[0])
+        if probe.validation_ndcg > best + 1e-9:
+            result.chosen, best = overrides, float(probe.validation_ndcg)
     return result
