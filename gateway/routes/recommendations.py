@@ -127,7 +127,8 @@ class FilterQuery(QueryModel):
 class RecommendQuery(FilterQuery):
     k: int = Field(10, ge=1, le=MAX_K, description="how many items")
     strategy: Strategy = Field("hybrid", description="which model answers")  # type: ignore[valid-type]
-    exclude_purchased: bool = Field(True, description="leave out what the user already bought")
+    exclude_purchased: bool = Field(True, description="leave out what the user bought or rated (any rating); "
+                                   "false lets them come back (consumables)")
     session: IdList = Field(
         [], max_length=MAX_SESSION_PRODUCTS,
         description=f"product ids viewed in the current session, most recent first, comma-separated "
