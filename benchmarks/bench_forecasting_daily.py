@@ -30,13 +30,12 @@ average 15 % below it (mean of served MASE / better baseline MASE <= 0.85).
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.stack import ServiceStack
 
 HOLDOUT = 28
 GOAL_BEAT_SHARE = 0.8
@@ -86,46 +85,6 @@ def cdnow_series() -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- the stack
-class Stack:
-    """Broker, Redis, the forecasting service (its own process), the gateway in process."""
-
-    def __init__(self) -> None:
-        from gateway.app import create_app
-        from services.common import cache
-        from services.common.settings import Settings
-        from tests.support import Broker, PrivateRedis, ServiceProcess, machine_redis_url
-
-        self.workdir = Path(tempfile.mkdtemp(prefix="bench-fc-daily-"))
-        url = machine_redis_url(db=REDIS_DB)
-        self.private = None if url else PrivateRedis()
-        url = url or self.private.url
-        self.redis = cache.connect(url)
-        self.redis.flushdb()
-        self.broker = Broker()
-        settings = Settings(kafka_bootstrap_servers=self.broker.bootstrap, redis_url=url, log_json=False,
-                            data_dir=self.workdir / "data", env="prod",
-                            gateway_api_keys=f"{KEY}:ingest+admin+support")
-        self.service = ServiceProcess("forecasting", settings, self.workdir, SHOPAI_FORECAST_AUTO_TRAIN="false",
-                                      SHOPAI_FORECAST_HOLIDAYS_COUNTRY="US",
-                                      SHOPAI_RETRAIN_CHECK_SECONDS="3600").wait_serving(timeout=120)
-        settings.forecasting.grpc_port = self.service.grpc_port
-        self.app = create_app(settings)
-        self.client = self.app.test_client()
-        self.client.environ_base["HTTP_X_API_KEY"] = KEY
-
-    def stop(self) -> None:
-        from gateway.app import close_app
-
-        close_app(self.app)
-        self.service.stop()
-        self.broker.stop()
-        self.redis.flushdb()
-        self.redis.close()
-        if self.private is not None:
-            self.private.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
 def product_id(name: str) -> str:
     return name.replace("/", "-")
 
@@ -152,45 +111,22 @@ def events_of(train: dict) -> list[dict]:
     return out + [e for _, e in sorted(orders, key=lambda o: o[0])]
 
 
-def send(stack: Stack, events: list[dict]) -> float:
+def send(stack: ServiceStack, events: list[dict]) -> float:
     """POST /v1/events in batches; waits until the service applied them all. The seconds taken."""
     from services.forecasting.store import ForecastKeys
-    from tests.support import wait_for
 
-    started = time.perf_counter()
-    for start in range(0, len(events), BATCH):
-        reply = stack.client.post("/v1/events", json={"events": events[start:start + BATCH]})
-        if reply.status_code != 202 or reply.json["rejected"]:
-            raise SystemExit(f"POST /v1/events answered {reply.status_code}: {str(reply.json)[:500]}")
-    wait_for(lambda: sum(int(v) for v in stack.redis.hgetall(ForecastKeys.stats).values()) >= len(events),
-             900, interval=0.5, what=f"{len(events)} events applied")
-    return time.perf_counter() - started
+    return stack.send(events, ForecastKeys.stats, BATCH, timeout=900)
 
 
-def train_job(stack: Stack) -> dict:
-    from tests.support import wait_for
-
-    started = time.perf_counter()
-    reply = stack.client.post("/v1/admin/train/forecasting", json={"model": "forecast"})
-    if reply.status_code != 202:
-        raise SystemExit(f"POST /v1/admin/train/forecasting answered {reply.status_code}: {reply.json}")
-    location = reply.headers["Location"]
-
-    def finished() -> dict | None:
-        job = stack.client.get(location).json
-        return job if job["state"] in ("succeeded", "failed") else None
-
-    job = wait_for(finished, 1800, interval=1.0, what="the training job")
-    if job["state"] != "succeeded":
-        raise SystemExit(f"training failed: {job}")
+def train_job(stack: ServiceStack) -> dict:
+    job, seconds = stack.train({"model": "forecast"}, timeout=1800)
     metrics = job.get("metrics") or {}
-    return {"seconds": round(time.perf_counter() - started, 1), "model_version": job["model_version"],
+    return {"seconds": round(seconds, 1), "model_version": job["model_version"],
             **{k: round(float(metrics[k]), 3) for k in ("share_beating_better_baseline",
                                                        "median_backtest_mase_vs_better_baseline") if k in metrics}}
 
 
-# ---------------------------------------------------------------------------------------------- scoring
-def served(stack: Stack, name: str, first_day) -> tuple[np.ndarray, str, dict]:
+def served(stack: ServiceStack, name: str, first_day) -> tuple[np.ndarray, str, dict]:
     reply = stack.client.get(f"/v1/forecasts/{product_id(name)}?horizon={HOLDOUT}&history=-1")
     if reply.status_code != 200:
         raise SystemExit(f"GET /v1/forecasts/{product_id(name)} answered {reply.status_code}: {reply.json}")
@@ -200,7 +136,7 @@ def served(stack: Stack, name: str, first_day) -> tuple[np.ndarray, str, dict]:
     return np.array([p["yhat"] for p in body["points"]]), body["model"], body.get("backtest") or {}
 
 
-def score_row(stack: Stack, name: str, series) -> dict:
+def score_row(stack: ServiceStack, name: str, series) -> dict:
     from services.forecasting.core.forecast import fit_predict, mase
 
     train, actual = series.head(len(series) - HOLDOUT), series.y[-HOLDOUT:]
@@ -218,7 +154,8 @@ def score_row(stack: Stack, name: str, series) -> dict:
 
 def evaluate(label: str, series: dict) -> tuple[list[dict], dict]:
     train = {n: s.head(len(s) - HOLDOUT) for n, s in series.items()}
-    stack = Stack()
+    stack = ServiceStack("forecasting", REDIS_DB, KEY, SHOPAI_FORECAST_AUTO_TRAIN="false",
+                         SHOPAI_FORECAST_HOLIDAYS_COUNTRY="US", SHOPAI_RETRAIN_CHECK_SECONDS="3600")
     try:
         events = events_of(train)
         sent = send(stack, events)

@@ -25,12 +25,9 @@ Data sets (all from registry packages, loaded from the installed package):
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +35,7 @@ import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
 from implicit.nearest_neighbours import bm25_weight
 
+from benchmarks.stack import ServiceStack
 from services.recommender.core.evaluation import list_metrics, ranking_metrics, stratified_split
 
 K = 10
@@ -159,45 +157,6 @@ def _row(name: str, metrics: dict, seconds: float | None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- the stack
-class Stack:
-    """Broker, Redis (db 10 of the machine's, else a private one), the recommender, the gateway in process."""
-
-    def __init__(self) -> None:
-        from gateway.app import create_app
-        from services.common import cache
-        from services.common.settings import Settings
-        from tests.support import Broker, PrivateRedis, ServiceProcess, machine_redis_url
-
-        self.workdir = Path(tempfile.mkdtemp(prefix="bench-rec-service-"))
-        url = machine_redis_url(db=REDIS_DB)
-        self.private = None if url else PrivateRedis()
-        url = url or self.private.url
-        self.redis = cache.connect(url)
-        self.redis.flushdb()
-        self.broker = Broker()
-        settings = Settings(kafka_bootstrap_servers=self.broker.bootstrap, redis_url=url, log_json=False,
-                            data_dir=self.workdir / "data", env="prod",
-                            gateway_api_keys=f"{KEY}:ingest+admin+support")
-        self.service = ServiceProcess("recommender", settings, self.workdir, SHOPAI_RETRAIN_INTERVAL_SECONDS="0",
-                                      SHOPAI_RETRAIN_CHECK_SECONDS="3600").wait_serving(timeout=120)
-        settings.recommender.grpc_port = self.service.grpc_port
-        self.app = create_app(settings)
-        self.client = self.app.test_client()
-        self.client.environ_base["HTTP_X_API_KEY"] = KEY
-
-    def stop(self) -> None:
-        from gateway.app import close_app
-
-        close_app(self.app)
-        self.service.stop()
-        self.broker.stop()
-        self.redis.flushdb()
-        self.redis.close()
-        if self.private is not None:
-            self.private.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
 def events_of(data: RatingSet, train: sp.csr_matrix) -> list[dict]:
     """The catalog, then the training ratings in time order, as the shop's backend would send them."""
     from services.common.events import envelope
@@ -216,44 +175,21 @@ def events_of(data: RatingSet, train: sp.csr_matrix) -> list[dict]:
     return out
 
 
-def send(stack: Stack, events: list[dict]) -> float:
+def send(stack: ServiceStack, events: list[dict]) -> float:
     """POST /v1/events in batches; waits until the recommender applied them all. The seconds taken."""
     from services.common.recommendations import RecommenderKeys
-    from tests.support import wait_for
 
-    started = time.perf_counter()
-    for start in range(0, len(events), BATCH):
-        reply = stack.client.post("/v1/events", json={"events": events[start:start + BATCH]})
-        if reply.status_code != 202 or reply.json["rejected"]:
-            refused = [r for r in (reply.json or {}).get("results", []) if r.get("status") != "accepted"][:3]
-            raise SystemExit(f"POST /v1/events answered {reply.status_code}: {refused or reply.json}")
-    wait_for(lambda: sum(int(v) for v in stack.redis.hgetall(RecommenderKeys.stats).values()) >= len(events),
-             1800, interval=0.5, what=f"{len(events)} events applied")
-    return time.perf_counter() - started
+    return stack.send(events, RecommenderKeys.stats, BATCH)
 
 
-def train_job(stack: Stack) -> dict:
-    from tests.support import wait_for
-
-    started = time.perf_counter()
-    reply = stack.client.post("/v1/admin/train/recommender", json={})
-    if reply.status_code != 202:
-        raise SystemExit(f"POST /v1/admin/train/recommender answered {reply.status_code}: {reply.json}")
-    location = reply.headers["Location"]
-
-    def finished() -> dict | None:
-        job = stack.client.get(location).json
-        return job if job["state"] in ("succeeded", "failed") else None
-
-    job = wait_for(finished, 3600, interval=1.0, what="the training job")
-    if job["state"] != "succeeded":
-        raise SystemExit(f"training failed: {job}")
-    return {"seconds": round(time.perf_counter() - started, 1), "model_version": job["model_version"],
+def train_job(stack: ServiceStack) -> dict:
+    job, seconds = stack.train({})
+    return {"seconds": round(seconds, 1), "model_version": job["model_version"],
             "job_metrics": {k: round(float(v), 4) for k, v in job["metrics"].items()},
             "job_message": job.get("message", "")}
 
 
-def served_answers(stack: Stack, data: RatingSet, test: sp.csr_matrix) -> tuple[dict[int, list[int]], dict]:
+def served_answers(stack: ServiceStack, data: RatingSet, test: sp.csr_matrix) -> tuple[dict[int, list[int]], dict]:
     """Every held-out shopper's top 10 through REST, as product columns; latency and cold starts."""
     column = {pid: i for i, pid in enumerate(data.item_ids)}
     answers: dict[int, list[int]] = {}
@@ -282,7 +218,8 @@ def evaluate(data: RatingSet) -> dict:
     print(f"\n{data.name}: {ones.shape[0]} users, {ones.shape[1]} products, {ones.nnz} ratings", flush=True)
     rows = baselines(train, test)
     events = events_of(data, train)
-    stack = Stack()
+    stack = ServiceStack("recommender", REDIS_DB, KEY, SHOPAI_RETRAIN_INTERVAL_SECONDS="0",
+                         SHOPAI_RETRAIN_CHECK_SECONDS="3600")
     try:
         ingest = send(stack, events)
         print(f"  {len(events)} events sent through POST /v1/events and applied in {ingest:.1f} s", flush=True)
