@@ -37,6 +37,7 @@ from typing import Any, NamedTuple, Protocol
 import redis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from services.common import cache
 from services.common.events import PERSONAL_FIELDS, Event
@@ -177,6 +178,14 @@ class KeyStore(Protocol):
         ...
 
 
+@retry(retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
+       wait=wait_random_exponential(multiplier=0.02, max=0.5), stop=stop_after_delay(30), reraise=True)
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """WAL mode, retried: SQLite does not call its busy handler while it changes the journal mode, so two
+    processes opening a new file at once can get "database is locked" at once instead of waiting."""
+    db.execute("PRAGMA journal_mode=WAL")
+
+
 class SQLiteKeyStore:
     """Keys in a SQLite file: one host, no server to run. Safe between threads (one connection behind a
     lock) and processes (SQLite's file locks; INSERT OR IGNORE). Opened on first use: a process that never
@@ -196,7 +205,7 @@ class SQLiteKeyStore:
             # Created 0600 before SQLite opens it: the keys are readable by this user only.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(db)
             db.execute("PRAGMA synchronous=FULL")  # a key must outlive a crash: events sealed with it are in Kafka
             db.execute("PRAGMA secure_delete=ON")  # a destroyed key's bytes are overwritten, not just unlinked
             db.executescript(_SCHEMA)

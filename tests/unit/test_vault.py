@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import subprocess
+import sqlite3
 import sys
 from typing import ClassVar
 
@@ -27,6 +28,7 @@ from services.common.vault import (
     SQLiteKeyStore,
     StoredKey,
     VaultError,
+    _switch_to_wal,
     copy_keys,
     decode_master_key,
     open_with,
@@ -275,6 +277,38 @@ vault = PersonalDataVault.from_settings(Settings(**json.loads(sys.argv[1])))
 sys.stdin.readline()  # start together
 print(json.dumps([vault.seal(f"u{i}", {"email": f"u{i}@example.com"}) for i in range(200)]))
 """
+
+
+class LockedAtFirst:
+    """A connection whose journal-mode switch meets another process's lock a few times: SQLite answers
+    "database is locked" at once there (it does not call its busy handler while it changes the mode)."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals, self.calls = refusals, 0
+
+    def execute(self, sql: str) -> None:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise sqlite3.OperationalError("database is locked")
+
+
+def test_switching_a_new_file_to_wal_waits_out_another_process():
+    db = LockedAtFirst(refusals=3)
+    _switch_to_wal(db)
+    assert db.calls == 4
+
+
+def test_other_sqlite_errors_are_not_retried():
+    class Broken:
+        calls = 0
+
+        def execute(self, sql):
+            Broken.calls += 1
+            raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _switch_to_wal(Broken())
+    assert Broken.calls == 1
 
 
 def test_two_processes_sealing_at_once_agree_on_each_key(vault, vault_settings):
