@@ -71,7 +71,7 @@ test-e2e: venv sysdeps ## the whole stack as `make run` starts it, through the R
 
 bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
 
-bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix (SECTION=fashion|search|verify)
+bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix, image search through REST before/after training (SECTION=fashion|search|verify|service)
 	$(BIN)/python -m benchmarks.bench_vision $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive/auto), daily retail series through the service vs seasonal naive and the 28-day mean, 1,000-product refresh, elasticities, CDNOW behaviour (SECTION=series|throughput|pricing|behaviour|daily)

@@ -11,8 +11,10 @@ Sections (``--section``, default all):
   numpy (exact), faiss and usearch.
 - ``verify``: the confusion matrix of verification on genuine codes, forged signatures,
   altered payloads, copied serials, and code-less or blurred photos.
+- ``service``: image search and identification through the REST API of a running stack, before and after
+  a training job through the admin route (bench_vision_rest.py).
 
-    python -m benchmarks.bench_vision [--quick] [--section fashion|search|verify]
+    python -m benchmarks.bench_vision [--quick] [--section fashion|search|verify|service]
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     run_sections("vision", __doc__.splitlines()[0], {
         "fashion": run_fashion, "search": lazy("bench_vision_service", "run_search"),
         "verify": lazy("bench_vision_service", "run_verify"),
+        "service": lazy("bench_vision_rest", "run_service"),
     }, "a smoke run: small data, one epoch", argv)
 
 
