@@ -108,6 +108,19 @@ def _require(payload: dict[str, Any], *names: str) -> None:
         raise InvalidEvent(f"payload is missing {', '.join(missing)}")
 
 
+def _check_stars(rating: Any) -> None:
+    """A rating is a whole number of stars, 1..5; other scales are refused with how to send them
+    (the shop knows its scale: the service would only guess)."""
+    if isinstance(rating, bool) or not isinstance(rating, (int, float)):
+        return  # missing or not a number: the schema's own message says so
+    if rating != int(rating):
+        raise InvalidEvent(f"rating must be a whole number of stars from 1 to 5, not {rating}: round half stars "
+                           f"(e.g. {rating} -> {min(5, max(1, int(rating) + 1))}) before sending")
+    if not 1 <= rating <= 5:
+        raise InvalidEvent(f"rating must be between 1 and 5, not {int(rating)}: rescale ratings on another scale "
+                           f"(e.g. 0-10 -> max(1, round(r / 2)))")
+
+
 def _check_interaction(action: str, p: dict[str, Any]) -> None:
     _require(p, "user_id")
     if action == "search":
@@ -240,6 +253,8 @@ def parse_event(data: Any) -> Event:
     if not isinstance(data.get("source", ""), str):
         raise InvalidEvent("source must be a string")
     family, action = etype.split(".", 1)
+    if etype == "interaction.rating" and isinstance(payload, dict):
+        _check_stars(payload.get("rating"))
     try:
         json_format.ParseDict(payload, PAYLOAD_MESSAGES[family]())
     except json_format.ParseError as exc:

@@ -52,6 +52,11 @@ def test_the_design_example_is_valid_and_routed_by_user():
         (with_(payload__price=-1.0), "negative"),
         (with_(payload__user_id=""), "user_id"),
         (with_(type="interaction.rating", payload__rating=6), "rating"),
+        (with_(type="interaction.rating", payload__rating=4.5), r"whole number of stars.*4\.5 -> 5"),
+        (with_(type="interaction.rating", payload__rating=0.5), r"whole number of stars.*0\.5 -> 1"),
+        (with_(type="interaction.rating", payload__rating=10), r"between 1 and 5, not 10.*0-10"),
+        (with_(type="interaction.rating", payload__rating=0), "between 1 and 5"),
+        (with_(type="interaction.rating", payload__rating="four"), "rating"),
         (with_(type="interaction.search"), "query"),
         (with_(payload="not an object"), "payload"),
         (with_(extra_field=1), "extra_field"),
@@ -65,6 +70,11 @@ def test_the_design_example_is_valid_and_routed_by_user():
 def test_invalid_events_are_rejected_with_a_reason(event, reason):
     with pytest.raises(InvalidEvent, match=reason):
         parse_event(event)
+
+
+def test_whole_star_ratings_are_accepted_also_as_json_floats():
+    assert parse_event(with_(type="interaction.rating", payload__rating=4.0)).payload["rating"] == 4.0
+    assert parse_event(with_(type="interaction.rating", payload__rating=1)).payload["rating"] == 1
 
 
 def test_every_type_routes_to_its_topic():
