@@ -58,9 +58,10 @@ class VisionTrainer:
         before = evaluate(previous, queries, truth) if previous is not None and len(previous.index) else {}
 
         version = new_version("vision")
+        plan: dict[str, float] = {}
         net = finetune([e.image for e in entries], params,
                        report=lambda f, msg: progress(0.05 + 0.85 * f, msg),
-                       checkpoint_dir=str(self.registry.directory / "checkpoints" / version))
+                       checkpoint_dir=str(self.registry.directory / "checkpoints" / version), plan=plan)
         progress(0.92, "embedding the catalog")
         model = VisionModel(net=net, image_size=int(params["image_size"]), kind="finetuned",
                             index=VectorIndex(int(params["embed_dim"])), trained_at=time.time())
@@ -70,7 +71,9 @@ class VisionTrainer:
         metrics = {"products": float(len(entries)), "held_out_queries": float(len(queries)),
                    "recall_at_1": after["recall_at_1"], "recall_at_5": after["recall_at_5"],
                    "softmax_scale": after["scale"], "min_similarity": after["min_similarity"],
-                   "train_seconds": round(time.time() - started, 1)}
+                   "min_confidence": after["min_confidence"],
+                   **{k: v for k, v in after.items() if k.startswith("calibration_")},
+                   "train_seconds": round(time.time() - started, 1), **plan}
         if before:
             metrics.update(previous_recall_at_1=before["recall_at_1"], previous_recall_at_5=before["recall_at_5"])
         meta = {"metrics": metrics, "params": params, "kind": "finetuned",

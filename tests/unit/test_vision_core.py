@@ -15,9 +15,9 @@ from services.common.projection import Ops
 from services.vision.consumer import code_ops
 from services.vision.core import codes
 from services.vision.core.distort import foreground_mask, label_photo, make_query
-from services.vision.core.finetune import training_params
+from services.vision.core.finetune import affordable_epochs, finetune, training_params
 from services.vision.core.index import VectorIndex
-from services.vision.core.model import Product, VisionModel, evaluate, tune
+from services.vision.core.model import Product, VisionModel, choose_unknown_rule, evaluate, tune
 from services.vision.core.verification import Limits, ProductMatch, judge_code, judge_history, unreadable
 
 
@@ -78,9 +78,38 @@ def test_evaluation_measures_recall_and_fits_the_identification_settings():
     queries = [solid((i * 20 + 3, 255 - i * 20, 98)) for i in range(10)]
     metrics = evaluate(model, queries, [f"p{i}" for i in range(10)])
     assert metrics["recall_at_1"] == 1.0 and metrics["recall_at_5"] == 1.0
-    assert 0.9 < metrics["min_similarity"] <= 1.0 and metrics["scale"] > 0
+    assert metrics["scale"] > 0 and metrics["calibration_precision_when_known"] >= 0.95
     tuned = tune(model, metrics)
-    assert tuned.scale == metrics["scale"] and model.scale != tuned.scale or model.scale == metrics["scale"]
+    assert (tuned.scale, tuned.min_similarity, tuned.min_confidence) == (
+        metrics["scale"], metrics["min_similarity"], metrics["min_confidence"])
+    assert all(tuned.identify(q, 1).best.product_id == f"p{i}" and tuned.identify(q, 1).known
+               for i, q in enumerate(queries))
+    far = tuned.identify(solid((128, 128, 128)), 1)
+    assert not far.known  # a colour between the products: not one of them
+
+
+def test_the_unknown_rule_names_what_it_can_and_keeps_its_precision():
+    rng = np.random.default_rng(0)
+    # Photos of catalog products: mostly confident and close; 10 % whose best match is wrong, less sure.
+    right = np.r_[np.ones(90, bool), np.zeros(10, bool)]
+    genuine = np.c_[np.r_[rng.uniform(0.7, 1.0, 90), rng.uniform(0.3, 0.6, 10)],
+                    np.r_[rng.uniform(0.8, 0.95, 90), rng.uniform(0.6, 0.8, 10)]]
+    # Photos of products the shop does not sell: the nearest is fairly close, its probability middling.
+    impostor = np.c_[rng.uniform(0.2, 0.75, 100), rng.uniform(0.5, 0.85, 100)]
+    confidence, similarity, seen = choose_unknown_rule(genuine, right, impostor)
+    named = (genuine[:, 0] >= confidence) & (genuine[:, 1] >= similarity)
+    wrong = (named & ~right).sum() + ((impostor[:, 0] >= confidence) & (impostor[:, 1] >= similarity)).sum()
+    assert (named & right).sum() / ((named & right).sum() + wrong) >= 0.95
+    assert (named & right).sum() >= 60  # not bought by naming nothing
+    assert seen["calibration_precision_when_known"] >= 0.95 and 0.6 <= seen["calibration_known_share"] <= 0.9
+
+
+def test_a_model_that_cannot_tell_names_nothing_rather_than_guess():
+    genuine = np.array([[0.9, 0.9], [0.9, 0.9]])
+    impostor = np.array([[0.95, 0.95], [0.95, 0.95]])  # strangers look closer than the products
+    confidence, _, seen = choose_unknown_rule(genuine, np.array([True, False]), impostor)
+    assert seen["calibration_known_share"] == 0 and seen["calibration_unknown_named"] == 0
+    assert confidence > 0.95
 
 
 def test_a_new_product_is_known_without_retraining():
@@ -98,6 +127,23 @@ def test_training_params_are_checked(raw, problem):
     with pytest.raises(ValueError, match=problem):
         training_params(raw)
     assert training_params({"epochs": "3"})["epochs"] == 3
+
+
+def test_the_epochs_are_planned_to_the_time_budget():
+    assert affordable_epochs(30, photos_per_epoch=1600, seconds_per_photo=0.01, budget_seconds=600) == 30
+    assert affordable_epochs(30, photos_per_epoch=16000, seconds_per_photo=0.01, budget_seconds=600) == 3
+    assert affordable_epochs(30, photos_per_epoch=10**6, seconds_per_photo=0.01, budget_seconds=600) == 1
+    assert affordable_epochs(30, photos_per_epoch=10**6, seconds_per_photo=0.01, budget_seconds=0) == 30
+
+
+def test_fine_tuning_measures_its_cost_and_keeps_to_a_small_budget():
+    pictures = [solid((250, 10, 10)), solid((10, 250, 10)), solid((10, 10, 250)), solid((200, 200, 10))]
+    plan: dict[str, float] = {}
+    params = training_params({"epochs": "4", "views": "1", "image_size": "32", "batch": "4",
+                              "budget_minutes": "0.0001"})  # 6 ms: less than one epoch costs
+    net = finetune(pictures, params, plan=plan)
+    assert plan["epochs_run"] == 1 and plan["seconds_per_photo"] > 0
+    assert net.embed(torch.zeros(1, 3, 32, 32)).shape == (1, int(params["embed_dim"]))
 
 
 KEY = codes.SigningKey.generate()
@@ -201,3 +247,31 @@ def test_training_rotation_fills_corners_with_the_backdrop_and_a_new_background_
     assert tuple(covered[0, 0]) != (226, 228, 232) or tuple(covered[-1, 0]) != (226, 228, 232)
     x = training_transform(64)(product)
     assert x.shape == (3, 64, 64) and x.dtype == torch.float32
+
+
+def test_training_photos_carry_frames_thumbnails_light_and_corners_of_any_colour():
+    import random
+
+    from services.vision.core.distort import _FillAnyway, _Frame, _Light, _Resolution
+
+    random.seed(5)
+    checker = torch.from_numpy(np.indices((64, 64)).sum(0) % 2 * 255).to(torch.uint8).expand(3, 64, 64).clone()
+    picture = torch.full((3, 64, 64), 230, dtype=torch.uint8)
+    picture[:, 16:48, 16:48] = torch.tensor([200, 30, 30], dtype=torch.uint8)[:, None, None]
+    framed = [_Frame(1.0)(picture) for _ in range(10)]
+    for f in framed:
+        ring = torch.cat([f[:, 0, :], f[:, -1, :], f[:, :, 0], f[:, :, -1]], dim=1)
+        assert f.shape == picture.shape and (ring == ring[:, :1]).all()  # one plain colour all round
+        assert f[:, 32, 32].tolist() == [200, 30, 30]  # the picture is still inside
+    assert len({tuple(f[:, 0, 0].tolist()) for f in framed}) > 5  # of any colour
+    small = [_Resolution(1.0, 8, 16)(checker) for _ in range(10)]
+    # A 1-px checkerboard does not survive a thumbnail: smooth or blocky, its contrast is gone.
+    assert all(s.shape == checker.shape and s.float().std() < checker.float().std() * 0.8 for s in small)
+    assert _Resolution(0.0, 8, 16)(checker) is checker
+    grey = torch.full((3, 32, 32), 0.5)
+    lit = [_Light(1.0)(grey) for _ in range(10)]
+    assert all(0 <= x.min() and x.max() <= 1 for x in lit) and max(float((x - grey).abs().max()) for x in lit) > 0.1
+    product = Image.new("RGB", (96, 96), (226, 228, 232))
+    product.paste((200, 30, 30), (20, 20, 76, 76))
+    corners = {tuple(np.asarray(_FillAnyway(1.0, 30, 0.08)(product))[0, 0]) for _ in range(12)}
+    assert (0, 0, 0) in corners and (255, 255, 255) in corners and len(corners) > 3

@@ -122,12 +122,106 @@ class _RotateOnBackdrop:
         return image.rotate(angle, resample=Image.BILINEAR, expand=True, fillcolor=border_colour(image))
 
 
+class _FillAnyway:
+    """torchvision-compatible callable: a photo edited after it was taken, with probability ``p``:
+    turned by up to ``degrees`` and skewed (each corner moved by up to ``skew`` of the side), the
+    uncovered corners filled with black, white or any colour, as a phone's editor or a scanner
+    leaves them (the other rotation, ``_RotateOnBackdrop``, hides its corners under the background)."""
+
+    def __init__(self, p: float, degrees: float, skew: float) -> None:
+        self.p, self.degrees, self.skew = p, degrees, skew
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return image
+        from torchvision.transforms.v2 import functional as F
+
+        fill = random.choice([(0, 0, 0), (255, 255, 255), tuple(random.randrange(256) for _ in range(3))])
+        w, h = image.size
+        corners = [[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]]
+        moved = [[x + random.uniform(-self.skew, self.skew) * w, y + random.uniform(-self.skew, self.skew) * h]
+                 for x, y in corners]
+        image = F.perspective(image, corners, moved, interpolation=F.InterpolationMode.BILINEAR, fill=list(fill))
+        return F.rotate(image, random.uniform(-self.degrees, self.degrees), F.InterpolationMode.BILINEAR,
+                        fill=list(fill))
+
+
+class _Frame:
+    """torchvision-compatible callable on a uint8 tensor: a plain border of any colour (a screenshot's
+    margin, a photo's mat) 2-12 % of the side wide, with probability ``p``; the size is kept."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def __call__(self, x):
+        if random.random() >= self.p:
+            return x
+        import torch
+
+        side = x.shape[-1]
+        t = max(1, round(side * random.uniform(0.02, 0.12)))
+        inner = torch.nn.functional.interpolate(x[None].float(), size=(x.shape[-2] - 2 * t, side - 2 * t),
+                                                mode="bilinear", antialias=True, align_corners=False)[0]
+        out = torch.empty_like(x)
+        out[:] = torch.tensor([random.randrange(256) for _ in range(3)], dtype=x.dtype)[:, None, None]
+        out[:, t:-t, t:-t] = inner.round().clamp(0, 255).to(x.dtype)
+        return out
+
+
+class _Resolution:
+    """torchvision-compatible callable on a uint8 tensor, with probability ``p``: the photo as a
+    thumbnail of ``low``..``high`` px brought back to size, smooth or blocky (an upscaled picture)."""
+
+    def __init__(self, p: float, low: int, high: int) -> None:
+        self.p, self.low, self.high = p, low, high
+
+    def __call__(self, x):
+        if random.random() >= self.p:
+            return x
+        import torch
+
+        size = x.shape[-2:]
+        small = random.randint(self.low, self.high)
+        f = small / max(size)
+        if f >= 1:
+            return x
+        y = torch.nn.functional.interpolate(x[None].float(), size=(max(2, round(size[0] * f)), max(2, round(size[1] * f))),
+                                            mode="area")
+        mode = random.choice(["nearest", "bilinear", "bicubic"])
+        y = torch.nn.functional.interpolate(y, size=tuple(size), mode=mode,
+                                            **({} if mode == "nearest" else {"align_corners": False}))
+        return y[0].round().clamp(0, 255).to(x.dtype)
+
+
+class _Light:
+    """torchvision-compatible callable on a float tensor in 0..1: gamma, a colour cast (each channel
+    scaled on its own) and a shadow (a brightness ramp across the photo), with probability ``p``."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def __call__(self, x):
+        if random.random() >= self.p:
+            return x
+        import torch
+
+        x = x.clamp(0, 1) ** random.uniform(0.6, 1.7)
+        x = x * torch.tensor([random.uniform(0.8, 1.2) for _ in range(3)])[:, None, None]
+        n = x.shape[-1]
+        ramp = torch.linspace(random.uniform(0.6, 1.0), random.uniform(1.0, 1.25), n)
+        x = x * (ramp[None, None, :] if random.random() < 0.5 else ramp[None, :, None])
+        return x.clamp(0, 1)
+
+
 def training_transform(image_size: int, crop_min: float = 0.75):
     """The fine-tuning augmentation: PIL image -> normalised float tensor [3, size, size].
 
-    ``crop_min``: the smallest share of the picture a random crop keeps. The rotation comes before
-    the new background, so its corners are covered like a photo's; rotating after it, with black
-    corners, and cropping down to 60 % cost 15 points of recall@1 (benchmarks/README.md)."""
+    ``crop_min``: the smallest share of the picture a random crop keeps. One rotation comes before
+    the new background, so its corners are covered like a photo's (rotating after it with black
+    corners only, and cropping down to 60 %, cost 15 points of recall@1, benchmarks/README.md); the
+    other, after it, turns and skews an edited photo with corners of any colour. Then frames,
+    thumbnails and blocky upscales, light and colour casts, sensor noise, blur and JPEG: what
+    photos unlike the catalog picture carry (benchmarks/photos.py makes such photos its own way)."""
     import torch
     from torchvision.transforms import v2
 
@@ -137,13 +231,18 @@ def training_transform(image_size: int, crop_min: float = 0.75):
     return v2.Compose([
         _RotateOnBackdrop(20, side),
         _RandomBackground(0.8),
+        _FillAnyway(0.35, 30, 0.08),
         v2.PILToTensor(),
         v2.Resize(side, antialias=True),
         v2.RandomResizedCrop(image_size, scale=(crop_min, 1.0), ratio=(0.8, 1.25), antialias=True),
+        _Frame(0.3),
+        _Resolution(0.4, max(8, image_size // 5), image_size * 3 // 4),
         v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.2, hue=0.02),
         v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.0))], p=0.2),
-        v2.RandomApply([v2.JPEG((30, 95))], p=0.7),
+        v2.RandomApply([v2.JPEG((25, 95))], p=0.7),
         v2.ToDtype(torch.float32, scale=True),
+        _Light(0.5),
+        v2.RandomApply([v2.GaussianNoise(sigma=0.02)], p=0.3),
         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
 

@@ -26,13 +26,13 @@ from services.vision.core.distort import training_transform
 from services.vision.core.nets import Classifier
 
 TRAIN_DEFAULTS: dict[str, float] = {
-    "epochs": 6, "views": 4, "image_size": 64, "embed_dim": 256, "lr": 0.05, "backbone_lr_ratio": 0.3,
-    "batch": 64, "margin": 0.35, "scale": 30.0, "crop_min": 0.75, "bf16": 0,
+    "epochs": 30, "views": 8, "image_size": 64, "embed_dim": 256, "lr": 0.05, "backbone_lr_ratio": 0.3,
+    "batch": 64, "margin": 0.35, "scale": 30.0, "crop_min": 0.75, "bf16": 0, "budget_minutes": 10,
 }
 LIMITS: dict[str, tuple[float, float]] = {
-    "epochs": (1, 100), "views": (1, 64), "image_size": (32, 320), "embed_dim": (16, 1280), "lr": (1e-5, 1.0),
+    "epochs": (1, 200), "views": (1, 64), "image_size": (32, 320), "embed_dim": (16, 1280), "lr": (1e-5, 1.0),
     "backbone_lr_ratio": (0.0, 1.0), "batch": (4, 512), "margin": (0.0, 0.8), "scale": (1.0, 64.0),
-    "crop_min": (0.1, 1.0), "bf16": (0, 1),
+    "crop_min": (0.1, 1.0), "bf16": (0, 1), "budget_minutes": (0, 1440),
 }
 
 
@@ -69,6 +69,39 @@ class CatalogViews(Dataset):
         return self.transform(self.images[label]), label
 
 
+def affordable_epochs(epochs: int, photos_per_epoch: int, seconds_per_photo: float, budget_seconds: float) -> int:
+    """The epochs that fit ``budget_seconds`` (0: no budget), at least one, at most ``epochs``."""
+    if budget_seconds <= 0 or seconds_per_photo <= 0:
+        return epochs
+    return max(1, min(epochs, int(budget_seconds / (seconds_per_photo * max(photos_per_epoch, 1)))))
+
+
+def seconds_per_photo(net: pl.LightningModule, data: Dataset, batch: int, precision: str, steps: int = 2) -> float:
+    """What one training photo costs here (making it and a training step on it), timed on a copy of
+    ``net`` after one warm-up step, so the epochs can be planned to a time budget before the one-cycle
+    schedule is fixed."""
+    import copy
+    import time
+
+    probe = copy.deepcopy(net).train().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(probe.parameters(), lr=0.0)  # timing only: the copy is thrown away
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
+    n = min(batch, len(data))
+    took = 0.0
+    for step in range(steps + 1):
+        started = time.perf_counter()
+        items = [data[int(i)] for i in torch.randint(len(data), (n,))]
+        x, y = torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(probe(x, y).float(), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step:
+            took += time.perf_counter() - started
+    return took / (steps * n)
+
+
 class ProgressCallback(pl.Callback):
     """Reports the fraction of training batches done (and the loss) to ``report``."""
 
@@ -85,25 +118,44 @@ class ProgressCallback(pl.Callback):
 
 def finetune(images: Sequence[Image.Image], params: dict[str, float], *,
              report: Callable[[float, str], None] | None = None, checkpoint_dir: str | None = None,
-             seed: int = 0) -> EmbeddingNet:
-    """Train the embedder on ``images`` (one per product, in label order); returns it in eval mode."""
+             seed: int = 0, plan: dict[str, float] | None = None) -> EmbeddingNet:
+    """Train the embedder on ``images`` (one per product, in label order); returns it in eval mode.
+
+    With ``budget_minutes`` (0: none) the epochs are cut to what fits the budget, measured on this
+    machine before training; ``plan`` (if given) receives the epochs run and the cost per photo."""
     if len(images) < 2:
         raise ValueError("fine-tuning needs at least 2 products with images")
     pl.seed_everything(seed, workers=True, verbose=False)
     epochs, views, size, batch = (int(params[k]) for k in ("epochs", "views", "image_size", "batch"))
+    precision = "bf16-mixed" if params["bf16"] else "32-true"
     data = CatalogViews(images, views, size, params["crop_min"])
     loader = DataLoader(data, batch_size=min(batch, len(data)), shuffle=True, drop_last=len(data) > batch)
-    net = Classifier(backbone="efficientnet_lite0", classes=len(images), in_channels=3,
-                     embed_dim=int(params["embed_dim"]), cosine=True, lr=params["lr"], epochs=epochs,
-                     steps_per_epoch=len(loader), backbone_lr_ratio=params["backbone_lr_ratio"],
-                     label_smoothing=0.1, weight_decay=1e-4, margin=params["margin"], scale=params["scale"])
+
+    def classifier(epochs: int) -> Classifier:
+        return Classifier(backbone="efficientnet_lite0", classes=len(images), in_channels=3,
+                          embed_dim=int(params["embed_dim"]), cosine=True, lr=params["lr"], epochs=epochs,
+                          steps_per_epoch=len(loader), backbone_lr_ratio=params["backbone_lr_ratio"],
+                          label_smoothing=0.1, weight_decay=1e-4, margin=params["margin"], scale=params["scale"])
+
+    net = classifier(epochs)
+    budget = float(params.get("budget_minutes", 0)) * 60
+    cost = seconds_per_photo(net, data, batch, precision) if budget > 0 else 0.0
+    planned = affordable_epochs(epochs, len(data), cost, budget)
+    if planned != epochs:
+        pl.seed_everything(seed, workers=True, verbose=False)
+        net = classifier(planned)
+    if plan is not None:
+        plan.update(epochs_run=float(planned), seconds_per_photo=round(cost, 5),
+                    planned_seconds=round(cost * planned * len(data), 1))
+    if report is not None and budget > 0:
+        report(0.0, f"{planned} of {epochs} epochs fit the {budget / 60:g}-minute budget "
+                    f"({cost * 1000:.1f} ms per photo, {len(data)} photos per epoch)")
     callbacks: list[pl.Callback] = []
     if report is not None:
         callbacks.append(ProgressCallback(report))
     if checkpoint_dir:
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0))
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs,
-                         precision="bf16-mixed" if params["bf16"] else "32-true", logger=False,
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=planned, precision=precision, logger=False,
                          enable_checkpointing=bool(checkpoint_dir), enable_progress_bar=False,
                          enable_model_summary=False, callbacks=callbacks, num_sanity_val_steps=0)
     trainer.fit(net, loader)
