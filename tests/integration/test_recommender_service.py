@@ -1,10 +1,11 @@
 """The recommender as a shop uses it: a small demo shop through the real broker, a trained hybrid,
 answers over REST with reasons and filters, fresh events changing the next answer, new products
-recommendable at once, profiles, and admin training jobs."""
+recommendable at once, profiles, and admin training jobs; and a shop that sends only views and purchases."""
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 
 import pytest
@@ -238,3 +239,76 @@ def test_cold_start_and_bad_requests(shop_stack):
     assert client.get("/v1/products/nope/similar").status_code == 404
     reply = client.post("/v1/admin/train/recommender", json={"params": {"bogus": "1"}})
     assert reply.status_code == 400 and "bogus" in json.dumps(reply.json)
+
+
+def implicit_shop() -> tuple[list, dict[str, str], dict[str, set[str]], dict[str, set[str]], dict[str, str]]:
+    """A shop that sends no ratings (issue #19): 40 products of one category whose titles say nothing of
+    taste, four tastes of ten products each, 32 shoppers who each look at six products of their taste and
+    buy three of them, and glance at one product of another taste. Only who touched what tells the tastes.
+    (events, each product's taste, what each shopper bought, what each only viewed, each shopper's taste)"""
+    rng = random.Random(19)
+    products = [f"p{i:02d}" for i in range(40)]
+    rng.shuffle(products)
+    tastes = {t: products[10 * t:10 * t + 10] for t in range(4)}
+    taste_of = {pid: str(t) for t, pids in tastes.items() for pid in pids}
+    events = [new_event("product.upserted", {"product_id": pid, "title": f"article {pid}", "category": "goods",
+                                             "price": 10.0}) for pid in sorted(products)]
+    bought, viewed_only, shopper_taste = {}, {}, {}
+    for n in range(32):
+        user, taste = f"shopper-{n}", n % 4
+        touched = rng.sample(tastes[taste], 6)
+        elsewhere = rng.choice(tastes[(taste + 1 + rng.randrange(3)) % 4])
+        for pid in [*touched, elsewhere]:
+            events.append(new_event("interaction.view", {"user_id": user, "product_id": pid}))
+        for pid in touched[:3]:
+            events.append(new_event("interaction.purchase", {"user_id": user, "product_id": pid, "quantity": 1,
+                                                             "price": 10.0}))
+        bought[user], viewed_only[user], shopper_taste[user] = set(touched[:3]), {*touched[3:], elsewhere}, str(taste)
+    return events, taste_of, bought, viewed_only, shopper_taste
+
+
+def test_a_shop_with_only_views_and_purchases_is_trained_and_served(settings, start_service, redis_client):
+    """No rating event at all: the hybrid trains on views and purchases, learns each shopper's taste from who
+    touched what, explains by their own history, never shows what they looked at, and shows what they bought
+    only when buying again is asked for."""
+    events, taste_of, bought, viewed_only, shopper_taste = implicit_shop()
+    recommender = start_service("recommender", SHOPAI_RETRAIN_INTERVAL_SECONDS="0",
+                                SHOPAI_RETRAIN_CHECK_SECONDS="3600")
+    settings.recommender.grpc_port = recommender.grpc_port
+    publisher = EventPublisher(settings)
+    publisher.publish(events, timeout=60)
+    wait_for(lambda: sum(int(v) for v in redis_client.hgetall(K.stats).values()) >= len(events), 60,
+             what=f"{len(events)} events applied")
+    assert not redis_client.hget(K.stats, "interaction.rating")
+    app = create_app(settings)
+    try:
+        client = staff(app.test_client())
+        job = train(client)
+        assert job["model_version"].startswith("hybrid-") and 0 < job["metrics"]["ndcg_at_10"] <= 1, job
+
+        in_taste, reasons = 0, []
+        for user, taste in shopper_taste.items():
+            body = recommend(client, user, k=3)
+            assert body["strategy"] == "hybrid" and not body["cold_start"], body
+            ids = [i["product_id"] for i in body["items"]]
+            assert len(ids) == 3 and not set(ids) & (bought[user] | viewed_only[user]), (user, ids)
+            in_taste += sum(taste_of[pid] == taste for pid in ids)
+            for i in body["items"]:  # a reason naming a product names one of the shopper's own
+                named = i["reason"].rsplit(" ", 1)[-1] if "article " in i["reason"] else None
+                assert i["reason"] and named in (bought[user] | viewed_only[user] | {None}), (user, i)
+                reasons.append(i["reason"])
+        assert in_taste >= 0.8 * 3 * len(shopper_taste), f"{in_taste} of {3 * len(shopper_taste)} in the taste"
+        assert any(r.startswith("because you bought") for r in reasons), sorted(set(reasons))
+
+        # Buying again asked for: what they bought may come back; what they only looked at stays out either way.
+        user = "shopper-0"
+        again = {i["product_id"] for i in recommend(client, user, k=40, exclude_purchased="false")["items"]}
+        assert bought[user] <= again and not again & viewed_only[user], sorted(again)
+
+        popular = recommend(client, user, k=5, strategy="popular")
+        assert len(popular["items"]) == 5 and not {i["product_id"] for i in popular["items"]} & bought[user]
+        stranger = recommend(client, "someone-new", k=5)
+        assert stranger["cold_start"] and stranger["strategy"] == "trending" and len(stranger["items"]) == 5
+    finally:
+        close_app(app)
+        publisher.close()
