@@ -26,7 +26,7 @@ from services.vision.core.distort import training_transform
 from services.vision.core.nets import Classifier
 
 TRAIN_DEFAULTS: dict[str, float] = {
-    "epochs": 30, "views": 8, "image_size": 64, "embed_dim": 256, "lr": 0.05, "backbone_lr_ratio": 0.3,
+    "epochs": 40, "views": 8, "image_size": 64, "embed_dim": 256, "lr": 0.05, "backbone_lr_ratio": 0.3,
     "batch": 64, "margin": 0.35, "scale": 30.0, "crop_min": 0.75, "bf16": 0, "budget_minutes": 10,
 }
 LIMITS: dict[str, tuple[float, float]] = {
