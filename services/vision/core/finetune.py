@@ -76,9 +76,11 @@ def affordable_epochs(epochs: int, photos_per_epoch: int, seconds_per_photo: flo
     return max(1, min(epochs, int(budget_seconds / (seconds_per_photo * max(photos_per_epoch, 1)))))
 
 
-def seconds_per_photo(net: pl.LightningModule, data: Dataset, batch: int, precision: str, steps: int = 2) -> float:
+def seconds_per_photo(net: pl.LightningModule, data: Dataset, batch: int, precision: str, steps: int = 3,
+                      warmup: int = 2) -> float:
     """What one training photo costs here (making it and a training step on it), timed on a copy of
-    ``net`` after one warm-up step, so the epochs can be planned to a time budget before the one-cycle
+    ``net`` after ``warmup`` steps (the first ones pay for allocations: one warm-up step overestimated
+    the cost by a quarter), so the epochs can be planned to a time budget before the one-cycle
     schedule is fixed."""
     import copy
     import time
@@ -88,7 +90,7 @@ def seconds_per_photo(net: pl.LightningModule, data: Dataset, batch: int, precis
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
     n = min(batch, len(data))
     took = 0.0
-    for step in range(steps + 1):
+    for step in range(warmup + steps):
         started = time.perf_counter()
         items = [data[int(i)] for i in torch.randint(len(data), (n,))]
         x, y = torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
@@ -97,7 +99,7 @@ def seconds_per_photo(net: pl.LightningModule, data: Dataset, batch: int, precis
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        if step:
+        if step >= warmup:
             took += time.perf_counter() - started
     return took / (steps * n)
 
