@@ -27,7 +27,7 @@ from services.vision.core.nets import Classifier
 
 TRAIN_DEFAULTS: dict[str, float] = {
     "epochs": 40, "views": 8, "image_size": 64, "embed_dim": 256, "lr": 0.05, "backbone_lr_ratio": 0.3,
-    "batch": 64, "margin": 0.35, "scale": 30.0, "crop_min": 0.75, "bf16": 0, "budget_minutes": 10,
+    "batch": 64, "margin": 0.35, "scale": 30.0, "crop_min": 0.75, "bf16": 0, "budget_minutes": 15,
 }
 LIMITS: dict[str, tuple[float, float]] = {
     "epochs": (1, 200), "views": (1, 64), "image_size": (32, 320), "embed_dim": (16, 1280), "lr": (1e-5, 1.0),
