@@ -275,3 +275,27 @@ def test_training_photos_carry_frames_thumbnails_light_and_corners_of_any_colour
     product.paste((200, 30, 30), (20, 20, 76, 76))
     corners = {tuple(np.asarray(_FillAnyway(1.0, 30, 0.08)(product))[0, 0]) for _ in range(12)}
     assert (0, 0, 0) in corners and (255, 255, 255) in corners and len(corners) > 3
+
+
+def test_a_stranger_is_half_one_product_and_half_its_neighbour():
+    from services.vision.core.distort import stranger
+
+    top, bottom = solid((250, 10, 10)), Image.new("RGB", (32, 32), (10, 10, 250))
+    mixed = np.asarray(stranger(top, bottom))
+    assert mixed.shape == (16, 16, 3)
+    assert tuple(mixed[0, 0]) == (250, 10, 10) and tuple(mixed[-1, -1]) == (10, 10, 250)
+
+
+def test_the_unknown_rule_is_fitted_to_name_no_stranger():
+    from services.vision.core.model import fit_unknown_rule
+
+    model = model_with({f"p{i}": (i * 25, 255 - i * 25, 100) for i in range(10)})
+    photos = [solid((i * 25 + 2, 255 - i * 25, 101)) for i in range(10)]
+    # Strangers: colours between two products, nearer to both than to anything else.
+    strangers = [solid((i * 25 + 12, 255 - i * 25 - 12, 100)) for i in range(9)]
+    settings = fit_unknown_rule(model, photos, [f"p{i}" for i in range(10)], strangers)
+    tuned = tune(model, settings)
+    assert all(tuned.identify(q, 1).known and tuned.identify(q, 1).best.product_id == f"p{i}"
+               for i, q in enumerate(photos))
+    assert not any(tuned.identify(s, 1).known for s in strangers)
+    assert settings["calibration_unknown_named"] == 0 and settings["calibration_known_share"] == 1

@@ -213,7 +213,19 @@ class _Light:
         return x.clamp(0, 1)
 
 
-def training_transform(image_size: int, crop_min: float = 0.75):
+def stranger(picture: Image.Image, other: Image.Image) -> Image.Image:
+    """A product the shop does not sell, made of two it does: the top half of ``picture`` over the
+    bottom half of ``other`` (its nearest neighbour in the catalog). The identification's unknown
+    rule is fitted on photos of such products: close to the catalog, as a real unsold product is,
+    but named rightly by nothing in it."""
+    a = np.asarray(picture.convert("RGB"))
+    b = np.asarray(other.convert("RGB").resize(picture.size, Image.BICUBIC))
+    out = a.copy()
+    out[a.shape[0] // 2:] = b[a.shape[0] // 2:]
+    return Image.fromarray(out, "RGB")
+
+
+def training_transform(image_size: int, crop_min: float = 0.75, *, as_picture: bool = False):
     """The fine-tuning augmentation: PIL image -> normalised float tensor [3, size, size].
 
     ``crop_min``: the smallest share of the picture a random crop keeps. One rotation comes before
@@ -221,7 +233,8 @@ def training_transform(image_size: int, crop_min: float = 0.75):
     corners only, and cropping down to 60 %, cost 15 points of recall@1, benchmarks/README.md); the
     other, after it, turns and skews an edited photo with corners of any colour. Then frames,
     thumbnails and blocky upscales, light and colour casts, sensor noise, blur and JPEG: what
-    photos unlike the catalog picture carry (benchmarks/photos.py makes such photos its own way)."""
+    photos unlike the catalog picture carry (benchmarks/photos.py makes such photos its own way).
+    ``as_picture``: the photo as a PIL image instead of the normalised tensor (for calibration)."""
     import torch
     from torchvision.transforms import v2
 
@@ -243,7 +256,7 @@ def training_transform(image_size: int, crop_min: float = 0.75):
         v2.ToDtype(torch.float32, scale=True),
         _Light(0.5),
         v2.RandomApply([v2.GaussianNoise(sigma=0.02)], p=0.3),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        v2.ToPILImage() if as_picture else v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
 
 
