@@ -108,7 +108,8 @@ def test_daily_choice_keeps_the_better_baseline_unless_clearly_beaten():
     # A stable weekly pattern: the last week repeated is hard to beat by more than 5 %.
     y = np.tile(WEEK * 3, 30)
     series = Series(START, y + np.resize([0.0, 0.2], len(y)))
-    model, scores = choose_model(series, 28, folds=3, candidates=("seasonal_naive", "recent_mean", "theta"))
+    model, scores = choose_model(series, 28, folds=3, candidates=("seasonal_naive", "recent_mean", "theta"),
+                                 baseline_margin=0.05)
     assert model == "seasonal_naive", {m: s.mase for m, s in scores.items()}
     # A level that moved: the baseline anchor is beaten clearly, so a level model is chosen.
     level = np.linspace(5.0, 40.0, 240)
@@ -121,10 +122,30 @@ def test_daily_choice_keeps_the_better_baseline_unless_clearly_beaten():
     assert model == min(("seasonal_naive", "recent_mean"), key=lambda m: scores[m].mase)
 
 
-def test_prophet_is_kept_with_a_year_of_daily_history_when_close_to_the_best():
-    """With a year of history Prophet is the default (yearly season, holidays, promotions): kept when
+def test_daily_choice_without_a_margin_is_the_plain_backtest_minimum():
+    level = np.linspace(5.0, 40.0, 240)
+    series = Series(START, weekly(240, level, noise=0.3))
+    cands = ("seasonal_naive", "recent_mean", "theta", "ets", "ets+theta")
+    model, scores = choose_model(series, 28, folds=3, candidates=cands)
+    assert fc.DAILY_BASELINE_MARGIN == 0.0
+    assert model == min(cands, key=lambda m: (scores[m].mase, cands.index(m)))
+
+
+def test_daily_candidates_include_equal_weight_combinations():
+    assert {"ets+theta", "recent_mean+ets", "recent_mean+ets+theta", "ets+prophet+theta"} <= set(fc.DAILY_CANDIDATES)
+    assert all(part in fc.BASE_MODELS for m in fc.DAILY_CANDIDATES for part in m.split("+"))
+
+
+def test_one_year_of_daily_history_does_not_make_prophet_the_default():
+    """One year shows the yearly season once: ETS is the default until a year and a half (PROPHET_DEFAULT_DAYS)."""
+    assert fc.default_model(Series(START, weekly(400, 10.0))) == "ets"
+    assert fc.default_model(Series(START, weekly(fc.PROPHET_DEFAULT_DAYS, 10.0))) == "prophet"
+
+
+def test_prophet_is_kept_with_a_year_and_a_half_of_daily_history_when_close_to_the_best():
+    """From a year and a half of history Prophet is the default (yearly season, holidays, promotions): kept when
     within ``margin`` of the best backtest, the baseline rule applies otherwise."""
-    series = Series(START, weekly(400, 10.0))
+    series = Series(START, weekly(fc.PROPHET_DEFAULT_DAYS + 10, 10.0))
     assert fc.default_model(series) == "prophet"
     cands = ("seasonal_naive", "recent_mean", "prophet")
     model, _ = choose_model(series, 28, folds=2, candidates=cands, margin=1.0, baseline_margin=1.0)
