@@ -57,6 +57,16 @@ class AssistantStub:
                 request_serializer=protos_dot_common__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.Job.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/shopai.chatbot.v1.Assistant/ListModels',
+                request_serializer=protos_dot_common__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=protos_dot_common__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.ServeModel = channel.unary_unary(
+                '/shopai.chatbot.v1.Assistant/ServeModel',
+                request_serializer=protos_dot_common__pb2.ServeModelRequest.SerializeToString,
+                response_deserializer=protos_dot_common__pb2.ModelVersion.FromString,
+                _registered_method=True)
         self.UserData = channel.unary_unary(
                 '/shopai.chatbot.v1.Assistant/UserData',
                 request_serializer=protos_dot_chatbot__pb2.UserDataRequest.SerializeToString,
@@ -98,6 +108,20 @@ class AssistantServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """Admin: every stored model version, the serving one marked (common.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ServeModel(self, request, context):
+        """Admin: serve a stored version now and after restarts (pin / roll back).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UserData(self, request, context):
         """Privacy: everything the assistant keeps about one shopper, for GET /v1/users/{id}/export: their
         orders (personal fields still sealed; the gateway opens them) and their conversations. A shopper the
@@ -129,6 +153,16 @@ def add_AssistantServicer_to_server(servicer, server):
                     servicer.GetJob,
                     request_deserializer=protos_dot_common__pb2.GetJobRequest.FromString,
                     response_serializer=protos_dot_common__pb2.Job.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=protos_dot_common__pb2.ListModelsRequest.FromString,
+                    response_serializer=protos_dot_common__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ServeModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ServeModel,
+                    request_deserializer=protos_dot_common__pb2.ServeModelRequest.FromString,
+                    response_serializer=protos_dot_common__pb2.ModelVersion.SerializeToString,
             ),
             'UserData': grpc.unary_unary_rpc_method_handler(
                     servicer.UserData,
@@ -246,6 +280,60 @@ class Assistant:
             '/shopai.chatbot.v1.Assistant/GetJob',
             protos_dot_common__pb2.GetJobRequest.SerializeToString,
             protos_dot_common__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.chatbot.v1.Assistant/ListModels',
+            protos_dot_common__pb2.ListModelsRequest.SerializeToString,
+            protos_dot_common__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServeModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.chatbot.v1.Assistant/ServeModel',
+            protos_dot_common__pb2.ServeModelRequest.SerializeToString,
+            protos_dot_common__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/common.proto\x12\x10shopai.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x0cTrainRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12:\n\x06params\x18\x02 \x03(\x0b\x32*.shopai.common.v1.TrainRequest.ParamsEntry\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xa6\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.shopai.common.v1.JobState\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07metrics\x18\x0b \x03(\x0b\x32\".shopai.common.v1.Job.MetricsEntry\x12\x14\n\x0crequested_by\x18\x0c \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\x81\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/common.proto\x12\x10shopai.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x0cTrainRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12:\n\x06params\x18\x02 \x03(\x0b\x32*.shopai.common.v1.TrainRequest.ParamsEntry\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xa6\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.shopai.common.v1.JobState\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07metrics\x18\x0b \x03(\x0b\x32\".shopai.common.v1.Job.MetricsEntry\x12\x14\n\x0crequested_by\x18\x0c \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x13\n\x11ListModelsRequest\"\x98\x02\n\x0cModelVersion\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0f\n\x07serving\x18\x03 \x01(\x08\x12.\n\ntrained_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x07metrics\x18\x05 \x03(\x0b\x32+.shopai.common.v1.ModelVersion.MetricsEntry\x12\x0c\n\x04gate\x18\x06 \x01(\t\x12\x13\n\x0bgate_reason\x18\x07 \x01(\t\x12\x0e\n\x06stored\x18\x08 \x01(\x08\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"F\n\x12ListModelsResponse\x12\x30\n\x08versions\x18\x01 \x03(\x0b\x32\x1e.shopai.common.v1.ModelVersion\"@\n\x11ServeModelRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t*\x81\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAINREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_JOB_METRICSENTRY']._loaded_options = None
   _globals['_JOB_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=694
-  _globals['_JOBSTATE']._serialized_end=823
+  _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATE']._serialized_start=1136
+  _globals['_JOBSTATE']._serialized_end=1265
   _globals['_TRAINREQUEST']._serialized_start=75
   _globals['_TRAINREQUEST']._serialized_end=233
   _globals['_TRAINREQUEST_PARAMSENTRY']._serialized_start=188
@@ -48,4 +50,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB']._serialized_end=691
   _globals['_JOB_METRICSENTRY']._serialized_start=645
   _globals['_JOB_METRICSENTRY']._serialized_end=691
+  _globals['_LISTMODELSREQUEST']._serialized_start=693
+  _globals['_LISTMODELSREQUEST']._serialized_end=712
+  _globals['_MODELVERSION']._serialized_start=715
+  _globals['_MODELVERSION']._serialized_end=995
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=645
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=691
+  _globals['_LISTMODELSRESPONSE']._serialized_start=997
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1067
+  _globals['_SERVEMODELREQUEST']._serialized_start=1069
+  _globals['_SERVEMODELREQUEST']._serialized_end=1133
 # @@protoc_insertion_point(module_scope)

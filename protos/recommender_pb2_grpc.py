@@ -72,6 +72,16 @@ class RecommenderStub:
                 request_serializer=protos_dot_common__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.Job.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/shopai.recommender.v1.Recommender/ListModels',
+                request_serializer=protos_dot_common__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=protos_dot_common__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.ServeModel = channel.unary_unary(
+                '/shopai.recommender.v1.Recommender/ServeModel',
+                request_serializer=protos_dot_common__pb2.ServeModelRequest.SerializeToString,
+                response_deserializer=protos_dot_common__pb2.ModelVersion.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -130,6 +140,20 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """Admin: every stored model version, the serving one marked (common.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ServeModel(self, request, context):
+        """Admin: serve a stored version now and after restarts (pin / roll back).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +191,16 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.GetJob,
                     request_deserializer=protos_dot_common__pb2.GetJobRequest.FromString,
                     response_serializer=protos_dot_common__pb2.Job.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=protos_dot_common__pb2.ListModelsRequest.FromString,
+                    response_serializer=protos_dot_common__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ServeModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ServeModel,
+                    request_deserializer=protos_dot_common__pb2.ServeModelRequest.FromString,
+                    response_serializer=protos_dot_common__pb2.ModelVersion.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,6 +394,60 @@ class Recommender:
             '/shopai.recommender.v1.Recommender/GetJob',
             protos_dot_common__pb2.GetJobRequest.SerializeToString,
             protos_dot_common__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.recommender.v1.Recommender/ListModels',
+            protos_dot_common__pb2.ListModelsRequest.SerializeToString,
+            protos_dot_common__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServeModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.recommender.v1.Recommender/ServeModel',
+            protos_dot_common__pb2.ServeModelRequest.SerializeToString,
+            protos_dot_common__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,16 @@ class VisionStub:
                 request_serializer=protos_dot_common__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.Job.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/shopai.vision.v1.Vision/ListModels',
+                request_serializer=protos_dot_common__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=protos_dot_common__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.ServeModel = channel.unary_unary(
+                '/shopai.vision.v1.Vision/ServeModel',
+                request_serializer=protos_dot_common__pb2.ServeModelRequest.SerializeToString,
+                response_deserializer=protos_dot_common__pb2.ModelVersion.FromString,
+                _registered_method=True)
         self.ScansBy = channel.unary_unary(
                 '/shopai.vision.v1.Vision/ScansBy',
                 request_serializer=protos_dot_vision__pb2.ScansByRequest.SerializeToString,
@@ -121,6 +131,20 @@ class VisionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """Admin: every stored model version, the serving one marked (common.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ServeModel(self, request, context):
+        """Admin: serve a stored version now and after restarts (pin / roll back).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ScansBy(self, request, context):
         """Privacy: the scans recorded under one `scanned_by` (a shopper's user id), for
         GET /v1/users/{id}/export. None recorded is an empty answer, not an error.
@@ -161,6 +185,16 @@ def add_VisionServicer_to_server(servicer, server):
                     servicer.GetJob,
                     request_deserializer=protos_dot_common__pb2.GetJobRequest.FromString,
                     response_serializer=protos_dot_common__pb2.Job.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=protos_dot_common__pb2.ListModelsRequest.FromString,
+                    response_serializer=protos_dot_common__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ServeModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ServeModel,
+                    request_deserializer=protos_dot_common__pb2.ServeModelRequest.FromString,
+                    response_serializer=protos_dot_common__pb2.ModelVersion.SerializeToString,
             ),
             'ScansBy': grpc.unary_unary_rpc_method_handler(
                     servicer.ScansBy,
@@ -332,6 +366,60 @@ class Vision:
             '/shopai.vision.v1.Vision/GetJob',
             protos_dot_common__pb2.GetJobRequest.SerializeToString,
             protos_dot_common__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.vision.v1.Vision/ListModels',
+            protos_dot_common__pb2.ListModelsRequest.SerializeToString,
+            protos_dot_common__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServeModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.vision.v1.Vision/ServeModel',
+            protos_dot_common__pb2.ServeModelRequest.SerializeToString,
+            protos_dot_common__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,
