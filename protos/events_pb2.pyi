@@ -168,7 +168,7 @@ class InventoryChange(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., on_hand: _Optional[int] = ..., delta: _Optional[int] = ..., location: _Optional[str] = ...) -> None: ...
 
 class CodeEvent(_message.Message):
-    __slots__ = ("product_id", "batch", "key_id", "issued_at", "serials", "serial", "location", "scanned_by", "place", "client_id", "trusted", "counted")
+    __slots__ = ("product_id", "batch", "key_id", "issued_at", "serials", "serial", "location", "scanned_by", "place", "client_id", "trusted", "counted", "reason", "revoked_by")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,8 @@ class CodeEvent(_message.Message):
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_FIELD_NUMBER: _ClassVar[int]
     COUNTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     batch: str
     key_id: str
@@ -193,7 +195,9 @@ class CodeEvent(_message.Message):
     client_id: str
     trusted: bool
     counted: bool
-    def __init__(self, product_id: _Optional[str] = ..., batch: _Optional[str] = ..., key_id: _Optional[str] = ..., issued_at: _Optional[int] = ..., serials: _Optional[_Iterable[str]] = ..., serial: _Optional[str] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ..., place: _Optional[str] = ..., client_id: _Optional[str] = ..., trusted: _Optional[bool] = ..., counted: _Optional[bool] = ...) -> None: ...
+    reason: str
+    revoked_by: str
+    def __init__(self, product_id: _Optional[str] = ..., batch: _Optional[str] = ..., key_id: _Optional[str] = ..., issued_at: _Optional[int] = ..., serials: _Optional[_Iterable[str]] = ..., serial: _Optional[str] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ..., place: _Optional[str] = ..., client_id: _Optional[str] = ..., trusted: _Optional[bool] = ..., counted: _Optional[bool] = ..., reason: _Optional[str] = ..., revoked_by: _Optional[str] = ...) -> None: ...
 
 class UserErased(_message.Message):
     __slots__ = ("user_id", "reason", "requested_by")

@@ -101,7 +101,7 @@ class VerifyRequest(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ..., payload: _Optional[str] = ..., client_id: _Optional[str] = ..., trusted: _Optional[bool] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("verdict", "product_id", "batch", "serial", "reasons", "scan_count", "first_scanned_at", "issued_at", "counted")
+    __slots__ = ("verdict", "product_id", "batch", "serial", "reasons", "scan_count", "first_scanned_at", "issued_at", "counted", "revocation")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class VerifyResponse(_message.Message):
     FIRST_SCANNED_AT_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
     COUNTED_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
     verdict: Verdict
     product_id: str
     batch: str
@@ -120,7 +121,8 @@ class VerifyResponse(_message.Message):
     first_scanned_at: _timestamp_pb2.Timestamp
     issued_at: _timestamp_pb2.Timestamp
     counted: bool
-    def __init__(self, verdict: _Optional[_Union[Verdict, str]] = ..., product_id: _Optional[str] = ..., batch: _Optional[str] = ..., serial: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., scan_count: _Optional[int] = ..., first_scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., counted: _Optional[bool] = ...) -> None: ...
+    revocation: Revocation
+    def __init__(self, verdict: _Optional[_Union[Verdict, str]] = ..., product_id: _Optional[str] = ..., batch: _Optional[str] = ..., serial: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., scan_count: _Optional[int] = ..., first_scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., counted: _Optional[bool] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ...) -> None: ...
 
 class IssueCodesRequest(_message.Message):
     __slots__ = ("product_id", "batch", "count", "skip_png")
@@ -187,3 +189,101 @@ class RecordedScan(_message.Message):
     place: str
     counted: bool
     def __init__(self, serial: _Optional[str] = ..., product_id: _Optional[str] = ..., scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., location: _Optional[str] = ..., place: _Optional[str] = ..., counted: _Optional[bool] = ...) -> None: ...
+
+class Revocation(_message.Message):
+    __slots__ = ("scope", "product_id", "batch", "serial", "reason", "revoked_by", "revoked_at")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    product_id: str
+    batch: str
+    serial: str
+    reason: str
+    revoked_by: str
+    revoked_at: _timestamp_pb2.Timestamp
+    def __init__(self, scope: _Optional[str] = ..., product_id: _Optional[str] = ..., batch: _Optional[str] = ..., serial: _Optional[str] = ..., reason: _Optional[str] = ..., revoked_by: _Optional[str] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RevokeCodesRequest(_message.Message):
+    __slots__ = ("batch", "serial", "product_id", "reason", "revoked_by")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
+    batch: str
+    serial: str
+    product_id: str
+    reason: str
+    revoked_by: str
+    def __init__(self, batch: _Optional[str] = ..., serial: _Optional[str] = ..., product_id: _Optional[str] = ..., reason: _Optional[str] = ..., revoked_by: _Optional[str] = ...) -> None: ...
+
+class RevokeCodesResponse(_message.Message):
+    __slots__ = ("revocation", "already_revoked", "codes")
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    revocation: Revocation
+    already_revoked: bool
+    codes: int
+    def __init__(self, revocation: _Optional[_Union[Revocation, _Mapping]] = ..., already_revoked: _Optional[bool] = ..., codes: _Optional[int] = ...) -> None: ...
+
+class CodeScansRequest(_message.Message):
+    __slots__ = ("serial", "limit", "before")
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    serial: str
+    limit: int
+    before: str
+    def __init__(self, serial: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[str] = ...) -> None: ...
+
+class CodeScan(_message.Message):
+    __slots__ = ("scanned_at", "place", "scanned_by", "client_id", "trusted", "counted")
+    SCANNED_AT_FIELD_NUMBER: _ClassVar[int]
+    PLACE_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_BY_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_FIELD_NUMBER: _ClassVar[int]
+    scanned_at: _timestamp_pb2.Timestamp
+    place: str
+    scanned_by: str
+    client_id: str
+    trusted: bool
+    counted: bool
+    def __init__(self, scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., place: _Optional[str] = ..., scanned_by: _Optional[str] = ..., client_id: _Optional[str] = ..., trusted: _Optional[bool] = ..., counted: _Optional[bool] = ...) -> None: ...
+
+class CodeScansResponse(_message.Message):
+    __slots__ = ("serial", "product_id", "batch", "key_id", "issued_at", "scan_count", "counted_scans", "places", "first_scanned_at", "last_scanned_at", "revocation", "scans", "next_before")
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    SCAN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_SCANS_FIELD_NUMBER: _ClassVar[int]
+    PLACES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SCANNED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SCANNED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    SCANS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    serial: str
+    product_id: str
+    batch: str
+    key_id: str
+    issued_at: _timestamp_pb2.Timestamp
+    scan_count: int
+    counted_scans: int
+    places: int
+    first_scanned_at: _timestamp_pb2.Timestamp
+    last_scanned_at: _timestamp_pb2.Timestamp
+    revocation: Revocation
+    scans: _containers.RepeatedCompositeFieldContainer[CodeScan]
+    next_before: str
+    def __init__(self, serial: _Optional[str] = ..., product_id: _Optional[str] = ..., batch: _Optional[str] = ..., key_id: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scan_count: _Optional[int] = ..., counted_scans: _Optional[int] = ..., places: _Optional[int] = ..., first_scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ..., scans: _Optional[_Iterable[_Union[CodeScan, _Mapping]]] = ..., next_before: _Optional[str] = ...) -> None: ...

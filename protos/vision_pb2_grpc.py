@@ -82,6 +82,16 @@ class VisionStub:
                 request_serializer=protos_dot_vision__pb2.ScansByRequest.SerializeToString,
                 response_deserializer=protos_dot_vision__pb2.ScansByResponse.FromString,
                 _registered_method=True)
+        self.RevokeCodes = channel.unary_unary(
+                '/shopai.vision.v1.Vision/RevokeCodes',
+                request_serializer=protos_dot_vision__pb2.RevokeCodesRequest.SerializeToString,
+                response_deserializer=protos_dot_vision__pb2.RevokeCodesResponse.FromString,
+                _registered_method=True)
+        self.CodeScans = channel.unary_unary(
+                '/shopai.vision.v1.Vision/CodeScans',
+                request_serializer=protos_dot_vision__pb2.CodeScansRequest.SerializeToString,
+                response_deserializer=protos_dot_vision__pb2.CodeScansResponse.FromString,
+                _registered_method=True)
 
 
 class VisionServicer:
@@ -153,6 +163,24 @@ class VisionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeCodes(self, request, context):
+        """Staff (REST POST /v1/vision/codes/revocations, role codes): revoke a whole batch or one serial, so
+        that Verify answers counterfeit for its codes from then on (logged as code.revoked on
+        vision.codes.v1). NOT_FOUND for a batch or serial never issued; revoking again changes nothing and
+        answers the first revocation with `already_revoked`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CodeScans(self, request, context):
+        """Staff (REST GET /v1/vision/codes/{serial}/scans, role codes): one code's scan history, newest
+        first, with its product, batch and revocation. NOT_FOUND for a serial never issued.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VisionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -200,6 +228,16 @@ def add_VisionServicer_to_server(servicer, server):
                     servicer.ScansBy,
                     request_deserializer=protos_dot_vision__pb2.ScansByRequest.FromString,
                     response_serializer=protos_dot_vision__pb2.ScansByResponse.SerializeToString,
+            ),
+            'RevokeCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCodes,
+                    request_deserializer=protos_dot_vision__pb2.RevokeCodesRequest.FromString,
+                    response_serializer=protos_dot_vision__pb2.RevokeCodesResponse.SerializeToString,
+            ),
+            'CodeScans': grpc.unary_unary_rpc_method_handler(
+                    servicer.CodeScans,
+                    request_deserializer=protos_dot_vision__pb2.CodeScansRequest.FromString,
+                    response_serializer=protos_dot_vision__pb2.CodeScansResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +485,60 @@ class Vision:
             '/shopai.vision.v1.Vision/ScansBy',
             protos_dot_vision__pb2.ScansByRequest.SerializeToString,
             protos_dot_vision__pb2.ScansByResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.vision.v1.Vision/RevokeCodes',
+            protos_dot_vision__pb2.RevokeCodesRequest.SerializeToString,
+            protos_dot_vision__pb2.RevokeCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CodeScans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.vision.v1.Vision/CodeScans',
+            protos_dot_vision__pb2.CodeScansRequest.SerializeToString,
+            protos_dot_vision__pb2.CodeScansResponse.FromString,
             options,
             channel_credentials,
             insecure,

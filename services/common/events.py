@@ -29,7 +29,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "interaction": ("view", "click", "add_to_cart", "purchase", "rating", "search"),
     "order": ("created", "paid", "shipped", "delivered", "cancelled", "returned", "refunded"),
     "inventory": ("set", "received", "adjusted"),
-    "code": ("issued", "scanned"),
+    "code": ("issued", "scanned", "revoked"),
     "user": ("erased",),
 }
 ALL_TYPES: frozenset[str] = frozenset(f"{fam}.{act}" for fam, acts in EVENT_TYPES.items() for act in acts)
@@ -196,6 +196,8 @@ def _check_code(action: str, p: dict[str, Any]) -> None:
     _require(p, "product_id", "batch")
     if action == "issued":
         _require(p, "key_id", "serials")
+    elif action == "revoked":  # the batch, or only `serial` when it is set
+        _require(p, "reason")
     else:
         _require(p, "serial")
 

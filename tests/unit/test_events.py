@@ -102,3 +102,15 @@ def test_new_event_builds_a_valid_envelope():
                                         "lines": [{"product_id": "p1", "quantity": 2, "unit_price": 9.5}]})
     assert event.key == "ORD-20481234" and event.topic == topics.ORDERS
     assert event.to_dict()["occurred_at"].endswith("Z")
+
+
+def test_a_code_revocation_names_its_batch_and_a_reason():
+    batch = new_event("code.revoked", {"product_id": "p1", "batch": "B1", "reason": "recalled",
+                                       "revoked_by": "key-1a2b3c4d"})
+    assert batch.topic == topics.CODES and batch.key == "p1" and "serial" not in batch.payload
+    one = new_event("code.revoked", {"product_id": "p1", "batch": "B1", "serial": "S1", "reason": "stolen"})
+    assert one.payload["serial"] == "S1"
+    with pytest.raises(InvalidEvent, match="reason"):
+        new_event("code.revoked", {"product_id": "p1", "batch": "B1"})
+    with pytest.raises(InvalidEvent, match="batch"):
+        new_event("code.revoked", {"product_id": "p1", "reason": "recalled"})

@@ -127,6 +127,8 @@ SERVICES = {
             "Verify": ("VerifyRequest", "VerifyResponse"),  # POST /v1/vision/verify
             "IssueCodes": ("IssueCodesRequest", "IssueCodesResponse"),  # POST /v1/vision/codes
             "ScansBy": ("ScansByRequest", "ScansByResponse"),  # GET /v1/users/{id}/export
+            "RevokeCodes": ("RevokeCodesRequest", "RevokeCodesResponse"),  # POST /v1/vision/codes/revocations
+            "CodeScans": ("CodeScansRequest", "CodeScansResponse"),  # GET /v1/vision/codes/{serial}/scans
             **ADMIN,
         },
     ),
