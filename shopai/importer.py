@@ -11,8 +11,12 @@ reason (and optionally written to a rejects file) and never stops the import.
   look like numbers become numbers, ``true``/``false`` booleans, and empty cells are left out;
   a column holding JSON (``lines``, ``tags``) is parsed.
 
-A record without ``event_id`` gets a deterministic one (UUID5 of the record's content), so
-importing the same file twice publishes the same ids and the consumers count nothing twice.
+A record without ``event_id`` gets a deterministic one (UUID5 of the record's content and its line in the
+file), so importing the same file twice publishes the same ids and the consumers count nothing twice, while
+two identical lines stay two events.
+
+A shop's own exports need no conversion (``kind``, ``shopai/tables.py``): ``order-lines`` (one row per item
+sold, grouped into orders) and ``catalog`` (one row per product), read through a column mapping.
 """
 
 from __future__ import annotations
@@ -117,11 +121,26 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, dict[str, Any]
         raise ValueError(f"unknown format {fmt!r}; expected jsonl or csv")
 
 
-def with_event_id(record: dict[str, Any]) -> dict[str, Any]:
+def with_event_id(record: dict[str, Any], line: int = 0) -> dict[str, Any]:
+    """The record with its ``event_id``, or one derived from its content and its ``line`` in the source."""
     if record.get("event_id"):
         return record
     content = json.dumps({k: v for k, v in record.items() if k != "event_id"}, sort_keys=True, ensure_ascii=False)
-    return {**record, "event_id": str(uuid.uuid5(NAMESPACE, content))}
+    return {**record, "event_id": str(uuid.uuid5(NAMESPACE, f"{line}\x1f{content}"))}
+
+
+def read_table(stream: TextIO, kind: str, mapping: str, currency: str = "USD", timezone: str = "UTC",
+               catalog: bool = True) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """The events of a shop's export (``tables.order_line_events`` / ``tables.catalog_events``)."""
+    from shopai import tables
+
+    reader = csv.DictReader(stream)
+    parsed = tables.parse_mapping(mapping, kind, reader.fieldnames or [])
+    rows = ((reader.line_num, row) for row in reader)
+    if kind == "order-lines":
+        yield from tables.order_line_events(rows, parsed, currency=currency, timezone=timezone, catalog=catalog)
+    else:
+        yield from tables.catalog_events(rows, parsed, currency=currency, timezone=timezone)
 
 
 def detect_format(path: Path) -> str:
@@ -130,22 +149,29 @@ def detect_format(path: Path) -> str:
 
 
 def import_file(path: Path, publish, fmt: str | None = None, batch_size: int = 1000, show_progress: bool = True,
-                rejects: TextIO | None = None) -> ImportReport:
-    """Validate every record of ``path`` and hand the good ones to ``publish(list[Event])`` in batches."""
+                rejects: TextIO | None = None, kind: str = "events", mapping: str = "", currency: str = "USD",
+                timezone: str = "UTC", catalog: bool = True) -> ImportReport:
+    """Validate every record of ``path`` and hand the good ones to ``publish(list[Event])`` in batches.
+    ``kind`` "events" reads envelopes (JSONL or CSV); "order-lines" and "catalog" read a CSV export through
+    ``mapping`` (``shopai/tables.py``)."""
     from services.common.progress import progress
 
-    fmt = fmt or detect_format(path)
+    if kind not in ("events", "order-lines", "catalog"):
+        raise ValueError(f"unknown kind {kind!r}; expected events, order-lines or catalog")
+    fmt = "csv" if kind != "events" else fmt or detect_format(path)
     report = ImportReport()
     batch = []
     with path.open("rb") as raw, progress(total=path.stat().st_size, desc=f"importing {path.name}", unit="B",
                                           unit_scale=True, disable=not show_progress) as bar:
         counted = _Counting(raw, bar.update)
         stream = io.TextIOWrapper(counted, encoding="utf-8-sig", newline="" if fmt == "csv" else None)
-        for number, record, error in read_records(stream, fmt):
+        records = (read_records(stream, fmt) if kind == "events"
+                   else read_table(stream, kind, mapping, currency, timezone, catalog))
+        for number, record, error in records:
             report.read += 1
             if record is not None:
                 try:
-                    event = parse_event(with_event_id(record))
+                    event = parse_event(with_event_id(record, number))
                 except InvalidEvent as exc:
                     error = str(exc)
                 else:

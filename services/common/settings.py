@@ -223,7 +223,9 @@ class Settings(BaseSettings):
     vault_redis_url: SecretStr | None = None
     vault_master_key: SecretStr | None = None
 
-    # The demo shop that `make run` seeds (shopai demo / shopai seed defaults).
+    # The demo shop that `make run` seeds (shopai demo / shopai seed defaults). demo=false (SHOPAI_DEMO=off)
+    # starts the stack empty, on a store of its own (shopai/cli.py OWN_SHOP_*), for a shop's own data.
+    demo: bool = True
     demo_seed: int = 42
     demo_products: int = Field(default=2000, ge=10)
     demo_users: int = Field(default=3000, ge=10)
