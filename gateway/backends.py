@@ -37,7 +37,11 @@ _RETRY_POLICY = {
                                  "Cohorts", "UserProfile")]
                     + [{"service": s, "method": "GetJob"}
                        for s in ("shopai.chatbot.v1.Assistant", "shopai.vision.v1.Vision",
-                                 "shopai.forecasting.v1.Forecasting")],
+                                 "shopai.forecasting.v1.Forecasting")]
+                    # The model registry: a listing, and serving a version twice serves it once.
+                    + [{"service": s, "method": m} for m in ("ListModels", "ServeModel")
+                       for s in ("shopai.recommender.v1.Recommender", "shopai.chatbot.v1.Assistant",
+                                 "shopai.vision.v1.Vision", "shopai.forecasting.v1.Forecasting")],
             "retryPolicy": {
                 "maxAttempts": 3,
                 "initialBackoff": "0.05s",

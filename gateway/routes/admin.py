@@ -1,5 +1,6 @@
-"""Admin routes: retrain a service's models and poll the job (REST -> each service's Train/GetJob), and
-read the audit log of staff reads of shoppers' data.
+"""Admin routes: retrain a service's models and poll the job (REST -> each service's Train/GetJob), list
+the stored model versions and serve one (ListModels/ServeModel), and read the audit log of staff reads
+of shoppers' data.
 
 They need an API key with the ``admin`` role (gateway/policy.py)."""
 
@@ -24,7 +25,8 @@ from services.common.settings import SERVICE_NAMES
 
 admin = APIBlueprint(
     "admin", __name__, url_prefix="/v1/admin",
-    abp_tags=[Tag(name="admin", description="Retrain models, follow the jobs, read the audit log (an admin key)")],
+    abp_tags=[Tag(name="admin", description="Retrain models, follow the jobs, list and serve model versions, read "
+                                            "the audit log (an admin key)")],
 )
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
@@ -130,6 +132,88 @@ def get_job(path: JobPath) -> Response | tuple[dict, int]:
     except grpc.RpcError as exc:
         return from_grpc_error(exc, service)
     return reply_json(job), 200
+
+
+class ModelsQuery(QueryModel):
+    service: str | None = Field(None, json_schema_extra={"enum": list(SERVICE_NAMES)},
+                                description="only this service's versions")
+
+
+class ModelPath(BaseModel):
+    # The service is checked in the view (an unknown one is a 404 naming the services).
+    service: str = Field(json_schema_extra={"enum": list(SERVICE_NAMES)})
+    version: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
+                         description="a stored version, as listed by GET /v1/admin/models")
+
+
+class ModelVersion(BaseModel):
+    service: str
+    model_version: str
+    serving: bool = Field(description="the version the service answers with now")
+    trained_at: str | None = Field(None, description="RFC 3339; absent for a model not trained here (pretrained)")
+    metrics: dict[str, float] = Field(description="held-out figures, as on the job that trained it")
+    gate: str = Field(description="the quality gate's verdict when it was trained: served | forced | refused | "
+                                  "empty (no gate ran)")
+    gate_reason: str = Field(description="the figures the gate compared, in words")
+    stored: bool = Field(description="false for a serving model that is not in the registry (pretrained)")
+
+
+class UnavailableService(BaseModel):
+    service: str
+    detail: str
+
+
+class ModelsReply(BaseModel):
+    models: list[ModelVersion] = Field(description="per service in the order of `services`, newest first")
+    unavailable: list[UnavailableService] = Field(description="services that could not be asked (their versions "
+                                                              "are missing above)")
+
+
+def _service_or_404(service: str) -> None:
+    if service not in SERVICE_NAMES:
+        raise ApiProblem(404, f"unknown service {service!r}; expected one of {_services()}", slug="unknown-service")
+
+
+@admin.get("/models", responses={200: ModelsReply, 400: Problem, 404: Problem, 503: Problem, 504: Problem})
+def list_models(query: ModelsQuery) -> Response | tuple[dict, int]:
+    """Every stored model version of each service (or of `service`), newest first, with its held-out
+    metrics, when it was trained and its quality gate's verdict; the serving one is marked. Needs an API
+    key with the `admin` role."""
+    services = SERVICE_NAMES
+    if query.service is not None:
+        _service_or_404(query.service)
+        services = (query.service,)
+    models: list[dict] = []
+    unavailable: list[dict] = []
+    for service in services:
+        try:
+            reply = _stub(service).ListModels(common_pb2.ListModelsRequest(), timeout=_deadline())
+        except grpc.RpcError as exc:
+            if query.service is not None:
+                return from_grpc_error(exc, service)
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            unavailable.append({"service": service, "detail": details or "no answer"})
+            continue
+        models.extend(reply_json(v) for v in reply.versions)
+    return {"models": models, "unavailable": unavailable}, 200
+
+
+@admin.post(
+    "/models/<service>/<version>/serve",
+    responses={200: ModelVersion, 400: Problem, 404: Problem, 501: Problem, 503: Problem, 504: Problem},
+)
+def serve_model(path: ModelPath) -> Response | tuple[dict, int]:
+    """Serve a stored version now (pin it, or roll back to it): the service swaps it in without a
+    restart, and keeps serving it after one (the registry's current version), until another version is
+    served or a newer one passes its quality gate. An unknown service or version is a 404. Needs an API
+    key with the `admin` role."""
+    _service_or_404(path.service)
+    message = common_pb2.ServeModelRequest(model_version=path.version, requested_by=current_key_id() or "gateway")
+    try:
+        version = _stub(path.service).ServeModel(message, timeout=_deadline())
+    except grpc.RpcError as exc:
+        return from_grpc_error(exc, path.service)
+    return reply_json(version), 200
 
 
 class AuditQuery(QueryModel):

@@ -7,7 +7,6 @@ then the service reports NOT_SERVING, so load balancers and the gateway's readin
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -34,9 +33,9 @@ from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.events import envelope, epoch_time
 from services.common.grpc_server import ServiceRunner, bootstrap, run
-from services.common.jobs import JobRunner, get_job_rpc, train_rpc
+from services.common.jobs import JobRunner, get_job_rpc, list_models_rpc, serve_model_rpc, train_rpc
 from services.common.logging import get_logger
-from services.common.models import ModelHolder, ModelRegistry, model_event
+from services.common.models import ModelHolder, ModelRegistry, announce_version
 from services.common.settings import Settings, load_settings
 from services.common.transport import open_channel
 
@@ -109,6 +108,14 @@ class AssistantServicer(pb_grpc.AssistantServicer):
     def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
         return get_job_rpc(self.jobs, request, context)
 
+    def ListModels(self, request: common_pb2.ListModelsRequest,
+                   context: grpc.ServicerContext) -> common_pb2.ListModelsResponse:
+        return list_models_rpc(self.holder, "chatbot", request, context)
+
+    def ServeModel(self, request: common_pb2.ServeModelRequest,
+                   context: grpc.ServicerContext) -> common_pb2.ModelVersion:
+        return serve_model_rpc(self.holder, "chatbot", request, context)
+
     def UserData(self, request: pb.UserDataRequest, context: grpc.ServicerContext) -> pb.UserDataResponse:
         if not request.user_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id is required")
@@ -157,7 +164,7 @@ def build(settings: Settings) -> ServiceRunner:
     publish = outputs.publish
 
     def announce(version: str, meta: dict) -> None:
-        publish(topics.MODELS, "chatbot", json.loads(model_event("chatbot", version, meta)))
+        announce_version(publish, "chatbot", version, meta)
 
     trainer = IntentTrainer(embedders, holder.registry, holder,
                             settings.embedding_cache_dir or settings.data_dir / "cache", on_new_version=announce)

@@ -20,7 +20,7 @@ from services.chatbot.core.intents import IntentClassifier, LanguageRoutedClassi
 from services.chatbot.core.language import detect_language
 from services.common.jobs import Progress, TrainResult
 from services.common.logging import get_logger
-from services.common.models import ModelHolder, ModelRegistry, new_version
+from services.common.models import ModelHolder, ModelRegistry, gate_params, new_version, quality_gate
 from services.common.progress import progress as progress_bar
 
 log = get_logger(__name__)
@@ -105,6 +105,7 @@ class IntentTrainer:
 
     def train(self, model: str, params: dict[str, str], progress: Progress) -> TrainResult:
         started = time.perf_counter()
+        params, force = gate_params(params)
         classifier = make_classifier(params)
         train, test = load_utterances("train"), load_utterances("test")
         texts = [u.text for u in train] + [u.text for u in test]
@@ -123,17 +124,28 @@ class IntentTrainer:
         classifier.fit([u.text for u in train], [u.intent for u in train], self.cache)
         progress(0.9, "evaluating on the held-out split")
         metrics = evaluate(classifier, test, self.cache)
+        # The quality gate: the serving classifier on the same held-out split.
+        serving, serving_version = self.holder.model, self.holder.version
+        serving_accuracy = None
+        if serving is not None:
+            progress(0.95, f"evaluating the serving model {serving_version} on the same split")
+            try:
+                serving_accuracy = evaluate(serving, test, self.cache)["accuracy"]
+            except Exception:  # an old artifact that cannot be evaluated is no reason to fail the job
+                log.warning("serving_model_not_evaluated", version=serving_version, exc_info=True)
+        gate = quality_gate("accuracy", metrics["accuracy"], serving_accuracy, serving_version=serving_version,
+                            force=force)
+        metrics.update(gate.metrics())
         version = new_version("intent")
         meta = {"metrics": metrics, "params": params, "threshold": classifier.threshold,
                 "train_utterances": len(train), "train_seconds": round(time.perf_counter() - started, 1)}
-        self.registry.save(version, classifier, meta)
-        self.holder.swap(classifier, version, meta)
+        self.holder.offer(classifier, version, meta, gate)
         if self.on_new_version is not None:
             self.on_new_version(version, meta)
         log.info("intent_model_trained", version=version, accuracy=round(metrics["accuracy"], 4),
-                 seconds=meta["train_seconds"])
+                 seconds=meta["train_seconds"], served=gate.serve)
         return TrainResult(version, metrics, f"trained on {len(train)} utterances; held-out accuracy "
-                                             f"{metrics['accuracy']:.3f}")
+                                             f"{metrics['accuracy']:.3f}; {gate.reason}")
 
 
 def evaluate(classifier: LanguageRoutedClassifier, utterances: Sequence, embed: Callable) -> dict[str, float]:

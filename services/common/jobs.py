@@ -1,4 +1,5 @@
-"""Admin retraining jobs, the same for every service (common.proto's Train / GetJob).
+"""Admin retraining jobs and the model registry's RPCs, the same for every service (common.proto's
+Train / GetJob / ListModels / ServeModel).
 
 A job runs on one background thread per service (training is CPU-heavy; two at
 once would only slow both down) and its state lives in Redis, so any replica can
@@ -24,6 +25,7 @@ from protos import common_pb2
 from services.common.cache import key
 from services.common.grpc_server import timestamp
 from services.common.logging import get_logger
+from services.common.models import ModelHolder, gate_params, trained_timestamp
 
 log = get_logger(__name__)
 
@@ -149,7 +151,7 @@ def train_rpc(jobs: JobRunner, request: common_pb2.TrainRequest, context: grpc.S
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {request.model!r}: {models_hint}")
     params = dict(request.params)
     try:
-        check(params)
+        check(gate_params(params)[0])  # force_serve is every service's, the rest the service's own
     except (TypeError, ValueError) as exc:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad params: {exc}")
     return jobs.submit(request.model, params, request.requested_by or "unknown")
@@ -163,11 +165,61 @@ def get_job_rpc(jobs: JobRunner, request: common_pb2.GetJobRequest, context: grp
     return job
 
 
+def model_version_proto(service: str, version: str, meta: dict, serving: bool, stored: bool = True
+                        ) -> common_pb2.ModelVersion:
+    gate = meta.get("gate") if isinstance(meta.get("gate"), dict) else {}
+    verdict = "" if not gate else "forced" if gate.get("forced") else "served" if gate.get("serve") else "refused"
+    metrics = {}
+    for name, value in (meta.get("metrics") or {}).items():
+        try:
+            metrics[name] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return common_pb2.ModelVersion(
+        service=service, model_version=version, serving=serving, metrics=metrics, gate=verdict,
+        gate_reason=str(gate.get("reason", "")), stored=stored,
+        trained_at=timestamp(trained_timestamp(None, version, meta)),
+    )
+
+
+def list_models_rpc(holder: ModelHolder, service: str, request: common_pb2.ListModelsRequest,
+                    context: grpc.ServicerContext) -> common_pb2.ListModelsResponse:
+    """The body of every service's ``ListModels`` RPC: the registry's versions, newest first, the one this
+    replica serves marked (a serving model that is not stored, e.g. a pretrained one, is listed first)."""
+    stored = [v for v in reversed(holder.registry.versions()) if (holder.registry.directory / v / "model.pkl").exists()]
+    out = [model_version_proto(service, v, holder.registry.meta(v), v == holder.version) for v in stored]
+    if holder.version and holder.version not in stored:
+        out.insert(0, model_version_proto(service, holder.version, holder.meta, True, stored=False))
+    return common_pb2.ListModelsResponse(versions=out)
+
+
+def serve_model_rpc(holder: ModelHolder, service: str, request: common_pb2.ServeModelRequest,
+                    context: grpc.ServicerContext) -> common_pb2.ModelVersion:
+    """The body of every service's ``ServeModel`` RPC: pin or roll back to a stored version (hot swap here,
+    ``CURRENT`` for restarts and the other replicas)."""
+    version = request.model_version
+    try:
+        if not version or "/" in version or version.startswith("."):
+            raise KeyError(version)
+        meta = holder.serve(version)
+    except KeyError:
+        context.abort(grpc.StatusCode.NOT_FOUND,
+                      f"no stored {service} model version {version!r}; ListModels names the stored ones")
+        raise AssertionError from None
+    log.info("model_pinned", service=service, version=version, requested_by=request.requested_by or "unknown")
+    return model_version_proto(service, version, meta, True)
+
+
 class TrainingScheduler:
     """Starts a training job on its own (the same loop for every service): every
     ``retrain_check_seconds`` it first picks up a version another replica trained, then, when
     ``enabled`` and the runner is idle, submits a job if :meth:`due` says so — at most once a minute,
-    so a failing job is not retried in a tight loop. Subclasses say when training is due."""
+    so a failing job is not retried in a tight loop, and not for ``gate_backoff_seconds`` after this
+    process kept a trained version back (its quality gate failed: the serving model and the events it
+    was trained on did not change, so :meth:`due` would keep saying yes). Subclasses say when training
+    is due."""
+
+    gate_backoff_seconds = 3600.0
 
     def __init__(self, check_seconds: float, holder: Any, jobs: JobRunner, enabled: bool = True) -> None:
         self.check_seconds = check_seconds
@@ -181,7 +233,9 @@ class TrainingScheduler:
             try:
                 self.holder.refresh()  # a version another replica trained
                 if (self.enabled and not self.jobs.busy
-                        and time.monotonic() - self._last_attempt >= 60 and self.due()):
+                        and time.monotonic() - self._last_attempt >= 60
+                        and time.time() - getattr(self.holder, "refused_at", 0.0) >= self.gate_backoff_seconds
+                        and self.due()):
                     self._last_attempt = time.monotonic()
                     self.jobs.submit("", {}, "scheduler")
             except Exception:

@@ -9,21 +9,18 @@ reorder alerts) and the scheduler (scheduler.py: trains on its own once sales ex
 
 from __future__ import annotations
 
-import json
-
 import grpc
 import numpy as np
 
 from protos import common_pb2
 from protos import forecasting_pb2 as pb
 from protos import forecasting_pb2_grpc as pb_grpc
-from services.common import topics
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
-from services.common.jobs import JobRunner, get_job_rpc, train_rpc
+from services.common.jobs import JobRunner, get_job_rpc, list_models_rpc, serve_model_rpc, train_rpc
 from services.common.keyfile import persistent_secret
-from services.common.models import ModelHolder, ModelRegistry, model_event
+from services.common.models import ModelHolder, ModelRegistry, announce_version
 from services.common.settings import Settings, load_settings
 from services.forecasting import converters as cv
 from services.forecasting.analytics import Analytics
@@ -177,6 +174,14 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
     def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
         return get_job_rpc(self.jobs, request, context)
 
+    def ListModels(self, request: common_pb2.ListModelsRequest,
+                   context: grpc.ServicerContext) -> common_pb2.ListModelsResponse:
+        return list_models_rpc(self.holder, "forecasting", request, context)
+
+    def ServeModel(self, request: common_pb2.ServeModelRequest,
+                   context: grpc.ServicerContext) -> common_pb2.ModelVersion:
+        return serve_model_rpc(self.holder, "forecasting", request, context)
+
 
 def _checked(options, request, context):
     """``options(request)``, or abort with INVALID_ARGUMENT and the reason."""
@@ -199,7 +204,7 @@ def build(settings: Settings) -> ServiceRunner:
     outputs = LazyEnvelopePublisher(settings, client_id="forecasting")
 
     def announce(version: str, meta: dict) -> None:
-        outputs.publish(topics.MODELS, "forecasting", json.loads(model_event("forecasting", version, meta)))
+        announce_version(outputs.publish, "forecasting", version, meta)
 
     trainer = ForecastTrainer(store, holder.registry, holder, secret, n_jobs=settings.forecast_jobs,
                               holidays_country=settings.forecast_holidays_country, on_new_version=announce)

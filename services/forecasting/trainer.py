@@ -15,10 +15,17 @@ import numpy as np
 
 from services.common.jobs import Progress, TrainResult
 from services.common.logging import get_logger
-from services.common.models import ModelHolder, ModelRegistry, new_version
+from services.common.models import ModelHolder, ModelRegistry, gate_params, new_version, quality_gate
 from services.forecasting.core import behaviour, pricing
 from services.forecasting.core.bundle import ForecastingModel, target_key, to_series
-from services.forecasting.core.forecast import forecast_many, versus_baselines
+from services.forecasting.core.forecast import (
+    Outcome,
+    Series,
+    backtest_many,
+    default_model,
+    forecast_many,
+    versus_baselines,
+)
 from services.forecasting.store import DailyHistory, ForecastStore
 
 log = get_logger(__name__)
@@ -64,6 +71,41 @@ def elasticity_data(h: DailyHistory) -> dict[str, np.ndarray]:
             "month": month}
 
 
+# The quality gate's figure: the mean backtest MASE, over every series both models forecast, of each one's
+# model for the series (its chosen one, or the default the service falls back to), on the same held-out
+# folds: the last FOLDS windows of HORIZON days, whatever the job's own horizon and folds.
+GATE_METRIC = "mean_mase"
+
+
+def gate_figures(items: Mapping[str, Series], outcomes: Mapping[str, Outcome], chosen: Mapping[str, str],
+                 serving_chosen: Mapping[str, str], options: Mapping[str, int],
+                 holidays_country: str | None) -> tuple[float | None, float | None]:
+    """(new, serving) :data:`GATE_METRIC` on the same folds; None, None without a series both scored.
+    The selection backtest's scores are reused when the job ran on the gate's folds; the rest is backtested."""
+    same_folds = options["horizon"] == HORIZON and options["folds"] == FOLDS
+    new, old = [], []
+    for key, series in items.items():
+        outcome = outcomes.get(key)
+        if outcome is None or outcome.error is not None:
+            continue
+        mine = chosen.get(key) or default_model(series)
+        theirs = serving_chosen.get(key) or default_model(series)
+        scores = dict(outcome.scores or {}) if same_folds else {}
+        missing = [m for m in dict.fromkeys((mine, theirs)) if m not in scores]
+        if missing:
+            try:
+                scores.update(backtest_many(series, missing, HORIZON, FOLDS, holidays_country))
+            except ValueError:  # a model name this version no longer knows
+                continue
+        a, b = scores[mine], scores[theirs]
+        if a.folds and b.folds and np.isfinite(a.mase) and np.isfinite(b.mase):
+            new.append(a.mase)
+            old.append(b.mase)
+    if not new:
+        return None, None
+    return float(np.mean(new)), float(np.mean(old))
+
+
 class ForecastTrainer:
     def __init__(self, store: ForecastStore, registry: ModelRegistry, holder: ModelHolder[ForecastingModel],
                  secret: bytes, n_jobs: int = 2, holidays_country: str | None = "CN",
@@ -77,7 +119,8 @@ class ForecastTrainer:
         self.on_new_version = on_new_version
 
     def train(self, model: str, params: Mapping[str, str], progress: Progress) -> TrainResult:
-        options = parse_params(params)
+        own, force = gate_params(params)
+        options = parse_params(own)
         started = time.perf_counter()
         events_before = self.store.events_seen()
         end = self.store.last_day()
@@ -105,6 +148,15 @@ class ForecastTrainer:
         backtests = {k: o.backtest for k, o in outcomes.items() if o.error is None and o.backtest is not None}
         failed = {k: o.error for k, o in outcomes.items() if o.error is not None}
 
+        serving, serving_version = self.holder.model, self.holder.version
+        new_figure, serving_figure = None, None
+        if serving is not None:
+            progress(0.78, f"measuring the serving model {serving_version} on the same folds")
+            new_figure, serving_figure = gate_figures(items, outcomes, chosen, serving.chosen, options,
+                                                      self.holidays_country)
+        gate = quality_gate(GATE_METRIC, new_figure, serving_figure, serving_version=serving_version,
+                            higher_is_better=False, force=force)
+
         progress(0.8, "estimating price elasticities")
         elasticities, category_priors = self._elasticities(histories, details)
         progress(0.9, "fitting the customer-value model")
@@ -126,18 +178,19 @@ class ForecastTrainer:
         metrics = {"series": float(len(chosen)), "failed": float(len(failed)),
                    "median_mase": float(np.median(mases)) if mases else float("nan"),
                    "elasticities": float(sum(1 for e in elasticities.values() if e.enough_variation)),
-                   "category_elasticities": float(len(category_priors)), **versus_baselines(outcomes)}
+                   "category_elasticities": float(len(category_priors)), **versus_baselines(outcomes),
+                   **gate.metrics()}
         meta = {"metrics": metrics, "models_used": models_used, "as_of": end.isoformat(),
                 "events_seen": events_before, "failed": dict(list(failed.items())[:20]), "params": options,
                 "train_seconds": round(time.perf_counter() - started, 2)}
         progress(0.95, f"saving {version}")
-        self.registry.save(version, bundle, meta)
-        self.holder.swap(bundle, version, meta)
+        self.holder.offer(bundle, version, meta, gate)
         if self.on_new_version is not None:
             self.on_new_version(version, meta)
-        log.info("model_trained", version=version, seconds=meta["train_seconds"], series=len(chosen))
+        log.info("model_trained", version=version, seconds=meta["train_seconds"], series=len(chosen),
+                 served=gate.serve)
         return TrainResult(model_version=version, metrics=metrics,
-                           message=f"models chosen for {len(chosen)} series ({len(failed)} failed)")
+                           message=f"models chosen for {len(chosen)} series ({len(failed)} failed); {gate.reason}")
 
     def _elasticities(self, histories: Mapping[str, DailyHistory], details: Mapping[str, dict]):
         """Each product's own elasticity estimate (Poisson, views as exposure), and each category's

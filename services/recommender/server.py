@@ -6,7 +6,6 @@ request needs); this module only validates, caches and translates.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import grpc
@@ -16,13 +15,12 @@ from protos import common_pb2
 from protos import recommender_pb2 as pb
 from protos import recommender_pb2_grpc as pb_grpc
 from services.common import recommendations as contract
-from services.common import topics
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
-from services.common.jobs import JobRunner, get_job_rpc, train_rpc
+from services.common.jobs import JobRunner, get_job_rpc, list_models_rpc, serve_model_rpc, train_rpc
 from services.common.logging import get_logger
-from services.common.models import ModelHolder, ModelRegistry, model_event
+from services.common.models import ModelHolder, ModelRegistry, announce_version
 from services.common.settings import Settings, load_settings
 from services.recommender.consumer import RecommenderProjection
 from services.recommender.core.bundle import RecommenderModel
@@ -152,6 +150,14 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
         return get_job_rpc(self.jobs, request, context)
 
+    def ListModels(self, request: common_pb2.ListModelsRequest,
+                   context: grpc.ServicerContext) -> common_pb2.ListModelsResponse:
+        return list_models_rpc(self.ranker.holder, "recommender", request, context)
+
+    def ServeModel(self, request: common_pb2.ServeModelRequest,
+                   context: grpc.ServicerContext) -> common_pb2.ModelVersion:
+        return serve_model_rpc(self.ranker.holder, "recommender", request, context)
+
 
 def validate_params(params: Mapping[str, str]) -> dict[str, str]:
     """Every param must be known and parse (a bad value fails the call, not the job an hour later)."""
@@ -171,7 +177,7 @@ def build(settings: Settings) -> ServiceRunner:
     outputs = LazyEnvelopePublisher(settings, client_id="recommender-models")
 
     def announce(version: str, meta: dict) -> None:
-        outputs.publish(topics.MODELS, "recommender", json.loads(model_event("recommender", version, meta)))
+        announce_version(outputs.publish, "recommender", version, meta)
 
     trainer = RecommenderTrainer(store, holder.registry, holder, on_new_version=announce)
     jobs = JobRunner("recommender", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)

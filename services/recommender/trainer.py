@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from services.common.jobs import Progress, TrainResult
 from services.common.logging import get_logger
-from services.common.models import ModelHolder, ModelRegistry, new_version
+from services.common.models import ModelHolder, ModelRegistry, gate_params, new_version, quality_gate
 from services.recommender.core.bundle import RecommenderModel, build_matrix, product_text
 from services.recommender.core.defaults import TRAIN_PARAMS, make_components
 from services.recommender.core.evaluation import ranking_metrics, stratified_split
@@ -52,6 +52,7 @@ class RecommenderTrainer:
 
     def train(self, model: str, params: Mapping[str, str], progress: Progress) -> TrainResult:
         started = time.perf_counter()
+        params, force = gate_params(params)
         events_before = self.events_seen()
         progress(0.02, "reading interactions and catalog")
         users = list(self.store.all_users())
@@ -74,6 +75,8 @@ class RecommenderTrainer:
         evaluated, _ = fit_hybrid(fit_part, components)
         metrics = ranking_metrics(lambda users_: evaluated.score(fit_part[users_], users_), fit_part, held_out)
         metrics.update(tuning.metrics() if tuning else {})
+        gate = self._gate(metrics.get("ndcg_at_10"), options, fit_part, held_out, texts, force, progress)
+        metrics.update(gate.metrics())
         progress(0.5, "fitting every model on all interactions")
         hybrid, report = fit_hybrid(matrix, components)
         version = new_version("hybrid")
@@ -92,15 +95,38 @@ class RecommenderTrainer:
                           for o, n, t in tuning.tried]},
         }
         progress(0.9, f"saving {version}")
-        self.registry.save(version, bundle, meta)
-        self.holder.swap(bundle, version, meta)
+        self.holder.offer(bundle, version, meta, gate)
         if self.on_new_version is not None:
             self.on_new_version(version, meta)
         log.info("model_trained", version=version, seconds=meta["train_seconds"],
-                 ndcg_at_10=round(metrics.get("ndcg_at_10", float("nan")), 4))
+                 ndcg_at_10=round(metrics.get("ndcg_at_10", float("nan")), 4), served=gate.serve)
         return TrainResult(model_version=version, metrics=metrics,
                            message=f"trained on {len(user_ids)} users, {len(item_ids)} products"
-                                   + (f"; {tuning.describe()}" if tuning else ""))
+                                   + (f"; {tuning.describe()}" if tuning else "") + f"; {gate.reason}")
+
+    def _gate(self, new_ndcg: float | None, options: Mapping, fit_part, held_out, texts: list[str], force: bool,
+              progress: Progress):
+        """The quality gate on held-out NDCG@10. The serving model itself has seen today's held-out
+        interactions (it was fitted on everything), so what is measured is its recipe: the serving
+        version's hyper-parameters fitted on the same training part and scored on the same held-out part."""
+        serving_version = self.holder.version if self.holder.model is not None else ""
+        recipe = self.holder.meta.get("params") if serving_version else None
+        serving_ndcg = None
+        if isinstance(recipe, dict):
+            if dict(recipe) == dict(options):
+                serving_ndcg = new_ndcg  # the same recipe on the same data: the same figure
+            else:
+                progress(0.45, f"measuring the serving version's recipe ({serving_version}) on the same split")
+                try:
+                    def serving_components() -> dict:
+                        return make_components(texts, **recipe)
+
+                    evaluated, _ = fit_hybrid(fit_part, serving_components)
+                    serving_ndcg = ranking_metrics(lambda users_: evaluated.score(fit_part[users_], users_),
+                                                   fit_part, held_out).get("ndcg_at_10")
+                except (TypeError, ValueError):  # a recipe this version no longer understands
+                    log.warning("serving_recipe_not_evaluated", version=serving_version, exc_info=True)
+        return quality_gate("ndcg_at_10", new_ndcg, serving_ndcg, serving_version=serving_version, force=force)
 
     @staticmethod
     def _tune(fit_part, texts: list[str], params: Mapping[str, str], progress: Progress) -> Tuning | None:

@@ -9,7 +9,6 @@ index watcher (index_watcher.py) within a second of their catalog event, whateve
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -21,13 +20,12 @@ from PIL import Image
 from protos import common_pb2
 from protos import vision_pb2 as pb
 from protos import vision_pb2_grpc as pb_grpc
-from services.common import topics
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
-from services.common.jobs import JobRunner, get_job_rpc, train_rpc
+from services.common.jobs import JobRunner, get_job_rpc, list_models_rpc, serve_model_rpc, train_rpc
 from services.common.logging import get_logger
-from services.common.models import ModelHolder, ModelRegistry, model_event
+from services.common.models import ModelHolder, ModelRegistry, announce_version
 from services.common.projection import RedisApplier
 from services.common.settings import Settings, load_settings
 from services.vision import converters as cv
@@ -158,6 +156,14 @@ class VisionServicer(pb_grpc.VisionServicer):
     def GetJob(self, request: common_pb2.GetJobRequest, context: grpc.ServicerContext) -> common_pb2.Job:
         return get_job_rpc(self.jobs, request, context)
 
+    def ListModels(self, request: common_pb2.ListModelsRequest,
+                   context: grpc.ServicerContext) -> common_pb2.ListModelsResponse:
+        return list_models_rpc(self.holder, "vision", request, context)
+
+    def ServeModel(self, request: common_pb2.ServeModelRequest,
+                   context: grpc.ServicerContext) -> common_pb2.ModelVersion:
+        return serve_model_rpc(self.holder, "vision", request, context)
+
 
 def build(settings: Settings) -> ServiceRunner:
     torch.set_num_threads(settings.torch_threads)
@@ -174,7 +180,7 @@ def build(settings: Settings) -> ServiceRunner:
     publish = outputs.publish
 
     def announce(version: str, meta: dict) -> None:
-        publish(topics.MODELS, "vision", json.loads(model_event("vision", version, meta)))
+        announce_version(publish, "vision", version, meta)
 
     trainer = VisionTrainer(store, holder, registry, on_new_version=announce)
     jobs = JobRunner("vision", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)

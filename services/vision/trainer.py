@@ -19,7 +19,7 @@ from PIL import Image
 
 from services.common.jobs import Progress, TrainResult
 from services.common.logging import get_logger
-from services.common.models import ModelHolder, ModelRegistry, new_version
+from services.common.models import ModelHolder, ModelRegistry, gate_params, new_version, quality_gate
 from services.vision.core.distort import make_query, stranger, training_transform
 from services.vision.core.finetune import finetune, training_params
 from services.vision.core.index import VectorIndex
@@ -61,7 +61,8 @@ class VisionTrainer:
     def train(self, model_name: str, raw: Mapping[str, str], progress: Progress) -> TrainResult:
         if model_name not in TRAINABLE_MODELS:
             raise ValueError(f"model {model_name!r}: the vision service trains 'embedder' (or empty for all)")
-        params = training_params(dict(raw))
+        own, force = gate_params(raw)
+        params = training_params(own)
         started = time.time()
         entries = self.store.catalog()
         if len(entries) < 2:
@@ -72,7 +73,7 @@ class VisionTrainer:
                                                       replace=False))]
         queries = [make_query(e.image, rng) for e in held]
         truth = [e.product_id for e in held]
-        previous = self.holder.model
+        previous, previous_version = self.holder.model, self.holder.version
         before = evaluate(previous, queries, truth) if previous is not None and len(previous.index) else {}
 
         version = new_version("vision")
@@ -96,11 +97,15 @@ class VisionTrainer:
                    "train_seconds": round(time.time() - started, 1), **plan}
         if before:
             metrics.update(previous_recall_at_1=before["recall_at_1"], previous_recall_at_5=before["recall_at_5"])
+        # The quality gate: the model that was serving, on the same query photos (``before``).
+        gate = quality_gate("recall_at_1", after["recall_at_1"], before.get("recall_at_1"),
+                            serving_version=previous_version if before else "", force=force)
+        metrics.update(gate.metrics())
         meta = {"metrics": metrics, "params": params, "kind": "finetuned",
-                "previous_version": self.holder.version}
-        self.registry.save(version, model, meta)
-        self.holder.swap(model, version, meta)
+                "previous_version": previous_version}
+        self.holder.offer(model, version, meta, gate)
         if self.on_new_version is not None:
             self.on_new_version(version, meta)
-        log.info("vision_trained", version=version, **metrics)
-        return TrainResult(version, metrics, f"recall@1 {after['recall_at_1']:.3f} on {len(queries)} query photos")
+        log.info("vision_trained", version=version, served=gate.serve, **metrics)
+        return TrainResult(version, metrics, f"recall@1 {after['recall_at_1']:.3f} on {len(queries)} query photos; "
+                                             f"{gate.reason}")

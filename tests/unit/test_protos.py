@@ -97,6 +97,9 @@ COMMON = "shopai.common.v1"
 ADMIN = {
     "Train": (f"{COMMON}.TrainRequest", f"{COMMON}.Job"),
     "GetJob": (f"{COMMON}.GetJobRequest", f"{COMMON}.Job"),
+    # GET /v1/admin/models, POST /v1/admin/models/{service}/{version}/serve
+    "ListModels": (f"{COMMON}.ListModelsRequest", f"{COMMON}.ListModelsResponse"),
+    "ServeModel": (f"{COMMON}.ServeModelRequest", f"{COMMON}.ModelVersion"),
 }
 SERVICES = {
     recommender_pb2: (
