@@ -25,6 +25,7 @@ from gateway.routes import install_query_memo
 from gateway.routes.admin import admin
 from gateway.routes.auth import auth, dev_auth
 from gateway.routes.chat import chat
+from gateway.routes.deadletters import deadletters
 from gateway.routes.events import events
 from gateway.routes.export import export
 from gateway.routes.forecasting import forecasting
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(vision)
     app.register_api(forecasting)
     app.register_api(admin)
+    app.register_api(deadletters)
     app.register_api(privacy)
     app.register_api(auth)
     if settings.env.strip().lower() == "dev":

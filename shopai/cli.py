@@ -6,6 +6,7 @@
     shopai seed           generate the demo shop and publish it to Kafka
     shopai demo           wait for the gateway, seed, print where to look, stay up (Procfile)
     shopai import FILE    validate and publish a shop's events from a JSONL or CSV file
+    shopai dlq list|show|replay   the dead letters of the *.dlq topics; replay chosen ones after a fix
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# Where `make run` keeps a shop's own data when SHOPAI_DEMO=off and neither variable is set.
+OWN_SHOP_DATA_DIR = Path(".data") / "shop"
+OWN_SHOP_REDIS_URL = "redis://127.0.0.1:6379/1"
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Start the whole dev stack under honcho; only start Redis when none is listening."""
     import redis
@@ -74,6 +80,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from services.common.cache import connect
 
     processes = ["broker", *SERVICE_NAMES, "gateway", "demo"]
+    if not settings.demo:  # the shop's own data: a store of its own, so nothing of the demo mixes in
+        os.environ.setdefault("SHOPAI_DATA_DIR", str(OWN_SHOP_DATA_DIR))
+        os.environ.setdefault("SHOPAI_REDIS_URL", OWN_SHOP_REDIS_URL)
+        settings = load_settings()
+        print(f"SHOPAI_DEMO=off: an empty shop; state under {settings.data_dir}, Redis {settings.redis_url}")
     try:
         connect(settings, socket_connect_timeout=1).ping()
         print(f"using the Redis at {settings.redis_url}")
@@ -228,16 +239,24 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if not wait_until_ready(f"{base}/readyz", args.wait):
         print(f"the gateway was not ready within {args.wait:.0f} s; see the other processes' logs", flush=True)
         return 1
-    cmd_seed(args, settings)
-    print(
-        "\n" + "=" * 64 + f"\n ShopAI is up: {base}\n"
-        f"   storefront:      {base}/  (signed in as the demo shopper u1)\n"
-        f"   recommendations: {base}/v1/recommendations  (popular; a shopper's own need their token)\n"
-        f"   similar:         {base}/v1/products/p00001/similar\n"
-        f"   API docs:        {base}/docs\n   metrics:         {base}/metrics\n"
-        " Ctrl-C stops everything `make run` started.\n" + "=" * 64,
-        flush=True,
-    )
+    if not settings.demo:
+        print(
+            "\n" + "=" * 64 + f"\n ShopAI is up, empty (SHOPAI_DEMO=off): {base}\n"
+            "   import your catalog and orders:  .venv/bin/shopai import FILE --kind catalog|order-lines --map ...\n"
+            f"   then train:                      POST {base}/v1/admin/train/<service>  (README.md, \"Your own shop\")\n"
+            f"   API docs:        {base}/docs\n"
+            " Ctrl-C stops everything `make run` started.\n" + "=" * 64, flush=True)
+    else:
+        cmd_seed(args, settings)
+        print(
+            "\n" + "=" * 64 + f"\n ShopAI is up: {base}\n"
+            f"   storefront:      {base}/  (signed in as the demo shopper u1)\n"
+            f"   recommendations: {base}/v1/recommendations  (popular; a shopper's own need their token)\n"
+            f"   similar:         {base}/v1/products/p00001/similar\n"
+            f"   API docs:        {base}/docs\n   metrics:         {base}/metrics\n"
+            " Ctrl-C stops everything `make run` started.\n" + "=" * 64,
+            flush=True,
+        )
     if args.once:
         return 0
     stop = threading.Event()
@@ -261,7 +280,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     rejects = open(args.rejects, "w", encoding="utf-8") if args.rejects else None  # noqa: SIM115
     try:
         report = import_file(path, publisher.publish, fmt=args.format, batch_size=args.batch,
-                             show_progress=not args.quiet, rejects=rejects)
+                             show_progress=not args.quiet, rejects=rejects, kind=args.kind, mapping=args.map,
+                             currency=args.currency, timezone=args.timezone, catalog=not args.no_catalog)
     except ValueError as exc:
         print(f"shopai import: {exc}", file=sys.stderr)
         return 2
@@ -299,6 +319,60 @@ def cmd_vault_copy(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _dlq_line(letter: dict) -> str:
+    replayed = f"replayed {letter['replayed']['at']}" if letter["replayed"] else "not replayed"
+    what = letter["event_type"] or ("(not JSON)" if letter["event"] is None else "(no type)")
+    return (f"{letter['id']}  {letter['failed_at']}  {letter['consumer_group']}  {what}  {replayed}\n"
+            f"    {letter['error_type']}: {letter['reason']}")
+
+
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    """``shopai dlq list|show|replay``: services/common/deadletters.py on the configured broker."""
+    import getpass
+
+    from kafka.errors import KafkaError
+
+    from services.common.bus import PublishError
+    from services.common.deadletters import (
+        MAX_LIMIT,
+        BadLetterId,
+        DeadLetterReadError,
+        DeadLetters,
+        ReplayRefused,
+        UnknownLetters,
+    )
+
+    if args.dlq_command == "list" and not 1 <= args.limit <= MAX_LIMIT:
+        print(f"shopai dlq: --limit must be 1 to {MAX_LIMIT}", file=sys.stderr)
+        return 2
+    store = DeadLetters(settings)
+    try:
+        if args.dlq_command == "list":
+            letters, total = store.list(args.topic, args.limit)
+            if args.json:
+                print(json.dumps({"dead_letters": [x.to_dict() for x in letters], "total": total},
+                                 indent=2, ensure_ascii=False))
+            else:
+                for letter in letters:
+                    print(_dlq_line(letter.to_dict()))
+                print(f"{len(letters)} of {total} dead letters" + (f" of {args.topic}" if args.topic else ""))
+        elif args.dlq_command == "show":
+            print(json.dumps(store.get(args.id).to_dict(), indent=2, ensure_ascii=False))
+        else:
+            results = store.replay(args.ids, force=args.force, by=f"cli:{getpass.getuser()}")
+            print(json.dumps({"replayed": results}, indent=2, ensure_ascii=False))
+    except BadLetterId as exc:
+        print(f"shopai dlq: {exc}", file=sys.stderr)
+        return 2
+    except (UnknownLetters, ReplayRefused) as exc:
+        print(f"shopai dlq: {exc}", file=sys.stderr)
+        return 1
+    except (KafkaError, DeadLetterReadError, PublishError) as exc:
+        print(f"shopai dlq: the broker at {settings.kafka_bootstrap_servers} cannot be used: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _add_seed_args(p: argparse.ArgumentParser, settings: Settings) -> None:
     p.add_argument("--seed", type=int, default=settings.demo_seed,
                    help="generator seed (same seed, same events and ids); default $SHOPAI_DEMO_SEED or 42")
@@ -331,11 +405,34 @@ def main(argv: list[str] | None = None) -> int:
     p_import.add_argument("--batch", type=int, default=1000, help="events per acknowledged publish")
     p_import.add_argument("--rejects", help="write each rejected line's number and reason here (JSONL)")
     p_import.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_import.add_argument("--kind", choices=("events", "order-lines", "catalog"), default="events",
+                          help="events: envelopes (default); order-lines: one CSV row per item sold, grouped into "
+                               "orders; catalog: one CSV row per product (shopai/tables.py)")
+    p_import.add_argument("--map", default="", metavar="SRC=FIELD,...",
+                          help="which column feeds which field, e.g. id=order_id,name+size=product_id,type=category "
+                               "(a+b joins columns with -; columns already named like a field need none)")
+    p_import.add_argument("--currency", default="USD", help="currency of prices without a currency column")
+    p_import.add_argument("--timezone", default="UTC", help="IANA zone of dates and times without an offset")
+    p_import.add_argument("--no-catalog", action="store_true",
+                          help="order-lines: do not send the products seen as product.upserted (the catalog "
+                               "comes from its own table)")
     p_import.set_defaults(func=cmd_import)
     p_copy = sub.add_parser("vault-copy", help="copy a SQLite personal-data vault into the empty Redis vault "
                                                "of SHOPAI_VAULT_REDIS_URL")
     p_copy.add_argument("file", help="the SQLite vault, e.g. a backup of /data/secrets/vault.sqlite3")
     p_copy.set_defaults(func=cmd_vault_copy)
+    p_dlq = sub.add_parser("dlq", help="list, show and replay dead letters (what consumers could not process)")
+    dlq_sub = p_dlq.add_subparsers(dest="dlq_command", required=True)
+    p_list = dlq_sub.add_parser("list", help="dead letters, newest first")
+    p_list.add_argument("--topic", help="only this topic's (e.g. orders.v1 or orders.v1.dlq)")
+    p_list.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p_list.add_argument("--json", action="store_true", help="the REST answer's JSON instead of lines")
+    dlq_sub.add_parser("show", help="one dead letter with its original event").add_argument(
+        "id", help="<dead-letter topic>:<partition>:<offset>, e.g. orders.v1.dlq:0:3")
+    p_replay = dlq_sub.add_parser("replay", help="re-publish letters' events to their topics (after a fix)")
+    p_replay.add_argument("ids", nargs="+", help="dead letter ids")
+    p_replay.add_argument("--force", action="store_true", help="replay letters replayed before too")
+    p_dlq.set_defaults(func=cmd_dlq)
     args = parser.parse_args(argv)
     from services.common.logging import configure_logging
 
