@@ -16,6 +16,7 @@ from services.common import privacy, topics
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
 from services.common.stock import StockLedger
+from services.forecasting.core.returns import OrderRecord, apply_refund, apply_return
 from services.forecasting.store import FUNNEL_ACTIONS, day_of
 from services.forecasting.store import ForecastKeys as K
 
@@ -72,48 +73,91 @@ class ForecastProjection(Projection):
             ops("SADD", K.categories, str(p["category"]))
             ops.batch_state.setdefault("category", {})[pid] = str(p["category"])
 
+    def _known_order(self, oid: str, ops: Ops) -> OrderRecord | None:
+        """The order as of this point in the batch (None when never seen, or cancelled)."""
+        cached = ops.batch_state.get("orders", {})
+        known = cached[oid] if oid in cached else self.redis.hget(K.orders, oid)
+        if not known:
+            return None
+        return OrderRecord.from_json(known if isinstance(known, dict) else json.loads(known))
+
+    def _move(self, pid: str, day: str, units: float, revenue: float, ops: Ops) -> None:
+        """Add ``units`` and ``revenue`` (negative: taken back) to the product's and its category's day."""
+        category = self._category(pid, ops)
+        for kind, target in [("p", pid)] + ([("c", category)] if category else []):
+            if units:
+                ops("HINCRBYFLOAT", K.units(kind, target), day, units)
+            if revenue:
+                ops("HINCRBYFLOAT", K.revenue(kind, target), day, revenue)
+            ops("SADD", K.dirty, f"{kind}|{target}")
+
     def _order(self, event: Event, ops: Ops) -> None:
         p = event.payload
         oid = str(p["order_id"])
-        if event.action in ("created", "cancelled"):
-            lines = p.get("lines") or []
-            if not isinstance(lines, list):
-                raise InvalidEvent("lines must be a list")
-            sign = 1 if event.action == "created" else -1
-            # A cancellation moves the sale out of the day it was made, not the day it was cancelled.
-            day = day_of(event.occurred_at)
-            if event.action == "cancelled":
-                known = ops.batch_state.get("orders", {}).get(oid) or self.redis.hget(K.orders, oid)
-                if known:
-                    o = known if isinstance(known, dict) else json.loads(known)
-                    day = datetime.fromtimestamp(float(o["t"]), UTC).date().isoformat()
-            for line in lines:
-                pid = str(line["product_id"])
-                qty = float(line.get("quantity", 1) or 1)
-                price = float(line.get("unit_price", 0) or 0)
-                if qty <= 0:
-                    raise InvalidEvent(f"line of {pid}: quantity must be positive")
-                category = self._category(pid, ops)
-                targets = [("p", pid)] + ([("c", category)] if category else [])
-                for kind, target in targets:
-                    ops("HINCRBYFLOAT", K.units(kind, target), day, sign * qty)
-                    ops("HINCRBYFLOAT", K.revenue(kind, target), day, sign * qty * price)
-                    ops("SADD", K.dirty, f"{kind}|{target}")
-                ops("SADD", K.dirty, "stock|" + pid)
-            self.stock.apply(event, ops)
-            user = str(p.get("user_id") or "")
-            if event.action == "created" and user:
-                order = {"u": user, "t": event.occurred_at.timestamp(), "total": float(p.get("total", 0) or 0),
-                         "cur": str(p.get("currency", ""))}
-                with privacy.guarded(ops, self.group, user):
-                    ops("HSET", K.orders, oid, json.dumps(order, separators=(",", ":")))
-                    ops("SADD", K.buyers, user)
-                    ops("SADD", K.user_orders(user), oid)
-                ops.batch_state.setdefault("orders", {})[oid] = order
-            elif event.action == "cancelled":
-                ops("HDEL", K.orders, oid)
-                if user:
-                    ops("SREM", K.user_orders(user), oid)
+        user = str(p.get("user_id") or "")
+        lines = p.get("lines") or []
+        if not isinstance(lines, list):
+            raise InvalidEvent("lines must be a list")
+        if event.action in ("returned", "refunded"):
+            self._taken_back(event, oid, lines, ops)
+            return
+        if event.action not in ("created", "cancelled"):
+            return
+        sign = 1 if event.action == "created" else -1
+        # A cancellation moves the sale out of the day it was made, not the day it was cancelled.
+        day = day_of(event.occurred_at)
+        known = self._known_order(oid, ops) if event.action == "cancelled" else None
+        if known is not None and known.cancelled:
+            return  # cancelled before: its lines already left the series
+        if known is not None:
+            day = datetime.fromtimestamp(known.at, UTC).date().isoformat()
+            if not lines:  # a cancellation that does not repeat the lines cancels them all
+                lines = [{"product_id": pid, "quantity": q, "unit_price": price}
+                         for pid, (q, price) in known.lines.items()]
+        for line in lines:
+            pid = str(line["product_id"])
+            qty = float(line.get("quantity", 1) or 1)
+            price = float(line.get("unit_price", 0) or 0)
+            if qty <= 0:
+                raise InvalidEvent(f"line of {pid}: quantity must be positive")
+            self._move(pid, day, sign * qty, sign * qty * price, ops)
+            ops("SADD", K.dirty, "stock|" + pid)
+        self.stock.apply(event, ops)
+        if event.action == "created" and user:
+            order = OrderRecord.created(user, event.occurred_at.timestamp(), float(p.get("total", 0) or 0),
+                                        str(p.get("currency", "")), lines).to_json()
+            with privacy.guarded(ops, self.group, user):
+                ops("HSET", K.orders, oid, json.dumps(order, separators=(",", ":")))
+                ops("SADD", K.buyers, user)
+                ops("SADD", K.user_orders(user), oid)
+            ops.batch_state.setdefault("orders", {})[oid] = order
+        elif event.action == "cancelled":
+            if known is not None:  # kept as a tombstone, so a second cancellation or a refund counts nothing
+                known.cancelled = True
+                record = known.to_json()
+                with privacy.guarded(ops, self.group, known.user):
+                    ops("HSET", K.orders, oid, json.dumps(record, separators=(",", ":")))
+                ops.batch_state.setdefault("orders", {})[oid] = record
+            if user:
+                ops("SREM", K.user_orders(user), oid)
+
+    def _taken_back(self, event: Event, oid: str, lines: list, ops: Ops) -> None:
+        """A return or refund: units and value leave the sale's day; the order's net value falls
+        (core/returns.py). An order never seen (before the history, or cancelled) changes nothing."""
+        order = self._known_order(oid, ops)
+        if order is None or order.cancelled:
+            return
+        if event.action == "returned":
+            back = apply_return(order, lines)
+        else:
+            back = apply_refund(order, float(event.payload.get("total", 0) or 0), lines)
+        day = datetime.fromtimestamp(order.at, UTC).date().isoformat()
+        for pid in sorted(set(back.units) | set(back.revenue)):
+            self._move(pid, day, -back.units.get(pid, 0.0), -back.revenue.get(pid, 0.0), ops)
+        record = order.to_json()
+        with privacy.guarded(ops, self.group, order.user):
+            ops("HSET", K.orders, oid, json.dumps(record, separators=(",", ":")))
+        ops.batch_state.setdefault("orders", {})[oid] = record
 
     def _interaction(self, event: Event, ops: Ops) -> None:
         p = event.payload

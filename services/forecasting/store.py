@@ -34,7 +34,7 @@ class ForecastKeys:
     categories = key("fc", "categories")      # set of category names
     clock = key("fc", "clock")                # zset: "last" -> latest occurred_at seen (epoch seconds)
     dirty = key("fc", "dirty")                # set of products/categories whose sales moved
-    orders = key("fc", "orders")              # hash order_id -> json {u, t, total, cur}
+    orders = key("fc", "orders")              # hash order_id -> json {u, t, total (net), cur, ...} (core/returns.py)
     buyers = key("fc", "buyers")              # set of users with an order
     stats = key("fc", "stats", "events")      # hash event type -> count
     days = key("fc", "days")                  # set of days with any interaction (funnel ranges)
@@ -188,20 +188,22 @@ class ForecastStore:
 
     # -- orders and behaviour -----------------------------------------------------------------------
     def orders(self) -> Iterator[tuple[str, str, float, float, str]]:
-        """(order_id, user, epoch seconds, total, currency) of every order not cancelled."""
+        """(order_id, user, epoch seconds, net total, currency) of every order not cancelled, nor all
+        returned or refunded (core/returns.py)."""
         for oid, raw in self.redis.hscan_iter(K.orders, count=2000):
             o = json.loads(raw)
-            yield oid, o["u"], float(o["t"]), float(o["total"]), o.get("cur", "")
+            if not o.get("void"):
+                yield oid, o["u"], float(o["t"]), float(o["total"]), o.get("cur", "")
 
     def user_orders(self, user: str) -> list[tuple[str, float, float]]:
-        """(order_id, epoch seconds, total) of the user's orders."""
+        """(order_id, epoch seconds, net total) of the user's orders (as :meth:`orders`)."""
         ids = sorted(self.redis.smembers(K.user_orders(user)))
         if not ids:
             return []
         out = []
         for oid, raw in zip(ids, self.redis.hmget(K.orders, ids), strict=True):
-            if raw:
-                o = json.loads(raw)
+            o = json.loads(raw) if raw else None
+            if o and not o.get("void"):
                 out.append((oid, float(o["t"]), float(o["total"])))
         return out
 

@@ -287,3 +287,32 @@ def test_a_product_whose_sales_were_all_cancelled_is_refused_with_the_reason(for
     assert "no demand" in err.value.details()
     problem = assert_problem(client.get("/v1/forecasts/f3?horizon=7"), 400)
     assert "no demand" in problem["detail"]
+
+
+def test_returns_and_refunds_take_sales_and_spend_back(forecasting):
+    """A return takes its units and value off the day of the sale; its refund is the same money, counted
+    once; the shopper's spend for RFM and customer value falls with them (services/forecasting/core/returns.py)."""
+    stub, client, publisher, _events, _truth, _ = forecasting
+    sold_at = at(END - timedelta(days=3), 15)
+    order = {"order_id": "ret-1", "user_id": "returner", "currency": "CNY", "total": 300.0,
+             "lines": [{"product_id": "f2", "quantity": 3, "unit_price": 100.0}]}
+    before = history(stub, "f2")
+    publisher.publish([new_event("order.created", order, occurred_at=sold_at)])
+    day = (sold_at.date() - START).days
+    wait_for(lambda: history(stub, "f2")[day] == before[day] + 3, 30, what="the sale projected")
+
+    def spend() -> float:
+        reply = client.get("/v1/analytics/users/returner")
+        assert reply.status_code == 200, reply.json
+        return reply.json["total_spend"]
+
+    assert spend() == pytest.approx(300.0)
+    publisher.publish([
+        new_event("order.returned", {"order_id": "ret-1", "user_id": "returner", "reason": "too big",
+                                     "lines": [{"product_id": "f2", "quantity": 2, "unit_price": 100.0}]},
+                  occurred_at=at(END, 9)),
+        new_event("order.refunded", {"order_id": "ret-1", "user_id": "returner", "total": 200.0},
+                  occurred_at=at(END, 10)),
+    ])
+    wait_for(lambda: history(stub, "f2")[day] == before[day] + 1, 30, what="the return applied")
+    wait_for(lambda: spend() == pytest.approx(100.0), 30, what="the spend reduced once, not twice")

@@ -103,7 +103,9 @@ def test_an_order_becomes_daily_units_revenue_stock_and_an_order_record():
                                occurred_at=datetime(2026, 3, 6, 8, tzinfo=UTC)), cancel)
     undo = [tuple(c) for c in cancel.commands]
     assert ("HINCRBYFLOAT", K.units("p", "p1"), "2026-03-04", "-2.0") in undo
-    assert ("HDEL", K.orders, "o1") in undo
+    # The order stays as a tombstone: RFM and customer value skip it, a second cancellation counts nothing.
+    assert cancel.batch_state["orders"]["o1"]["cancelled"] is True
+    assert any(c[0] == "HSET" and c[1] == K.orders and c[2] == "o1" for c in undo)
 
 
 class _AlertStore:
