@@ -235,6 +235,8 @@ def announce_version(publish: Callable[[str, str, dict], None], service: str, ve
 
 # -- the quality gate -------------------------------------------------------------------------------------
 FORCE_SERVE = "force_serve"
+# Figures this close are a tie: the same recipe refitted on the same data may differ in the last digits.
+TIE_TOLERANCE = 1e-9
 
 
 def gate_params(params: Mapping[str, str]) -> tuple[dict[str, str], bool]:
@@ -286,7 +288,8 @@ def quality_gate(metric: str, new: float | None, serving: float | None, *, servi
                  higher_is_better: bool = True, force: bool = False) -> GateDecision:
     """The quality gate every trainer applies (pure). ``new`` and ``serving`` are the same held-out
     ``metric`` of the new version and of the serving one. The new one serves unless it scores worse
-    (a tie serves: it learnt from newer data); with nothing serving, or no figure for the serving one,
+    (a tie, within TIE_TOLERANCE for the last digits of a refit, serves: it learnt from newer data); with
+    nothing serving, or no figure for the serving one,
     it serves. A new figure that could not be measured (nan) while the serving one was is refused.
     ``force`` (the job's ``force_serve=true``) serves it whatever the figures, and says so."""
     def fmt(value: float | None) -> str:
@@ -301,7 +304,8 @@ def quality_gate(metric: str, new: float | None, serving: float | None, *, servi
         return GateDecision(True, forced=force, reason=f"served ({what} to compare with)", **args)
     compared = (f"held-out {metric} {fmt(new)} against {fmt(serving)} for the serving {serving_version}"
                 f" ({better} is better)")
-    worse = not _finite(new) or (new < serving if higher_is_better else new > serving)
+    tie = _finite(new) and math.isclose(new, serving, rel_tol=TIE_TOLERANCE, abs_tol=TIE_TOLERANCE)
+    worse = not tie and (not _finite(new) or (new < serving if higher_is_better else new > serving))
     if not worse:
         return GateDecision(True, forced=force, reason=f"served: {compared}", **args)
     if force:

@@ -121,6 +121,8 @@ def test_the_gate_serves_a_model_that_is_not_worse():
     better = quality_gate("accuracy", 0.91, 0.9, serving_version="intent-a")
     assert better.serve and "0.9100 against 0.9000 for the serving intent-a" in better.reason
     assert quality_gate("accuracy", 0.9, 0.9, serving_version="intent-a").serve, "a tie serves (newer data)"
+    assert quality_gate("mean_mase", 0.5 + 1e-13, 0.5, serving_version="f-a", higher_is_better=False).serve
+    assert not quality_gate("mean_mase", 0.5 + 1e-6, 0.5, serving_version="f-a", higher_is_better=False).serve
     lower = quality_gate("mean_mase", 0.7, 0.8, serving_version="f-a", higher_is_better=False)
     assert lower.serve and "lower is better" in lower.reason
     unmeasured = quality_gate("recall_at_1", 0.5, math.nan, serving_version="pretrained")
