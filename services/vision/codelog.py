@@ -1,5 +1,5 @@
-"""The code log and the alerts: code events (issued, scanned) go to vision.codes.v1, acknowledged by the
-broker, and are applied to the code registry at once; counterfeit and suspicious verdicts go to alerts.v1."""
+"""The code log and the alerts: code events (issued, scanned, revoked) go to vision.codes.v1, acknowledged by
+the broker, and are applied to the code registry at once; counterfeit and suspicious verdicts go to alerts.v1."""
 
 from __future__ import annotations
 
@@ -24,14 +24,15 @@ class CodeLog:
         self.publish = publish
         self.applier = applier
 
-    def record(self, event_type: str, payload: dict) -> None:
-        """Log a code event on vision.codes.v1 (acknowledged by the broker) and apply it at once."""
+    def record(self, event_type: str, payload: dict) -> str:
+        """Log a code event on vision.codes.v1 (acknowledged by the broker) and apply it at once; its event id."""
         record = envelope(event_type, payload, SOURCE)
         event = parse_event(record)
         self.publish(topics.CODES, str(payload["product_id"]), record)
         ops = Ops()
         code_ops(event, ops)
         self.applier.apply([(event.event_id, ops.commands)])
+        return event.event_id
 
     def issued(self, product_id: str, batch: str, key_id: str, issued_at: int, issued: list[codes.Code]) -> None:
         """Log the codes of a batch just signed (before anyone may print them)."""
@@ -45,6 +46,11 @@ class CodeLog:
                                      "serial": claims.serial, "location": request.location,
                                      "scanned_by": request.scanned_by, "place": place,
                                      "client_id": scanner.name, "trusted": scanner.trusted, "counted": counted})
+
+    def revoked(self, product_id: str, batch: str, serial: str, reason: str, revoked_by: str) -> str:
+        """Log the revocation of a product's batch (``serial`` empty) or of one serial; its event id."""
+        payload = {"product_id": product_id, "batch": batch, "reason": reason, "revoked_by": revoked_by}
+        return self.record("code.revoked", payload | ({"serial": serial} if serial else {}))
 
     def alert(self, verdict: Verdict, claims: codes.Claims | None, request: pb.VerifyRequest) -> None:
         """Publish a counterfeit or suspicious verdict on alerts.v1; never fails the verification."""

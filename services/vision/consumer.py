@@ -4,8 +4,9 @@
 whose image is not a picture goes to the dead-letter topic with the reason); the product's hash
 and fingerprint change, and the index watcher (server.py) embeds it within a second.
 An upsert without an image keeps the picture it had (title and category still update).
-``code.issued`` / ``code.scanned``: the registry of serials and their scan history (whether a scan
-counts, and at which normalised place, was decided when it was recorded and travels in the event); the service
+``code.issued`` / ``code.scanned`` / ``code.revoked``: the registry of serials and batches, their scan
+history (whether a scan counts, and at which normalised place, was decided when it was recorded and travels
+in the event) and revocations (the first one of a serial or batch stays: HSETNX); the service
 applies its own events at once through the same exactly-once applier (the same event id), so the
 consumer's later delivery changes nothing, and a rebuild from the topic gives the same state.
 ``user.erased``: the scans recorded under the shopper's id leave the recent-scan lists; a code's
@@ -24,7 +25,8 @@ from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
 from services.vision.core.images import ImageProblem, decode_image
 from services.vision.core.scans import ANONYMOUS_CLIENT, place_member
-from services.vision.store import RECENT_SCANS, fingerprint
+from services.vision.core.verification import Revocation
+from services.vision.store import KEPT_SCANS, fingerprint, revocation_json
 from services.vision.store import VisionKeys as K
 
 MAX_CATALOG_IMAGE_BYTES = 8 * 1024 * 1024
@@ -88,6 +90,18 @@ def code_ops(event: Event, ops: Ops) -> None:
                   "issued_at", int(p.get("issued_at", 0))]
         for serial in p["serials"]:
             ops("HSET", K.code(str(serial)), *record)
+        ops("HINCRBY", K.batch_products(str(p["batch"])), p["product_id"], len(p["serials"]))
+        return
+    if event.action == "revoked":
+        serial = str(p.get("serial", ""))
+        revocation = revocation_json(Revocation(
+            scope="serial" if serial else "batch", product_id=str(p["product_id"]), batch=str(p["batch"]),
+            serial=serial, reason=str(p["reason"]), revoked_by=str(p.get("revoked_by", "")),
+            revoked_at=event.occurred_at.timestamp(), event_id=event.event_id))
+        if serial:
+            ops("HSETNX", K.code(serial), "revoked", revocation)
+        else:
+            ops("HSETNX", K.batch_revocations(str(p["batch"])), p["product_id"], revocation)
         return
     serial = str(p["serial"])
     when = event.occurred_at.timestamp()
@@ -110,7 +124,7 @@ def code_ops(event: Event, ops: Ops) -> None:
                       ensure_ascii=False)
     with privacy.guarded(ops, VisionProjection.group, scanned_by):
         ops("LPUSH", K.recent_scans(serial), scan)
-        ops("LTRIM", K.recent_scans(serial), 0, RECENT_SCANS - 1)
+        ops("LTRIM", K.recent_scans(serial), 0, KEPT_SCANS - 1)
         if scanned_by:  # indexed, so that erasing this scanner finds the entry again
             ops("SADD", K.scanner_scans(scanned_by), json.dumps([serial, scan], ensure_ascii=False))
 

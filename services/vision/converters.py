@@ -6,13 +6,16 @@ from __future__ import annotations
 from protos import vision_pb2 as pb
 from services.common.grpc_server import timestamp
 from services.vision.core import codes
+from services.vision.core.history import StaffScan
 from services.vision.core.model import Identification, Match
-from services.vision.core.verification import Verdict
+from services.vision.core.verification import Revocation, Verdict
 from services.vision.store import ScanHistory
 
 MAX_CODES = 1000
 MAX_CLIENT_ID = 64
 MAX_SCANNED_BY = 200
+MAX_REASON = 500
+MAX_REVOKED_BY = 64
 VERDICTS = {"authentic": pb.VERDICT_AUTHENTIC, "counterfeit": pb.VERDICT_COUNTERFEIT,
             "suspicious": pb.VERDICT_SUSPICIOUS, "unreadable": pb.VERDICT_UNREADABLE}
 
@@ -42,6 +45,45 @@ def check_verify(request: pb.VerifyRequest) -> None:
         raise ValueError(f"scanned_by is longer than {MAX_SCANNED_BY} characters")
     if len(request.client_id) > MAX_CLIENT_ID:
         raise ValueError(f"client_id is longer than {MAX_CLIENT_ID} characters")
+
+
+def check_revoke(request: pb.RevokeCodesRequest) -> None:
+    """A revocation names a batch or a serial (not both), and says why."""
+    if bool(request.batch) == bool(request.serial):
+        raise ValueError("name exactly one of batch (every code of the batch) and serial (one code)")
+    if request.batch:
+        codes.check_batch_name(request.batch)
+    else:
+        codes.check_id("serial", request.serial)
+    if request.product_id:
+        codes.check_product_id(request.product_id)
+    if not request.reason.strip():
+        raise ValueError("reason is required: say why the codes are revoked")
+    if len(request.reason) > MAX_REASON:
+        raise ValueError(f"reason is longer than {MAX_REASON} characters")
+    if len(request.revoked_by) > MAX_REVOKED_BY:
+        raise ValueError(f"revoked_by is longer than {MAX_REVOKED_BY} characters")
+
+
+def revocation_message(revocation: Revocation) -> pb.Revocation:
+    return pb.Revocation(scope=revocation.scope, product_id=revocation.product_id, batch=revocation.batch,
+                         serial=revocation.serial, reason=revocation.reason, revoked_by=revocation.revoked_by,
+                         revoked_at=timestamp(revocation.revoked_at))
+
+
+def code_scans_response(serial: str, issued: dict, history: ScanHistory, revocation: Revocation | None,
+                        scans: list[StaffScan], next_before: str) -> pb.CodeScansResponse:
+    return pb.CodeScansResponse(
+        serial=serial, product_id=issued.get("product_id", ""), batch=issued.get("batch", ""),
+        key_id=issued.get("key_id", ""),
+        issued_at=timestamp(float(issued["issued_at"])) if issued.get("issued_at") else None,
+        scan_count=history.count, counted_scans=history.counted, places=history.places,
+        first_scanned_at=timestamp(history.first_scanned_at) if history.first_scanned_at else None,
+        last_scanned_at=timestamp(history.last_scanned_at) if history.last_scanned_at else None,
+        revocation=revocation_message(revocation) if revocation else None,
+        scans=[pb.CodeScan(scanned_at=timestamp(s.at), place=s.place, scanned_by=s.scanned_by, client_id=s.client_id,
+                           trusted=s.trusted, counted=s.counted) for s in scans],
+        next_before=next_before)
 
 
 def identify_response(answer: Identification, version: str) -> pb.IdentifyResponse:
@@ -78,7 +120,8 @@ def verify_response(verdict: Verdict, claims: codes.Claims | None, history: Scan
         product_id=claims.product_id if claims else "", batch=claims.batch if claims else "",
         serial=claims.serial if claims else "", scan_count=history.count if history else 0,
         first_scanned_at=timestamp(history.first_scanned_at) if history else None,
-        issued_at=timestamp(float(issued["issued_at"])) if issued.get("issued_at") else None)
+        issued_at=timestamp(float(issued["issued_at"])) if issued.get("issued_at") else None,
+        revocation=revocation_message(verdict.revocation) if verdict.revocation else None)
 
 
 def scans_response(scans: list[tuple[str, dict]], products: dict[str, str]) -> pb.ScansByResponse:

@@ -27,11 +27,12 @@ from services.common.jobs import JobRunner, get_job_rpc, list_models_rpc, serve_
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, announce_version
 from services.common.projection import RedisApplier
+from services.common.pseudonyms import pseudonym_key
 from services.common.settings import Settings, load_settings
 from services.vision import converters as cv
 from services.vision.codelog import CodeLog
 from services.vision.consumer import VisionProjection
-from services.vision.core import codes
+from services.vision.core import codes, history
 from services.vision.core.finetune import training_params
 from services.vision.core.images import ImageProblem, decode_image
 from services.vision.core.model import VisionModel, pretrained_model
@@ -39,8 +40,9 @@ from services.vision.core.places import Gazetteer, Place, PlaceRefused, normalis
 from services.vision.core.verification import Limits
 from services.vision.index_watcher import IndexWatcher
 from services.vision.keys import load_signing_key, trusted_keys
+from services.vision.revocations import AmbiguousBatch, NotIssued, Revoker
 from services.vision.scheduler import Scheduler
-from services.vision.store import VisionStore
+from services.vision.store import KEPT_SCANS, VisionStore
 from services.vision.trainer import TRAINABLE_MODELS, VisionTrainer
 from services.vision.verifier import ScanNotRecorded, Verifier
 
@@ -52,7 +54,7 @@ T = TypeVar("T")
 class VisionServicer(pb_grpc.VisionServicer):
     def __init__(self, settings: Settings, store: VisionStore, holder: ModelHolder[VisionModel], jobs: JobRunner,
                  key: codes.SigningKey | None, publish: Callable[[str, str, dict], None],
-                 applier: RedisApplier, gazetteer: Gazetteer | None = None) -> None:
+                 applier: RedisApplier, gazetteer: Gazetteer | None = None, pseudonyms: bytes | None = None) -> None:
         self.settings = settings
         self.store = store
         self.holder = holder
@@ -64,6 +66,8 @@ class VisionServicer(pb_grpc.VisionServicer):
         self.verifier = Verifier(store, holder, self.keys, self.codelog,
                                  Limits(settings.vision_max_scans, settings.vision_max_locations),
                                  settings.vision_places_per_client)
+        self.revoker = Revoker(store, self.codelog)
+        self.pseudonyms = pseudonyms or pseudonym_key(settings)  # the key of scanned_by in staff reads
 
     # -- request checks -----------------------------------------------------------------------------
     @staticmethod
@@ -140,6 +144,32 @@ class VisionServicer(pb_grpc.VisionServicer):
         except ScanNotRecorded as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the scan could not be recorded: {exc}")
         raise AssertionError("unreachable")
+
+    def RevokeCodes(self, request: pb.RevokeCodesRequest, context: grpc.ServicerContext) -> pb.RevokeCodesResponse:
+        self._checked(context, cv.check_revoke, request)
+        try:
+            outcome = self.revoker.revoke(request.batch, request.serial, request.product_id, request.reason.strip(),
+                                          request.revoked_by)
+        except NotIssued as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except AmbiguousBatch as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except Exception as exc:  # the log did not take it: nothing is revoked
+            log.warning("revocation_not_recorded", exc_info=True)
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"the revocation could not be recorded: {exc}")
+        return pb.RevokeCodesResponse(revocation=cv.revocation_message(outcome.revocation),
+                                      already_revoked=outcome.already_revoked, codes=outcome.codes)
+
+    def CodeScans(self, request: pb.CodeScansRequest, context: grpc.ServicerContext) -> pb.CodeScansResponse:
+        self._checked(context, codes.check_id, "serial", request.serial)
+        limit = self._checked(context, history.check_limit, request.limit)
+        issued = self.store.issued(request.serial)
+        if not issued.get("product_id"):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"serial {request.serial} was never issued")
+        recorded = self.store.history(request.serial, recent=KEPT_SCANS)
+        chosen, next_before = self._checked(context, history.page, recorded.recent, limit, request.before)
+        return cv.code_scans_response(request.serial, issued, recorded, self.store.revocation(issued),
+                                      [history.for_staff(s, self.pseudonyms) for s in chosen], next_before)
 
     # -- admin ---------------------------------------------------------------------------------------
     def Train(self, request: common_pb2.TrainRequest, context: grpc.ServicerContext) -> common_pb2.Job:

@@ -7,7 +7,10 @@
   ``code.issued`` events on ``vision.codes.v1``; the scan history of each serial (every scan and the
   counted ones, first and last scan, the distinct places of counted scans, the last scans) and, per
   untrusted client, the places its counted scans of the serial were made at, projected from
-  ``code.scanned``.
+  ``code.scanned``; the products each batch name was issued for (with their serial counts), from
+  ``code.issued``.
+- Revocations, from ``code.revoked``: a serial's in its own hash (``revoked``), a batch's in the batch's
+  hash of revocations by product; each the first one recorded (a later one changes nothing).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from PIL import Image
 
 from services.common.cache import key
 from services.vision.core.scans import COUNTED, Scanner, ScanWeight, place_member, weigh_scan
+from services.vision.core.verification import Revocation, revocation_in_force
 
-RECENT_SCANS = 20
+RECENT_SCANS = 20  # the scans ScanHistory.recent holds
+KEPT_SCANS = 500  # the scans kept per code, newest first, for its history (every scan is counted in "count")
 
 
 class VisionKeys:
@@ -56,6 +61,16 @@ class VisionKeys:
         return key("vision", "client_places", serial, client)
 
     @staticmethod
+    def batch_products(batch: str) -> str:
+        """Hash product id -> serials issued in this batch for it."""
+        return key("vision", "batch", batch, "products")
+
+    @staticmethod
+    def batch_revocations(batch: str) -> str:
+        """Hash product id -> the JSON revocation of that product's batch."""
+        return key("vision", "batch", batch, "revoked")
+
+    @staticmethod
     def scanner_scans(scanned_by: str) -> str:
         """Set of JSON [serial, recent-scan entry] recorded under a scanner (a shopper's id, erasable)."""
         return key("vision", "scanner", scanned_by, "scans")
@@ -84,6 +99,22 @@ class ScanHistory:
     places: int  # distinct known places of counted scans
     first_scanned_at: float | None
     recent: list[dict]
+    last_scanned_at: float | None = None
+
+
+def revocation_json(revocation: Revocation) -> str:
+    return json.dumps({"scope": revocation.scope, "product_id": revocation.product_id, "batch": revocation.batch,
+                       "serial": revocation.serial, "reason": revocation.reason, "revoked_by": revocation.revoked_by,
+                       "at": revocation.revoked_at, "event_id": revocation.event_id}, ensure_ascii=False)
+
+
+def parse_revocation(raw: str | None) -> Revocation | None:
+    if not raw:
+        return None
+    r = json.loads(raw)
+    return Revocation(scope=r["scope"], product_id=r["product_id"], batch=r["batch"], serial=r.get("serial", ""),
+                      reason=r.get("reason", ""), revoked_by=r.get("revoked_by", ""), revoked_at=float(r["at"]),
+                      event_id=r.get("event_id", ""))
 
 
 class VisionStore:
@@ -126,15 +157,32 @@ class VisionStore:
         found = [(str(serial), json.loads(scan)) for serial, scan in entries]
         return sorted(found, key=lambda item: (-float(item[1].get("at", 0)), item[0]))
 
-    def history(self, serial: str) -> ScanHistory:
+    def history(self, serial: str, recent: int = RECENT_SCANS) -> ScanHistory:
+        """The code's scan counts and its ``recent`` newest scans (as recorded, newest first)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(K.scans(serial))
         pipe.scard(K.places(serial))
-        pipe.lrange(K.recent_scans(serial), 0, RECENT_SCANS - 1)
-        scans, places, recent = pipe.execute()
-        first = scans.get("first")
+        pipe.lrange(K.recent_scans(serial), 0, recent - 1)
+        scans, places, entries = pipe.execute()
+        first, last = scans.get("first"), scans.get("last")
         return ScanHistory(int(scans.get("count", 0)), int(scans.get("counted", 0)), int(places),
-                           float(first) if first else None, [json.loads(r) for r in recent])
+                           float(first) if first else None, [json.loads(r) for r in entries],
+                           float(last) if last else None)
+
+    def batch_products(self, batch: str) -> dict[str, int]:
+        """The products a batch of this name was issued for, with their serial counts."""
+        return {pid: int(n) for pid, n in self.redis.hgetall(K.batch_products(batch)).items()}
+
+    def batch_revocation(self, batch: str, product_id: str) -> Revocation | None:
+        return parse_revocation(self.redis.hget(K.batch_revocations(batch), product_id))
+
+    def revocation(self, issued: dict[str, str]) -> Revocation | None:
+        """The revocation in force for an issued serial (its ``issued`` record): its own or its batch's,
+        the first of the two."""
+        if not issued:
+            return None
+        batch = self.batch_revocation(issued.get("batch", ""), issued.get("product_id", ""))
+        return revocation_in_force(parse_revocation(issued.get("revoked")), batch)
 
     def weigh_scan(self, serial: str, scanner: Scanner, place: str, places_per_client: int) -> ScanWeight:
         """Decide whether this scan counts and, if it does, take its place in the client's set at once:

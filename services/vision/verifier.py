@@ -24,6 +24,7 @@ from services.vision.core.verification import (
     ScanNote,
     judge_code,
     judge_history,
+    judge_revoked,
     unreadable,
 )
 from services.vision.store import VisionStore
@@ -62,13 +63,17 @@ class Verifier:
         if verdict is not None:
             self.codelog.alert(verdict, claims, request)
             return cv.verify_response(verdict, claims, None, issued)
-        weight = self._record_scan(request, claims, place)
+        revocation = self.store.revocation(issued)
+        weight = self._record_scan(request, claims, place)  # a revoked code's scans are history too
         history = self.store.history(claims.serial)
-        match = match_product(self.holder.model, image, [f.box for f in found], claims.product_id) \
-            if image is not None else ProductMatch("no_photo")
         note = ScanNote(history.count, place.how if request.location.strip() else "", weight.reason)
-        verdict = judge_history(check, int(issued.get("issued_at", 0)), history.counted, history.places, match,
-                                self.limits, note)
+        if revocation is not None:
+            verdict = judge_revoked(check, int(issued.get("issued_at", 0)), revocation, note)
+        else:
+            match = match_product(self.holder.model, image, [f.box for f in found], claims.product_id) \
+                if image is not None else ProductMatch("no_photo")
+            verdict = judge_history(check, int(issued.get("issued_at", 0)), history.counted, history.places, match,
+                                    self.limits, note)
         if verdict.alert:
             self.codelog.alert(verdict, claims, request)
         return cv.verify_response(verdict, claims, history, issued, weight.counted)

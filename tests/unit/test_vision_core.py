@@ -19,6 +19,7 @@ from services.vision.core.finetune import affordable_epochs, finetune, training_
 from services.vision.core.index import VectorIndex
 from services.vision.core.model import Product, VisionModel, choose_unknown_rule, evaluate, tune
 from services.vision.core.verification import Limits, ProductMatch, judge_code, judge_history, unreadable
+from services.vision.store import VisionKeys as K
 
 
 def unit(v) -> np.ndarray:
@@ -191,7 +192,8 @@ def test_code_events_project_the_registry_and_the_scan_history():
                                        "issued_at": 1_764_000_000, "serials": ["S1", "S2"]})
     ops = Ops()
     code_ops(issued, ops)
-    assert [c[0] for c in ops.commands] == ["HSET", "HSET"] and ops.commands[1][1].endswith(":S2")
+    assert [c[0] for c in ops.commands] == ["HSET", "HSET", "HINCRBY"] and ops.commands[1][1].endswith(":S2")
+    assert ops.commands[2][1:] == [K.batch_products("B1"), "p1", "2"]  # the batch's serials, per product
     scanned = new_event("code.scanned", {"product_id": "p1", "batch": "B1", "serial": "S1", "location": " Paris "})
     ops = Ops()
     code_ops(scanned, ops)

@@ -4,7 +4,9 @@ Order of the questions, and why:
 1. Is there a code at all? No -> ``unreadable`` (a blurred or code-less photo is never called
    counterfeit: the shopper is asked to try again). A QR code that is not ours is unreadable too.
 2. Is the signature ours and intact? No -> ``counterfeit`` (forged, altered, or a foreign key).
-3. Did we issue this serial, for this product and batch? No -> ``counterfeit``.
+3. Did we issue this serial, for this product and batch? No -> ``counterfeit``. Was the serial or its
+   batch revoked since? Yes -> ``counterfeit``, saying when and why (``judge_revoked``; the scan is
+   still recorded: where revoked codes turn up is what the brand wants to know).
 4. Does the scan history look like one physical label? More than ``max_scans`` counted scans or
    more than ``max_places`` distinct places -> ``suspicious`` (a copied label carries a valid code, so
    the code itself cannot be called fake; its clones can only be told apart by where they turn up).
@@ -48,10 +50,36 @@ class ScanNote:
     not_counted: str = ""  # why this scan leaves the code's history as it was ("" when it counts)
 
 
+@dataclass(frozen=True)
+class Revocation:
+    """A batch (every serial of one product's batch) or one serial revoked: its codes verify as counterfeit."""
+
+    scope: str  # "batch" | "serial"
+    product_id: str
+    batch: str
+    serial: str  # "" for a batch
+    reason: str
+    revoked_by: str
+    revoked_at: float  # unix seconds
+    event_id: str = ""  # the code.revoked event that recorded it
+
+    def describe(self) -> str:
+        what = f"batch {self.batch}" if self.scope == "batch" else f"serial {self.serial}"
+        return f"revoked: {what} was revoked {datetime.fromtimestamp(self.revoked_at, UTC):%Y-%m-%d %H:%M} UTC: " \
+               f"{self.reason}"
+
+
+def revocation_in_force(*revocations: Revocation | None) -> Revocation | None:
+    """The first of the serial's own and its batch's revocations (None when neither was revoked)."""
+    found = [r for r in revocations if r is not None]
+    return min(found, key=lambda r: (r.revoked_at, r.scope)) if found else None
+
+
 @dataclass
 class Verdict:
     verdict: str
     reasons: list[str] = field(default_factory=list)
+    revocation: Revocation | None = None
 
     @property
     def alert(self) -> bool:
@@ -79,16 +107,28 @@ def judge_code(check: CodeCheck, issued: dict[str, str]) -> Verdict | None:
     return None
 
 
-def judge_history(check: CodeCheck, issued_at: int, scans: int, places: int, match: ProductMatch,
-                  limits: Limits, note: ScanNote | None = None) -> Verdict:
-    """Steps 4-5 for a valid, issued code: ``scans`` and ``places`` are the counted history (including
-    this scan when it counts)."""
+def _scan_reasons(check: CodeCheck, issued_at: int, note: ScanNote | None) -> list[str]:
     batch = check.claims.batch if check.claims else ""
     reasons = [check.reason, f"issued {datetime.fromtimestamp(issued_at, UTC):%Y-%m-%d} for batch {batch}"]
     if note is not None and note.place:
         reasons.append(f"location read as {note.place}")
     if note is not None and note.not_counted:
         reasons.append(f"this scan is recorded but leaves the code's history as it was: {note.not_counted}")
+    return reasons
+
+
+def judge_revoked(check: CodeCheck, issued_at: int, revocation: Revocation, note: ScanNote | None = None) -> Verdict:
+    """Step 3, the second half: a valid, issued code whose serial or batch was revoked is ``counterfeit``
+    whatever its history or photo, with the revocation (when, why) as its first finding after the code's."""
+    reasons = _scan_reasons(check, issued_at, note)
+    return Verdict(COUNTERFEIT, [reasons[0], revocation.describe(), *reasons[1:]], revocation)
+
+
+def judge_history(check: CodeCheck, issued_at: int, scans: int, places: int, match: ProductMatch,
+                  limits: Limits, note: ScanNote | None = None) -> Verdict:
+    """Steps 4-5 for a valid, issued code that is not revoked: ``scans`` and ``places`` are the counted
+    history (including this scan when it counts)."""
+    reasons = _scan_reasons(check, issued_at, note)
     suspicious = []
     if scans > limits.max_scans:
         suspicious.append(f"{scans} counted scans (more than {limits.max_scans}): the label may have been copied")

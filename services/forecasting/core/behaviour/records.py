@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import NamedTuple
 
 import numpy as np
+
+from services.common.pseudonyms import pseudonymise  # noqa: F401 (re-exported: behaviour.pseudonymise)
 
 EPOCH = date(1970, 1, 1)
 EPOCH_ORDINAL = EPOCH.toordinal()
@@ -32,15 +32,6 @@ class Interaction(NamedTuple):
     action: str
     category: str
     occurred_at: datetime
-
-
-def pseudonymise(user_id: str, secret: bytes) -> str:
-    """``"u_"`` + the first 16 hex digits of HMAC-SHA256(secret, user_id): stable for one secret,
-    different across secrets, and the raw id cannot be recovered without the secret."""
-    if not secret:
-        raise ValueError("pseudonymise needs a non-empty secret")
-    digest = hmac.new(secret, str(user_id).encode("utf-8"), hashlib.sha256).hexdigest()
-    return "u_" + digest[:16]
 
 
 def utc_day(when: date | datetime) -> int:
