@@ -31,7 +31,8 @@ _RETRY_POLICY = {
             "name": [{"service": "shopai.recommender.v1.Recommender", "method": m}
                      for m in ("Recommend", "BatchRecommend", "Similar", "UserProfile", "ItemProfile", "GetJob")]
                     + [{"service": "shopai.chatbot.v1.Assistant", "method": m} for m in ("Parse", "UserData")]
-                    + [{"service": "shopai.vision.v1.Vision", "method": m} for m in ("Identify", "Search", "ScansBy")]
+                    + [{"service": "shopai.vision.v1.Vision", "method": m}
+                       for m in ("Identify", "Search", "ScansBy", "CodeScans")]
                     + [{"service": "shopai.forecasting.v1.Forecasting", "method": m}
                        for m in ("Forecast", "InventoryPlan", "PriceRecommendation", "Segments", "Funnel",
                                  "Cohorts", "UserProfile")]

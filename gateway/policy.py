@@ -79,6 +79,8 @@ POLICY: tuple[Entry, ...] = (
     # shop systems
     Entry("POST", "/v1/events", role("ingest")),
     Entry("POST", "/v1/vision/codes", role("codes")),
+    Entry("POST", "/v1/vision/codes/revocations", role("codes")),
+    Entry("GET", "/v1/vision/codes/<serial>/scans", role("codes")),  # scanners pseudonymised
     Entry("POST", "/v1/auth/shopper-tokens", role("sessions")),
     Entry("POST", "/v1/auth/dev-session", PUBLIC),  # registered only when env is dev (make run)
     # operators

@@ -1,5 +1,5 @@
-"""Vision routes: REST -> vision gRPC (identify a product in a photo, search by image, verify and issue
-authenticity codes).
+"""Vision routes: REST -> vision gRPC (identify a product in a photo, search by image, verify, issue and
+revoke authenticity codes, and a code's scan history for staff).
 
 An image arrives either as ``multipart/form-data`` (file field ``image``) or as JSON
 ``{"image_base64": …}`` (standard or URL-safe alphabet, padding optional, an optional
@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 from gateway import access
 from gateway.json import reply_json
 from gateway.problems import ApiProblem, Problem, from_validation_error, require_json_object
+from gateway.routes import QueryModel
 from protos import vision_pb2 as pb
 from services.common.keyfile import persistent_secret
 
@@ -59,6 +60,10 @@ TOO_LARGE_PREFIX = "too large:"
 
 IMAGE_EXAMPLE = 'curl -F image=@photo.jpg, or {"image_base64": "iVBORw0KGgo…"}'
 CODES_EXAMPLE = '{"product_id": "p1001", "batch": "2026-11-A", "count": 10}'
+REVOKE_EXAMPLE = '{"batch": "2026-11-A", "reason": "stolen from the warehouse"}'
+MAX_REASON_CHARS = 500
+DEFAULT_SCANS = 20
+MAX_SCANS = 100
 
 
 # ------------------------------------------------------------------ base64 images
@@ -202,6 +207,31 @@ class IssueCodesBody(BaseModel):
     skip_png: bool = Field(False, description="true: payloads and signatures only, no QR PNGs")
 
 
+class RevokeCodesBody(BaseModel):
+    """Exactly one of ``batch`` and ``serial``, and a reason."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    batch: str | None = Field(None, min_length=1, max_length=64, pattern=r"^\S+$",
+                              description="revoke every code of this batch")
+    serial: str | None = Field(None, min_length=1, max_length=64, pattern=r"^\S+$",
+                               description="revoke this one code")
+    product_id: str | None = Field(None, min_length=1, max_length=64,
+                                   description="with batch: the product whose batch it is, needed only when a batch "
+                                               "of that name was issued for several products")
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS, description="why, recorded with the revocation")
+
+
+class SerialPath(BaseModel):
+    serial: str = Field(min_length=1, max_length=64, pattern=r"^\S+$", description="the code's serial")
+
+
+class ScansQuery(QueryModel):
+    limit: int = Field(DEFAULT_SCANS, ge=1, le=MAX_SCANS, description=f"scans per page, 1..{MAX_SCANS}")
+    before: str | None = Field(None, pattern=r"^\d{1,19}_[0-9a-f]{16}$",
+                               description="the `next_before` of the previous page: the scans older than its last")
+
+
 # ------------------------------------------------------------------ response models (for the spec)
 
 
@@ -248,6 +278,53 @@ class Verification(BaseModel):
                                       "client's may (an API key with the codes role always counts)")
     first_scanned_at: str | None = Field(description="RFC 3339; null when unknown")
     issued_at: str | None = Field(description="RFC 3339; null when unknown")
+    revocation: RevocationReply | None = Field(
+        description="when the code's batch or serial was revoked (the verdict is then counterfeit): when, why, by "
+                    "which key; null otherwise")
+
+
+class RevocationReply(BaseModel):
+    scope: str = Field(description="batch (every code of the product's batch) or serial (one code)")
+    product_id: str
+    batch: str
+    serial: str = Field(description='the revoked serial; "" for a batch')
+    reason: str
+    revoked_by: str = Field(description="the API key id that revoked")
+    revoked_at: str | None = Field(description="RFC 3339")
+
+
+class RevokedCodes(BaseModel):
+    revocation: RevocationReply = Field(description="the revocation in force: this one, or the first one")
+    already_revoked: bool = Field(description="the codes were already revoked (by this batch or serial, or the "
+                                              "serial's batch): nothing changed, the first revocation is answered")
+    codes: int = Field(description="how many issued codes the revocation covers")
+
+
+class StaffScan(BaseModel):
+    scanned_at: str | None = Field(description="RFC 3339")
+    place: str = Field(description='the normalised place: "gh:<geohash of ~39 km>", "name:<token>", "" unknown')
+    scanned_by: str = Field(description='who scanned, pseudonymised ("u_" + 16 hex digits, the pseudonyms analytics '
+                                        'show); "" when the scan named nobody')
+    client_id: str = Field(description='the API key id, or "addr-" and a keyed hash of the address, it was counted for')
+    trusted: bool = Field(description="the scanner's key had the codes role: its scans count fully")
+    counted: bool = Field(description="the scan moved the code's shared history")
+
+
+class CodeScans(BaseModel):
+    serial: str
+    product_id: str
+    batch: str
+    key_id: str = Field(description="the key that signed the code")
+    issued_at: str | None = Field(description="RFC 3339")
+    scan_count: int = Field(description="every recorded scan")
+    counted_scans: int = Field(description="the scans that count toward the verdict")
+    places: int = Field(description="distinct known places of counted scans")
+    first_scanned_at: str | None = Field(description="RFC 3339; null before the first scan")
+    last_scanned_at: str | None = Field(description="RFC 3339; null before the first scan")
+    revoked: bool
+    revocation: RevocationReply | None = Field(description="the serial's or its batch's revocation; null when none")
+    scans: list[StaffScan] = Field(description="newest first; the last 500 scans of a code are kept")
+    next_before: str | None = Field(description="pass as `before` for the next (older) page; null on the last")
 
 
 class AuthenticityCode(BaseModel):
@@ -274,10 +351,11 @@ def _json_object_or_multipart() -> None:
     anything else is a 400 with its reason before validation (as in gateway/routes/chat.py)."""
     if request.method != "POST":
         return
-    codes = request.endpoint == "vision.issue_codes"
+    codes = request.endpoint in ("vision.issue_codes", "vision.revoke_codes")
     if request.mimetype == "multipart/form-data" and not codes:
         return
-    example = CODES_EXAMPLE if codes else IMAGE_EXAMPLE
+    example = {"vision.issue_codes": CODES_EXAMPLE, "vision.revoke_codes": REVOKE_EXAMPLE}.get(request.endpoint,
+                                                                                            IMAGE_EXAMPLE)
     expected = ("JSON with Content-Type: application/json" if codes else
                 "multipart/form-data with the file field image, or JSON with Content-Type: application/json")
     require_json_object(example, expected)
@@ -466,6 +544,7 @@ def verify() -> tuple[dict, int]:
     body = reply_json(reply)
     for stamp in ("first_scanned_at", "issued_at"):
         body.setdefault(stamp, None)
+    body["revocation"] = _revocation(reply.revocation) if reply.HasField("revocation") else None
     return body, 200
 
 
@@ -491,6 +570,61 @@ def issue_codes(body: IssueCodesBody) -> tuple[dict, int]:
         for code in reply.codes
     ]
     return issued, 201
+
+
+def _revocation(message: pb.Revocation) -> dict:
+    body = reply_json(message)
+    body.setdefault("revoked_at", None)
+    return body
+
+
+@vision.post("/codes/revocations", responses={200: RevokedCodes, 201: RevokedCodes, 400: Problem, 404: Problem,
+                                              503: Problem, 504: Problem})
+def revoke_codes(body: RevokeCodesBody) -> tuple[dict, int]:
+    """Revoke authenticity codes: a whole batch (`batch`) or one code (`serial`), with a `reason`.
+
+    From then on `POST /v1/vision/verify` answers `counterfeit` for those codes, with the revocation (when, why)
+    in `reasons` and `revocation`. Answers **201** with the revocation and how many issued codes it covers;
+    **200** with `already_revoked: true` and the first revocation, unchanged, when they were already revoked
+    (a retry is harmless). 404 for a batch or serial never issued; 400 for a batch name issued for several
+    products without `product_id`, naming them."""
+    if (body.batch is None) == (body.serial is None):
+        raise _invalid("batch", "name exactly one of batch (every code of the batch) and serial (one code)",
+                       "batch_or_serial")
+    if not body.reason.strip():
+        raise _invalid("reason", "say why the codes are revoked", "blank_reason")
+    if body.serial is not None and body.product_id is not None:
+        raise _invalid("product_id", "goes with batch only: a serial names its product", "product_with_serial")
+    reply = _call("RevokeCodes",
+                  pb.RevokeCodesRequest(batch=body.batch or "", serial=body.serial or "",
+                                        product_id=body.product_id or "", reason=body.reason.strip(),
+                                        revoked_by=access.current_key_id() or ""),
+                  MIN_VISION_DEADLINE_SECONDS)
+    answer = {"revocation": _revocation(reply.revocation), "already_revoked": reply.already_revoked,
+              "codes": reply.codes}
+    return answer, 200 if reply.already_revoked else 201
+
+
+@vision.get("/codes/<serial>/scans", responses={200: CodeScans, 400: Problem, 404: Problem, 503: Problem,
+                                                504: Problem})
+def code_scans(path: SerialPath, query: ScansQuery) -> tuple[dict, int]:
+    """One code's scan history, for staff: newest first, `limit` (1..100, default 20) a page, `before` the
+    `next_before` of the previous page.
+
+    Each scan: when, the normalised place (never the raw location), `scanned_by` pseudonymised as analytics
+    show shoppers, the client it was counted for, whether that client was trusted and whether the scan counted.
+    With the code's product, batch, key, issue time, scan totals and revocation. 404 for a serial never issued."""
+    reply = _call("CodeScans", pb.CodeScansRequest(serial=path.serial, limit=query.limit, before=query.before or ""),
+                  MIN_VISION_DEADLINE_SECONDS)
+    body = reply_json(reply)
+    for stamp in ("issued_at", "first_scanned_at", "last_scanned_at"):
+        body.setdefault(stamp, None)
+    for scan in body["scans"]:
+        scan.setdefault("scanned_at", None)
+    body["revoked"] = reply.HasField("revocation")
+    body["revocation"] = _revocation(reply.revocation) if reply.HasField("revocation") else None
+    body["next_before"] = reply.next_before or None
+    return body, 200
 
 
 # ------------------------------------------------------------------ both content types in the spec

@@ -1,4 +1,5 @@
-"""The gateway's vision routes (POST /v1/vision/identify, /search, /verify, /codes) against a fake Vision
+"""The gateway's vision routes (POST /v1/vision/identify, /search, /verify, /codes, /codes/revocations,
+GET /v1/vision/codes/{serial}/scans) against a fake Vision
 gRPC service (a real server, in process): multipart and JSON (base64) images reach the service as the
 same bytes with the right defaults, replies keep their JSON shape, bad input is a 400 naming the field
 that never reaches the service, images too large are 413s, gRPC codes become the right problems, and
@@ -55,6 +56,11 @@ def search_reply(request: pb.ImageRequest) -> pb.SearchResponse:
 
 
 def verify_reply(request: pb.VerifyRequest) -> pb.VerifyResponse:
+    if request.payload == "SAI1.revoked":
+        revoked = pb.Revocation(scope="batch", product_id="p1001", batch="B7", reason="recalled", revoked_by="key-1",
+                                revoked_at=stamp("2026-12-01T09:00:00Z"))
+        return pb.VerifyResponse(verdict=pb.VERDICT_COUNTERFEIT, product_id="p1001", batch="B7", serial="S1",
+                                 reasons=["signature valid", "revoked: batch B7 was …"], revocation=revoked)
     if not request.image:  # payload only: a fresh code, first scan, no issue time known to this fake
         return pb.VerifyResponse(verdict=pb.VERDICT_AUTHENTIC, product_id="p1001", batch="B7", serial="S1",
                                  reasons=["signature valid"], scan_count=1)
@@ -73,6 +79,37 @@ def codes_reply(request: pb.IssueCodesRequest) -> pb.IssueCodesResponse:
                                  issued_at=stamp(ISSUED_AT))
 
 
+REVOKED_AT = "2026-12-01T09:00:00Z"
+
+
+def revoke_reply(request: pb.RevokeCodesRequest) -> pb.RevokeCodesResponse:
+    if request.batch == "B-again":  # revoked before: the first revocation, unchanged
+        first = pb.Revocation(scope="batch", product_id="p1001", batch="B-again", reason="recalled",
+                              revoked_by="key-00000001", revoked_at=stamp(REVOKED_AT))
+        return pb.RevokeCodesResponse(revocation=first, already_revoked=True, codes=40)
+    scope = "serial" if request.serial else "batch"
+    revocation = pb.Revocation(scope=scope, product_id=request.product_id or "p1001", batch=request.batch or "B7",
+                               serial=request.serial, reason=request.reason, revoked_by=request.revoked_by,
+                               revoked_at=stamp(REVOKED_AT))
+    return pb.RevokeCodesResponse(revocation=revocation, codes=1 if request.serial else 40)
+
+
+def scans_reply(request: pb.CodeScansRequest) -> pb.CodeScansResponse:
+    if request.serial == "FRESH":  # issued, never scanned, not revoked
+        return pb.CodeScansResponse(serial="FRESH", product_id="p1001", batch="B7", key_id="k2026",
+                                    issued_at=stamp(ISSUED_AT))
+    return pb.CodeScansResponse(
+        serial=request.serial, product_id="p1001", batch="B7", key_id="k2026", issued_at=stamp(ISSUED_AT),
+        scan_count=3, counted_scans=2, places=1, first_scanned_at=stamp(SCANNED_AT), last_scanned_at=stamp(REVOKED_AT),
+        revocation=pb.Revocation(scope="serial", product_id="p1001", batch="B7", serial=request.serial,
+                                 reason="stolen", revoked_by="key-00000001", revoked_at=stamp(REVOKED_AT)),
+        scans=[pb.CodeScan(scanned_at=stamp(REVOKED_AT), place="gh:wtw3", scanned_by="u_0123456789abcdef",
+                           client_id="addr-0011223344556677", trusted=False, counted=False),
+               pb.CodeScan(scanned_at=stamp(SCANNED_AT), place="", client_id="key-00000002", trusted=True,
+                           counted=True)],
+        next_before="1796000000123456_0123456789abcdef")
+
+
 class FakeVision(RecordingServicer, vision_pb2_grpc.VisionServicer):
     """The fake service (tests.support.RecordingServicer records calls and injects errors)."""
 
@@ -87,6 +124,12 @@ class FakeVision(RecordingServicer, vision_pb2_grpc.VisionServicer):
 
     def IssueCodes(self, request, context):
         return self._handle("IssueCodes", request, context, codes_reply)
+
+    def RevokeCodes(self, request, context):
+        return self._handle("RevokeCodes", request, context, revoke_reply)
+
+    def CodeScans(self, request, context):
+        return self._handle("CodeScans", request, context, scans_reply)
 
 
 
@@ -213,7 +256,7 @@ def test_verify_sends_the_photo_and_the_scan_and_answers_the_verdict(client, fak
     assert reply.json == {
         "verdict": "suspicious", "product_id": "p1001", "batch": "B7", "serial": "S2",
         "reasons": ["signature valid", "scanned 14 times in 3 cities"], "scan_count": 14,
-        "first_scanned_at": SCANNED_AT, "issued_at": ISSUED_AT, "counted": False,
+        "first_scanned_at": SCANNED_AT, "issued_at": ISSUED_AT, "counted": False, "revocation": None,
     }
 
 
@@ -239,7 +282,7 @@ def test_verify_with_only_a_payload(client, fake, form):
     assert reply.json == {
         "verdict": "authentic", "product_id": "p1001", "batch": "B7", "serial": "S1",
         "reasons": ["signature valid"], "scan_count": 1, "first_scanned_at": None, "issued_at": None,
-        "counted": False,
+        "counted": False, "revocation": None,
     }
 
 
@@ -657,3 +700,149 @@ def test_the_configured_scanner_secret_names_visitors_the_same_on_every_replica(
         close_app(app)
     assert names[0] == names[1]
     assert not (tmp_path / "a" / "secrets").exists()
+
+
+# ------------------------------------------------------------------ revocations and a code's scans (staff)
+
+
+def test_a_batch_is_revoked_with_the_callers_key_and_answers_201(keyed_app, fake):
+    client = keyed_app.test_client()
+    reply = client.post("/v1/vision/codes/revocations", json={"batch": "B7", "reason": "  stolen from the depot "},
+                        headers={"X-API-Key": CODES_KEY})
+    assert reply.status_code == 201, reply.get_data(as_text=True)
+    request = fake.only("RevokeCodes")
+    assert (request.batch, request.serial, request.product_id, request.reason) == ("B7", "", "", "stolen from the depot")
+    assert request.revoked_by.startswith("key-")
+    assert reply.json == {
+        "revocation": {"scope": "batch", "product_id": "p1001", "batch": "B7", "serial": "",
+                       "reason": "stolen from the depot", "revoked_by": request.revoked_by, "revoked_at": REVOKED_AT},
+        "already_revoked": False, "codes": 40}
+
+
+def test_one_serial_is_revoked_and_a_product_names_the_batch(client, fake):
+    reply = client.post("/v1/vision/codes/revocations", json={"serial": "S1", "reason": "label torn off"})
+    assert reply.status_code == 201 and reply.json["revocation"]["scope"] == "serial" and reply.json["codes"] == 1
+    assert client.post("/v1/vision/codes/revocations",
+                       json={"batch": "B7", "product_id": "p2", "reason": "recalled"}).status_code == 201
+    assert [(r.serial, r.batch, r.product_id) for _, r, _ in fake.calls] == [("S1", "", ""), ("", "B7", "p2")]
+
+
+def test_revoking_again_is_a_200_with_the_first_revocation(client, fake):
+    reply = client.post("/v1/vision/codes/revocations", json={"batch": "B-again", "reason": "a second time"})
+    assert reply.status_code == 200
+    assert reply.json["already_revoked"] is True and reply.json["revocation"]["reason"] == "recalled"
+
+
+BAD_REVOCATIONS = [
+    pytest.param({"reason": "why"}, "batch", "exactly one", id="neither"),
+    pytest.param({"batch": "B1", "serial": "S1", "reason": "why"}, "batch", "exactly one", id="both"),
+    pytest.param({"batch": "B1"}, "reason", "Field required", id="no-reason"),
+    pytest.param({"batch": "B1", "reason": ""}, "reason", "at least 1", id="empty-reason"),
+    pytest.param({"batch": "B1", "reason": "   "}, "reason", "why", id="blank-reason"),
+    pytest.param({"batch": "B1", "reason": "r" * 501}, "reason", "500", id="long-reason"),
+    pytest.param({"batch": "B 1", "reason": "why"}, "batch", "pattern", id="batch-with-space"),
+    pytest.param({"serial": "s" * 65, "reason": "why"}, "serial", "64", id="long-serial"),
+    pytest.param({"serial": "S1", "product_id": "p1", "reason": "why"}, "product_id", "batch only",
+                 id="product-with-serial"),
+    pytest.param({"batch": 7, "reason": "why"}, "batch", "string", id="numeric-batch"),
+    pytest.param({"batch": "B1", "reason": "why", "count": 3}, "count", "not permitted", id="unknown-field"),
+]
+
+
+@pytest.mark.parametrize("body, location, reason", BAD_REVOCATIONS)
+def test_bad_revocations_are_400s_naming_the_field(client, fake, body, location, reason):
+    problem = assert_problem(client.post("/v1/vision/codes/revocations", json=body), 400)
+    assert [e["location"] for e in problem["errors"]] == [location], problem
+    assert reason in problem["detail"], problem["detail"]
+    assert fake.calls == []
+
+
+def test_a_revocation_is_json_only(client, fake):
+    problem = assert_problem(client.post("/v1/vision/codes/revocations", data=b"batch=B1",
+                                         content_type="application/x-www-form-urlencoded"), 400)
+    assert "application/json" in problem["detail"] and "reason" in problem["detail"]
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("code, status", [(grpc.StatusCode.NOT_FOUND, 404), (grpc.StatusCode.FAILED_PRECONDITION, 400)])
+def test_the_services_refusals_keep_their_reason(client, fake, code, status):
+    fake.errors["RevokeCodes"] = (code, "no codes were issued in batch B404")
+    problem = assert_problem(client.post("/v1/vision/codes/revocations", json={"batch": "B404", "reason": "x"}), status)
+    assert problem["detail"] == "no codes were issued in batch B404"
+
+
+def test_a_revocation_is_never_retried(client, fake):
+    fake.errors["RevokeCodes"] = (grpc.StatusCode.UNAVAILABLE, "restarting")
+    assert_problem(client.post("/v1/vision/codes/revocations", json={"batch": "B1", "reason": "x"}), 503)
+    assert fake.methods() == ["RevokeCodes"], "a second attempt would answer already_revoked for this request"
+
+
+def test_a_codes_scans_with_its_revocation_and_pseudonymised_scanners(client, fake):
+    reply = client.get("/v1/vision/codes/S9/scans?limit=2")
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    request = fake.only("CodeScans")
+    assert (request.serial, request.limit, request.before) == ("S9", 2, "")
+    assert reply.json == {
+        "serial": "S9", "product_id": "p1001", "batch": "B7", "key_id": "k2026", "issued_at": ISSUED_AT,
+        "scan_count": 3, "counted_scans": 2, "places": 1, "first_scanned_at": SCANNED_AT,
+        "last_scanned_at": REVOKED_AT, "revoked": True,
+        "revocation": {"scope": "serial", "product_id": "p1001", "batch": "B7", "serial": "S9", "reason": "stolen",
+                       "revoked_by": "key-00000001", "revoked_at": REVOKED_AT},
+        "scans": [{"scanned_at": REVOKED_AT, "place": "gh:wtw3", "scanned_by": "u_0123456789abcdef",
+                   "client_id": "addr-0011223344556677", "trusted": False, "counted": False},
+                  {"scanned_at": SCANNED_AT, "place": "", "scanned_by": "", "client_id": "key-00000002",
+                   "trusted": True, "counted": True}],
+        "next_before": "1796000000123456_0123456789abcdef"}
+
+
+def test_a_fresh_codes_scans_are_empty_with_nulls(client, fake):
+    reply = client.get("/v1/vision/codes/FRESH/scans?before=1796000000123456_0123456789abcdef")
+    assert reply.status_code == 200
+    request = fake.only("CodeScans")
+    assert (request.limit, request.before) == (20, "1796000000123456_0123456789abcdef")
+    body = reply.json
+    assert body["scans"] == [] and body["revoked"] is False and body["revocation"] is None
+    assert body["next_before"] is None and body["first_scanned_at"] is None and body["scan_count"] == 0
+
+
+@pytest.mark.parametrize("query, location", [
+    ("limit=0", "limit"), ("limit=101", "limit"), ("limit=ten", "limit"), ("before=yesterday", "before"),
+    ("before=1796000000123456_XYZ", "before"),
+])
+def test_bad_scan_queries_are_400s(client, fake, query, location):
+    problem = assert_problem(client.get(f"/v1/vision/codes/S9/scans?{query}"), 400)
+    assert [e["location"] for e in problem["errors"]] == [location], problem
+    assert fake.calls == []
+
+
+def test_an_unknown_serial_has_no_scans(client, fake):
+    fake.errors["CodeScans"] = (grpc.StatusCode.NOT_FOUND, "serial NOPE was never issued")
+    assert assert_problem(client.get("/v1/vision/codes/NOPE/scans"), 404)["detail"] == "serial NOPE was never issued"
+
+
+def test_a_verdict_on_a_revoked_code_carries_the_revocation(client, fake):
+    body = client.post("/v1/vision/verify", json={"payload": "SAI1.revoked"}).json
+    assert body["verdict"] == "counterfeit" and body["reasons"][1].startswith("revoked")
+    assert body["revocation"] == {"scope": "batch", "product_id": "p1001", "batch": "B7", "serial": "",
+                                  "reason": "recalled", "revoked_by": "key-1", "revoked_at": REVOKED_AT}
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/v1/vision/codes/revocations", {"batch": "B1", "reason": "x"}),
+    ("GET", "/v1/vision/codes/S1/scans", None),
+])
+def test_revocations_and_scans_need_a_codes_key(keyed_app, fake, method, path, body):
+    client = keyed_app.test_client()
+    assert_problem(client.open(path, method=method, json=body), 401)
+    assert_problem(client.open(path, method=method, json=body, headers={"X-API-Key": INGEST_KEY}), 403)
+    assert client.open(path, method=method, json=body, headers={"X-API-Key": CODES_KEY}).status_code in (200, 201)
+    assert len(fake.calls) == 1
+
+
+def test_the_revocation_and_scans_routes_are_in_the_spec(client):
+    spec = client.get("/openapi.json").json
+    revoke = spec["paths"]["/v1/vision/codes/revocations"]["post"]
+    assert {"200", "201", "400", "404"} <= set(revoke["responses"]) and revoke["x-shopai-access"]["roles"] == ["codes"]
+    scans = spec["paths"]["/v1/vision/codes/{serial}/scans"]["get"]
+    assert {"200", "404"} <= set(scans["responses"]) and scans["x-shopai-access"]["roles"] == ["codes"]
+    assert {p["name"] for p in scans["parameters"]} == {"serial", "limit", "before"}
