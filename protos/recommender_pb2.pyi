@@ -93,16 +93,18 @@ class BatchRecommendResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[RecommendResponse, _Mapping]]] = ...) -> None: ...
 
 class SimilarRequest(_message.Message):
-    __slots__ = ("product_id", "k", "strategy", "filters")
+    __slots__ = ("product_id", "k", "strategy", "filters", "include_variants")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VARIANTS_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     k: int
     strategy: str
     filters: Filters
-    def __init__(self, product_id: _Optional[str] = ..., k: _Optional[int] = ..., strategy: _Optional[str] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ...) -> None: ...
+    include_variants: bool
+    def __init__(self, product_id: _Optional[str] = ..., k: _Optional[int] = ..., strategy: _Optional[str] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., include_variants: _Optional[bool] = ...) -> None: ...
 
 class SimilarResponse(_message.Message):
     __slots__ = ("product_id", "items", "model_version", "strategy")

@@ -6,6 +6,10 @@ A source of ``a+b`` joins those columns with ``-`` (``hawaiian-M``); a target ``
 product attribute. Columns not named are ignored, so a source column called ``type`` no longer clashes with
 the event type.
 
+A product id joined from several columns is a variant of the item its first column names: the product gets
+``attributes.item_group_id`` (that value) and the other columns as attributes (``size``), and the title
+``hawaiian (M)``, so similar products leave out the same pizza in another size (the recommender).
+
 Order lines are grouped by ``order_id`` (the rows of one order need not be adjacent). Each order becomes
 ``order.created`` (its lines; identical lines add up: two rows of one pizza are a quantity of 2, never one
 sale), then ``order.paid`` and one ``interaction.purchase`` per product when the order is paid: always, unless
@@ -42,6 +46,7 @@ REQUIRED = {"order-lines": ("order_id", "product_id"), "catalog": ("product_id",
 PAID_STATUSES = frozenset({"paid", "completed", "complete", "delivered", "shipped", "fulfilled", "closed",
                            "success", "succeeded", "done"})
 DEFAULT_CATEGORY = "uncategorised"
+GROUP_ATTRIBUTE = "item_group_id"  # what makes products variants of one item (services/recommender/consumer.py)
 SOURCE = "shopai-import"
 
 
@@ -79,10 +84,9 @@ def parse_mapping(text: str, kind: str, header: Iterable[str]) -> Mapping_:
         source, target = source.strip(), target.strip()
         if not sep or not source or not target:
             raise TableError(f"--map item {item!r} must read source=field (source columns joined with +)")
-        if target not in allowed and not (kind == "catalog" and target.startswith("attributes.")
-                                          and len(target) > len("attributes.")):
-            raise TableError(f"--map target {target!r} is not a field of {kind}; fields: {', '.join(allowed)}"
-                             + (", attributes.<name>" if kind == "catalog" else ""))
+        if target not in allowed and not (target.startswith("attributes.") and len(target) > len("attributes.")):
+            raise TableError(f"--map target {target!r} is not a field of {kind}; fields: {', '.join(allowed)}, "
+                             "attributes.<name>")
         columns = tuple(c.strip() for c in source.split("+"))
         missing = [c for c in columns if c not in header]
         if missing:
@@ -181,7 +185,37 @@ class _Product:
     price: float
     currency: str
     first: datetime
+    attributes: dict[str, str] = field(default_factory=dict)
     rows: list[int] = field(default_factory=list)
+
+
+def _attributes(mapping: Mapping_, row: Mapping[str, str | None]) -> dict[str, str]:
+    """The ``attributes.<name>`` targets; a product id joined from several columns (``name+size``) is a
+    variant of the item its first column names: ``item_group_id`` = that value, the other columns become
+    attributes (``size``), unless the mapping names ``attributes.item_group_id`` itself."""
+    out = {t.removeprefix("attributes."): mapping.value(row, t) for t in mapping.targets
+           if t.startswith("attributes.") and mapping.value(row, t)}
+    columns = mapping.targets.get("product_id", ())
+    if len(columns) > 1 and GROUP_ATTRIBUTE not in out:
+        first = (row.get(columns[0]) or "").strip()
+        if first:
+            out[GROUP_ATTRIBUTE] = first
+            for column in columns[1:]:
+                value = (row.get(column) or "").strip()
+                if value:
+                    out.setdefault(column, value)
+    return out
+
+
+def _default_title(mapping: Mapping_, row: Mapping[str, str | None], pid: str) -> str:
+    """``hawaiian (M)`` for a product id joined from ``name+size``; else the id."""
+    columns = mapping.targets.get("product_id", ())
+    if len(columns) > 1:
+        parts = [(row.get(c) or "").strip() for c in columns]
+        if parts[0]:
+            rest = " ".join(p for p in parts[1:] if p)
+            return f"{parts[0]} ({rest})" if rest else parts[0]
+    return pid
 
 
 RowResult = tuple[int, dict[str, Any] | None, str | None]  # (line, envelope or None, error or None)
@@ -220,15 +254,16 @@ def order_line_events(rows: Iterable[tuple[int, Mapping[str, str | None]]], mapp
         order.prices[pid] = price
         product = products.get(pid)
         if product is None:
-            product = products[pid] = _Product(mapping.value(row, "title") or pid,
-                                               mapping.value(row, "category") or DEFAULT_CATEGORY, price, cur, when)
+            product = products[pid] = _Product(mapping.value(row, "title") or _default_title(mapping, row, pid),
+                                               mapping.value(row, "category") or DEFAULT_CATEGORY, price, cur, when,
+                                               _attributes(mapping, row))
         product.first = min(product.first, when)
         product.price, product.rows = price, [*product.rows, line]
     yield from bad
     if catalog:
         for pid, p in products.items():
             payload = {"product_id": pid, "title": p.title, "category": p.category, "price": p.price,
-                       "currency": p.currency}
+                       "currency": p.currency, **({"attributes": p.attributes} if p.attributes else {})}
             yield p.rows[0], _event("product.upserted", _id("product", _content(payload), *p.rows), p.first,
                                     payload), None
     for o in sorted(orders.values(), key=lambda o: o.when):
@@ -269,8 +304,7 @@ def catalog_events(rows: Iterable[tuple[int, Mapping[str, str | None]]], mapping
             tags = mapping.value(row, "tags")
             if tags:
                 payload["tags"] = [t.strip() for t in tags.replace(";", ",").replace("|", ",").split(",") if t.strip()]
-            attributes = {t.removeprefix("attributes."): mapping.value(row, t) for t in mapping.targets
-                          if t.startswith("attributes.") and mapping.value(row, t)}
+            attributes = _attributes(mapping, row)
             if attributes:
                 payload["attributes"] = attributes
         except TableError as exc:

@@ -139,6 +139,8 @@ class RecommendQuery(FilterQuery):
 class SimilarQuery(FilterQuery):
     k: int = Field(10, ge=1, le=MAX_K, description="how many items")
     strategy: SimilarStrategy = Field("hybrid", description="which model answers")  # type: ignore[valid-type]
+    include_variants: bool = Field(False, description="also the product's other sizes and colours (products "
+                                                      "sharing its attributes.item_group_id)")
 
 
 # ------------------------------------------------------------------ response models (for the spec)
@@ -364,7 +366,8 @@ def similar(path: ProductPath, query: SimilarQuery) -> tuple[dict, int]:
 
     No fallback: when the recommender is unavailable this is a 503 (504 when it is too slow)."""
     reply = _recommender().Similar(
-        pb.SimilarRequest(product_id=path.product_id, k=query.k, strategy=query.strategy, filters=query.filters()),
+        pb.SimilarRequest(product_id=path.product_id, k=query.k, strategy=query.strategy, filters=query.filters(),
+                          include_variants=query.include_variants),
         timeout=_deadline(),
     )
     return reply_json(reply), 200

@@ -113,6 +113,11 @@ class RecommenderKeys:
         return key("rec", "category", name)
 
     @staticmethod
+    def variants(group: str) -> str:
+        """The products sharing one ``attributes.item_group_id``: one item in its sizes and colours."""
+        return key("rec", "variants", group)
+
+    @staticmethod
     def user_counts(user: str) -> str:
         return key("rec", "user", user, "counts")
 

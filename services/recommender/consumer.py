@@ -24,7 +24,10 @@ PRODUCT_FIELDS = ("title", "title_zh", "description", "description_zh", "categor
 RECENT_ITEMS = 50
 PRICES_KEPT = 100
 # Reads a product's current details when an interaction refers to it (category, brand, price).
-_INFO_FIELDS = ("category", "brand", "price")
+_INFO_FIELDS = ("category", "brand", "price", "group")
+# The catalog attribute that makes products variants of one item (Google Merchant Center's name for it):
+# similar products leave out the anchor's other sizes and colours unless asked.
+GROUP_ATTRIBUTE = "item_group_id"
 
 
 class RecommenderProjection(Projection):
@@ -63,10 +66,13 @@ class RecommenderProjection(Projection):
         pid = str(p["product_id"])
         info = self._info(pid, ops)
         old = info.get("category")
+        old_group = info.get("group")
         if event.action == "removed":
             ops("SREM", K.active, pid)
             if old:
                 ops("SREM", K.category(old), pid)
+            if old_group:
+                ops("SREM", K.variants(old_group), pid)
             return
         fields: list[object] = []
         for name in PRODUCT_FIELDS:
@@ -80,7 +86,17 @@ class RecommenderProjection(Projection):
             ops("SREM", K.category(old), pid)
         ops("SADD", K.category(category), pid)
         ops("SADD", K.active, pid)
-        info.update({"category": category, "brand": str(p.get("brand", "")), "price": str(p.get("price", ""))})
+        attributes = p.get("attributes") or {}
+        group = str(attributes.get(GROUP_ATTRIBUTE, "") if isinstance(attributes, dict) else "")
+        if old_group and old_group != group:
+            ops("SREM", K.variants(old_group), pid)
+        if group:
+            ops("HSET", K.product(pid), "group", group)
+            ops("SADD", K.variants(group), pid)
+        elif old_group:
+            ops("HDEL", K.product(pid), "group")
+        info.update({"category": category, "brand": str(p.get("brand", "")), "price": str(p.get("price", "")),
+                     "group": group})
 
     # -- behaviour ---------------------------------------------------------------------------
     def _apply_interaction(self, event: Event, ops: Ops) -> None:

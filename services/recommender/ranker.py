@@ -161,10 +161,12 @@ class Ranker:
 
     # -- similar products ------------------------------------------------------------------------
     def similar(self, product_id: str, k: int, strategy: str, filters: Filters, *,
-                exclude_out_of_stock: bool) -> Answer:
+                exclude_out_of_stock: bool, include_variants: bool = False) -> Answer:
         model = self.holder.model
         filters.exclude.add(product_id)
         product = self.store.product(product_id)
+        if not include_variants:  # the same item in another size or colour is not "similar"
+            filters.exclude |= self.store.variants(product.get("group", ""))
         if model is None or product_id not in model.item_index:
             answer = self._ranking("popular", k, Filters(
                 exclude=filters.exclude, category=filters.category or product.get("category", ""),

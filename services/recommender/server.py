@@ -124,7 +124,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         if not request.product_id or not self.store.product(request.product_id):
             context.abort(grpc.StatusCode.NOT_FOUND, f"product {request.product_id!r} is not in the catalog")
         answer = self.ranker.similar(request.product_id, k, strategy, filters,
-                                     exclude_out_of_stock=request.filters.exclude_out_of_stock)
+                                     exclude_out_of_stock=request.filters.exclude_out_of_stock,
+                                     include_variants=request.include_variants)
         return pb.SimilarResponse(
             product_id=request.product_id, items=[pb.RecommendedItem(**item) for item in answer.items],
             model_version=answer.model_version, strategy=answer.strategy,

@@ -117,6 +117,10 @@ class RecommenderStore:
     def product(self, pid: str) -> dict[str, str]:
         return dict(self.redis.hgetall(K.product(pid)))
 
+    def variants(self, group: str) -> set[str]:
+        """The products of one item group (its sizes and colours; consumer.GROUP_ATTRIBUTE)."""
+        return set(self.redis.smembers(K.variants(group))) if group else set()
+
     def products(self, pids: Iterable[str]) -> dict[str, dict[str, str]]:
         pids = list(pids)
         with self.redis.pipeline(transaction=False) as pipe:

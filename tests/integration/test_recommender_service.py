@@ -166,6 +166,19 @@ def test_similar_products_new_products_and_profiles(shop_stack, redis_client):
     back = client.get(f"/v1/products/{original['product_id']}/similar?k=3&strategy=content").json
     assert "p-new-1" in [i["product_id"] for i in back["items"]]
 
+    # The twin is the same item in another size: similar products leave it out unless asked.
+    group = {"attributes": {"item_group_id": "twins", "size": "L"}}
+    publisher.publish([new_event("product.upserted", {**twin, **group}),
+                       new_event("product.upserted", {**{k: v for k, v in original.items() if k != "image_base64"},
+                                                      "attributes": {"item_group_id": "twins", "size": "M"}})])
+
+    def ids(query: str) -> list[str]:
+        return [i["product_id"] for i in client.get(f"/v1/products/p-new-1/similar?k=3&strategy=content{query}")
+                .json["items"]]
+
+    wait_for(lambda: original["product_id"] not in ids(""), 10, what="the variant left out")
+    assert original["product_id"] in ids("&include_variants=true")
+
     # Profiles.
     item = client.get(f"/v1/products/{original['product_id']}/profile").json
     assert item["title"] == original["title"] and item["category"] == original["category"]

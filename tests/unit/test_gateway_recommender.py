@@ -266,6 +266,10 @@ def test_similar_translates_the_filters(client, rec):
     f = request.filters
     assert (f.category, list(f.exclude_categories), f.exclude_out_of_stock) == ("bags", ["shoes"], False)
     assert (f.min_price, f.max_price, list(f.exclude_product_ids)) == (5.0, 5.0, ["p2"])
+    assert not request.include_variants  # another size or colour of the product is not "similar"
+    rec.reset()
+    assert client.get("/v1/products/p1001/similar?include_variants=true").status_code == 200
+    assert rec.only("Similar").include_variants
 
 
 @pytest.mark.parametrize("query, location", [

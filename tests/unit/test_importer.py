@@ -87,8 +87,10 @@ def test_order_lines_become_the_catalog_orders_payments_and_purchases(tmp_path):
     assert report.rejected == 0
     assert report.by_type == {"product.upserted": 3, "order.created": 3, "order.paid": 3, "interaction.purchase": 4}
     products = {e.payload["product_id"]: e.payload for e in published if e.type == "product.upserted"}
-    assert products["hawaiian-M"] == {"product_id": "hawaiian-M", "title": "hawaiian-M", "category": "classic",
-                                      "price": 13.5, "currency": "USD"}  # the last price seen
+    # The last price seen; a product id joined from name+size is the M variant of the item "hawaiian".
+    assert products["hawaiian-M"] == {"product_id": "hawaiian-M", "title": "hawaiian (M)", "category": "classic",
+                                      "price": 13.5, "currency": "USD",
+                                      "attributes": {"item_group_id": "hawaiian", "size": "M"}}
     assert products["thai_ckn-L"]["category"] == "chicken"  # the file's own `type` column, mapped
     orders = [e for e in published if e.type == "order.created"]
     two = next(e for e in orders if e.payload["order_id"] == "2015-000002")
