@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 
 import grpc
@@ -21,6 +22,7 @@ from protos import vision_pb2_grpc as pb_grpc
 from services.common import topics
 from services.common.bus import EventPublisher
 from services.common.events import new_event
+from services.common.pseudonyms import pseudonymise
 from services.vision.core.codes import SigningKey, find_codes
 from services.vision.core.distort import label_photo
 from services.vision.core.images import encode_image
@@ -32,6 +34,7 @@ from tests.unit.test_vision_images import _png_claiming as png_claiming
 
 pytestmark = pytest.mark.integration
 PRODUCTS = 24
+ANALYTICS_SECRET = "the-analytics-pseudonym-key-of-this-test"
 
 
 def catalog() -> list[dict]:
@@ -51,7 +54,8 @@ def vision(settings, start_service_with, redis_client):
     key = SigningKey.generate()
     products = catalog()
     service = start_service_with(settings, "vision", SHOPAI_VISION_SIGNING_KEY=key.to_text(),
-                                 SHOPAI_VISION_AUTO_TRAIN="false", SHOPAI_RETRAIN_CHECK_SECONDS="1")
+                                 SHOPAI_VISION_AUTO_TRAIN="false", SHOPAI_RETRAIN_CHECK_SECONDS="1",
+                                 SHOPAI_ANALYTICS_SECRET=ANALYTICS_SECRET)
     settings.vision.grpc_port = service.grpc_port
     channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
     stub = pb_grpc.VisionStub(channel)
@@ -188,6 +192,85 @@ def test_the_code_registry_is_rebuilt_from_its_log(vision, redis_client):
     assert redis_client.hget(K.scans(issued.codes[0].serial), "counted") == "1"
     again = stub.Verify(pb.VerifyRequest(payload=payload, location="paris "), timeout=20)
     assert again.verdict == pb.VERDICT_AUTHENTIC and again.scan_count == 2 and not again.counted
+
+
+def test_revoked_codes_verify_as_counterfeit_and_staff_read_a_codes_scans(vision, redis_client):
+    _stub, client, products, _, settings, _ = vision
+    codes_key = {"X-API-Key": CODES_KEY}
+    app = create_app(settings.model_copy(update={"gateway_api_keys": SecretStr(f"{CODES_KEY}:codes")}))
+    staff_client = app.test_client()
+
+    def issue(product: dict, batch: str) -> list[str]:
+        reply = staff_client.post("/v1/vision/codes", json={"product_id": product["product_id"], "batch": batch,
+                                                            "count": 3, "skip_png": True}, headers=codes_key)
+        assert reply.status_code == 201, reply.json
+        return [code["payload"] for code in reply.json["codes"]]
+
+    def verify(payload: str, **fields) -> dict:
+        reply = client.post("/v1/vision/verify", json={"payload": payload} | fields)
+        assert reply.status_code == 200, reply.json
+        return reply.json
+
+    def revoke(body: dict) -> tuple[int, dict]:
+        reply = staff_client.post("/v1/vision/codes/revocations", json=body, headers=codes_key)
+        return reply.status_code, reply.json
+
+    recalled, mixed = issue(products[7], "R-recalled"), issue(products[8], "R-mixed")
+    first = verify(recalled[0], location="Shanghai", scanned_by="u1")
+    assert first["verdict"] == "authentic" and first["revocation"] is None
+
+    # The whole batch: every code of it is counterfeit from now on, saying when and why.
+    status, revoked = revoke({"batch": "R-recalled", "reason": "stolen from the depot"})
+    assert status == 201 and revoked["codes"] == 3 and not revoked["already_revoked"], revoked
+    assert revoked["revocation"]["scope"] == "batch" and revoked["revocation"]["revoked_by"].startswith("key-")
+    for payload in recalled:
+        after = verify(payload, location="Lagos", scanned_by="u2")
+        assert after["verdict"] == "counterfeit" and after["revocation"]["reason"] == "stolen from the depot", after
+        assert after["reasons"][1].startswith("revoked: batch R-recalled was revoked ")
+        assert after["reasons"][1].endswith("UTC: stolen from the depot")
+    again_status, again = revoke({"batch": "R-recalled", "reason": "another reason"})
+    assert again_status == 200 and again["already_revoked"] and again["revocation"] == revoked["revocation"]
+
+    # One serial of another batch: only that code.
+    serials = [verify(payload)["serial"] for payload in mixed]
+    status, one = revoke({"serial": serials[1], "reason": "label torn off a display unit"})
+    assert status == 201 and one["codes"] == 1 and one["revocation"]["scope"] == "serial"
+    assert [verify(payload)["verdict"] for payload in mixed] == ["authentic", "counterfeit", "authentic"]
+
+    # What was never issued.
+    assert_problem(staff_client.post("/v1/vision/codes/revocations", json={"batch": "R-none", "reason": "x"},
+                                     headers=codes_key), 404)
+    assert_problem(staff_client.post("/v1/vision/codes/revocations", json={"serial": "0000NEVER000", "reason": "x"},
+                                     headers=codes_key), 404)
+    assert_problem(staff_client.get("/v1/vision/codes/0000NEVER000/scans", headers=codes_key), 404)
+
+    # The first code's history: two scans, newest first, one a page; places, pseudonyms, the revocation.
+    serial = first["serial"]
+    page = staff_client.get(f"/v1/vision/codes/{serial}/scans?limit=1", headers=codes_key)
+    assert page.status_code == 200, page.json
+    body = page.json
+    assert (body["product_id"], body["batch"], body["scan_count"], body["revoked"]) == (
+        products[7]["product_id"], "R-recalled", 2, True)
+    assert body["revocation"] == revoked["revocation"] and body["issued_at"] and body["last_scanned_at"]
+    (latest,) = body["scans"]  # Lagos, after the revocation
+    assert latest["place"].startswith("gh:") and latest["place"] != "gh:wtw3" and latest["trusted"]
+    assert latest["scanned_by"] == pseudonymise("u2", ANALYTICS_SECRET.encode())
+    older = staff_client.get(f"/v1/vision/codes/{serial}/scans?limit=1&before={body['next_before']}",
+                             headers=codes_key).json
+    assert [(s["place"], s["scanned_by"], s["counted"]) for s in older["scans"]] == [
+        ("gh:wtw3", pseudonymise("u1", ANALYTICS_SECRET.encode()), True)]  # Shanghai, before it
+    assert older["next_before"] is None and "u1" not in json.dumps(older) and "Shanghai" not in json.dumps(older)
+    assert_problem(client.application.test_client().get(f"/v1/vision/codes/{serial}/scans"), 401)
+
+    # The revocations are in the code log, and a Redis rebuilt from it holds them again.
+    log = read_topic(settings.kafka_bootstrap_servers, topics.CODES, expect=100, timeout=5)
+    assert [e["payload"].get("serial", "") for e in log if e["type"] == "code.revoked"] == ["", serials[1]]
+    redis_client.flushdb()
+    wait_for(lambda: redis_client.exists(K.batch_revocations("R-recalled")) and redis_client.exists(K.code(serials[1]))
+             and redis_client.hexists(K.code(serials[1]), "revoked"), 60, what="the revocations replayed")
+    assert [verify(payload)["verdict"] for payload in mixed] == ["authentic", "counterfeit", "authentic"]
+    assert verify(recalled[2])["revocation"]["revoked_at"] == revoked["revocation"]["revoked_at"]
+    close_app(app)
 
 
 CODES_KEY = "a-long-codes-test-key-0123456789"
