@@ -280,7 +280,7 @@ class DeadLetters:
         from services.common.bus import kafka_config
 
         consumer = KafkaConsumer(**kafka_config(self.settings), group_id=None, enable_auto_commit=False,
-                                 client_id="shopai-deadletters", bootstrap_timeout_ms=10000)
+                                 client_id="shopai-deadletters", bootstrap_timeout_ms=5000)
         records: list[DeadLetter | Replay | None] = []
         try:
             partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]

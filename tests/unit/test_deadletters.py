@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from gateway.app import close_app, create_app
 from services.common import topics
 from services.common.bus import dead_letter_value
 from services.common.deadletters import (
@@ -24,9 +25,12 @@ from services.common.deadletters import (
     plan_replay,
     replay_marker,
 )
+from services.common.settings import SERVICE_NAMES, Settings
 from shopai import cli
+from tests.support import TEST_KEYS, assert_problem, free_port, staff
 
 ORDERS_DLQ = topics.dlq(topics.ORDERS)
+ANALYST_KEY = "test-analyst-key-0123456789abcdef"
 EVENT = json.dumps({"event_id": "e1", "type": "order.created", "payload": {"order_id": "o1"}}).encode()
 
 
@@ -50,7 +54,8 @@ def test_ids_round_trip_and_bad_ones_are_refused():
 
 def test_topics_are_named_by_their_source_or_their_dead_letter_topic():
     assert dlq_topic_of(topics.ORDERS) == dlq_topic_of(ORDERS_DLQ) == ORDERS_DLQ
-    assert set(DLQ_TOPICS) == {topics.dlq(t) for t in (*topics.INPUT_TOPICS, topics.CODES, topics.PRIVACY)}
+    assert {topics.dlq(t) for t in (*topics.INPUT_TOPICS, topics.CODES, topics.PRIVACY)} <= set(DLQ_TOPICS)
+    assert topics.dlq(topics.MODELS) not in DLQ_TOPICS  # no consumer dead-letters what it reads there
     for unknown in ("models.v1", "models.v1.dlq", "nope"):
         with pytest.raises(BadLetterId, match="has no dead-letter topic"):
             dlq_topic_of(unknown)
@@ -109,3 +114,44 @@ def test_the_plan_refuses_unknown_replayed_and_old_letters_unless_forced():
 def test_the_cli_refuses_a_limit_out_of_range_before_reaching_the_broker(capsys):
     assert cli.main(["dlq", "list", "--limit", "0"]) == 2
     assert "--limit must be 1 to 500" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the gateway's routes, without a broker
+
+
+@pytest.fixture
+def client():
+    dead = {name: {"grpc_port": free_port(), "metrics_port": free_port()} for name in SERVICE_NAMES}
+    settings = Settings(gateway_api_keys=f"{TEST_KEYS},{ANALYST_KEY}:analyst", redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", log_json=False, **dead)
+    app = create_app(settings)
+    yield staff(app.test_client())
+    close_app(app)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "says"), [
+    ("get", "/v1/admin/dead-letters/orders.v1:0:1", None, "not a dead letter id"),
+    ("get", "/v1/admin/dead-letters/orders.v1.dlq:0", None, "not a dead letter id"),
+    ("get", "/v1/admin/dead-letters?topic=models.v1", None, "has no dead-letter topic"),
+    ("get", "/v1/admin/dead-letters?limit=501", None, "limit"),
+    ("post", "/v1/admin/dead-letters/replay", {"ids": ["orders.v1.dlq:0:1", "nope"]}, "'nope' is not a dead letter id"),
+    ("post", "/v1/admin/dead-letters/replay", {"ids": []}, "ids"),
+    ("post", "/v1/admin/dead-letters/replay", {"ids": ["orders.v1.dlq:0:1"], "force": "maybe"}, "force"),
+    ("post", "/v1/admin/dead-letters/replay", [], "got an array"),
+])
+def test_bad_ids_topics_and_bodies_are_400s_before_the_broker_is_asked(client, method, path, body, says):
+    reply = getattr(client, method)(path, json=body) if method == "post" else client.get(path)
+    assert says in assert_problem(reply, 400)["detail"]
+
+
+def test_a_broker_that_is_away_is_a_503(client):
+    assert "dead-letter topics cannot be read" in assert_problem(client.get("/v1/admin/dead-letters"), 503)["detail"]
+
+
+def test_the_routes_need_the_admin_role(client):
+    client.environ_base.pop("HTTP_X_API_KEY")
+    for path in ("/v1/admin/dead-letters", f"/v1/admin/dead-letters/{ORDERS_DLQ}:0:1"):
+        assert_problem(client.get(path), 401)
+        assert "'admin' role" in assert_problem(client.get(path, headers={"X-API-Key": ANALYST_KEY}), 403)["detail"]
+    assert_problem(client.post("/v1/admin/dead-letters/replay", json={"ids": [f"{ORDERS_DLQ}:0:1"]},
+                               headers={"X-API-Key": ANALYST_KEY}), 403)
