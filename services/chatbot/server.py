@@ -18,13 +18,22 @@ from protos import chatbot_pb2 as pb
 from protos import chatbot_pb2_grpc as pb_grpc
 from protos import common_pb2
 from services.chatbot.consumer import ChatbotProjection
+from services.chatbot.core import handoff as H
 from services.chatbot.core.data import load_knowledge_base
-from services.chatbot.core.dialogue import Dialogue, Understood, new_session
+from services.chatbot.core.dialogue import MAX_TURNS_KEPT, Dialogue, Understood, new_session
 from services.chatbot.core.embeddings import Embedders
 from services.chatbot.core.intents import LanguageRoutedClassifier
 from services.chatbot.core.knowledge import KnowledgeBase
 from services.chatbot.core.masking import mask_personal_data
 from services.chatbot.core.nlu import NLU, check_message
+from services.chatbot.handoffs import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    HandoffDesk,
+    HandoffPending,
+    HandoffRefused,
+    HandoffStore,
+)
 from services.chatbot.store import ChatbotStore
 from services.chatbot.trainer import IntentTrainer, make_classifier
 from services.chatbot.world import ShopWorld
@@ -41,12 +50,16 @@ from services.common.transport import open_channel
 
 log = get_logger(__name__)
 TRAINABLE_MODELS = ("", "intent")
+NOT_YOURS = "no hand-off in this conversation, or not one this caller may see"
 
 
 class AssistantServicer(pb_grpc.AssistantServicer):
     def __init__(self, store: ChatbotStore, world: ShopWorld, holder: ModelHolder[LanguageRoutedClassifier],
-                 embedders: Embedders, jobs: JobRunner, publish: Callable[[str, str, dict], None]) -> None:
+                 embedders: Embedders, jobs: JobRunner, publish: Callable[[str, str, dict], None],
+                 handoffs: HandoffStore | None = None) -> None:
         self.store = store
+        self.handoffs = handoffs or HandoffStore(store.redis)
+        self.desk = HandoffDesk(self.handoffs, publish)
         self.world = world
         self.holder = holder
         self.embedders = embedders
@@ -58,7 +71,7 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         classifier = self.holder.model
         if classifier is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the assistant is still training its first model")
-        return NLU(classifier, self.embedders, self.world.catalog)
+        return NLU(classifier, self.embedders, self.world.catalog, self.world.order_ids)
 
     def Parse(self, request: pb.ParseRequest, context: grpc.ServicerContext) -> pb.ParseResponse:
         problem = check_message(request.text)
@@ -75,31 +88,119 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         problem = check_message(request.message)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        nlu = self._nlu(context)
         session_id = request.session_id or uuid.uuid4().hex
         state = self.store.load_session(session_id) or new_session()
+        owner = request.user_id if request.user_verified else ""
+        active = self._active_handoff(session_id, state)
+        if active is not None and active.get("user_id", "") == owner:
+            return self._relay(active, state, request, session_id, owner)
+        nlu = self._nlu(context)
         parsed = nlu.parse(request.message, self.world.today(), request.language)
         understood = Understood(parsed.intent.name, parsed.intent.confidence, parsed.entities, parsed.language)
         turn = self.dialogue.respond(state, understood, request.message, request.user_id, request.user_verified)
+        handoff_id = ""
         for action, details in turn.actions:
-            self._act(action, details, session_id)
+            event_id = self._act(action, details, session_id)
+            if action == "handoff":  # the assistant relays this conversation from now on, until it is closed
+                handoff_id = state["handoff_id"] = event_id
+                state["handoff_user"] = details.get("user_id", "")
         # Indexed under the verified user only: a claimed id must not put a stranger's words in their export.
-        self.store.save_session(session_id, state, request.user_id if request.user_verified else "")
+        self.store.save_session(session_id, state, owner)
         return pb.ChatResponse(
             reply=turn.reply, intent=pb.Intent(name=turn.intent, confidence=parsed.intent.confidence),
             entities=[_entity(e) for e in parsed.entities], handoff=turn.handoff, session_id=session_id,
             language=parsed.language, suggestions=turn.suggestions[:5], handoff_reason=turn.handoff_reason,
-            product_ids=turn.product_ids,
+            product_ids=turn.product_ids, handoff_id=handoff_id,
         )
 
-    def _act(self, action: str, details: dict, session_id: str) -> None:
+    def _active_handoff(self, session_id: str, state: dict) -> dict | None:
+        """The conversation's hand-off while a person owns it (open or claimed), else None. One the assistant
+        requested but the projection has not applied yet counts as open."""
+        pending = state.get("handoff_id", "")
+        record = self.handoffs.handoff(pending) if pending else self.handoffs.current(session_id)
+        if pending and record is None:
+            record = {"handoff_id": pending, "session_id": session_id, "user_id": state.get("handoff_user", ""),
+                      "state": H.OPEN}
+        return record if record is not None and H.state_of(record) in H.ACTIVE else None
+
+    def _relay(self, record: dict, state: dict, request: pb.ChatRequest, session_id: str,
+               owner: str) -> pb.ChatResponse:
+        """A person owns the conversation: the message goes to the hand-off (masked), the assistant is silent."""
+        self.desk.relay({**record, "session_id": session_id}, request.message)
+        state["turns"] = (state["turns"] + [{"role": "user", "text": request.message}])[-MAX_TURNS_KEPT:]
+        self.store.save_session(session_id, state, owner)
+        return pb.ChatResponse(session_id=session_id, language=state.get("language", "en"), relayed_to_agent=True,
+                               handoff_id=record["handoff_id"])
+
+    def _act(self, action: str, details: dict, session_id: str) -> str:
         """Hand-offs and cancellation requests go to people through handoffs.v1, personal data masked.
-        Their ``user_id`` is the verified user the dialogue put in ``details`` (empty when nobody signed in)."""
+        Their ``user_id`` is the verified user the dialogue put in ``details`` (empty when nobody signed in).
+        Returns the event id (a hand-off's id)."""
         transcript = [{"role": t["role"], "text": mask_personal_data(t["text"])} for t in details["transcript"]]
         payload = {"session_id": session_id, "kind": action, "transcript": transcript,
                    **{k: v for k, v in details.items() if k != "transcript"}}
         kind = "handoff.cancel_requested" if action == "cancel_order" else "handoff.requested"
-        self.publish(topics.HANDOFFS, session_id, envelope(kind, payload, "chatbot"))
+        event = envelope(kind, payload, "chatbot")
+        self.publish(topics.HANDOFFS, session_id, event)
+        return event["event_id"]
+
+    # -- support staff -----------------------------------------------------------------------------
+    def ListHandoffs(self, request: pb.ListHandoffsRequest, context: grpc.ServicerContext) -> pb.ListHandoffsResponse:
+        if request.state and request.state not in H.STATES:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"state must be one of {', '.join(H.STATES)}")
+        if not 0 <= request.limit <= MAX_LIMIT:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must be between 1 and {MAX_LIMIT}")
+        found = self.handoffs.inbox(request.state, request.limit or DEFAULT_LIMIT)
+        return pb.ListHandoffsResponse(handoffs=[_handoff(r) for r in found])
+
+    def GetHandoff(self, request: pb.HandoffRequest, context: grpc.ServicerContext) -> pb.Handoff:
+        record = self.handoffs.handoff(request.handoff_id)
+        if record is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no hand-off {request.handoff_id!r}")
+        return _handoff(record, self.handoffs.messages(request.handoff_id))
+
+    def ClaimHandoff(self, request: pb.HandoffRequest, context: grpc.ServicerContext) -> pb.Handoff:
+        return self._agent_action("claimed", request, context)
+
+    def ReplyHandoff(self, request: pb.HandoffRequest, context: grpc.ServicerContext) -> pb.Handoff:
+        problem = check_message(request.text)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        return self._agent_action("message", request, context)
+
+    def CloseHandoff(self, request: pb.HandoffRequest, context: grpc.ServicerContext) -> pb.Handoff:
+        return self._agent_action("closed", request, context)
+
+    def _agent_action(self, action: str, request: pb.HandoffRequest, context: grpc.ServicerContext) -> pb.Handoff:
+        if not request.handoff_id or not request.agent:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "handoff_id and agent are required")
+        try:
+            record = self.desk.act(action, request.handoff_id, request.agent, request.text)
+        except HandoffRefused as exc:
+            code = grpc.StatusCode.NOT_FOUND if exc.not_found else grpc.StatusCode.ABORTED
+            context.abort(code, f"hand-off {request.handoff_id!r}: {exc}")
+        except HandoffPending as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return _handoff(record, self.handoffs.messages(request.handoff_id))
+
+    def ConversationMessages(self, request: pb.ConversationMessagesRequest,
+                             context: grpc.ServicerContext) -> pb.ConversationMessagesResponse:
+        """The shopper's side of the conversation's hand-offs; NOT_FOUND alike for none and not yours."""
+        if request.after < 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "after must not be negative")
+        record = self.handoffs.current(request.session_id) if request.session_id else None
+        owner = (record or {}).get("user_id", "")
+        mine = not owner or request.staff or (request.user_verified and request.user_id == owner)
+        if record is None or not mine:
+            context.abort(grpc.StatusCode.NOT_FOUND, NOT_YOURS)
+        entries = self.handoffs.feed(request.session_id, request.after)
+        return pb.ConversationMessagesResponse(
+            session_id=request.session_id, next=request.after + len(entries), handoff_id=record["handoff_id"],
+            handoff_state=H.state_of(record),
+            entries=[pb.ConversationEntry(seq=e["seq"], kind=e["kind"], role=e.get("role", ""),
+                                          text=e.get("text", ""), at=epoch_time(e["at"]),
+                                          handoff_id=e.get("handoff_id", "")) for e in entries],
+        )
 
     def Train(self, request: common_pb2.TrainRequest, context: grpc.ServicerContext) -> common_pb2.Job:
         return train_rpc(self.jobs, request, context, trainable=TRAINABLE_MODELS, check=make_classifier,
@@ -127,6 +228,23 @@ class AssistantServicer(pb_grpc.AssistantServicer):
                                            turns=[pb.Turn(role=t["role"], text=t["text"]) for t in state["turns"]])
                            for sid, state in conversations.items()],
         )
+
+
+def _handoff(record: dict, messages: list[dict] | None = None) -> pb.Handoff:
+    def when(seconds: float) -> str:
+        return epoch_time(seconds) if seconds else ""
+
+    return pb.Handoff(
+        handoff_id=record["handoff_id"], session_id=record.get("session_id", ""), user_id=record.get("user_id", ""),
+        state=H.state_of(record), created_at=when(record["created_at"]), reason=record.get("reason", ""),
+        last_intent=record.get("intent", ""), language=record.get("language", ""),
+        transcript=[pb.Turn(role=t.get("role", ""), text=t.get("text", "")) for t in record["transcript"]],
+        claimed_by=record.get("claimed_by", ""), claimed_at=when(record["claimed_at"]),
+        closed_by=record.get("closed_by", ""), closed_at=when(record["closed_at"]),
+        message_count=record["messages"],
+        messages=[pb.HandoffMessage(id=m["id"], role=m["role"], text=m["text"], agent=m.get("agent", ""),
+                                    at=epoch_time(m["at"])) for m in messages or []],
+    )
 
 
 def _entity(e) -> pb.Entity:
@@ -157,7 +275,7 @@ def build(settings: Settings) -> ServiceRunner:
     embedders = Embedders()
     knowledge = KnowledgeBase(load_knowledge_base(), embedders.models["e5"].encode, embedders.passages)
     recommender = open_channel(settings.endpoint("recommender").target, settings)
-    world = ShopWorld(store, knowledge, recommender, settings.grpc_deadline_seconds)
+    world = ShopWorld(store, knowledge, recommender, settings.grpc_deadline_seconds, settings.chat_order_id_pattern)
     holder: ModelHolder[LanguageRoutedClassifier] = ModelHolder(ModelRegistry(settings.model_dir("chatbot")))
     holder.refresh()
     outputs = LazyEnvelopePublisher(settings, client_id="chatbot")

@@ -12,6 +12,7 @@ from protos import recommender_pb2 as rec_pb
 from protos import recommender_pb2_grpc as rec_grpc
 from services.chatbot.core.data import FaqEntry
 from services.chatbot.core.entities import CatalogIndex
+from services.chatbot.core.entities.contacts import order_id_rule
 from services.chatbot.core.knowledge import KnowledgeBase
 from services.chatbot.store import ChatbotStore
 from services.common.logging import get_logger
@@ -22,9 +23,11 @@ CATALOG_REFRESH_SECONDS = 1.0
 
 class ShopWorld:
     def __init__(self, store: ChatbotStore, knowledge: KnowledgeBase, recommender: grpc.Channel,
-                 deadline_seconds: float = 1.0) -> None:
-        """``recommender``: a channel to the recommender (transport.open_channel), closed with the world."""
+                 deadline_seconds: float = 1.0, order_id_pattern: str = "") -> None:
+        """``recommender``: a channel to the recommender (transport.open_channel), closed with the world;
+        ``order_id_pattern``: the shop's own order ids (settings ``chat_order_id_pattern``; "" = ORD- ids)."""
         self.store = store
+        self.order_ids = order_id_rule(order_id_pattern)
         self.knowledge = knowledge
         self.catalog = CatalogIndex()
         self._catalog_version = -1
@@ -36,7 +39,8 @@ class ShopWorld:
 
     # -- orders and products ---------------------------------------------------------------------
     def order(self, order_id: str) -> dict | None:
-        return self.store.order(order_id.upper())
+        """The order as the shop wrote its id, else upper-cased (ord-12345678 is ORD-12345678)."""
+        return self.store.order(order_id) or self.store.order(order_id.upper())
 
     def user_orders(self, user_id: str) -> list[dict]:
         return self.store.user_orders(user_id)

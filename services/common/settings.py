@@ -10,6 +10,7 @@ Any top-level setting may instead be read from a file, ``SHOPAI_<NAME>_FILE=/run
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
@@ -179,6 +180,10 @@ class Settings(BaseSettings):
     # embeddings of its training data are cached (default <data_dir>/cache).
     chat_session_ttl_seconds: int = Field(default=30 * 60, ge=60)
     embedding_cache_dir: Path | None = None
+    # The shop's own order ids, as a regular expression the assistant finds in messages (e.g. `#?\d{4,}`
+    # for Shopify's #1001, `\d{4}-\d{6}`); empty: ShopAI's own ORD- + 8 digits, with "order 12345678" and
+    # bare 8-digit numbers read as ORD- ids (services/chatbot/core/entities/contacts.py).
+    chat_order_id_pattern: str = ""
 
     # Vision: image limits (bytes of the file, pixels once decoded: decompression bombs), the model's
     # input side, the key that signs authenticity codes (base64url/hex of an Ed25519 seed or a PEM;
@@ -242,7 +247,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _transport_fits_together(self) -> Settings:
         """Refuse, at start and with the setting's name, combinations that would fail at the first call."""
-        problems = [p for p in (*_pair_problems(self), *_redis_problems(self), *_kafka_problems(self)) if p]
+        problems = [p for p in (*_pair_problems(self), *_redis_problems(self), *_kafka_problems(self),
+                                 _order_id_problem(self.chat_order_id_pattern)) if p]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -257,6 +263,18 @@ class Settings(BaseSettings):
         if service not in SERVICE_NAMES:
             raise KeyError(f"unknown service {service!r}; expected one of {SERVICE_NAMES}")
         return getattr(self, service)
+
+
+def _order_id_problem(pattern: str) -> str:
+    if not pattern:
+        return ""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        return f"SHOPAI_CHAT_ORDER_ID_PATTERN is not a regular expression: {exc}"
+    if compiled.fullmatch(""):
+        return "SHOPAI_CHAT_ORDER_ID_PATTERN matches an empty text: every message would hold an order id"
+    return ""
 
 
 def _pair_problems(s: Settings) -> list[str]:

@@ -310,3 +310,15 @@ def test_hand_offs_carry_only_the_verified_user():
     chat.say("cancel my order ORD-20489999", "cancel_order")
     kind, details = chat.say("yes", "greeting").actions[0]
     assert (kind, details["user_id"], details["order_id"]) == ("cancel_order", "u2", "ORD-20489999")
+
+
+def test_a_shop_with_its_own_order_ids_gets_its_own_hint():
+    from services.chatbot.core.entities.contacts import order_id_rule
+
+    chat = Chat(user_id="u1")
+    chat.dialogue.world.order_ids = order_id_rule(r"#\d{4,}")
+    nlu = Understood("order_status", 0.9, extract("where is #4711?", TODAY, CATALOG, chat.dialogue.world.order_ids),
+                     "en")
+    reply = chat.dialogue.respond(chat.state, nlu, "where is #4711?", chat.user_id, True)
+    assert "couldn't find an order #4711" in reply.reply and "order confirmation" in reply.reply
+    assert "ORD-" not in reply.reply

@@ -410,3 +410,32 @@ def test_dev_set_precision_and_recall(catalog):
         assert scores[typ]["precision"] >= 0.95, (typ, scores[typ])
         assert scores[typ]["recall"] >= 0.95, (typ, scores[typ])
         assert scores[typ]["normalized_accuracy"] >= 0.95, (typ, scores[typ])
+
+
+# -- the shop's own order ids (settings chat_order_id_pattern) ------------------------------------------
+def orders_in(text: str, pattern: str = "") -> list[str]:
+    from services.chatbot.core.entities.contacts import order_id_rule
+
+    return [e.normalized for e in extract(text, TODAY, order_ids=order_id_rule(pattern)) if e.type == "order_id"]
+
+
+def test_the_shops_own_order_ids_are_found_as_written():
+    assert orders_in("where is my order #1001?", r"#\d{4,}") == ["#1001"]
+    assert orders_in("订单2015-000002到哪了", r"\d{4}-\d{6}") == ["2015-000002"]
+    assert orders_in("Status of so-Ab12cd please", r"SO-[a-z0-9]{6}") == ["so-Ab12cd"]  # as the shopper wrote it
+    # ShopAI's own rules are off then: a bare 8-digit number or ORD- id is not one of this shop's orders.
+    assert orders_in("order 12345678 or ORD-12345678", r"#\d{4,}") == []
+    # Without a pattern, ShopAI's ORD- ids as before.
+    assert orders_in("order 12345678") == ["ORD-12345678"]
+    # Whole tokens only: part of a longer id is not an id.
+    assert orders_in("ref 2015-0000021", r"\d{4}-\d{6}") == []
+
+
+def test_an_order_id_pattern_that_cannot_work_is_refused_at_start():
+    from services.common.settings import Settings
+
+    assert Settings(chat_order_id_pattern=r"#\d{4,}").chat_order_id_pattern == r"#\d{4,}"
+    with pytest.raises(ValueError, match="not a regular expression"):
+        Settings(chat_order_id_pattern="ORD-(")
+    with pytest.raises(ValueError, match="matches an empty text"):
+        Settings(chat_order_id_pattern=r"\d*")

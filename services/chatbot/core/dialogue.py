@@ -229,10 +229,14 @@ class Dialogue:
         order = self.world.order(order_id)
         if order is None or order.get("user_id") != user_id:
             state["order_id"] = ""
-            return {"order_id": order_id}, "order_not_found"  # someone else's order is not found either
+            return {"order_id": order_id}, self._not_found()  # someone else's order is not found either
         state["order_id"] = order_id
         state["orders"] = ([order_id] + [o for o in state["orders"] if o != order_id])[:10]
         return order, ""
+
+    def _not_found(self) -> str:
+        """The reply to an unknown order id: with ShopAI's ORD- format as the hint, or the shop's own."""
+        return "order_not_found" if getattr(self.world, "order_ids", None) is None else "order_not_found_shop"
 
     def _other_order(self, state: dict, user_id: str) -> str:
         current = state.get("order_id", "")
@@ -314,7 +318,7 @@ class Dialogue:
     def _confirmed(self, state: dict, pending: dict, owner: str, lang: str) -> Turn:
         order = self.world.order(pending["order_id"])
         if order is None or not owner or order.get("user_id") != owner or pending.get("user_id") != owner:
-            return Turn(R.say("order_not_found", lang, order_id=pending["order_id"]), "cancel_order")
+            return Turn(R.say(self._not_found(), lang, order_id=pending["order_id"]), "cancel_order")
         facts = self._order_facts(order, lang)
         if order.get("status") not in ("created", "paid"):  # it moved on while the shopper was deciding
             return Turn(R.say("cancel_too_late", lang, **facts), "cancel_order")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -21,10 +22,11 @@ class Parsed:
 
 class NLU:
     def __init__(self, classifier: IntentClassifier | LanguageRoutedClassifier, embed: Embed,
-                 catalog: CatalogIndex | None = None) -> None:
+                 catalog: CatalogIndex | None = None, order_ids: re.Pattern[str] | None = None) -> None:
         self.classifier = classifier
         self.embed = embed
         self.catalog = catalog
+        self.order_ids = order_ids
 
     def parse(self, text: str, today: date, language_hint: str = "") -> Parsed:
         """``text`` must already be validated (1..MAX_CHARS characters, see ``check_message``)."""
@@ -33,7 +35,7 @@ class NLU:
             intent = IntentPrediction("out_of_scope", 0.0, (("out_of_scope", 0.0),))
         else:
             intent = self.classifier.predict([text], self.embed, languages=[language])[0]
-        return Parsed(language, intent, extract(text, today, self.catalog))
+        return Parsed(language, intent, extract(text, today, self.catalog, self.order_ids))
 
 
 def check_message(text: str) -> str:

@@ -35,6 +35,11 @@ TEMPLATES: dict[str, dict[str, str]] = {
               "if it is right, the order may not have reached our system yet.",
         "zh": "没有找到订单 {order_id}。请核对订单号（ORD-加8位数字）；如果订单号无误，可能订单信息还未同步到系统。",
     },
+    "order_not_found_shop": {  # the shop's own order-id format (settings chat_order_id_pattern)
+        "en": "I couldn't find an order {order_id}. Please check the number on your order confirmation; "
+              "if it is right, the order may not have reached our system yet.",
+        "zh": "没有找到订单 {order_id}。请核对订单确认中的订单号；如果订单号无误，可能订单信息还未同步到系统。",
+    },
     "sign_in": {
         "en": "To look at your orders I need to know it's you: please sign in to the shop, then ask me again.",
         "zh": "查询订单需要先确认是您本人：请先登录商城，然后再问我一次。",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from services.chatbot.core.entities.candidates import RANK, Cand, Entity, resolve
@@ -16,15 +17,17 @@ from services.chatbot.core.entities.sizes import sizes
 from services.chatbot.core.entities.text import fold
 
 
-def extract(text: str, today: date, catalog: CatalogIndex | None = None) -> list[Entity]:
+def extract(text: str, today: date, catalog: CatalogIndex | None = None,
+            order_ids: re.Pattern[str] | None = None) -> list[Entity]:
     """Every entity in the message, sorted by start, non-overlapping.
 
-    ``today`` anchors relative dates ("yesterday", "上周五"); without ``catalog`` no products are found.
+    ``today`` anchors relative dates ("yesterday", "上周五"); without ``catalog`` no products are found;
+    ``order_ids``: the shop's own order-id rule (``contacts.order_id_rule``), else ShopAI's ORD- ids.
     """
     if not text:
         return []
     f = fold(text)
-    cands = contacts_and_ids(f) + money(f) + dates(f, today) + sizes(text, f) + colors(f)
+    cands = contacts_and_ids(f, text, order_ids) + money(f) + dates(f, today) + sizes(text, f) + colors(f)
     if catalog is not None:
         cands += [Cand("product", s, e, pid, RANK["product"]) for s, e, pid, _ in catalog.match_folded(f)]
         cands += quantities(f, catalog.lexicon)
