@@ -26,7 +26,7 @@ from protos import common_pb2 as protos_dot_common__pb2
 from protos import events_pb2 as protos_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/chatbot.proto\x12\x11shopai.chatbot.v1\x1a\x13protos/common.proto\x1a\x13protos/events.proto\"*\n\x06Intent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\"U\n\x06\x45ntity\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x12\n\nnormalized\x18\x05 \x01(\t\"l\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x15\n\ruser_verified\x18\x05 \x01(\x08\"\xee\x01\n\x0c\x43hatResponse\x12\r\n\x05reply\x18\x01 \x01(\t\x12)\n\x06intent\x18\x02 \x01(\x0b\x32\x19.shopai.chatbot.v1.Intent\x12+\n\x08\x65ntities\x18\x03 \x03(\x0b\x32\x19.shopai.chatbot.v1.Entity\x12\x0f\n\x07handoff\x18\x04 \x01(\x08\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x13\n\x0bsuggestions\x18\x07 \x03(\t\x12\x16\n\x0ehandoff_reason\x18\x08 \x01(\t\x12\x13\n\x0bproduct_ids\x18\t \x03(\t\".\n\x0cParseRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\"\xac\x01\n\rParseResponse\x12)\n\x06intent\x18\x01 \x01(\x0b\x32\x19.shopai.chatbot.v1.Intent\x12+\n\x08\x65ntities\x18\x02 \x03(\x0b\x32\x19.shopai.chatbot.v1.Entity\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x31\n\x0eintent_ranking\x18\x04 \x03(\x0b\x32\x19.shopai.chatbot.v1.Intent\"\"\n\x0fUserDataRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x8b\x01\n\x10UserDataResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x06orders\x18\x02 \x03(\x0b\x32\x1e.shopai.chatbot.v1.OrderRecord\x12\x36\n\rconversations\x18\x03 \x03(\x0b\x32\x1f.shopai.chatbot.v1.Conversation\"\xba\x02\n\x0bOrderRecord\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x05 \x01(\t\x12\x13\n\x0btracking_no\x18\x06 \x01(\t\x12\x19\n\x11\x65xpected_delivery\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12*\n\x05lines\x18\t \x03(\x0b\x32\x1b.shopai.events.v1.OrderLine\x12\x30\n\x07history\x18\n \x03(\x0b\x32\x1f.shopai.chatbot.v1.StatusChange\x12\x39\n\x0fsealed_personal\x18\x0b \x01(\x0b\x32 .shopai.events.v1.SealedPersonal\"*\n\x0cStatusChange\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\"\\\n\x0c\x43onversation\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12&\n\x05turns\x18\x03 \x03(\x0b\x32\x17.shopai.chatbot.v1.Turn\"\"\n\x04Turn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t2\xa3\x04\n\tAssistant\x12G\n\x04\x43hat\x12\x1e.shopai.chatbot.v1.ChatRequest\x1a\x1f.shopai.chatbot.v1.ChatResponse\x12J\n\x05Parse\x12\x1f.shopai.chatbot.v1.ParseRequest\x1a .shopai.chatbot.v1.ParseResponse\x12>\n\x05Train\x12\x1e.shopai.common.v1.TrainRequest\x1a\x15.shopai.common.v1.Job\x12@\n\x06GetJob\x12\x1f.shopai.common.v1.GetJobRequest\x1a\x15.shopai.common.v1.Job\x12W\n\nListModels\x12#.shopai.common.v1.ListModelsRequest\x1a$.shopai.common.v1.ListModelsResponse\x12Q\n\nServeModel\x12#.shopai.common.v1.ServeModelRequest\x1a\x1e.shopai.common.v1.ModelVersion\x12S\n\x08UserData\x12\".shopai.chatbot.v1.UserDataRequest\x1a#.shopai.chatbot.v1.UserDataResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/chatbot.proto\x12\x11shopai.chatbot.v1\x1a\x13protos/common.proto\x1a\x13protos/events.proto\"*\n\x06Intent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\"U\n\x06\x45ntity\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x12\n\nnormalized\x18\x05 \x01(\t\"l\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x15\n\ruser_verified\x18\x05 \x01(\x08\"\x9c\x02\n\x0c\x43hatResponse\x12\r\n\x05reply\x18\x01 \x01(\t\x12)\n\x06intent\x18\x02 \x01(\x0b\x32\x19.shopai.chatbot.v1.Intent\x12+\n\x08\x65ntities\x18\x03 \x03(\x0b\x32\x19.shopai.chatbot.v1.Entity\x12\x0f\n\x07handoff\x18\x04 \x01(\x08\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x13\n\x0bsuggestions\x18\x07 \x03(\t\x12\x16\n\x0ehandoff_reason\x18\x08 \x01(\t\x12\x13\n\x0bproduct_ids\x18\t \x03(\t\x12\x18\n\x10relayed_to_agent\x18\n \x01(\x08\x12\x12\n\nhandoff_id\x18\x0b \x01(\t\".\n\x0cParseRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\"\xac\x01\n\rParseResponse\x12)\n\x06intent\x18\x01 \x01(\x0b\x32\x19.shopai.chatbot.v1.Intent\x12+\n\x08\x65ntities\x18\x02 \x03(\x0b\x32\x19.shopai.chatbot.v1.Entity\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x31\n\x0eintent_ranking\x18\x04 \x03(\x0b\x32\x19.shopai.chatbot.v1.Intent\"\"\n\x0fUserDataRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x8b\x01\n\x10UserDataResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x06orders\x18\x02 \x03(\x0b\x32\x1e.shopai.chatbot.v1.OrderRecord\x12\x36\n\rconversations\x18\x03 \x03(\x0b\x32\x1f.shopai.chatbot.v1.Conversation\"\xba\x02\n\x0bOrderRecord\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x05 \x01(\t\x12\x13\n\x0btracking_no\x18\x06 \x01(\t\x12\x19\n\x11\x65xpected_delivery\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12*\n\x05lines\x18\t \x03(\x0b\x32\x1b.shopai.events.v1.OrderLine\x12\x30\n\x07history\x18\n \x03(\x0b\x32\x1f.shopai.chatbot.v1.StatusChange\x12\x39\n\x0fsealed_personal\x18\x0b \x01(\x0b\x32 .shopai.events.v1.SealedPersonal\"*\n\x0cStatusChange\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\"\\\n\x0c\x43onversation\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12&\n\x05turns\x18\x03 \x03(\x0b\x32\x17.shopai.chatbot.v1.Turn\"\"\n\x04Turn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"3\n\x13ListHandoffsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"D\n\x14ListHandoffsResponse\x12,\n\x08handoffs\x18\x01 \x03(\x0b\x32\x1a.shopai.chatbot.v1.Handoff\"A\n\x0eHandoffRequest\x12\x12\n\nhandoff_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xe3\x02\n\x07Handoff\x12\x12\n\nhandoff_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x13\n\x0blast_intent\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\x12+\n\ntranscript\x18\t \x03(\x0b\x32\x17.shopai.chatbot.v1.Turn\x12\x12\n\nclaimed_by\x18\n \x01(\t\x12\x12\n\nclaimed_at\x18\x0b \x01(\t\x12\x11\n\tclosed_by\x18\x0c \x01(\t\x12\x11\n\tclosed_at\x18\r \x01(\t\x12\x33\n\x08messages\x18\x0e \x03(\x0b\x32!.shopai.chatbot.v1.HandoffMessage\x12\x15\n\rmessage_count\x18\x0f \x01(\x05\"S\n\x0eHandoffMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\n\n\x02\x61t\x18\x05 \x01(\t\"w\n\x1b\x43onversationMessagesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\ruser_verified\x18\x03 \x01(\x08\x12\r\n\x05staff\x18\x04 \x01(\x08\x12\r\n\x05\x61\x66ter\x18\x05 \x01(\x05\"j\n\x11\x43onversationEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\n\n\x02\x61t\x18\x05 \x01(\t\x12\x12\n\nhandoff_id\x18\x06 \x01(\t\"\xa2\x01\n\x1c\x43onversationMessagesResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x35\n\x07\x65ntries\x18\x02 \x03(\x0b\x32$.shopai.chatbot.v1.ConversationEntry\x12\x0c\n\x04next\x18\x03 \x01(\x05\x12\x12\n\nhandoff_id\x18\x04 \x01(\t\x12\x15\n\rhandoff_state\x18\x05 \x01(\t2\xb7\x08\n\tAssistant\x12G\n\x04\x43hat\x12\x1e.shopai.chatbot.v1.ChatRequest\x1a\x1f.shopai.chatbot.v1.ChatResponse\x12J\n\x05Parse\x12\x1f.shopai.chatbot.v1.ParseRequest\x1a .shopai.chatbot.v1.ParseResponse\x12>\n\x05Train\x12\x1e.shopai.common.v1.TrainRequest\x1a\x15.shopai.common.v1.Job\x12@\n\x06GetJob\x12\x1f.shopai.common.v1.GetJobRequest\x1a\x15.shopai.common.v1.Job\x12W\n\nListModels\x12#.shopai.common.v1.ListModelsRequest\x1a$.shopai.common.v1.ListModelsResponse\x12Q\n\nServeModel\x12#.shopai.common.v1.ServeModelRequest\x1a\x1e.shopai.common.v1.ModelVersion\x12S\n\x08UserData\x12\".shopai.chatbot.v1.UserDataRequest\x1a#.shopai.chatbot.v1.UserDataResponse\x12_\n\x0cListHandoffs\x12&.shopai.chatbot.v1.ListHandoffsRequest\x1a\'.shopai.chatbot.v1.ListHandoffsResponse\x12K\n\nGetHandoff\x12!.shopai.chatbot.v1.HandoffRequest\x1a\x1a.shopai.chatbot.v1.Handoff\x12M\n\x0c\x43laimHandoff\x12!.shopai.chatbot.v1.HandoffRequest\x1a\x1a.shopai.chatbot.v1.Handoff\x12M\n\x0cReplyHandoff\x12!.shopai.chatbot.v1.HandoffRequest\x1a\x1a.shopai.chatbot.v1.Handoff\x12M\n\x0c\x43loseHandoff\x12!.shopai.chatbot.v1.HandoffRequest\x1a\x1a.shopai.chatbot.v1.Handoff\x12w\n\x14\x43onversationMessages\x12..shopai.chatbot.v1.ConversationMessagesRequest\x1a/.shopai.chatbot.v1.ConversationMessagesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,23 +40,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATREQUEST']._serialized_start=216
   _globals['_CHATREQUEST']._serialized_end=324
   _globals['_CHATRESPONSE']._serialized_start=327
-  _globals['_CHATRESPONSE']._serialized_end=565
-  _globals['_PARSEREQUEST']._serialized_start=567
-  _globals['_PARSEREQUEST']._serialized_end=613
-  _globals['_PARSERESPONSE']._serialized_start=616
-  _globals['_PARSERESPONSE']._serialized_end=788
-  _globals['_USERDATAREQUEST']._serialized_start=790
-  _globals['_USERDATAREQUEST']._serialized_end=824
-  _globals['_USERDATARESPONSE']._serialized_start=827
-  _globals['_USERDATARESPONSE']._serialized_end=966
-  _globals['_ORDERRECORD']._serialized_start=969
-  _globals['_ORDERRECORD']._serialized_end=1283
-  _globals['_STATUSCHANGE']._serialized_start=1285
-  _globals['_STATUSCHANGE']._serialized_end=1327
-  _globals['_CONVERSATION']._serialized_start=1329
-  _globals['_CONVERSATION']._serialized_end=1421
-  _globals['_TURN']._serialized_start=1423
-  _globals['_TURN']._serialized_end=1457
-  _globals['_ASSISTANT']._serialized_start=1460
-  _globals['_ASSISTANT']._serialized_end=2007
+  _globals['_CHATRESPONSE']._serialized_end=611
+  _globals['_PARSEREQUEST']._serialized_start=613
+  _globals['_PARSEREQUEST']._serialized_end=659
+  _globals['_PARSERESPONSE']._serialized_start=662
+  _globals['_PARSERESPONSE']._serialized_end=834
+  _globals['_USERDATAREQUEST']._serialized_start=836
+  _globals['_USERDATAREQUEST']._serialized_end=870
+  _globals['_USERDATARESPONSE']._serialized_start=873
+  _globals['_USERDATARESPONSE']._serialized_end=1012
+  _globals['_ORDERRECORD']._serialized_start=1015
+  _globals['_ORDERRECORD']._serialized_end=1329
+  _globals['_STATUSCHANGE']._serialized_start=1331
+  _globals['_STATUSCHANGE']._serialized_end=1373
+  _globals['_CONVERSATION']._serialized_start=1375
+  _globals['_CONVERSATION']._serialized_end=1467
+  _globals['_TURN']._serialized_start=1469
+  _globals['_TURN']._serialized_end=1503
+  _globals['_LISTHANDOFFSREQUEST']._serialized_start=1505
+  _globals['_LISTHANDOFFSREQUEST']._serialized_end=1556
+  _globals['_LISTHANDOFFSRESPONSE']._serialized_start=1558
+  _globals['_LISTHANDOFFSRESPONSE']._serialized_end=1626
+  _globals['_HANDOFFREQUEST']._serialized_start=1628
+  _globals['_HANDOFFREQUEST']._serialized_end=1693
+  _globals['_HANDOFF']._serialized_start=1696
+  _globals['_HANDOFF']._serialized_end=2051
+  _globals['_HANDOFFMESSAGE']._serialized_start=2053
+  _globals['_HANDOFFMESSAGE']._serialized_end=2136
+  _globals['_CONVERSATIONMESSAGESREQUEST']._serialized_start=2138
+  _globals['_CONVERSATIONMESSAGESREQUEST']._serialized_end=2257
+  _globals['_CONVERSATIONENTRY']._serialized_start=2259
+  _globals['_CONVERSATIONENTRY']._serialized_end=2365
+  _globals['_CONVERSATIONMESSAGESRESPONSE']._serialized_start=2368
+  _globals['_CONVERSATIONMESSAGESRESPONSE']._serialized_end=2530
+  _globals['_ASSISTANT']._serialized_start=2533
+  _globals['_ASSISTANT']._serialized_end=3612
 # @@protoc_insertion_point(module_scope)

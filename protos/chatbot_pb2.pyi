@@ -45,7 +45,7 @@ class ChatRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., message: _Optional[str] = ..., user_id: _Optional[str] = ..., language: _Optional[str] = ..., user_verified: _Optional[bool] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
-    __slots__ = ("reply", "intent", "entities", "handoff", "session_id", "language", "suggestions", "handoff_reason", "product_ids")
+    __slots__ = ("reply", "intent", "entities", "handoff", "session_id", "language", "suggestions", "handoff_reason", "product_ids", "relayed_to_agent", "handoff_id")
     REPLY_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,8 @@ class ChatResponse(_message.Message):
     SUGGESTIONS_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_REASON_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    RELAYED_TO_AGENT_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
     reply: str
     intent: Intent
     entities: _containers.RepeatedCompositeFieldContainer[Entity]
@@ -64,7 +66,9 @@ class ChatResponse(_message.Message):
     suggestions: _containers.RepeatedScalarFieldContainer[str]
     handoff_reason: str
     product_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, reply: _Optional[str] = ..., intent: _Optional[_Union[Intent, _Mapping]] = ..., entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., handoff: _Optional[bool] = ..., session_id: _Optional[str] = ..., language: _Optional[str] = ..., suggestions: _Optional[_Iterable[str]] = ..., handoff_reason: _Optional[str] = ..., product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    relayed_to_agent: bool
+    handoff_id: str
+    def __init__(self, reply: _Optional[str] = ..., intent: _Optional[_Union[Intent, _Mapping]] = ..., entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., handoff: _Optional[bool] = ..., session_id: _Optional[str] = ..., language: _Optional[str] = ..., suggestions: _Optional[_Iterable[str]] = ..., handoff_reason: _Optional[str] = ..., product_ids: _Optional[_Iterable[str]] = ..., relayed_to_agent: _Optional[bool] = ..., handoff_id: _Optional[str] = ...) -> None: ...
 
 class ParseRequest(_message.Message):
     __slots__ = ("text", "language")
@@ -153,3 +157,119 @@ class Turn(_message.Message):
     role: str
     text: str
     def __init__(self, role: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class ListHandoffsRequest(_message.Message):
+    __slots__ = ("state", "limit")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    limit: int
+    def __init__(self, state: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListHandoffsResponse(_message.Message):
+    __slots__ = ("handoffs",)
+    HANDOFFS_FIELD_NUMBER: _ClassVar[int]
+    handoffs: _containers.RepeatedCompositeFieldContainer[Handoff]
+    def __init__(self, handoffs: _Optional[_Iterable[_Union[Handoff, _Mapping]]] = ...) -> None: ...
+
+class HandoffRequest(_message.Message):
+    __slots__ = ("handoff_id", "agent", "text")
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    handoff_id: str
+    agent: str
+    text: str
+    def __init__(self, handoff_id: _Optional[str] = ..., agent: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class Handoff(_message.Message):
+    __slots__ = ("handoff_id", "session_id", "user_id", "state", "created_at", "reason", "last_intent", "language", "transcript", "claimed_by", "claimed_at", "closed_by", "closed_at", "messages", "message_count")
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LAST_INTENT_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_BY_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_AT_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_BY_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    handoff_id: str
+    session_id: str
+    user_id: str
+    state: str
+    created_at: str
+    reason: str
+    last_intent: str
+    language: str
+    transcript: _containers.RepeatedCompositeFieldContainer[Turn]
+    claimed_by: str
+    claimed_at: str
+    closed_by: str
+    closed_at: str
+    messages: _containers.RepeatedCompositeFieldContainer[HandoffMessage]
+    message_count: int
+    def __init__(self, handoff_id: _Optional[str] = ..., session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., state: _Optional[str] = ..., created_at: _Optional[str] = ..., reason: _Optional[str] = ..., last_intent: _Optional[str] = ..., language: _Optional[str] = ..., transcript: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., claimed_by: _Optional[str] = ..., claimed_at: _Optional[str] = ..., closed_by: _Optional[str] = ..., closed_at: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[HandoffMessage, _Mapping]]] = ..., message_count: _Optional[int] = ...) -> None: ...
+
+class HandoffMessage(_message.Message):
+    __slots__ = ("id", "role", "text", "agent", "at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    role: str
+    text: str
+    agent: str
+    at: str
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[str] = ..., text: _Optional[str] = ..., agent: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
+
+class ConversationMessagesRequest(_message.Message):
+    __slots__ = ("session_id", "user_id", "user_verified", "staff", "after")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    STAFF_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    user_verified: bool
+    staff: bool
+    after: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., user_verified: _Optional[bool] = ..., staff: _Optional[bool] = ..., after: _Optional[int] = ...) -> None: ...
+
+class ConversationEntry(_message.Message):
+    __slots__ = ("seq", "kind", "role", "text", "at", "handoff_id")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    kind: str
+    role: str
+    text: str
+    at: str
+    handoff_id: str
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[str] = ..., role: _Optional[str] = ..., text: _Optional[str] = ..., at: _Optional[str] = ..., handoff_id: _Optional[str] = ...) -> None: ...
+
+class ConversationMessagesResponse(_message.Message):
+    __slots__ = ("session_id", "entries", "next", "handoff_id", "handoff_state")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_STATE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    entries: _containers.RepeatedCompositeFieldContainer[ConversationEntry]
+    next: int
+    handoff_id: str
+    handoff_state: str
+    def __init__(self, session_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ConversationEntry, _Mapping]]] = ..., next: _Optional[int] = ..., handoff_id: _Optional[str] = ..., handoff_state: _Optional[str] = ...) -> None: ...

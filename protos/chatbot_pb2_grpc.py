@@ -72,6 +72,36 @@ class AssistantStub:
                 request_serializer=protos_dot_chatbot__pb2.UserDataRequest.SerializeToString,
                 response_deserializer=protos_dot_chatbot__pb2.UserDataResponse.FromString,
                 _registered_method=True)
+        self.ListHandoffs = channel.unary_unary(
+                '/shopai.chatbot.v1.Assistant/ListHandoffs',
+                request_serializer=protos_dot_chatbot__pb2.ListHandoffsRequest.SerializeToString,
+                response_deserializer=protos_dot_chatbot__pb2.ListHandoffsResponse.FromString,
+                _registered_method=True)
+        self.GetHandoff = channel.unary_unary(
+                '/shopai.chatbot.v1.Assistant/GetHandoff',
+                request_serializer=protos_dot_chatbot__pb2.HandoffRequest.SerializeToString,
+                response_deserializer=protos_dot_chatbot__pb2.Handoff.FromString,
+                _registered_method=True)
+        self.ClaimHandoff = channel.unary_unary(
+                '/shopai.chatbot.v1.Assistant/ClaimHandoff',
+                request_serializer=protos_dot_chatbot__pb2.HandoffRequest.SerializeToString,
+                response_deserializer=protos_dot_chatbot__pb2.Handoff.FromString,
+                _registered_method=True)
+        self.ReplyHandoff = channel.unary_unary(
+                '/shopai.chatbot.v1.Assistant/ReplyHandoff',
+                request_serializer=protos_dot_chatbot__pb2.HandoffRequest.SerializeToString,
+                response_deserializer=protos_dot_chatbot__pb2.Handoff.FromString,
+                _registered_method=True)
+        self.CloseHandoff = channel.unary_unary(
+                '/shopai.chatbot.v1.Assistant/CloseHandoff',
+                request_serializer=protos_dot_chatbot__pb2.HandoffRequest.SerializeToString,
+                response_deserializer=protos_dot_chatbot__pb2.Handoff.FromString,
+                _registered_method=True)
+        self.ConversationMessages = channel.unary_unary(
+                '/shopai.chatbot.v1.Assistant/ConversationMessages',
+                request_serializer=protos_dot_chatbot__pb2.ConversationMessagesRequest.SerializeToString,
+                response_deserializer=protos_dot_chatbot__pb2.ConversationMessagesResponse.FromString,
+                _registered_method=True)
 
 
 class AssistantServicer:
@@ -131,6 +161,56 @@ class AssistantServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHandoffs(self, request, context):
+        """Support staff (gateway: /v1/support/*, role `support`): the hand-offs kept from handoffs.v1,
+        newest first, optionally only those in one state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHandoff(self, request, context):
+        """One hand-off with its messages. NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimHandoff(self, request, context):
+        """An agent takes an open hand-off (handoff.claimed). NOT_FOUND unknown; ABORTED when another agent
+        holds it or it is closed. Claiming one's own claim again is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplyHandoff(self, request, context):
+        """An agent's reply, delivered into the shopper's conversation (handoff.message, role "agent"); an
+        open hand-off is claimed by the agent who replies. NOT_FOUND unknown; ABORTED closed or held by
+        another agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseHandoff(self, request, context):
+        """Close a hand-off (handoff.closed): the assistant answers the conversation again. NOT_FOUND unknown;
+        ABORTED already closed or held by another agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConversationMessages(self, request, context):
+        """The shopper's side: what people said in the conversation's hand-offs after a cursor (polled by the
+        storefront). Only the conversation's own shopper (user_verified and user_id the hand-off's user; a
+        conversation nobody signed in to: whoever holds its session id) or staff; NOT_FOUND to anyone else,
+        exactly as for a conversation without a hand-off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AssistantServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +248,36 @@ def add_AssistantServicer_to_server(servicer, server):
                     servicer.UserData,
                     request_deserializer=protos_dot_chatbot__pb2.UserDataRequest.FromString,
                     response_serializer=protos_dot_chatbot__pb2.UserDataResponse.SerializeToString,
+            ),
+            'ListHandoffs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHandoffs,
+                    request_deserializer=protos_dot_chatbot__pb2.ListHandoffsRequest.FromString,
+                    response_serializer=protos_dot_chatbot__pb2.ListHandoffsResponse.SerializeToString,
+            ),
+            'GetHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHandoff,
+                    request_deserializer=protos_dot_chatbot__pb2.HandoffRequest.FromString,
+                    response_serializer=protos_dot_chatbot__pb2.Handoff.SerializeToString,
+            ),
+            'ClaimHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimHandoff,
+                    request_deserializer=protos_dot_chatbot__pb2.HandoffRequest.FromString,
+                    response_serializer=protos_dot_chatbot__pb2.Handoff.SerializeToString,
+            ),
+            'ReplyHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplyHandoff,
+                    request_deserializer=protos_dot_chatbot__pb2.HandoffRequest.FromString,
+                    response_serializer=protos_dot_chatbot__pb2.Handoff.SerializeToString,
+            ),
+            'CloseHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseHandoff,
+                    request_deserializer=protos_dot_chatbot__pb2.HandoffRequest.FromString,
+                    response_serializer=protos_dot_chatbot__pb2.Handoff.SerializeToString,
+            ),
+            'ConversationMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConversationMessages,
+                    request_deserializer=protos_dot_chatbot__pb2.ConversationMessagesRequest.FromString,
+                    response_serializer=protos_dot_chatbot__pb2.ConversationMessagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -361,6 +471,168 @@ class Assistant:
             '/shopai.chatbot.v1.Assistant/UserData',
             protos_dot_chatbot__pb2.UserDataRequest.SerializeToString,
             protos_dot_chatbot__pb2.UserDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHandoffs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.chatbot.v1.Assistant/ListHandoffs',
+            protos_dot_chatbot__pb2.ListHandoffsRequest.SerializeToString,
+            protos_dot_chatbot__pb2.ListHandoffsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.chatbot.v1.Assistant/GetHandoff',
+            protos_dot_chatbot__pb2.HandoffRequest.SerializeToString,
+            protos_dot_chatbot__pb2.Handoff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.chatbot.v1.Assistant/ClaimHandoff',
+            protos_dot_chatbot__pb2.HandoffRequest.SerializeToString,
+            protos_dot_chatbot__pb2.Handoff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplyHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.chatbot.v1.Assistant/ReplyHandoff',
+            protos_dot_chatbot__pb2.HandoffRequest.SerializeToString,
+            protos_dot_chatbot__pb2.Handoff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.chatbot.v1.Assistant/CloseHandoff',
+            protos_dot_chatbot__pb2.HandoffRequest.SerializeToString,
+            protos_dot_chatbot__pb2.Handoff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConversationMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.chatbot.v1.Assistant/ConversationMessages',
+            protos_dot_chatbot__pb2.ConversationMessagesRequest.SerializeToString,
+            protos_dot_chatbot__pb2.ConversationMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -209,6 +209,42 @@ class UserErased(_message.Message):
     requested_by: str
     def __init__(self, user_id: _Optional[str] = ..., reason: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
 
+class HandoffEvent(_message.Message):
+    __slots__ = ("session_id", "kind", "transcript", "reason", "intent", "language", "user_id", "order_id", "handoff_id", "agent", "role", "text")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    kind: str
+    transcript: _containers.RepeatedCompositeFieldContainer[TranscriptTurn]
+    reason: str
+    intent: str
+    language: str
+    user_id: str
+    order_id: str
+    handoff_id: str
+    agent: str
+    role: str
+    text: str
+    def __init__(self, session_id: _Optional[str] = ..., kind: _Optional[str] = ..., transcript: _Optional[_Iterable[_Union[TranscriptTurn, _Mapping]]] = ..., reason: _Optional[str] = ..., intent: _Optional[str] = ..., language: _Optional[str] = ..., user_id: _Optional[str] = ..., order_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent: _Optional[str] = ..., role: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class TranscriptTurn(_message.Message):
+    __slots__ = ("role", "text")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    text: str
+    def __init__(self, role: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
 class DeadLetter(_message.Message):
     __slots__ = ("reason", "error_type", "topic", "partition", "offset", "key", "value", "value_is_base64", "consumer_group", "failed_at")
     REASON_FIELD_NUMBER: _ClassVar[int]

@@ -31,6 +31,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "inventory": ("set", "received", "adjusted"),
     "code": ("issued", "scanned", "revoked"),
     "user": ("erased",),
+    "handoff": ("requested", "cancel_requested", "claimed", "message", "closed"),
 }
 ALL_TYPES: frozenset[str] = frozenset(f"{fam}.{act}" for fam, acts in EVENT_TYPES.items() for act in acts)
 
@@ -43,6 +44,7 @@ PAYLOAD_MESSAGES: dict[str, type[Message]] = {
     "inventory": events_pb2.InventoryChange,
     "code": events_pb2.CodeEvent,
     "user": events_pb2.UserErased,
+    "handoff": events_pb2.HandoffEvent,
 }
 
 
@@ -206,6 +208,25 @@ def _check_user(action: str, p: dict[str, Any]) -> None:
     _require(p, "user_id")
 
 
+HANDOFF_ROLES = ("user", "agent")
+
+
+def _check_handoff(action: str, p: dict[str, Any]) -> None:
+    """The assistant's hand-offs (handoffs.v1): every one names its conversation; the people's actions
+    name the hand-off (the handoff.requested event_id) and who acted."""
+    _require(p, "session_id")
+    if action == "cancel_requested":
+        _require(p, "order_id")
+    elif action in ("claimed", "closed"):
+        _require(p, "handoff_id", "agent")
+    elif action == "message":
+        _require(p, "handoff_id", "role", "text")
+        if p["role"] not in HANDOFF_ROLES:
+            raise InvalidEvent(f"role must be one of {', '.join(HANDOFF_ROLES)}, not {p['role']!r}")
+        if p["role"] == "agent":
+            _require(p, "agent")
+
+
 _RULES = {
     "product": _check_product,
     "interaction": _check_interaction,
@@ -213,6 +234,7 @@ _RULES = {
     "inventory": _check_inventory,
     "code": _check_code,
     "user": _check_user,
+    "handoff": _check_handoff,
 }
 
 

@@ -25,9 +25,10 @@ ROUTES: dict[str, tuple[str, str]] = {
     "inventory": (INVENTORY, "product_id"),
     "code": (CODES, "product_id"),
     "user": (PRIVACY, "user_id"),
+    "handoff": (HANDOFFS, "session_id"),
 }
 # Families only a service or a dedicated route writes: POST /v1/events refuses them.
-INTERNAL_FAMILIES: frozenset[str] = frozenset({"code", "user"})
+INTERNAL_FAMILIES: frozenset[str] = frozenset({"code", "user", "handoff"})
 
 
 def dlq(topic: str) -> str:
@@ -36,7 +37,7 @@ def dlq(topic: str) -> str:
 
 
 def all_topics() -> tuple[str, ...]:
-    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in (*INPUT_TOPICS, CODES, PRIVACY))
+    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in (*INPUT_TOPICS, CODES, PRIVACY, HANDOFFS))
 
 
 def route(event_type: str) -> tuple[str, str]:

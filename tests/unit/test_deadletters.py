@@ -54,7 +54,8 @@ def test_ids_round_trip_and_bad_ones_are_refused():
 
 def test_topics_are_named_by_their_source_or_their_dead_letter_topic():
     assert dlq_topic_of(topics.ORDERS) == dlq_topic_of(ORDERS_DLQ) == ORDERS_DLQ
-    assert {topics.dlq(t) for t in (*topics.INPUT_TOPICS, topics.CODES, topics.PRIVACY)} <= set(DLQ_TOPICS)
+    assert {topics.dlq(t) for t in (*topics.INPUT_TOPICS, topics.CODES, topics.PRIVACY,
+                                                          topics.HANDOFFS)} <= set(DLQ_TOPICS)
     assert topics.dlq(topics.MODELS) not in DLQ_TOPICS  # no consumer dead-letters what it reads there
     for unknown in ("models.v1", "models.v1.dlq", "nope"):
         with pytest.raises(BadLetterId, match="has no dead-letter topic"):

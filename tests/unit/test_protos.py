@@ -119,6 +119,13 @@ SERVICES = {
             "Chat": ("ChatRequest", "ChatResponse"),  # POST /v1/chat
             "Parse": ("ParseRequest", "ParseResponse"),  # POST /v1/nlu/parse
             "UserData": ("UserDataRequest", "UserDataResponse"),  # GET /v1/users/{id}/export
+            "ListHandoffs": ("ListHandoffsRequest", "ListHandoffsResponse"),  # GET /v1/support/handoffs
+            "GetHandoff": ("HandoffRequest", "Handoff"),  # GET /v1/support/handoffs/{id}
+            "ClaimHandoff": ("HandoffRequest", "Handoff"),  # POST .../{id}/claim
+            "ReplyHandoff": ("HandoffRequest", "Handoff"),  # POST .../{id}/messages
+            "CloseHandoff": ("HandoffRequest", "Handoff"),  # POST .../{id}/close
+            # GET /v1/chat/conversations/{session_id}/messages
+            "ConversationMessages": ("ConversationMessagesRequest", "ConversationMessagesResponse"),
             **ADMIN,
         },
     ),
