@@ -1,15 +1,17 @@
-"""The assistant's projection: orders (for order questions), the catalog and stock (for product questions).
+"""The assistant's projection: orders (for order questions), the catalog and stock (for product questions),
+and the support inbox (hand-offs from ``handoffs.v1``: ``services/chatbot/handoffs.py``).
 
 Answers about an order come only from here, never from guesses: an order the projection has not
 seen is "not found". Every command goes through the exactly-once applier.
 ``user.erased`` deletes the shopper's orders, their order index and their dialogue sessions; later
-events of those orders or that shopper are no-ops (``services/common/privacy.py``).
+events of those orders or that shopper are no-ops (``services/common/privacy.py``); their hand-offs go too.
 """
 
 from __future__ import annotations
 
 import json
 
+from services.chatbot.handoffs import HandoffLog
 from services.chatbot.store import ChatbotKeys as K
 from services.common import privacy, topics
 from services.common.events import Event, InvalidEvent
@@ -22,7 +24,11 @@ PRODUCT_FIELDS = ("title", "title_zh", "description", "description_zh", "categor
 
 class ChatbotProjection(Projection):
     group = "chatbot"
-    topics = (topics.ORDERS, topics.CATALOG, topics.INVENTORY, topics.PRIVACY)
+    topics = (topics.ORDERS, topics.CATALOG, topics.INVENTORY, topics.PRIVACY, topics.HANDOFFS)
+
+    def __init__(self, redis_client) -> None:
+        super().__init__(redis_client)
+        self.handoffs = HandoffLog(redis_client, self.group)
 
     def apply(self, event: Event, ops: Ops) -> None:
         ops("HINCRBY", K.stats, event.type, 1)
@@ -36,6 +42,8 @@ class ChatbotProjection(Projection):
         elif event.family == "user":
             self.erase_user(str(event.payload["user_id"]), ops)
             privacy.record_erasure(ops, "chatbot", self.group, event)
+        elif event.family == "handoff":
+            self.handoffs.apply(event, ops)
         else:
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
 
@@ -72,6 +80,7 @@ class ChatbotProjection(Projection):
         ops("DELMEMBERKEYS", K.user_orders(user), K.order(""))
         ops("DELMEMBERKEYS", K.user_sessions(user), K.session(""))
         ops("DEL", K.user_orders(user), K.user_sessions(user))
+        self.handoffs.erase_user(user, ops)
 
     def _apply_product(self, event: Event, ops: Ops) -> None:
         p = event.payload
