@@ -98,11 +98,12 @@ BODIES = {  # a valid body for each POST route, so that a caller let through get
     "/v1/vision/search": {"image_base64": _png()},
     "/v1/vision/verify": {"payload": "SHOPAI1.notacode"},
     "/v1/vision/codes": {"product_id": "p1", "batch": "B1", "count": 1},
+    "/v1/vision/codes/revocations": {"batch": "B1", "reason": "recalled"},
     "/v1/auth/shopper-tokens": {"user_id": A},
     "/v1/events": {"events": []},
 }
 PARAMS = {"user_id": A, "product_id": "p1", "category": "bags", "service": "recommender",
-          "job_id": "recommender-1", "erasure_id": "e-1"}
+          "job_id": "recommender-1", "erasure_id": "e-1", "serial": "7KQ2M9XW4T1B"}
 
 
 def callers() -> dict[str, dict[str, str]]:
