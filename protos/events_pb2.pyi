@@ -245,6 +245,58 @@ class TranscriptTurn(_message.Message):
     text: str
     def __init__(self, role: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
+class Alert(_message.Message):
+    __slots__ = ("product_id", "title", "on_hand", "reorder_point", "order_quantity", "stockout_risk", "days_of_cover", "verdict", "reasons", "location", "scanned_by", "batch", "serial", "payload", "service", "model_version", "metric", "new", "serving", "serving_version", "reason", "alert_id", "acknowledged_by", "role")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ON_HAND_FIELD_NUMBER: _ClassVar[int]
+    REORDER_POINT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    STOCKOUT_RISK_FIELD_NUMBER: _ClassVar[int]
+    DAYS_OF_COVER_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_BY_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    SERVING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    title: str
+    on_hand: int
+    reorder_point: float
+    order_quantity: int
+    stockout_risk: float
+    days_of_cover: float
+    verdict: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    location: str
+    scanned_by: str
+    batch: str
+    serial: str
+    payload: str
+    service: str
+    model_version: str
+    metric: str
+    new: float
+    serving: float
+    serving_version: str
+    reason: str
+    alert_id: str
+    acknowledged_by: str
+    role: str
+    def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., on_hand: _Optional[int] = ..., reorder_point: _Optional[float] = ..., order_quantity: _Optional[int] = ..., stockout_risk: _Optional[float] = ..., days_of_cover: _Optional[float] = ..., verdict: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ..., batch: _Optional[str] = ..., serial: _Optional[str] = ..., payload: _Optional[str] = ..., service: _Optional[str] = ..., model_version: _Optional[str] = ..., metric: _Optional[str] = ..., new: _Optional[float] = ..., serving: _Optional[float] = ..., serving_version: _Optional[str] = ..., reason: _Optional[str] = ..., alert_id: _Optional[str] = ..., acknowledged_by: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
 class DeadLetter(_message.Message):
     __slots__ = ("reason", "error_type", "topic", "partition", "offset", "key", "value", "value_is_base64", "consumer_group", "failed_at")
     REASON_FIELD_NUMBER: _ClassVar[int]

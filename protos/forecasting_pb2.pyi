@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from protos import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
@@ -23,6 +24,12 @@ class CohortPeriod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COHORT_PERIOD_DAY: _ClassVar[CohortPeriod]
     COHORT_PERIOD_WEEK: _ClassVar[CohortPeriod]
     COHORT_PERIOD_MONTH: _ClassVar[CohortPeriod]
+
+class AlertState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_STATE_UNSPECIFIED: _ClassVar[AlertState]
+    ALERT_STATE_OPEN: _ClassVar[AlertState]
+    ALERT_STATE_ACKNOWLEDGED: _ClassVar[AlertState]
 OBJECTIVE_UNSPECIFIED: Objective
 OBJECTIVE_REVENUE: Objective
 OBJECTIVE_PROFIT: Objective
@@ -30,6 +37,9 @@ COHORT_PERIOD_UNSPECIFIED: CohortPeriod
 COHORT_PERIOD_DAY: CohortPeriod
 COHORT_PERIOD_WEEK: CohortPeriod
 COHORT_PERIOD_MONTH: CohortPeriod
+ALERT_STATE_UNSPECIFIED: AlertState
+ALERT_STATE_OPEN: AlertState
+ALERT_STATE_ACKNOWLEDGED: AlertState
 
 class ForecastRequest(_message.Message):
     __slots__ = ("product_id", "category", "horizon_days", "interval_level", "history_days")
@@ -391,3 +401,57 @@ class UserProfileResponse(_message.Message):
     cart_to_purchase_rate: float
     favourite_categories: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, pseudonymous_id: _Optional[str] = ..., rfm: _Optional[_Union[Rfm, _Mapping]] = ..., segment: _Optional[str] = ..., repeat_purchase_probability: _Optional[float] = ..., predicted_customer_value: _Optional[float] = ..., currency: _Optional[str] = ..., orders: _Optional[int] = ..., total_spend: _Optional[float] = ..., average_order_value: _Optional[float] = ..., first_purchase_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_purchase_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., avg_days_between_purchases: _Optional[float] = ..., event_counts: _Optional[_Mapping[str, int]] = ..., cart_to_purchase_rate: _Optional[float] = ..., favourite_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("alert_id", "type", "occurred_at", "source", "subject", "state", "payload", "acknowledged_at", "acknowledged_by", "acknowledged_role")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_ROLE_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    type: str
+    occurred_at: _timestamp_pb2.Timestamp
+    source: str
+    subject: str
+    state: AlertState
+    payload: _struct_pb2.Struct
+    acknowledged_at: _timestamp_pb2.Timestamp
+    acknowledged_by: str
+    acknowledged_role: str
+    def __init__(self, alert_id: _Optional[str] = ..., type: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., subject: _Optional[str] = ..., state: _Optional[_Union[AlertState, str]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., acknowledged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ..., acknowledged_role: _Optional[str] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("state", "type", "limit", "before")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    state: AlertState
+    type: str
+    limit: int
+    before: str
+    def __init__(self, state: _Optional[_Union[AlertState, str]] = ..., type: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[str] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("alerts", "next")
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    next: str
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., next: _Optional[str] = ...) -> None: ...
+
+class AcknowledgeAlertRequest(_message.Message):
+    __slots__ = ("alert_id", "acknowledged_by", "role")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    acknowledged_by: str
+    role: str
+    def __init__(self, alert_id: _Optional[str] = ..., acknowledged_by: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...

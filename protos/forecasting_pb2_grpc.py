@@ -92,6 +92,16 @@ class ForecastingStub:
                 request_serializer=protos_dot_common__pb2.ServeModelRequest.SerializeToString,
                 response_deserializer=protos_dot_common__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/shopai.forecasting.v1.Forecasting/ListAlerts',
+                request_serializer=protos_dot_forecasting__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=protos_dot_forecasting__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeAlert = channel.unary_unary(
+                '/shopai.forecasting.v1.Forecasting/AcknowledgeAlert',
+                request_serializer=protos_dot_forecasting__pb2.AcknowledgeAlertRequest.SerializeToString,
+                response_deserializer=protos_dot_forecasting__pb2.Alert.FromString,
+                _registered_method=True)
 
 
 class ForecastingServicer:
@@ -176,6 +186,21 @@ class ForecastingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """Staff: the alerts of every service (alerts.v1), newest first, by state and type, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeAlert(self, request, context):
+        """Staff: acknowledge an open alert (alert.acknowledged on alerts.v1); answers it once applied.
+        NOT_FOUND for an unknown id; ALREADY_EXISTS, naming when and by whom, when it was acknowledged before.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ForecastingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +258,16 @@ def add_ForecastingServicer_to_server(servicer, server):
                     servicer.ServeModel,
                     request_deserializer=protos_dot_common__pb2.ServeModelRequest.FromString,
                     response_serializer=protos_dot_common__pb2.ModelVersion.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=protos_dot_forecasting__pb2.ListAlertsRequest.FromString,
+                    response_serializer=protos_dot_forecasting__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAlert,
+                    request_deserializer=protos_dot_forecasting__pb2.AcknowledgeAlertRequest.FromString,
+                    response_serializer=protos_dot_forecasting__pb2.Alert.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -534,6 +569,60 @@ class Forecasting:
             '/shopai.forecasting.v1.Forecasting/ServeModel',
             protos_dot_common__pb2.ServeModelRequest.SerializeToString,
             protos_dot_common__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.forecasting.v1.Forecasting/ListAlerts',
+            protos_dot_forecasting__pb2.ListAlertsRequest.SerializeToString,
+            protos_dot_forecasting__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopai.forecasting.v1.Forecasting/AcknowledgeAlert',
+            protos_dot_forecasting__pb2.AcknowledgeAlertRequest.SerializeToString,
+            protos_dot_forecasting__pb2.Alert.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,6 +32,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "code": ("issued", "scanned", "revoked"),
     "user": ("erased",),
     "handoff": ("requested", "cancel_requested", "claimed", "message", "closed"),
+    "alert": ("reorder_needed", "counterfeit_detected", "code_suspicious", "model_gate_failed", "acknowledged"),
 }
 ALL_TYPES: frozenset[str] = frozenset(f"{fam}.{act}" for fam, acts in EVENT_TYPES.items() for act in acts)
 
@@ -45,6 +46,7 @@ PAYLOAD_MESSAGES: dict[str, type[Message]] = {
     "code": events_pb2.CodeEvent,
     "user": events_pb2.UserErased,
     "handoff": events_pb2.HandoffEvent,
+    "alert": events_pb2.Alert,
 }
 
 
@@ -227,6 +229,23 @@ def _check_handoff(action: str, p: dict[str, Any]) -> None:
             _require(p, "agent")
 
 
+def _check_alert(action: str, p: dict[str, Any]) -> None:
+    """The services' alerts (alerts.v1) name what they are about; an acknowledgement names its alert (the
+    alert's event_id) and the staff key that acknowledged it."""
+    if action == "acknowledged":
+        _require(p, "alert_id", "acknowledged_by")
+        try:
+            uuid.UUID(str(p["alert_id"]))
+        except ValueError:
+            raise InvalidEvent("alert_id must be the acknowledged alert's event_id (a UUID)") from None
+    elif action == "reorder_needed":
+        _require(p, "product_id")
+    elif action == "model_gate_failed":
+        _require(p, "service", "model_version")
+    else:  # counterfeit_detected, code_suspicious: a scan's verdict
+        _require(p, "verdict")
+
+
 _RULES = {
     "product": _check_product,
     "interaction": _check_interaction,
@@ -235,6 +254,7 @@ _RULES = {
     "code": _check_code,
     "user": _check_user,
     "handoff": _check_handoff,
+    "alert": _check_alert,
 }
 
 

@@ -26,9 +26,11 @@ ROUTES: dict[str, tuple[str, str]] = {
     "code": (CODES, "product_id"),
     "user": (PRIVACY, "user_id"),
     "handoff": (HANDOFFS, "session_id"),
+    # The services key their alerts by what they are about (product, service), alert.acknowledged by alert_id.
+    "alert": (ALERTS, "product_id"),
 }
 # Families only a service or a dedicated route writes: POST /v1/events refuses them.
-INTERNAL_FAMILIES: frozenset[str] = frozenset({"code", "user", "handoff"})
+INTERNAL_FAMILIES: frozenset[str] = frozenset({"code", "user", "handoff", "alert"})
 
 
 def dlq(topic: str) -> str:
@@ -37,7 +39,7 @@ def dlq(topic: str) -> str:
 
 
 def all_topics() -> tuple[str, ...]:
-    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in (*INPUT_TOPICS, CODES, PRIVACY, HANDOFFS))
+    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in (*INPUT_TOPICS, CODES, PRIVACY, HANDOFFS, ALERTS))
 
 
 def route(event_type: str) -> tuple[str, str]:

@@ -155,6 +155,8 @@ SERVICES = {
             "Funnel": ("FunnelRequest", "FunnelResponse"),
             "Cohorts": ("CohortsRequest", "CohortsResponse"),
             "UserProfile": ("UserProfileRequest", "UserProfileResponse"),
+            "ListAlerts": ("ListAlertsRequest", "ListAlertsResponse"),  # GET /v1/admin/alerts
+            "AcknowledgeAlert": ("AcknowledgeAlertRequest", "Alert"),  # POST /v1/admin/alerts/{id}/acknowledge
             **ADMIN,
         },
     ),
