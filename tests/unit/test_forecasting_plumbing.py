@@ -17,12 +17,12 @@ from services.forecasting import converters
 from services.forecasting.consumer import ForecastProjection
 from services.forecasting.core import behaviour as bh
 from services.forecasting.core.bundle import promo_flags, to_series
-from services.forecasting.core.forecast import Prediction
+from services.forecasting.core.forecast import Outcome, Prediction, backtest_many
 from services.forecasting.core.inventory import daily_std, plan_inventory
 from services.forecasting.refresher import Refresher
 from services.forecasting.store import ForecastKeys as K
 from services.forecasting.store import build_history
-from services.forecasting.trainer import elasticity_data, parse_params
+from services.forecasting.trainer import FOLDS, HORIZON, elasticity_data, gate_figures, parse_params
 
 
 def test_history_spans_first_sale_to_the_last_day_with_zeros_between():
@@ -53,6 +53,43 @@ def test_training_parameters_are_checked_before_the_job():
     for bad in ({"horizon": "0"}, {"folds": "11"}, {"horizon": "x"}, {"max_products": "-1"}, {"epochs": "3"}):
         with pytest.raises(ValueError):
             parse_params(bad)
+
+
+def test_the_gate_scores_both_models_of_each_series_on_the_same_folds():
+    rng = np.random.default_rng(0)
+    days = 7 * 30
+    weekly = np.tile([3.0, 3, 3, 3, 3, 7, 8], days // 7) + rng.integers(-1, 2, days)
+    items = {"p|a": to_series(date(2026, 1, 1), weekly), "p|b": to_series(date(2026, 1, 1), weekly[::-1].copy())}
+    cheap = ("seasonal_naive", "mean")
+
+    def selected(horizon: int, folds: int) -> dict[str, Outcome]:
+        out = {}
+        for key, series in items.items():
+            scores = backtest_many(series, cheap, horizon, folds, None)
+            best = min(cheap, key=lambda m: scores[m].mase)
+            out[key] = Outcome(best, None, scores[best], None, scores)
+        return out
+
+    def on_gate_folds(key: str, model: str) -> float:
+        return backtest_many(items[key], [model], HORIZON, FOLDS, None)[model].mase
+
+    options = {"horizon": HORIZON, "folds": FOLDS, "max_products": 0}
+    outcomes = selected(HORIZON, FOLDS)
+    chosen = {k: o.model for k, o in outcomes.items()}
+    new, same = gate_figures(items, outcomes, chosen, chosen, options, None)
+    assert new == same == pytest.approx(np.mean([outcomes[k].backtest.mase for k in items]))
+    # A serving model with another choice is backtested on the same folds.
+    other = {"p|a": "recent_mean", "p|b": "mean"}
+    new, serving = gate_figures(items, outcomes, chosen, other, options, None)
+    assert serving == pytest.approx(np.mean([on_gate_folds(k, m) for k, m in other.items()]))
+    assert new == pytest.approx(same)
+    # Another horizon or fold count for the job: the gate still measures on its own folds.
+    short = selected(7, 1)
+    mine = {k: o.model for k, o in short.items()}
+    new, serving = gate_figures(items, short, mine, chosen, {**options, "horizon": 7, "folds": 1}, None)
+    assert serving == pytest.approx(same)
+    assert new == pytest.approx(np.mean([on_gate_folds(k, m) for k, m in mine.items()]))
+    assert gate_figures({}, {}, {}, chosen, options, None) == (None, None)
 
 
 def test_price_observations_are_days_with_views():
