@@ -348,7 +348,7 @@ class EventConsumer:
                 except InvalidEvent as exc:
                     dead.append((record, f"invalid event: {exc}", "InvalidEvent"))
                     continue
-                ops = Ops(batch_state)
+                ops = Ops(batch_state, (record.topic, record.partition, record.offset))
                 try:
                     self.projection.apply(event, ops)
                 except TRANSIENT_ERRORS:

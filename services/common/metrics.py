@@ -43,6 +43,15 @@ MODEL_TRAINED = Gauge(
     "shopai_model_trained_timestamp_seconds", "When the serving model was trained (Unix time).", ["service"]
 )
 
+# The alerts desk's webhooks (services/forecasting/webhooks.py); `webhook` is "<n>:<host>" of a configured URL.
+ALERT_WEBHOOK_DELIVERIES = Counter(
+    "shopai_alert_webhook_deliveries_total",
+    "Alert webhook attempts by outcome: delivered, retried (failed, another try scheduled), dead_lettered "
+    "(refused by the receiver or out of attempts: sent to alerts.v1.dlq).",
+    ["webhook", "outcome"],
+)
+ALERT_WEBHOOK_PENDING = Gauge("shopai_alert_webhook_pending", "Alert deliveries waiting in the queue.")
+
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:
     """Expose /metrics for Prometheus on its own port (one per service)."""

@@ -95,9 +95,12 @@ return applied
 class Ops:
     """The Redis commands one event turns into, plus state shared across one batch."""
 
-    def __init__(self, batch_state: dict[str, Any] | None = None) -> None:
+    def __init__(self, batch_state: dict[str, Any] | None = None,
+                 source: tuple[str, int, int] | None = None) -> None:
         self.commands: list[list[str]] = []
         self.batch_state: dict[str, Any] = batch_state if batch_state is not None else {}
+        # Where the event being applied is in the log (topic, partition, offset), when read from Kafka.
+        self.source = source
 
     def __call__(self, command: str, *args: object) -> None:
         command = command.upper()

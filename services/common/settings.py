@@ -218,6 +218,19 @@ class Settings(BaseSettings):
     forecast_auto_train: bool = True
     forecast_min_orders: int = Field(default=20, ge=1)
     analytics_secret: SecretStr | None = None
+    # The alerts desk in the forecasting service (services/forecasting/alerts.py, webhooks.py): URLs that
+    # receive every new alert (comma-separated http(s) URLs; empty: none), the key of the HMAC-SHA256
+    # signature header (empty: unsigned), how long one attempt may take, how many attempts before the
+    # delivery goes to alerts.v1.dlq, the back-off between attempts (base * 2^(n-1) capped at the max, with
+    # jitter; about 35 minutes in all with the defaults), and how old an alert may be when it is read (a
+    # replay into a flushed Redis reads them all again) and still be delivered.
+    alert_webhooks: str = ""
+    alert_webhook_secret: SecretStr | None = None
+    alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    alert_webhook_attempts: int = Field(default=12, ge=1, le=50)
+    alert_webhook_retry_base_seconds: float = Field(default=2.0, gt=0)
+    alert_webhook_retry_max_seconds: float = Field(default=900.0, gt=0)
+    alert_webhook_max_age_seconds: float = Field(default=86400.0, gt=0)
 
     # Personal fields of orders are sealed with a key per shopper (services/common/vault.py), kept outside
     # Kafka and the cache: in a SQLite file (default <data_dir>/secrets/vault.sqlite3; one host, back it
@@ -248,10 +261,14 @@ class Settings(BaseSettings):
     def _transport_fits_together(self) -> Settings:
         """Refuse, at start and with the setting's name, combinations that would fail at the first call."""
         problems = [p for p in (*_pair_problems(self), *_redis_problems(self), *_kafka_problems(self),
-                                 _order_id_problem(self.chat_order_id_pattern)) if p]
+                                 _order_id_problem(self.chat_order_id_pattern), *_webhook_problems(self)) if p]
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def alert_webhook_urls(self) -> list[str]:
+        return [u.strip() for u in self.alert_webhooks.split(",") if u.strip()]
 
     def model_dir(self, service: str) -> Path:
         return self.data_dir / "models" / service
@@ -275,6 +292,16 @@ def _order_id_problem(pattern: str) -> str:
     if compiled.fullmatch(""):
         return "SHOPAI_CHAT_ORDER_ID_PATTERN matches an empty text: every message would hold an order id"
     return ""
+
+
+def _webhook_problems(s: Settings) -> list[str]:
+    """Every alert webhook is an absolute http(s) URL."""
+    problems = []
+    for url in s.alert_webhook_urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"SHOPAI_ALERT_WEBHOOKS: {url!r} is not an http:// or https:// URL")
+    return problems
 
 
 def _pair_problems(s: Settings) -> list[str]:

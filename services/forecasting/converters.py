@@ -6,9 +6,12 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 
+from google.protobuf import struct_pb2
+
 from protos import forecasting_pb2 as pb
 from services.common.grpc_server import timestamp
 from services.forecasting.core import behaviour, inventory, pricing
+from services.forecasting.core.alerts import ACKNOWLEDGED, OPEN, AlertRecord
 from services.forecasting.core.bundle import ForecastingModel
 from services.forecasting.core.forecast import Prediction
 from services.forecasting.forecaster import DEFAULT_HORIZON, DEFAULT_LEVEL
@@ -211,3 +214,36 @@ def profile_response(profile: behaviour.UserProfile, currency: str) -> pb.UserPr
         if stamp is not None:
             getattr(reply, name).CopyFrom(stamp)
     return reply
+
+
+# ---------------------------------------------------------------- alerts
+
+ALERT_STATES = {pb.ALERT_STATE_OPEN: OPEN, pb.ALERT_STATE_ACKNOWLEDGED: ACKNOWLEDGED}
+
+
+def alert_filter(request: pb.ListAlertsRequest) -> tuple[str, str, int, str]:
+    """(state, type, limit, before) of a listing: "" for any state or type; ValueError when out of range."""
+    if request.state not in (pb.ALERT_STATE_UNSPECIFIED, *ALERT_STATES):
+        raise ValueError(f"state must be open or acknowledged, not {request.state}")
+    limit = request.limit or 50
+    if not 1 <= limit <= 500:
+        raise ValueError(f"limit must be 1..500, got {request.limit}")
+    if request.type and not request.type.startswith("alert."):
+        raise ValueError(f"type must be an alert type such as alert.reorder_needed, not {request.type!r}")
+    return ALERT_STATES.get(request.state, ""), request.type, limit, request.before
+
+
+def _instant(text: str) -> float | None:
+    return datetime.fromisoformat(text).timestamp() if text else None
+
+
+def alert_message(record: AlertRecord) -> pb.Alert:
+    payload = struct_pb2.Struct()
+    payload.update(record.payload)
+    return pb.Alert(
+        alert_id=record.alert_id, type=record.type, occurred_at=timestamp(record.at), source=record.source,
+        subject=record.subject, payload=payload,
+        state=pb.ALERT_STATE_ACKNOWLEDGED if record.state == ACKNOWLEDGED else pb.ALERT_STATE_OPEN,
+        acknowledged_at=timestamp(_instant(record.acknowledged_at)), acknowledged_by=record.acknowledged_by,
+        acknowledged_role=record.acknowledged_role,
+    )

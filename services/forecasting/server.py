@@ -2,9 +2,10 @@
 
 The numbers come from ``core`` (pure); the servicer checks requests, asks the forecaster
 (forecaster.py: forecasts cached in Redis, inventory plans) or the analytics reader (analytics.py),
-and answers through converters.py. Four workers run beside the server: the consumer (consumer.py),
+and answers through converters.py. Six workers run beside the server: the consumer (consumer.py),
 the trainer's job runner, the refresher (refresher.py: re-forecasts what new sales moved and raises
-reorder alerts) and the scheduler (scheduler.py: trains on its own once sales exist, then as they grow).
+reorder alerts), the scheduler (scheduler.py: trains on its own once sales exist, then as they grow),
+and the alerts desk's consumer of alerts.v1 (alerts.py) and webhook worker (webhooks.py).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from services.common.keyfile import persistent_secret
 from services.common.models import ModelHolder, ModelRegistry, announce_version
 from services.common.settings import Settings, load_settings
 from services.forecasting import converters as cv
+from services.forecasting.alerts import AlertDesk, AlertPending, AlertsProjection, AlertStore
 from services.forecasting.analytics import Analytics
 from services.forecasting.consumer import ForecastProjection
 from services.forecasting.core import behaviour, pricing
+from services.forecasting.core.alerts import AlertNotFound, AlreadyAcknowledged
 from services.forecasting.core.bundle import ForecastingModel, target_key
 from services.forecasting.core.forecast import NoDemand
 from services.forecasting.forecaster import DEFAULT_HORIZON, DEFAULT_LEVEL, Forecaster, number
@@ -33,12 +36,14 @@ from services.forecasting.refresher import Refresher
 from services.forecasting.scheduler import Scheduler
 from services.forecasting.store import ForecastStore
 from services.forecasting.trainer import ForecastTrainer, parse_params
+from services.forecasting.webhooks import WebhookWorker
 
 
 class ForecastingServicer(pb_grpc.ForecastingServicer):
     def __init__(self, settings: Settings, store: ForecastStore, holder: ModelHolder[ForecastingModel],
-                 forecaster: Forecaster, jobs: JobRunner, secret: bytes) -> None:
+                 forecaster: Forecaster, jobs: JobRunner, secret: bytes, desk: AlertDesk) -> None:
         self.settings = settings
+        self.desk = desk
         self.store = store
         self.holder = holder
         self.forecaster = forecaster
@@ -182,6 +187,28 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
                    context: grpc.ServicerContext) -> common_pb2.ModelVersion:
         return serve_model_rpc(self.holder, "forecasting", request, context)
 
+    # -- the alerts desk -----------------------------------------------------------------------------
+    def ListAlerts(self, request: pb.ListAlertsRequest, context: grpc.ServicerContext) -> pb.ListAlertsResponse:
+        state, event_type, limit, before = _checked(cv.alert_filter, request, context)
+        try:
+            records, after = self.desk.store.page(state, event_type, limit, before)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.ListAlertsResponse(alerts=[cv.alert_message(r) for r in records], next=after)
+
+    def AcknowledgeAlert(self, request: pb.AcknowledgeAlertRequest, context: grpc.ServicerContext) -> pb.Alert:
+        if not request.alert_id or not request.acknowledged_by:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "alert_id and acknowledged_by are required")
+        try:
+            record = self.desk.acknowledge(request.alert_id, request.acknowledged_by, request.role)
+        except AlertNotFound as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except AlreadyAcknowledged as exc:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        except AlertPending as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return cv.alert_message(record)
+
 
 def _checked(options, request, context):
     """``options(request)``, or abort with INVALID_ARGUMENT and the reason."""
@@ -210,8 +237,12 @@ def build(settings: Settings) -> ServiceRunner:
                               holidays_country=settings.forecast_holidays_country, on_new_version=announce)
     jobs = JobRunner("forecasting", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
     forecaster = Forecaster(store, holder, settings.forecast_holidays_country)
-    servicer = ForecastingServicer(settings, store, holder, forecaster, jobs, secret)
+    desk = AlertDesk(AlertStore(client), outputs.publish)
+    servicer = ForecastingServicer(settings, store, holder, forecaster, jobs, secret, desk)
     consumer = EventConsumer(settings, ForecastProjection(client))
+    alerts = EventConsumer(settings, AlertsProjection(client, settings.alert_webhook_urls,
+                                                      settings.alert_webhook_max_age_seconds))
+    webhooks = WebhookWorker(client, settings, outputs.publish)
     refresher = Refresher(forecaster, outputs.publish, settings.forecast_refresh_seconds, settings.forecast_jobs)
     runner.add_servicer(pb_grpc.add_ForecastingServicer_to_server, servicer,
                         pb.DESCRIPTOR.services_by_name["Forecasting"].full_name)
@@ -219,7 +250,10 @@ def build(settings: Settings) -> ServiceRunner:
     runner.add_worker(jobs.run, "forecasting-trainer")
     runner.add_worker(refresher.run, "forecasting-refresher")
     runner.add_worker(Scheduler(settings, store, holder, jobs).run, "forecasting-scheduler")
+    runner.add_worker(alerts.run, "forecasting-alerts")
+    runner.add_worker(webhooks.run, "forecasting-alert-webhooks")
     runner.add_readiness(consumer.ready.is_set)
+    runner.add_readiness(alerts.ready.is_set)
     runner.on_stop(outputs.close)
     return runner
 
