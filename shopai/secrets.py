@@ -60,6 +60,8 @@ SECRETS: dict[str, Callable[[], str]] = {
     "analytics_secret": _token,
     "vault_master_key": _vault_key,
     "vault_redis_url": str,  # empty: the gateway's SQLite vault; a URL: a shared, persistent Redis
+    "alert_webhooks": str,  # empty: no alert webhooks; comma-separated URLs (forecasting's alerts desk)
+    "alert_webhook_secret": _token,  # signs the webhook requests; give it to the receivers
 }
 
 

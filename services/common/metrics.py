@@ -50,7 +50,7 @@ ALERT_WEBHOOK_DELIVERIES = Counter(
     "(refused by the receiver or out of attempts: sent to alerts.v1.dlq).",
     ["webhook", "outcome"],
 )
-ALERT_WEBHOOK_PENDING = Gauge("shopai_alert_webhook_pending", "Alert deliveries waiting in the queue.")
+ALERT_WEBHOOK_PENDING = Gauge("shopai_alert_webhook_pending", "Alert deliveries waiting in the queue.", [])
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:

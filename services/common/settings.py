@@ -219,12 +219,13 @@ class Settings(BaseSettings):
     forecast_min_orders: int = Field(default=20, ge=1)
     analytics_secret: SecretStr | None = None
     # The alerts desk in the forecasting service (services/forecasting/alerts.py, webhooks.py): URLs that
-    # receive every new alert (comma-separated http(s) URLs; empty: none), the key of the HMAC-SHA256
+    # receive every new alert (comma-separated http(s) URLs; empty: none; a secret, as a chat tool's
+    # incoming-webhook URL holds its token), the key of the HMAC-SHA256
     # signature header (empty: unsigned), how long one attempt may take, how many attempts before the
     # delivery goes to alerts.v1.dlq, the back-off between attempts (base * 2^(n-1) capped at the max, with
     # jitter; about 35 minutes in all with the defaults), and how old an alert may be when it is read (a
     # replay into a flushed Redis reads them all again) and still be delivered.
-    alert_webhooks: str = ""
+    alert_webhooks: SecretStr | None = None
     alert_webhook_secret: SecretStr | None = None
     alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     alert_webhook_attempts: int = Field(default=12, ge=1, le=50)
@@ -268,7 +269,8 @@ class Settings(BaseSettings):
 
     @property
     def alert_webhook_urls(self) -> list[str]:
-        return [u.strip() for u in self.alert_webhooks.split(",") if u.strip()]
+        text = self.alert_webhooks.get_secret_value() if self.alert_webhooks else ""
+        return [u.strip() for u in text.split(",") if u.strip()]
 
     def model_dir(self, service: str) -> Path:
         return self.data_dir / "models" / service
@@ -297,10 +299,10 @@ def _order_id_problem(pattern: str) -> str:
 def _webhook_problems(s: Settings) -> list[str]:
     """Every alert webhook is an absolute http(s) URL."""
     problems = []
-    for url in s.alert_webhook_urls:
+    for number, url in enumerate(s.alert_webhook_urls, start=1):  # named by position: a URL may hold a token
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.append(f"SHOPAI_ALERT_WEBHOOKS: {url!r} is not an http:// or https:// URL")
+            problems.append(f"SHOPAI_ALERT_WEBHOOKS: entry {number} is not an http:// or https:// URL")
     return problems
 
 

@@ -154,3 +154,13 @@ def test_the_services_alerts_validate_and_route_to_alerts_v1():
 def test_bad_alert_events_are_refused_with_the_reason(event_type, payload, reason):
     with pytest.raises(InvalidEvent, match=reason):
         parse_event(envelope(event_type, payload, "forecasting"))
+
+
+def test_webhook_urls_are_checked_at_start_and_named_by_position():
+    from services.common.settings import Settings
+
+    assert Settings(alert_webhooks=" https://a.example/h?token=x , http://b:8080/ ").alert_webhook_urls == [
+        "https://a.example/h?token=x", "http://b:8080/"]
+    assert Settings().alert_webhook_urls == []
+    with pytest.raises(ValueError, match="SHOPAI_ALERT_WEBHOOKS: entry 2 is not an http"):
+        Settings(alert_webhooks="https://a.example/h,ftp://host/")
