@@ -106,6 +106,6 @@ class VisionTrainer:
         self.holder.offer(model, version, meta, gate)
         if self.on_new_version is not None:
             self.on_new_version(version, meta)
-        log.info("vision_trained", version=version, served=gate.serve, **metrics)
+        log.info("vision_trained", version=version, **metrics)
         return TrainResult(version, metrics, f"recall@1 {after['recall_at_1']:.3f} on {len(queries)} query photos; "
                                              f"{gate.reason}")

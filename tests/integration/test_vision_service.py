@@ -342,7 +342,10 @@ def test_a_new_product_is_searchable_at_once_and_a_removed_one_is_gone(vision):
 
 def test_a_training_job_fine_tunes_and_swaps_the_model(vision):
     stub, client, products, _, settings, _ = vision
-    job = client.post("/v1/admin/train/vision", json={"params": {"epochs": "1", "views": "2", "image_size": "48"}})
+    # One short epoch scores below the pretrained model on the held-out photos: its quality gate would keep
+    # it back, force_serve serves it (the gate's figures are on the job either way).
+    job = client.post("/v1/admin/train/vision", json={"params": {"epochs": "1", "views": "2", "image_size": "48",
+                                                                 "force_serve": "true"}})
     assert job.status_code == 202, job.json
     job_id = job.json["job_id"]
 
@@ -353,11 +356,17 @@ def test_a_training_job_fine_tunes_and_swaps_the_model(vision):
     final = wait_for(done, 240, interval=1.0, what="the training job")
     assert final["state"] == "succeeded", final
     assert final["model_version"].startswith("vision-") and 0 <= final["metrics"]["recall_at_1"] <= 1
+    assert final["metrics"]["served"] == 1.0 and "gate_serving_recall_at_1" in final["metrics"], final
+    assert "pretrained-efficientnet-lite0" in final["message"], final["message"]
     answer = stub.Identify(pb.ImageRequest(image=jpeg(picture(products[0]))), timeout=20)
     assert answer.model_version == final["model_version"]
     assert answer.top_k[0].product_id == products[0]["product_id"]
     models = read_topic(settings.kafka_bootstrap_servers, topics.MODELS, expect=1)
     assert models[-1]["payload"]["service"] == "vision"
+    assert models[-1]["payload"]["served"] is True
     with pytest.raises(grpc.RpcError) as err:
         stub.Train(common_pb2.TrainRequest(params={"epochs": "0"}), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Train(common_pb2.TrainRequest(params={"force_serve": "maybe"}), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "force_serve" in err.value.details()
