@@ -131,15 +131,14 @@ class ForecastProjection(Projection):
                 ops("SADD", K.buyers, user)
                 ops("SADD", K.user_orders(user), oid)
             ops.batch_state.setdefault("orders", {})[oid] = order
-        elif event.action == "cancelled":
-            if known is not None:  # kept as a tombstone, so a second cancellation or a refund counts nothing
-                known.cancelled = True
-                record = known.to_json()
-                with privacy.guarded(ops, self.group, known.user):
-                    ops("HSET", K.orders, oid, json.dumps(record, separators=(",", ":")))
-                ops.batch_state.setdefault("orders", {})[oid] = record
-            if user:
-                ops("SREM", K.user_orders(user), oid)
+        elif event.action == "cancelled" and known is not None:
+            # Kept as a tombstone, so a second cancellation or a refund counts nothing; it stays in the
+            # shopper's order index, so erasing the shopper erases it too.
+            known.cancelled = True
+            record = known.to_json()
+            with privacy.guarded(ops, self.group, known.user):
+                ops("HSET", K.orders, oid, json.dumps(record, separators=(",", ":")))
+            ops.batch_state.setdefault("orders", {})[oid] = record
 
     def _taken_back(self, event: Event, oid: str, lines: list, ops: Ops) -> None:
         """A return or refund: units and value leave the sale's day; the order's net value falls
