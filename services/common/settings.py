@@ -223,8 +223,8 @@ class Settings(BaseSettings):
     # incoming-webhook URL holds its token), the key of the HMAC-SHA256
     # signature header (empty: unsigned), how long one attempt may take, how many attempts before the
     # delivery goes to alerts.v1.dlq, the back-off between attempts (base * 2^(n-1) capped at the max, with
-    # jitter; about 35 minutes in all with the defaults), and how old an alert may be when it is read (a
-    # replay into a flushed Redis reads them all again) and still be delivered.
+    # jitter; about 35 minutes in all with the defaults), and how old an alert may be when the desk reads
+    # it (a rebuild into a flushed Redis reads them all again) and still be delivered.
     alert_webhooks: SecretStr | None = None
     alert_webhook_secret: SecretStr | None = None
     alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
