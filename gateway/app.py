@@ -23,6 +23,7 @@ from gateway.policy import NOT_FOUND_DETAIL
 from gateway.problems import ApiProblem, from_grpc_error, from_validation_error, problem_response
 from gateway.routes import install_query_memo
 from gateway.routes.admin import admin
+from gateway.routes.alerts import alerts
 from gateway.routes.auth import auth, dev_auth
 from gateway.routes.chat import chat
 from gateway.routes.deadletters import deadletters
@@ -32,6 +33,7 @@ from gateway.routes.forecasting import forecasting
 from gateway.routes.privacy import privacy
 from gateway.routes.recommendations import recommendations
 from gateway.routes.storefront import storefront
+from gateway.routes.support import support
 from gateway.routes.system import system
 from gateway.routes.vision import vision
 from services.common import cache
@@ -54,7 +56,8 @@ HTTP_LATENCY = Histogram(
 
 # Which backend a blueprint's routes call, to name it in error messages.
 BLUEPRINT_BACKEND = {
-    "recommendations": "recommender", "chat": "chatbot", "vision": "vision", "forecasting": "forecasting",
+    "recommendations": "recommender", "chat": "chatbot", "support": "chatbot", "vision": "vision", "forecasting": "forecasting",
+    "alerts": "forecasting",
 }
 
 
@@ -131,9 +134,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(export)
     app.register_api(recommendations)
     app.register_api(chat)
+    app.register_api(support)
     app.register_api(vision)
     app.register_api(forecasting)
     app.register_api(admin)
+    app.register_api(alerts)
     app.register_api(deadletters)
     app.register_api(privacy)
     app.register_api(auth)

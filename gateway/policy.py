@@ -84,8 +84,11 @@ POLICY: tuple[Entry, ...] = (
     Entry("POST", "/v1/auth/shopper-tokens", role("sessions")),
     Entry("POST", "/v1/auth/dev-session", PUBLIC),  # registered only when env is dev (make run)
     # operators
+    # the alerts desk: analysts read alerts (reorder points are their work); acknowledging is the admin's
+    Entry("GET", "/v1/admin/alerts", role("analyst")),
     Entry(ANY, "/v1/admin/*", role(ADMIN)),
     Entry(ANY, "/v1/privacy/*", role("privacy")),
+    Entry(ANY, "/v1/support/*", role("support")),  # the hand-off inbox (gateway/routes/support.py)
     # a shopper's own data
     Entry("DELETE", "/v1/users/<user_id>", role("privacy")),
     Entry("GET", "/v1/users/<user_id>/export", shopper("user_id", "privacy")),
@@ -103,6 +106,9 @@ POLICY: tuple[Entry, ...] = (
     Entry("POST", "/v1/vision/search", PUBLIC),
     Entry("POST", "/v1/vision/verify", PUBLIC),
     Entry("POST", "/v1/chat", PUBLIC),  # orders only for the token's subject (services/chatbot)
+    # The conversation's own shopper: the assistant checks (their token when they were signed in, else the
+    # session id itself) and answers anyone else 404, as for a conversation never handed over.
+    Entry("GET", "/v1/chat/conversations/<session_id>/messages", PUBLIC),
     Entry("POST", "/v1/nlu/parse", PUBLIC),
 )
 

@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 from gateway import access
 from gateway.json import reply_json
 from gateway.problems import Problem, require_json_object
+from gateway.routes import QueryModel
 from protos import chatbot_pb2 as pb
 
 chat = APIBlueprint(
@@ -146,6 +147,38 @@ class ChatReply(BaseModel):
     language: str = Field(description='"en" or "zh"')
     suggestions: list[str] = Field(description="quick replies the UI may offer (at most 5)")
     product_ids: list[str] = Field(description="products the reply refers to")
+    relayed_to_agent: bool = Field(description="true while a person owns the conversation: the message went to "
+                                               "them and the assistant did not answer (`reply` is empty)")
+    handoff_id: str = Field(description="the hand-off this turn requested or was relayed to, else empty")
+
+
+class ConversationPath(BaseModel):
+    session_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$",
+                            description="the conversation's `session_id` (from POST /v1/chat)")
+
+
+class ConversationQuery(QueryModel):
+    after: int = Field(0, ge=0, le=2_000_000_000,
+                       description="the `next` of the previous answer: only what came after it; 0 from the start")
+
+
+class ConversationEntry(BaseModel):
+    seq: int = Field(description="position in the conversation's feed")
+    kind: str = Field(description='"opened" (handed to a person), "claimed" (a person joined), "message", '
+                                  '"closed" (the assistant answers again)')
+    role: str = Field(description='kind "message": "agent" (a person\'s reply) or "user" (the shopper\'s '
+                                  'relayed message, personal data masked)')
+    text: str
+    at: str = Field(description="RFC 3339")
+    handoff_id: str
+
+
+class ConversationMessages(BaseModel):
+    session_id: str
+    entries: list[ConversationEntry] = Field(description="oldest first")
+    next: int = Field(description="send as `after` with the next poll")
+    handoff_id: str = Field(description="the conversation's latest hand-off")
+    handoff_state: str = Field(description='its state: while "open" or "claimed" a person owns the conversation')
 
 
 class ParseReply(BaseModel):
@@ -237,4 +270,26 @@ def post_parse(body: ParseBody) -> tuple[dict, int]:
 
     503 while the assistant is still training its first model."""
     reply = _assistant().Parse(pb.ParseRequest(text=body.text, language=body.language or ""), timeout=_deadline())
+    return reply_json(reply), 200
+
+
+@chat.get("/chat/conversations/<session_id>/messages",
+          responses={200: ConversationMessages, 400: Problem, 404: Problem, 503: Problem, 504: Problem})
+def conversation_messages(path: ConversationPath, query: ConversationQuery) -> tuple[dict, int]:
+    """What people said in the conversation since `after`: the agent's replies (and the shopper's relayed
+    messages, masked), and when a person joined or left. The storefront polls it while a hand-off is open
+    or claimed (`handoff_state`).
+
+    Only the conversation's own shopper: when a signed-in shopper was handed over, their shopper token;
+    when nobody was signed in, whoever holds the session id (the one POST /v1/chat continues it with); or
+    a key with the `support` role. Anyone else, and a conversation never handed to a person, get the same 404."""
+    client = access.current_client()
+    shopper = getattr(client, "shopper", None) or ""
+    key = getattr(client, "key", None)
+    reply = _assistant().ConversationMessages(
+        pb.ConversationMessagesRequest(session_id=path.session_id, user_id=shopper, user_verified=bool(shopper),
+                                       staff=bool(key is not None and key.allows(ACTS_FOR_SHOPPERS)),
+                                       after=query.after),
+        timeout=float(current_app.config["GRPC_DEADLINE"]),
+    )
     return reply_json(reply), 200

@@ -17,6 +17,7 @@ const API = Object.freeze({
   inventoryPlan: { method: "GET", path: "/v1/inventory/{product_id}/plan" },
   pricing: { method: "GET", path: "/v1/pricing/{product_id}" },
   chat: { method: "POST", path: "/v1/chat" },
+  chatMessages: { method: "GET", path: "/v1/chat/conversations/{session_id}/messages" },
   identify: { method: "POST", path: "/v1/vision/identify" },
   search: { method: "POST", path: "/v1/vision/search" },
   verify: { method: "POST", path: "/v1/vision/verify" },
@@ -43,6 +44,7 @@ const FORECAST_HORIZON = 28;
 const MAX_IMAGE_BYTES = 8 * 1024 * 1024; // the gateway's limit (docs/api.md, Vision)
 const TABS = ["shop", "foryou", "assistant", "photo"];
 const VERDICTS = new Set(["authentic", "counterfeit", "suspicious", "unreadable"]);
+const HANDOFF_POLL_MS = 3000; // while a person owns the conversation, their replies are fetched this often
 
 // The conversation id survives a reload of the tab (session storage; unavailable in some private modes).
 const SESSION_KEY = "shopai.chat.session";
@@ -62,6 +64,9 @@ const state = {
   forYouSeq: 0, forYouLoaded: false,
   detailSeq: 0, detailId: "", chartUrl: "",
   chatSession: storedSession(), chatBusy: false,
+  // A hand-off's feed (API.chatMessages, docs/api.md): the cursor, the
+  // pending poll, and the conversation it belongs to (a new conversation stops it).
+  chatCursor: 0, chatPoll: 0, chatPollSession: "",
   // The signed-in shopper's token (memory only): make run's gateway hands the demo shopper one at
   // the devSession route; a real shop's backend signs its shoppers in and gives the page their token.
   token: "", tokenUser: "", devSignIn: true,
@@ -548,6 +553,11 @@ async function sendChat(message) {
     });
     state.chatSession = storedSession(reply.session_id);
     typing.remove();
+    if (reply.relayed_to_agent) { // a person owns the conversation: no bot reply, theirs come by polling
+      chatBubble("note", "Sent to the support team.", "chat-relayed");
+      followHandoff();
+      return;
+    }
     const bubble = chatBubble("bot", reply.reply, "chat-reply", reply.language === "zh" ? "zh-CN" : "en");
     const intent = reply.intent || {};
     bubble.append(h("p", {
@@ -556,6 +566,7 @@ async function sendChat(message) {
     if (reply.handoff) {
       bubble.append(h("p", { class: "handoff", testid: "chat-handoff",
         text: `Handed over to a person${reply.handoff_reason ? `: ${reply.handoff_reason}` : ""}` }));
+      followHandoff();
     }
     if (reply.product_ids && reply.product_ids.length) {
       bubble.append(h("div", { class: "chips" }, reply.product_ids.map((id) =>
@@ -572,7 +583,57 @@ async function sendChat(message) {
   }
 }
 
+/** Polls the conversation's hand-off feed while a person owns it: their replies as "Support" bubbles,
+ * a note when they join and when they leave (then the assistant answers again and polling stops). */
+function followHandoff() {
+  if (state.chatPoll && state.chatPollSession === state.chatSession) return; // already following
+  stopFollowing();
+  state.chatPollSession = state.chatSession;
+  state.chatCursor = 0;
+  state.chatPoll = setTimeout(pollHandoff, 0);
+}
+
+function stopFollowing() {
+  clearTimeout(state.chatPoll);
+  state.chatPoll = 0;
+  state.chatPollSession = "";
+}
+
+const FEED_NOTES = {
+  opened: "Waiting for a person from the support team…",
+  claimed: "A person from the support team joined the conversation.",
+  closed: "The support team closed the conversation: the assistant answers again.",
+};
+
+async function pollHandoff() {
+  const session = state.chatPollSession;
+  if (!session || session !== state.chatSession) return stopFollowing();
+  let feed;
+  try {
+    await ensureSignedIn(); // a signed-in shopper's conversation is read with their token
+    feed = await call(API.chatMessages, { params: { session_id: session }, query: { after: state.chatCursor } });
+  } catch (err) {
+    if (session !== state.chatPollSession) return;
+    if (err.status === 404 || err.status === 400) return stopFollowing(); // no hand-off here (any more)
+    state.chatPoll = setTimeout(pollHandoff, HANDOFF_POLL_MS); // the gateway is busy or away: try again
+    return;
+  }
+  if (session !== state.chatPollSession) return; // a new conversation began meanwhile
+  for (const entry of feed.entries || []) {
+    if (entry.kind === "message" && entry.role === "agent") {
+      const bubble = chatBubble("agent", entry.text, "chat-agent");
+      bubble.prepend(h("p", { class: "meta", text: "Support" }));
+    } else if (FEED_NOTES[entry.kind]) {
+      chatBubble("note", FEED_NOTES[entry.kind], `chat-handoff-${entry.kind}`);
+    }
+  }
+  state.chatCursor = feed.next;
+  if (feed.handoff_state === "closed") return stopFollowing();
+  state.chatPoll = setTimeout(pollHandoff, HANDOFF_POLL_MS);
+}
+
 function resetChat(note) {
+  stopFollowing();
   state.chatSession = storedSession("");
   $("#chat-suggestions").replaceChildren();
   chatBubble("note", note, "chat-note");
@@ -588,6 +649,7 @@ function setUpChat() {
     sendChat(message);
   });
   $("#chat-reset").addEventListener("click", () => resetChat("New conversation."));
+  if (state.chatSession) followHandoff(); // a reload during a hand-off: its feed again (a 404 stops it)
 }
 
 // ------------------------------------------------------------------ photo

@@ -130,7 +130,7 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         state["turns"] = (state["turns"] + [{"role": "user", "text": request.message}])[-MAX_TURNS_KEPT:]
         self.store.save_session(session_id, state, owner)
         return pb.ChatResponse(session_id=session_id, language=state.get("language", "en"), relayed_to_agent=True,
-                               handoff_id=record["handoff_id"])
+                               handoff_id=record["handoff_id"], intent=pb.Intent())  # not read: no intent
 
     def _act(self, action: str, details: dict, session_id: str) -> str:
         """Hand-offs and cancellation requests go to people through handoffs.v1, personal data masked.
@@ -149,7 +149,8 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         if request.state and request.state not in H.STATES:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"state must be one of {', '.join(H.STATES)}")
         if not 0 <= request.limit <= MAX_LIMIT:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must be between 1 and {MAX_LIMIT}")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"limit must be between 1 and {MAX_LIMIT} (0: {DEFAULT_LIMIT})")
         found = self.handoffs.inbox(request.state, request.limit or DEFAULT_LIMIT)
         return pb.ListHandoffsResponse(handoffs=[_handoff(r) for r in found])
 

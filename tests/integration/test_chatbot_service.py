@@ -1,6 +1,7 @@
 """The assistant as a shopper meets it: real orders and products through the broker, the service's
 projection in the real Redis, conversations over REST (orders only for the shopper whose signed token is
-sent), hand-offs on handoffs.v1 with personal data masked."""
+sent), hand-offs on handoffs.v1 with personal data masked, and a person taking a conversation over from the
+support inbox and giving it back."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from services.common import topics
 from services.common.bus import EventPublisher
 from services.common.events import new_event
 from tests.integration.test_vertical_slice import read_topic
-from tests.support import wait_for
+from tests.support import TEST_KEYS, key_id_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +29,7 @@ PRODUCT = {"product_id": "p00001", "title": "Nordwind Slim-fit Red Cotton T-shir
            "attributes": {"colour": "red", "colour_zh": "红色", "material": "cotton", "material_zh": "纯棉",
                           "size": "S,M,L,XL"}, "tags": ["clothing", "t-shirts"]}
 TOKEN_SECRET = "an-integration-test-shopper-token-secret-0123456789"
+AGENT_A, AGENT_B = "support-agent-a-key-0123456789", "support-agent-b-key-0123456789"
 
 
 @pytest.fixture
@@ -54,12 +56,17 @@ def assistant(settings, start_service_with, chatbot_model_dir, redis_client):
     publisher.close()
 
 
+def as_shopper(client, shopper: str) -> dict:
+    """The headers of ``shopper``'s requests: their token, minted as the shop's backend would ("" nobody's)."""
+    if not shopper:
+        return {}
+    token = ShopperTokens(client.application.extensions["shopai.settings"]).mint(shopper).token
+    return {"Authorization": f"Bearer {token}"}
+
+
 def chat(client, message: str, session_id: str = "", shopper: str = "", **extra) -> dict:
     """One turn; ``shopper`` signs it with that shopper's token (minted as the shop's backend would)."""
-    headers = {}
-    if shopper:
-        token = ShopperTokens(client.application.extensions["shopai.settings"]).mint(shopper).token
-        headers["Authorization"] = f"Bearer {token}"
+    headers = as_shopper(client, shopper)
     reply = client.post("/v1/chat", json={"message": message, "session_id": session_id, **extra}, headers=headers)
     assert reply.status_code == 200, reply.json
     return reply.json
@@ -120,6 +127,83 @@ def test_a_person_is_asked_for_and_the_transcript_is_masked(assistant):
     text = " ".join(t["text"] for t in events[0]["payload"]["transcript"])
     assert "[phone]" in text and "[email]" in text
     assert "13812345678" not in text and "li.wei@example.com" not in text
+
+
+def test_a_person_takes_the_conversation_over_and_gives_it_back(assistant):
+    """Shopper asks for a person -> the hand-off is in the support inbox -> an agent claims it (a second agent
+    cannot) and replies -> the shopper's next message goes to the agent, not the bot -> the shopper reads the
+    reply on their own route -> the agent closes -> the bot answers again."""
+    _, settings, _ = assistant
+    app = create_app(settings.model_copy(update={
+        "gateway_api_keys": SecretStr(f"{TEST_KEYS},{AGENT_A}:support,{AGENT_B}:support"),
+        "gateway_shopper_token_secrets": SecretStr(TOKEN_SECRET)}))
+    client = app.test_client()
+    a, b = {"X-API-Key": AGENT_A}, {"X-API-Key": AGENT_B}
+    try:
+        chat(client, "hello", shopper="u7")
+        asked = chat(client, "I need a human agent, write to me at li.wei@example.com", shopper="u7")
+        session, hid = asked["session_id"], asked["handoff_id"]
+        assert asked["handoff"] and hid and not asked["relayed_to_agent"]
+        first = chat(client, "hello", session, shopper="u7")  # the inbox may not have it yet: relayed all the same
+        assert first["relayed_to_agent"] and first["reply"] == ""
+        second = chat(client, "it is about my order ORD-20481234", session, shopper="u7")
+        assert second["relayed_to_agent"] and second["reply"] == "" and second["handoff_id"] == hid
+        assert second["intent"]["name"] == "", "the assistant did not even read it"
+
+        def inbox(state: str) -> list[dict]:
+            reply = client.get(f"/v1/support/handoffs?state={state}", headers=a)
+            assert reply.status_code == 200, reply.json
+            return [h for h in reply.json["handoffs"] if h["handoff_id"] == hid]
+
+        (listed,) = wait_for(lambda: inbox("open"), 30, what="the hand-off in the support inbox")
+        assert listed["user_id"] == "u7" and listed["session_id"] == session and listed["last_intent"] == "human_agent"
+        text = " ".join(t["text"] for t in listed["transcript"])
+        assert "[email]" in text and "li.wei@example.com" not in text
+
+        claimed = client.post(f"/v1/support/handoffs/{hid}/claim", headers=a)
+        assert claimed.status_code == 200 and claimed.json["claimed_by"] == key_id_of(AGENT_A), claimed.json
+        taken = client.post(f"/v1/support/handoffs/{hid}/claim", headers=b)
+        assert taken.status_code == 409 and key_id_of(AGENT_A) in taken.json["detail"], taken.json
+        replied = client.post(f"/v1/support/handoffs/{hid}/messages", json={"text": "Hi, Ana here. Let me look."},
+                              headers=a)
+        assert replied.status_code == 201 and replied.json["messages"][-1]["role"] == "agent", replied.json
+        # relayed before the reply, on the conversation's partition: applied before it
+        assert [m["text"] for m in replied.json["messages"] if m["role"] == "user"] == [
+            "hello", "it is about my order ORD-20481234"]
+        assert inbox("claimed") and not inbox("open")
+
+        relayed = chat(client, "thanks, my phone is 13812345678", session, shopper="u7")
+        assert relayed["relayed_to_agent"] and relayed["reply"] == ""
+        feed = client.get(f"/v1/chat/conversations/{session}/messages", headers=as_shopper(client, "u7"))
+        assert feed.status_code == 200 and feed.json["handoff_state"] == "claimed", feed.json
+        assert [e["text"] for e in feed.json["entries"] if e["role"] == "agent"] == ["Hi, Ana here. Let me look."]
+        assert "claimed" in [e["kind"] for e in feed.json["entries"]]
+        for stranger in ("u8", ""):  # another shopper, and nobody: as if there were no such conversation
+            assert client.get(f"/v1/chat/conversations/{session}/messages",
+                              headers=as_shopper(client, stranger)).status_code == 404
+
+        def held() -> list[str]:
+            got = client.get(f"/v1/support/handoffs/{hid}", headers=b).json
+            return [m["text"] for m in got["messages"] if m["role"] == "user"]
+
+        assert wait_for(lambda: "thanks, my phone is [phone]" in held(), 15, what="the relayed message")
+        assert "13812345678" not in str(held())
+
+        closed = client.post(f"/v1/support/handoffs/{hid}/close", headers=a)
+        assert closed.status_code == 200 and closed.json["state"] == "closed", closed.json
+        late = client.post(f"/v1/support/handoffs/{hid}/messages", json={"text": "one more thing"}, headers=a)
+        assert late.status_code == 409 and "closed" in late.json["detail"]
+        unknown = client.post("/v1/support/handoffs/00000000-0000-4000-8000-000000000000/messages",
+                              json={"text": "hello?"}, headers=a)
+        assert unknown.status_code == 404
+        after = client.get(f"/v1/chat/conversations/{session}/messages?after={feed.json['next']}",
+                           headers=as_shopper(client, "u7")).json
+        assert after["handoff_state"] == "closed" and after["entries"][-1]["kind"] == "closed"
+
+        back = chat(client, "How do I return an item?", session, shopper="u7")
+        assert not back["relayed_to_agent"] and back["intent"]["name"] == "return_request" and back["reply"]
+    finally:
+        close_app(app)
 
 
 @pytest.mark.parametrize("body", [{"message": ""}, {"message": "   "}, {"message": "x" * 10_000}, {"message": "a\x00b"}])

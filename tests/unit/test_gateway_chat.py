@@ -232,7 +232,7 @@ def test_chat_answers_with_the_reply(client):
             {"type": "date", "value": "明天", "start": 15, "end": 17, "normalized": "2026-11-29"},
         ],
         "handoff": True, "handoff_reason": "asked for a person", "session_id": "s1", "language": "zh",
-        "suggestions": ["查看物流", "转人工"], "product_ids": ["p1001"],
+        "suggestions": ["查看物流", "转人工"], "product_ids": ["p1001"], "relayed_to_agent": False, "handoff_id": "",
     }
     assert isinstance(reply.json["intent"]["confidence"], float)
     assert "您的订单".encode() in reply.get_data(), "Chinese stays readable, not \\u-escaped"
@@ -445,5 +445,5 @@ def test_the_assistant_routes_are_in_the_spec(client):
     reply_ref = spec["paths"]["/v1/chat"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert set(schemas[reply_ref.rsplit("/", 1)[1]]["properties"]) == {
         "reply", "intent", "entities", "handoff", "handoff_reason", "session_id", "language", "suggestions",
-        "product_ids"}
+        "product_ids", "relayed_to_agent", "handoff_id"}
     assert "assistant" in {t["name"] for t in spec["tags"]}
