@@ -24,7 +24,8 @@ STUBS = {
 
 # Idempotent reads may be retried by gRPC itself when a backend is briefly unreachable.
 # Train is not idempotent (each call queues a job) and neither is the assistant's Chat (each turn
-# changes the conversation's state and may publish a hand-off): they are never listed here.
+# changes the conversation's state and may publish a hand-off), nor AcknowledgeAlert (a second call
+# answers 409 for the first): they are never listed here.
 _RETRY_POLICY = {
     "methodConfig": [
         {
@@ -35,7 +36,7 @@ _RETRY_POLICY = {
                        for m in ("Identify", "Search", "ScansBy", "CodeScans")]
                     + [{"service": "shopai.forecasting.v1.Forecasting", "method": m}
                        for m in ("Forecast", "InventoryPlan", "PriceRecommendation", "Segments", "Funnel",
-                                 "Cohorts", "UserProfile")]
+                                 "Cohorts", "UserProfile", "ListAlerts")]
                     + [{"service": s, "method": "GetJob"}
                        for s in ("shopai.chatbot.v1.Assistant", "shopai.vision.v1.Vision",
                                  "shopai.forecasting.v1.Forecasting")]

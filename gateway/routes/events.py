@@ -31,6 +31,11 @@ class EventIn(BaseModel):
     payload: dict[str, Any]
 
 
+# Who writes the families POST /v1/events refuses (services/common/topics.py INTERNAL_FAMILIES).
+WRITERS = {"user": "DELETE /v1/users/{user_id}", "code": "the vision service", "handoff": "the assistant",
+           "alert": "the services (acknowledge one with POST /v1/admin/alerts/{alert_id}/acknowledge)"}
+
+
 class EventBatch(BaseModel):
     events: list[EventIn] = Field(description=f"1 to {MAX_EVENTS_PER_REQUEST} events")
 
@@ -73,7 +78,7 @@ def post_events() -> tuple[dict, int]:
         try:
             event = parse_event(item)
             if event.family in INTERNAL_FAMILIES:
-                writer = "DELETE /v1/users/{user_id}" if event.family == "user" else "the vision service"
+                writer = WRITERS.get(event.family, "the vision service")
                 raise InvalidEvent(f"{event.type} events are written by {writer} only")
         except InvalidEvent as exc:
             results.append({"index": index, "event_id": event_id, "status": "rejected", "reason": str(exc)})

@@ -503,7 +503,9 @@ def test_an_unavailable_service_is_a_503_naming_it_after_retries(client, fake, m
 def test_the_retry_policy_lists_every_forecasting_read_and_never_train():
     names = [n for config in _RETRY_POLICY["methodConfig"] for n in config["name"]]
     methods = {n["method"] for n in names if n["service"] == FORECASTING}
-    assert methods == {*READS, "GetJob"}
+    # the model registry's listing and pin (serving a version twice serves it once), the alerts desk's listing;
+    # never Train nor AcknowledgeAlert (a second call would answer 409 for the first)
+    assert methods == {*READS, "GetJob", "ListModels", "ServeModel", "ListAlerts"}
     assert BLUEPRINT_BACKEND["forecasting"] == "forecasting"
 
 
