@@ -1,16 +1,23 @@
 """Hand-offs to people: the pure state machine (open -> claimed -> closed), the handoff.* events' validation,
-and the inbox the assistant's projection rebuilds from handoffs.v1 in the real Redis (exactly once, the first
-claim in the log wins, a message after the close changes nothing, erasure takes the shopper's hand-offs)."""
+the inbox the assistant's projection rebuilds from handoffs.v1 in the real Redis (exactly once, the first
+claim in the log wins, a message after the close changes nothing, erasure takes the shopper's hand-offs), and
+the servicer's side: a conversation a person owns is relayed, not answered, and only its own shopper reads
+its feed."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+import grpc
 import pytest
 
+from protos import chatbot_pb2 as pb
 from services.chatbot.consumer import ChatbotProjection
 from services.chatbot.core import handoff as H
 from services.chatbot.handoffs import HandoffDesk, HandoffRefused, HandoffStore
+from services.chatbot.server import AssistantServicer
+from services.chatbot.store import ChatbotStore
 from services.common import topics
 from services.common.events import InvalidEvent, new_event, parse_event
 from services.common.projection import Ops, RedisApplier
@@ -206,3 +213,90 @@ def test_the_desk_publishes_waits_for_the_projection_and_tells_why_it_refused(re
     assert unknown.value.not_found
     assert published == [(topics.HANDOFFS, SESSION, f"handoff.{kind}")
                          for kind in ("claimed", "message", "message", "closed")]
+
+
+# ------------------------------------------------------------------ the servicer: relay and the shopper's feed
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    """What the servicer needs of a gRPC context: abort raises."""
+
+    def abort(self, code, details):
+        raise Aborted(code, details)
+
+
+def _servicer(redis_client):
+    """The assistant without its models (a relayed message never reaches them: asking them aborts UNAVAILABLE),
+    publishing straight into the projection as the consumer would."""
+    published = []
+
+    def publish(topic: str, key: str, envelope: dict) -> None:
+        published.append(envelope)
+        _project(redis_client, [parse_event(envelope)])
+
+    servicer = AssistantServicer(ChatbotStore(redis_client), None, SimpleNamespace(model=None), None, None, publish)
+    return servicer, published
+
+
+@pytest.mark.integration
+def test_a_conversation_a_person_owns_is_relayed_not_answered(redis_client):
+    servicer, published = _servicer(redis_client)
+    store = servicer.store
+    # The assistant has just handed the conversation over; the projection has not seen the request yet.
+    store.save_session(SESSION, {"language": "en", "turns": [], "handoff_id": "h-pending", "handoff_user": "u7"})
+    turn = servicer.Chat(pb.ChatRequest(session_id=SESSION, message="my phone is 13812345678", user_id="u7",
+                                        user_verified=True), Context())
+    assert turn.relayed_to_agent and turn.reply == "" and turn.handoff_id == "h-pending"
+    assert published[-1]["type"] == "handoff.message" and published[-1]["payload"]["text"] == "my phone is [phone]"
+    assert store.load_session(SESSION)["turns"][-1] == {"role": "user", "text": "my phone is 13812345678"}
+
+    events = _conversation()[:3]  # requested, a message, claimed by agent-a
+    _project(redis_client, events)
+    store.save_session(SESSION, {"language": "en", "turns": []})  # the dialogue state expired: the inbox decides
+    again = servicer.Chat(pb.ChatRequest(session_id=SESSION, message="hello?", user_id="u7", user_verified=True),
+                          Context())
+    assert again.relayed_to_agent and again.handoff_id == events[0].event_id
+    with pytest.raises(Aborted) as bot:  # someone else continuing the session id: the bot (here: no model)
+        servicer.Chat(pb.ChatRequest(session_id=SESSION, message="hello?", user_id="u8", user_verified=True),
+                      Context())
+    assert bot.value.args[0] == grpc.StatusCode.UNAVAILABLE
+
+    _project(redis_client, [new_event("handoff.closed", {"session_id": SESSION, "handoff_id": events[0].event_id,
+                                                         "agent": "agent-a", "user_id": "u7"})])
+    with pytest.raises(Aborted):  # closed: the assistant answers again
+        servicer.Chat(pb.ChatRequest(session_id=SESSION, message="hello?", user_id="u7", user_verified=True),
+                      Context())
+
+
+@pytest.mark.integration
+def test_only_the_conversations_own_shopper_reads_its_feed(redis_client):
+    servicer, _ = _servicer(redis_client)
+    _project(redis_client, _conversation("u7")[:5])
+
+    def feed(**who):
+        return servicer.ConversationMessages(pb.ConversationMessagesRequest(session_id=SESSION, **who), Context())
+
+    mine = feed(user_id="u7", user_verified=True, after=1)
+    assert [(e.seq, e.kind, e.role) for e in mine.entries] == [(1, "message", "user"), (2, "claimed", ""),
+                                                             (3, "message", "agent")]
+    assert mine.next == 4 and mine.handoff_state == "claimed"
+    assert feed(staff=True).next == 4
+    for stranger in ({"user_id": "u8", "user_verified": True}, {"user_id": "u7"}, {}):
+        with pytest.raises(Aborted) as refused:
+            feed(**stranger)
+        assert refused.value.args[0] == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(Aborted) as none:
+        servicer.ConversationMessages(pb.ConversationMessagesRequest(session_id="never-handed-over"), Context())
+    assert none.value.args == refused.value.args, "no hand-off reads exactly like not yours"
+
+
+@pytest.mark.integration
+def test_a_conversation_nobody_signed_in_to_is_read_with_its_session_id(redis_client):
+    servicer, _ = _servicer(redis_client)
+    _project(redis_client, _conversation("")[:5])
+    answer = servicer.ConversationMessages(pb.ConversationMessagesRequest(session_id=SESSION), Context())
+    assert [e.text for e in answer.entries if e.role == "agent"] == ["Yes, looking at your order now."]
