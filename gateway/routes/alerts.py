@@ -48,7 +48,7 @@ class AlertPath(BaseModel):
 class AlertOut(BaseModel):
     alert_id: str = Field(description="the alert's event id on alerts.v1")
     type: str = Field(description=" | ".join(ALERT_TYPES))
-    occurred_at: str = Field(description="RFC 3339: when the service raised it")
+    occurred_at: str | None = Field(None, description="RFC 3339: when the service raised it")
     source: str = Field(description="the service that raised it")
     subject: str = Field(description="what it is about: product:<id>, serial:<serial>, service:<name>, or empty")
     state: str = Field(description="open | acknowledged")
@@ -73,6 +73,7 @@ def _deadline() -> float:
 
 def _alert_json(message: pb.Alert) -> dict[str, Any]:
     body = reply_json(message)
+    body.setdefault("payload", {})
     if not message.HasField("acknowledged_at"):
         body.pop("acknowledged_at", None)
     return body
