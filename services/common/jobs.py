@@ -23,6 +23,7 @@ import redis
 
 from protos import common_pb2
 from services.common.cache import key
+from services.common.catchup import LogCatchUp
 from services.common.grpc_server import timestamp
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, gate_params, trained_timestamp
@@ -45,8 +46,12 @@ TrainFn = Callable[[str, Mapping[str, str], Progress], TrainResult]
 
 
 class JobRunner:
-    def __init__(self, service: str, client: redis.Redis, train: TrainFn, ttl_seconds: int = 7 * 24 * 3600) -> None:
+    def __init__(self, service: str, client: redis.Redis, train: TrainFn, ttl_seconds: int = 7 * 24 * 3600,
+                 catchup: LogCatchUp | None = None) -> None:
+        """``catchup``: wait, before training, for the consumer to apply what was accepted before the request
+        (services/common/catchup.py); None trains on what is applied."""
         self.service = service
+        self.catchup = catchup
         self.redis = client
         self.train = train
         self.ttl = ttl_seconds
@@ -70,10 +75,21 @@ class JobRunner:
             "params": dict(params), "state": "QUEUED", "progress": 0.0, "message": "queued",
             "model_version": "", "created_at": time.time(), "started_at": None, "finished_at": None,
             "metrics": {}, "requested_by": requested_by, "instance": self.instance,
+            "log_ends": self._log_ends(),
         }
         self._save(job)
         self._queue.put(job["job_id"])
         return to_proto(job)
+
+    def _log_ends(self) -> dict[str, int] | None:
+        """Where the consumer's topics end as the job is requested (None without a catch-up or a broker)."""
+        if self.catchup is None:
+            return None
+        try:
+            return self.catchup.ends()
+        except Exception as exc:  # noqa: BLE001 - no broker now: the job trains on what is applied, and says so
+            log.warning("training_catchup_unavailable", service=self.service, error=str(exc))
+            return None
 
     def get(self, job_id: str) -> common_pb2.Job | None:
         job = self._load(job_id)
@@ -118,8 +134,15 @@ class JobRunner:
             job.update(progress=max(0.0, min(1.0, float(fraction))), message=message, heartbeat=time.time())
             self._save(job)
 
+        caught_up: dict[str, float] = {}
         try:
+            if self.catchup is not None and job.get("log_ends"):
+                try:
+                    caught_up = self.catchup.wait(job["log_ends"], progress)
+                except Exception as exc:  # noqa: BLE001 - the broker went away: train on what is applied
+                    log.warning("training_catchup_failed", job_id=job_id, error=str(exc))
             result = self.train(job["model"], job["params"], progress)
+            result.metrics = {**caught_up, **result.metrics}
         except Exception as exc:  # the job reports it; the service keeps serving the old model
             log.exception("training_failed", job_id=job_id)
             job.update(state="FAILED", message=f"{type(exc).__name__}: {exc}", finished_at=time.time())

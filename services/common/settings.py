@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     # on demand, POST /v1/admin/train/<service>); jobs are kept in Redis this long.
     retrain_interval_seconds: float = Field(default=6 * 3600, ge=0)
     retrain_check_seconds: float = Field(default=10.0, gt=0)
+    # A training job first waits, at most this long, until the consumer has applied every event accepted
+    # before the job was requested (services/common/catchup.py); 0: train on what is applied at once.
+    train_catchup_seconds: float = Field(default=300.0, ge=0)
     jobs_ttl_seconds: int = 7 * 24 * 3600
 
     # The assistant: how long a conversation is remembered without a new message, and where sentence

@@ -16,6 +16,7 @@ import numpy as np
 from protos import common_pb2
 from protos import forecasting_pb2 as pb
 from protos import forecasting_pb2_grpc as pb_grpc
+from services.common import catchup
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
@@ -235,7 +236,8 @@ def build(settings: Settings) -> ServiceRunner:
 
     trainer = ForecastTrainer(store, holder.registry, holder, secret, n_jobs=settings.forecast_jobs,
                               holidays_country=settings.forecast_holidays_country, on_new_version=announce)
-    jobs = JobRunner("forecasting", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
+    jobs = JobRunner("forecasting", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds,
+                     catchup=catchup.for_projection(settings, ForecastProjection))
     forecaster = Forecaster(store, holder, settings.forecast_holidays_country)
     desk = AlertDesk(AlertStore(client), outputs.publish)
     servicer = ForecastingServicer(settings, store, holder, forecaster, jobs, secret, desk)

@@ -14,6 +14,7 @@ import redis
 from protos import common_pb2
 from protos import recommender_pb2 as pb
 from protos import recommender_pb2_grpc as pb_grpc
+from services.common import catchup
 from services.common import recommendations as contract
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
@@ -181,7 +182,8 @@ def build(settings: Settings) -> ServiceRunner:
         announce_version(outputs.publish, "recommender", version, meta)
 
     trainer = RecommenderTrainer(store, holder.registry, holder, on_new_version=announce)
-    jobs = JobRunner("recommender", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
+    jobs = JobRunner("recommender", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds,
+                     catchup=catchup.for_projection(settings, RecommenderProjection))
     ranker = Ranker(store, holder)
     # The gateway serves cached answers of the model that serves now (services/common/recommendations.py).
     answers = contract.AnswerCache(client)

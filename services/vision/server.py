@@ -20,6 +20,7 @@ from PIL import Image
 from protos import common_pb2
 from protos import vision_pb2 as pb
 from protos import vision_pb2_grpc as pb_grpc
+from services.common import catchup
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
@@ -213,7 +214,8 @@ def build(settings: Settings) -> ServiceRunner:
         announce_version(publish, "vision", version, meta)
 
     trainer = VisionTrainer(store, holder, registry, on_new_version=announce)
-    jobs = JobRunner("vision", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
+    jobs = JobRunner("vision", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds,
+                     catchup=catchup.for_projection(settings, VisionProjection))
     projection = VisionProjection(client)
     consumer = EventConsumer(settings, projection)
     applier = RedisApplier(client, projection.group, settings.dedup_ttl_seconds)
