@@ -2,7 +2,8 @@
 queued for the webhooks (webhooks.py delivers them).
 
 - ``AlertsProjection`` (consumer group ``forecasting-alerts``, through the shared exactly-once consumer)
-  keeps each alert under its event id: type, time, source, subject, payload, and its acknowledgement.
+  keeps each alert under its event id: type, time, source, subject, payload (who scanned a code as a
+  pseudonym, like every staff read of shoppers), and its acknowledgement.
   ``alert.acknowledged`` writes its fields only where none are set, so the first acknowledgement in the
   log counts, and an alert and its acknowledgement give the same record in either order (they may sit
   on different partitions: a rebuild can read the acknowledgement first). A new alert is queued once per
@@ -30,6 +31,7 @@ from services.common import topics
 from services.common.cache import key
 from services.common.events import Event, InvalidEvent, envelope, format_time
 from services.common.projection import Ops, Projection
+from services.common.pseudonyms import pseudonymise
 from services.forecasting.core.alerts import (
     ACKNOWLEDGED_TYPE,
     STATES,
@@ -98,11 +100,20 @@ class AlertsProjection(Projection):
     topics = (topics.ALERTS,)
 
     def __init__(self, redis_client: redis.Redis, webhooks: list[str] | tuple[str, ...] = (),
-                 max_age_seconds: float = 86400.0, clock: Callable[[], float] = time.time) -> None:
+                 max_age_seconds: float = 86400.0, clock: Callable[[], float] = time.time,
+                 pseudonyms: bytes = b"") -> None:
         super().__init__(redis_client)
         self.webhooks = tuple(webhooks)
         self.max_age_seconds = max_age_seconds
         self.clock = clock
+        self.pseudonyms = pseudonyms  # the analytics key: who scanned a code is shown as a pseudonym
+
+    def _shown(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload as staff and webhooks see it: a scan's ``scanned_by`` (a shopper's id, as the scanner
+        gave it) pseudonymised like every staff read of shoppers (services/common/pseudonyms.py)."""
+        if not payload.get("scanned_by") or not self.pseudonyms:
+            return payload
+        return {**payload, "scanned_by": pseudonymise(str(payload["scanned_by"]), self.pseudonyms)}
 
     def apply(self, event: Event, ops: Ops) -> None:
         if event.family != "alert":
@@ -116,8 +127,9 @@ class AlertsProjection(Projection):
             return
         alert_id, at = event.event_id, event.occurred_at.timestamp()
         known = self._known(alert_id, ops)
+        payload = self._shown(event.payload)
         fields: dict[str, Any] = alert_fields(alert_id, event.type, format_time(event.occurred_at), at,
-                                              event.source, event.payload)
+                                              event.source, payload)
         if ops.source is not None:
             fields.update(topic=ops.source[0], partition=ops.source[1], offset=ops.source[2])
         ops("HSET", K.alert(alert_id), *_flat(fields))
@@ -131,15 +143,16 @@ class AlertsProjection(Projection):
         else:
             fresh = self.clock() - at <= self.max_age_seconds
             urls = list(self.webhooks) if fresh else []
-        self._enqueue(event, fields, urls, ops)
+        self._enqueue(event, payload, fields, urls, ops)
 
     def _known(self, alert_id: str, ops: Ops) -> bool:
         return alert_id in ops.batch_state.get("alerts", ()) or bool(self.redis.hexists(K.alert(alert_id), "type"))
 
-    def _enqueue(self, event: Event, fields: dict[str, Any], urls: list[str], ops: Ops) -> None:
+    def _enqueue(self, event: Event, payload: dict[str, Any], fields: dict[str, Any], urls: list[str],
+                 ops: Ops) -> None:
         if not urls:
             return
-        body = webhook_body(event.event_id, event.type, fields["occurred_at"], event.source, event.payload)
+        body = webhook_body(event.event_id, event.type, fields["occurred_at"], event.source, payload)
         now = self.clock()
         original = json.dumps(event.raw or event.to_dict(), ensure_ascii=False, separators=(",", ":"))
         for url in urls:

@@ -243,7 +243,7 @@ def build(settings: Settings) -> ServiceRunner:
     servicer = ForecastingServicer(settings, store, holder, forecaster, jobs, secret, desk)
     consumer = EventConsumer(settings, ForecastProjection(client))
     alerts = EventConsumer(settings, AlertsProjection(client, settings.alert_webhook_urls,
-                                                      settings.alert_webhook_max_age_seconds))
+                                                      settings.alert_webhook_max_age_seconds, pseudonyms=secret))
     webhooks = WebhookWorker(client, settings, outputs.publish)
     refresher = Refresher(forecaster, outputs.publish, settings.forecast_refresh_seconds, settings.forecast_jobs)
     runner.add_servicer(pb_grpc.add_ForecastingServicer_to_server, servicer,

@@ -3,10 +3,11 @@
 acknowledgement give the same record in either order, and the first acknowledgement counts; a delivery
 is queued once per webhook, retried at its back-off, refused for good on a 4xx, dead-lettered after the
 last try (once, even when sending the dead letter failed the first time), dropped when its webhook is no
-longer configured; an old alert read again is kept but not queued."""
+longer configured; an old alert read again is kept but not queued; who scanned a code is a pseudonym."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ import pytest
 
 from services.common.events import envelope, parse_event
 from services.common.projection import Ops, RedisApplier
+from services.common.pseudonyms import pseudonymise
 from services.common.settings import Settings
 from services.forecasting.alerts import AlertKeys as K
 from services.forecasting.alerts import AlertsProjection, AlertStore, dedup_marker, delivery_id
@@ -157,3 +159,16 @@ def test_a_webhook_no_longer_configured_is_dropped_and_an_old_alert_is_not_queue
     old = reorder(Clock(clock.now - 86400 - 1))
     apply(AlertsProjection(redis_client, (HOOK_A,), max_age_seconds=86400, clock=clock), old)
     assert AlertStore(redis_client).get(old.event_id).known and redis_client.zcard(K.deliveries) == 0
+
+
+def test_who_scanned_a_code_is_shown_and_sent_as_a_pseudonym(redis_client):
+    clock = Clock(1_800_000_000.0)
+    scan = parse_event(envelope("alert.code_suspicious", {"verdict": "suspicious", "serial": "S-1", "product_id": "p1",
+                                                          "scanned_by": "u42"}, "vision",
+                                occurred_at=datetime.fromtimestamp(clock.now, UTC)))
+    apply(AlertsProjection(redis_client, (HOOK_A,), clock=clock, pseudonyms=b"analytics-key"), scan)
+    shown = pseudonymise("u42", b"analytics-key")
+    assert AlertStore(redis_client).get(scan.event_id).payload["scanned_by"] == shown
+    receiver = Receiver()
+    worker(redis_client, clock, receiver, [], urls=(HOOK_A,)).tick()
+    assert json.loads(receiver.calls[0][1])["payload"]["scanned_by"] == shown and b"u42" not in receiver.calls[0][1]
