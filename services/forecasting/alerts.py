@@ -53,7 +53,12 @@ _SCAN_CHUNK = 200
 
 class AlertKeys:
     index = key("alerts", "index")            # zset alert id -> occurred_at (Unix seconds): every alert
-    deliveries = key("alerts", "deliveries")  # zset delivery id -> when it is due (Unix seconds)
+
+    @staticmethod
+    def queue(url: str) -> str:
+        """Zset delivery id -> when it is due (Unix seconds): one webhook's schedule, so that a receiver
+        that hangs delays only its own deliveries."""
+        return key("alerts", "deliveries", _url_hash(url))
 
     @staticmethod
     def alert(alert_id: str) -> str:
@@ -78,8 +83,17 @@ class AlertKeys:
 K = AlertKeys
 
 
+def _url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
 def delivery_id(alert_id: str, url: str) -> str:
-    return f"{alert_id}:{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+    return f"{alert_id}:{_url_hash(url)}"
+
+
+def pending(client: redis.Redis, urls: list[str] | tuple[str, ...]) -> int:
+    """Deliveries waiting (due or not) for these webhooks."""
+    return sum(int(client.zcard(K.queue(url))) for url in urls)
 
 
 def dedup_marker(alert_id: str) -> str:
@@ -162,7 +176,7 @@ class AlertsProjection(Projection):
                 "key", _record_key(event.payload, event.event_id),
                 "partition", fields.get("partition", -1), "offset", fields.get("offset", -1))
             ops("HDEL", K.delivery(did), "last_error", "dead")
-            ops("ZADD", K.deliveries, now, did)
+            ops("ZADD", K.queue(url), now, did)
 
 
 class AlertStore:

@@ -1,11 +1,13 @@
 """The webhook worker: delivers each queued alert (alerts.py queues one delivery per alert and webhook) to
 its URL, signed, with retries; never in the consumer's way.
 
-The queue is a schedule in Redis (``alerts:deliveries``, a sorted set of delivery ids by when each is due,
-and a hash per delivery), not retries in memory (tenacity's, say): a delivery waiting half an hour for
-its receiver survives a restart of the service, holds no thread while it waits, and any replica may take
-it. A worker claims what is due by moving it a lease ahead in one script (a replica that dies mid-attempt
-leaves it to be claimed again when the lease ends), posts it with a timeout, then:
+The queue is a schedule in Redis per webhook (``alerts:deliveries:<url hash>``, a sorted set of delivery
+ids by when each is due, and a hash per delivery), not retries in memory (tenacity's, say): a delivery
+waiting half an hour for its receiver survives a restart of the service, holds no thread while it waits,
+and any replica may take it. Each webhook has its own thread, so a receiver that hangs until the timeout
+delays only its own deliveries. It claims what is due by moving it a lease ahead in one script (a replica
+that dies mid-attempt leaves it to be claimed again when the lease ends), posts a few at a time, each with
+a timeout, then:
 
 - 2xx: delivered, removed;
 - no answer (refused connection, timeout), 408, 425, 429 or 5xx: tried again after ``retry_delay``
@@ -41,14 +43,14 @@ from services.common.bus import dead_letter_value
 from services.common.logging import get_logger
 from services.common.settings import Settings
 from services.forecasting.alerts import AlertKeys as K
-from services.forecasting.alerts import dedup_marker
+from services.forecasting.alerts import dedup_marker, pending
 from services.forecasting.core.alerts import DELIVERED, RETRY, delivery_headers, next_step, retry_delay
 
 log = get_logger(__name__)
 
 WORKER_GROUP = "forecasting-alert-webhooks"  # names the worker in its dead letters
 LEASE_MARGIN_SECONDS = 30.0
-CLAIM_BATCH = 16
+CLAIM_BATCH = 4  # per webhook and round, posted in parallel: a round lasts at most one timeout
 POLL_SECONDS = 0.25
 
 # Move the due deliveries (score <= now) a lease ahead and return them: claimed, atomically.
@@ -106,8 +108,7 @@ def webhook_label(index: int, url: str) -> str:
 class WebhookWorker:
     def __init__(self, client: redis.Redis, settings: Settings,
                  dead_letter: Callable[[str, str, dict], None], post: Poster = http_post,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 workers: int = 4) -> None:
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
         self.redis = client
         self.urls = settings.alert_webhook_urls
         self.labels = {url: webhook_label(i, url) for i, url in enumerate(self.urls, start=1)}
@@ -123,45 +124,86 @@ class WebhookWorker:
         self.rng = rng or random.Random()
         self.lease = self.timeout + LEASE_MARGIN_SECONDS
         self._claim = client.register_script(_CLAIM)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alert-webhook")
+        self._pools = {url: ThreadPoolExecutor(max_workers=CLAIM_BATCH, thread_name_prefix=f"alert-webhook-{i}")
+                       for i, url in enumerate(self.urls, start=1)}
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set; Redis or the broker being away only delays deliveries."""
+        """Deliver until ``stop`` is set, one thread per webhook; Redis or the broker being away only delays
+        deliveries."""
         if not self.urls:
             log.info("alert_webhooks_off")
+        try:
+            self.drop_unconfigured()
+        except redis.RedisError as exc:
+            log.warning("alert_webhooks_redis_error", error=str(exc))
+        threads = [threading.Thread(target=self._serve, args=(url, stop), name=f"alert-webhook-{i}", daemon=True)
+                   for i, url in enumerate(self.urls, start=1)]
+        for thread in threads:
+            thread.start()
         while not stop.is_set():
             try:
-                claimed = self.tick()
+                metrics.ALERT_WEBHOOK_PENDING.set(pending(self.redis, self.urls))
+            except redis.RedisError:
+                pass
+            stop.wait(5.0)
+        for thread in threads:
+            thread.join()
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
+
+    def drop_unconfigured(self) -> int:
+        """Forget the deliveries queued for webhooks no longer in the settings; how many."""
+        wanted = {K.queue(url) for url in self.urls}
+        dropped = 0
+        for queue in self.redis.scan_iter(match=K.queue("*").rsplit(":", 1)[0] + ":*", count=100):
+            if queue in wanted:
+                continue
+            dids = self.redis.zrange(queue, 0, -1)
+            pipe = self.redis.pipeline()
+            for did in dids:
+                pipe.delete(K.delivery(did))
+            pipe.delete(queue)
+            pipe.execute()
+            dropped += len(dids)
+        if dropped:
+            log.info("alert_webhook_deliveries_dropped", deliveries=dropped, reason="webhook no longer configured")
+        return dropped
+
+    def _serve(self, url: str, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                claimed = self.tick_webhook(url)
             except (redis.RedisError, OSError) as exc:
-                log.warning("alert_webhooks_redis_error", error=str(exc))
+                log.warning("alert_webhooks_redis_error", webhook=self.labels[url], error=str(exc))
                 stop.wait(1.0)
                 continue
             if not claimed:
                 stop.wait(POLL_SECONDS)
-        self._pool.shutdown(wait=True)
 
-    def tick(self) -> int:
-        """Attempt every delivery due now (in parallel, a few at a time); how many were claimed."""
+    def tick_webhook(self, url: str) -> int:
+        """Attempt the webhook's deliveries due now (a few, in parallel); how many were claimed."""
         now = self.clock()
-        due = self._claim(keys=[K.deliveries], args=[now, now + self.lease, CLAIM_BATCH])
-        metrics.ALERT_WEBHOOK_PENDING.set(self.redis.zcard(K.deliveries))
-        list(self._pool.map(self._attempt_safely, due))
+        due = self._claim(keys=[K.queue(url)], args=[now, now + self.lease, CLAIM_BATCH])
+        list(self._pools[url].map(lambda did: self._attempt_safely(url, did), due))
         return len(due)
 
-    def _attempt_safely(self, did: str) -> None:
+    def tick(self) -> int:
+        """One round for every webhook (the tests' step); how many deliveries were claimed."""
+        return sum(self.tick_webhook(url) for url in self.urls)
+
+    def _attempt_safely(self, queue_url: str, did: str) -> None:
         try:
-            self.attempt(did)
+            self.attempt(queue_url, did)
         except Exception:  # the lease brings it back; one bad delivery must not stop the others
             log.exception("alert_webhook_attempt_failed", delivery=did)
 
-    def attempt(self, did: str) -> str:
-        """One attempt of delivery ``did`` (claimed): its outcome (delivered, retry, dead_lettered, dropped)."""
+    def attempt(self, queue_url: str, did: str) -> str:
+        """One attempt of delivery ``did`` (claimed from ``queue_url``'s schedule): its outcome (delivered,
+        retry, dead_lettered, dropped)."""
         fields = self.redis.hgetall(K.delivery(did))
         url = fields.get("url", "")
         if not fields or url not in self.labels:  # gone, or the webhook is no longer configured
-            self._forget(did)
-            if fields:
-                log.info("alert_webhook_dropped", alert_id=fields.get("alert_id"), reason="webhook not configured")
+            self._forget(queue_url, did)
             return "dropped"
         label = self.labels[url]
         if fields.get("dead"):  # the last attempt failed but its dead letter was not sent yet
@@ -172,7 +214,7 @@ class WebhookWorker:
         status, error, retry_after = self.post(url, body, headers, self.timeout)
         step = next_step(status, attempt, self.max_attempts)
         if step == DELIVERED:
-            self._forget(did)
+            self._forget(url, did)
             metrics.ALERT_WEBHOOK_DELIVERIES.labels(label, "delivered").inc()
             log.info("alert_webhook_delivered", alert_id=fields["alert_id"], webhook=label, attempt=attempt)
             return "delivered"
@@ -181,7 +223,7 @@ class WebhookWorker:
             delay = retry_delay(attempt, self.base, self.cap, self.rng, retry_after)
             pipe = self.redis.pipeline()
             pipe.hset(K.delivery(did), mapping={"attempts": attempt, "last_error": error})
-            pipe.zadd(K.deliveries, {did: self.clock() + delay})
+            pipe.zadd(K.queue(url), {did: self.clock() + delay})
             pipe.execute()
             metrics.ALERT_WEBHOOK_DELIVERIES.labels(label, "retried").inc()
             log.info("alert_webhook_retry", alert_id=fields["alert_id"], webhook=label, attempt=attempt,
@@ -204,15 +246,15 @@ class WebhookWorker:
         pipe = self.redis.pipeline()
         pipe.sadd(K.failed(alert_id), fields["url"])
         pipe.delete(dedup_marker(alert_id))  # a replay of the letter is applied again (alerts.py)
-        pipe.zrem(K.deliveries, did)
+        pipe.zrem(K.queue(fields["url"]), did)
         pipe.delete(K.delivery(did))
         pipe.execute()
         metrics.ALERT_WEBHOOK_DELIVERIES.labels(label, "dead_lettered").inc()
         log.warning("alert_webhook_dead_lettered", alert_id=alert_id, webhook=label, reason=reason)
         return "dead_lettered"
 
-    def _forget(self, did: str) -> None:
+    def _forget(self, url: str, did: str) -> None:
         pipe = self.redis.pipeline()
-        pipe.zrem(K.deliveries, did)
+        pipe.zrem(K.queue(url), did)
         pipe.delete(K.delivery(did))
         pipe.execute()

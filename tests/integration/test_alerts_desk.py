@@ -22,6 +22,7 @@ from services.common.deadletters import DeadLetters
 from services.common.events import envelope
 from services.common.models import gate_alert
 from services.forecasting.alerts import AlertKeys as K
+from services.forecasting.alerts import pending
 from services.forecasting.core.alerts import (
     ALERT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -199,7 +200,7 @@ def test_alerts_are_listed_acknowledged_and_delivered_signed_once_to_each_webhoo
 
     # Down for a while: every delivery tried and failed at least twice, then the service restarts.
     def attempts() -> list[int]:
-        dids = redis_client.zrange(K.deliveries, 0, -1)
+        dids = [d for r in (failing, absent) for d in redis_client.zrange(K.queue(r.url), 0, -1)]
         return [int(redis_client.hget(K.delivery(d), "attempts") or 0) for d in dids]
 
     wait_for(lambda: len(attempts()) == 6 and min(attempts()) >= 2, 30, what="every delivery failed twice")
@@ -210,7 +211,7 @@ def test_alerts_are_listed_acknowledged_and_delivered_signed_once_to_each_webhoo
     # Back: each alert arrives once at each webhook, signed over its exact body.
     failing.status = 200
     absent.start()
-    wait_for(lambda: redis_client.zcard(K.deliveries) == 0, 30, what="the delivery queue drained")
+    wait_for(lambda: pending(redis_client, (failing.url, absent.url)) == 0, 30, what="the delivery queue drained")
     for receiver in (failing, absent):
         assert sorted(receiver.alert_ids()) == sorted(ids), receiver.alert_ids()  # once each, none lost
         for headers, body in receiver.accepted:
@@ -230,7 +231,7 @@ def test_alerts_are_listed_acknowledged_and_delivered_signed_once_to_each_webhoo
     rebuilt = wait_for(lambda: desk.alerts_when(lambda a: [(x["alert_id"], x["state"]) for x in a] == expected),
                        30, what="alerts rebuilt")
     assert rebuilt[2]["acknowledged_at"] == acked["acknowledged_at"]
-    assert redis_client.zcard(K.deliveries) == 0
+    assert pending(redis_client, (failing.url, absent.url)) == 0
     assert sorted(failing.alert_ids()) == sorted(ids) and sorted(absent.alert_ids()) == sorted(ids)
 
 
@@ -256,7 +257,8 @@ def test_a_receiver_that_never_comes_back_ends_in_the_dead_letters_and_a_replay_
     for letter in found:
         assert letter.consumer_group == "forecasting-alert-webhooks" and letter.source_topic == topics.ALERTS
         assert letter.event()["event_id"] == alert["event_id"] and letter.source_offset >= 0
-    wait_for(lambda: redis_client.zcard(K.deliveries) == 0, 10, what="nothing left to deliver")
+    wait_for(lambda: pending(redis_client, (good.url, gone.url, refusing.url)) == 0, 10,
+             what="nothing left to deliver")
     assert good.alert_ids() == [alert["event_id"]]
 
     # The receivers are back: replaying a letter re-publishes the alert, which is delivered again to the
@@ -266,7 +268,8 @@ def test_a_receiver_that_never_comes_back_ends_in_the_dead_letters_and_a_replay_
     refusing.status = 200
     letters.replay([str(by_reason["gone"].id)], by="test")
     wait_for(lambda: gone.alert_ids() and refusing.alert_ids(), 20, what="the replayed alert delivered")
-    wait_for(lambda: redis_client.zcard(K.deliveries) == 0, 10, what="nothing left to deliver")
+    wait_for(lambda: pending(redis_client, (good.url, gone.url, refusing.url)) == 0, 10,
+             what="nothing left to deliver")
     assert gone.alert_ids() == refusing.alert_ids() == good.alert_ids() == [alert["event_id"]]
     assert all(letter.replayed is not None for letter in letters.list(topics.ALERTS)[0])
     assert len(desk.alerts()) == 1
