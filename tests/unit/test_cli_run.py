@@ -30,6 +30,7 @@ def launched(monkeypatch, tmp_path):
         seen["argv"] = argv
         raise _Started
 
+    saved = dict(cli.os.environ)  # cmd_run sets variables for the processes it starts: put them back after
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("services.common.cache.connect", lambda *a, **k: _Redis())
     monkeypatch.setattr(cli, "_listening", lambda host, port: False)
@@ -44,7 +45,9 @@ def launched(monkeypatch, tmp_path):
             cli.cmd_run(argparse.Namespace(), load_settings())
         return seen["argv"], dict(cli.os.environ)
 
-    return run
+    yield run
+    cli.os.environ.clear()
+    cli.os.environ.update(saved)
 
 
 def test_demo_off_starts_on_a_store_of_its_own(launched):

@@ -8,9 +8,9 @@ import argparse
 import base64
 import json
 import os
+import sqlite3
 import stat
 import subprocess
-import sqlite3
 import sys
 from typing import ClassVar
 
@@ -403,7 +403,8 @@ def test_shopai_import_stops_with_a_clear_message_when_the_vault_cannot_be_used(
     events = tmp_path / "orders.jsonl"
     events.write_text(json.dumps(order(**PERSONAL), ensure_ascii=False) + "\n", encoding="utf-8")
     settings = Settings(data_dir=tmp_path, vault_master_key="22" * 32)  # not the vault's master key
-    args = argparse.Namespace(file=str(events), format=None, batch=1000, rejects=None, quiet=True)
+    args = argparse.Namespace(file=str(events), format=None, batch=1000, rejects=None, quiet=True, kind="events",
+                              map="", currency="USD", timezone="UTC", no_catalog=False)
     assert cli.cmd_import(args, settings) == 2
     assert "vault cannot be used" in capsys.readouterr().err
     assert RecordingProducer.sent == []  # nothing went out unsealed
