@@ -3,7 +3,9 @@ through its REST API: a fresh broker, Redis (a db of the machine's, else a priva
 own process, the gateway in process with an API key holding ingest, admin and support.
 
 ``send`` posts events through ``POST /v1/events`` in batches and waits until the service applied them all;
-``train`` starts the service's training through the admin route and waits for the job.
+``train`` starts the service's training through the admin route and waits for the job. ``gateway`` sets more of
+the gateway's settings (a shopper-token secret, rate limits); ``serving_timeout`` is how long the service may take
+to start (the chatbot trains its first model first).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 
 class ServiceStack:
-    def __init__(self, service: str, redis_db: int, key: str, **env: str) -> None:
+    def __init__(self, service: str, redis_db: int, key: str, gateway: dict[str, Any] | None = None,
+                 serving_timeout: float = 120, **env: str) -> None:
         from gateway.app import create_app
         from services.common import cache
         from services.common.settings import Settings
@@ -33,9 +36,10 @@ class ServiceStack:
         settings = Settings(kafka_bootstrap_servers=self.broker.bootstrap, redis_url=url, log_json=False,
                             data_dir=self.workdir / "data", env="prod",
                             gateway_api_keys=f"{key}:ingest+admin+support")
-        self.service = ServiceProcess(service, settings, self.workdir, **env).wait_serving(timeout=120)
+        self.service = ServiceProcess(service, settings, self.workdir, **env).wait_serving(timeout=serving_timeout)
         getattr(settings, service).grpc_port = self.service.grpc_port
-        self.app = create_app(settings)
+        self.settings = settings.model_copy(update=gateway or {})
+        self.app = create_app(self.settings)
         self.client = self.app.test_client()
         self.client.environ_base["HTTP_X_API_KEY"] = key
 
