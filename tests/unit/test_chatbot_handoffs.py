@@ -108,8 +108,8 @@ def _project(redis_client, events, batches: int = 1) -> None:
         applier.apply(items)
 
 
-def _conversation(user: str = "u7") -> list:
-    at = iter(T0 + timedelta(minutes=i) for i in range(100))
+def _conversation(user: str = "u7", start: datetime | None = None) -> list:
+    at = iter((start or T0) + timedelta(minutes=i) for i in range(100))
     requested = new_event("handoff.requested", {"session_id": SESSION, "kind": "handoff", "transcript": TRANSCRIPT,
                                                 "reason": "asked for a person", "intent": "human_agent",
                                                 "language": "en", "user_id": user}, occurred_at=next(at))
@@ -164,7 +164,8 @@ def test_the_inbox_is_rebuilt_from_the_log_the_same_way(redis_client):
 
 @pytest.mark.integration
 def test_the_inbox_is_newest_first_and_filters_by_state(redis_client):
-    first, second = _conversation("u1")[:1], _conversation("u2")[:3]
+    # u2 asked an hour after u1 (the same instant would leave the order to the random ids).
+    first, second = _conversation("u1")[:1], _conversation("u2", start=T0 + timedelta(hours=1))[:3]
     _project(redis_client, first + second)
     store = HandoffStore(redis_client)
     assert [r["user_id"] for r in store.inbox()] == ["u2", "u1"]
