@@ -57,9 +57,9 @@ class Ranker:
     def model_version(self) -> str:
         return self.holder.version or POPULARITY_VERSION
 
-    def active(self) -> frozenset[str]:
-        """The live catalog, re-read at most once a second (the catalog watcher keeps it warm)."""
-        if time.monotonic() - self._active_at > CATALOG_REFRESH_SECONDS:
+    def active(self, fresh: bool = False) -> frozenset[str]:
+        """The live catalog, re-read at most once a second (the catalog watcher keeps it warm), or now."""
+        if fresh or time.monotonic() - self._active_at > CATALOG_REFRESH_SECONDS:
             self._active = frozenset(self.store.active_products())
             self._active_at = time.monotonic()
         return self._active
@@ -125,9 +125,15 @@ class Ranker:
               exclude_out_of_stock: bool) -> list[tuple[str, float, dict]]:
         """The k best products that pass every rule, best first, with their catalog details
         (``selection.pick`` over the live catalog, the stock and the catalog in Redis)."""
-        return pick(scores, model.item_ids, k, filters, self.active(),
-                    out_of_stock=self.store.out_of_stock if exclude_out_of_stock else None,
-                    details_of=self.store.products)
+        def chosen(active: frozenset[str]) -> list[tuple[str, float, dict]]:
+            return pick(scores, model.item_ids, k, filters, active,
+                        out_of_stock=self.store.out_of_stock if exclude_out_of_stock else None,
+                        details_of=self.store.products)
+
+        found = chosen(self.active())
+        if len(found) < k:  # the catalog may have grown since the last read (within a second): look again
+            found = chosen(self.active(fresh=True))
+        return found
 
     def _ranking(self, kind: str, k: int, filters: Filters, exclude_out_of_stock: bool,
                  cold_start: bool) -> Answer:
