@@ -10,8 +10,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages: Fashion-MNIST (demo shop pictures), docker-compose v1 (validates the
 # compose file without an engine), redis-server (when no Redis is running), chromium (the
-# storefront's end-to-end test drives it with Playwright; `playwright install` is not used).
-DEBIAN_PACKAGES := dataset-fashion-mnist docker-compose redis-server chromium
+# storefront's end-to-end test drives it with Playwright; `playwright install` is not used),
+# fonts-noto-cjk (so the headless browser draws Chinese text, not boxes, in its screenshots).
+DEBIAN_PACKAGES := dataset-fashion-mnist docker-compose redis-server chromium fonts-noto-cjk
 # Data-only packages installed without their dependency trees: recbole ships MovieLens-100k
 # (the recommender benchmark); its own torch/scipy pins would fight ours. lifetimes ships the
 # CDNOW purchase log (the behaviour benchmark reads the file; its code needs dill/autograd).
