@@ -60,7 +60,8 @@ RATE_LIMIT_EXEMPT: tuple[str, ...] = ("/healthz", "/readyz", "/metrics")
 CORS_ALLOW_HEADERS = ["Authorization", "X-API-Key", "Content-Type"]
 RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy",
                       "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]
-CORS_EXPOSE_HEADERS = ["Retry-After", *RATE_LIMIT_HEADERS, "Location", "WWW-Authenticate"]
+CORS_EXPOSE_HEADERS = ["Retry-After", *RATE_LIMIT_HEADERS, "Location", "WWW-Authenticate", "X-ShopAI-Computed-At",
+                       "X-ShopAI-Stale"]
 CORS_MAX_AGE_SECONDS = 600
 MIN_KEY_LENGTH = 16
 STORAGE_WARNING_INTERVAL_SECONDS = 60.0

@@ -85,7 +85,12 @@ def from_grpc_error(error: grpc.RpcError, service: str) -> Response:
         details = f"the {service} service did not answer in time"
     elif status == 502:
         details = f"the {service} service failed: {details}"
-    return problem_response(status, details or code.name, slug=code.name.lower().replace("_", "-"))
+    # A service that asks to be asked again later (e.g. a report still being computed) says when.
+    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    retry_after = dict(trailing or ()).get("retry-after")
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return problem_response(status, details or code.name, slug=code.name.lower().replace("_", "-"),
+                            headers=headers)
 
 
 def from_validation_error(error: ValidationError) -> Response:

@@ -7,7 +7,7 @@ Every route is a read: the gateway retries it when the service is briefly unavai
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from flask import Response, current_app
@@ -480,18 +480,29 @@ def price_recommendation(path: ProductPath, query: PricingQuery) -> tuple[dict, 
     return reply_json(reply), 200
 
 
+def _report(rpc: Any, request: Any) -> tuple[dict, int, dict[str, str]]:
+    """A report the service computes in the background and answers from what it kept: the answer says when
+    it was computed (`X-ShopAI-Computed-At`) and, with `X-ShopAI-Stale: true`, that events arrived since and
+    a newer one is on its way. A first request of new parameters that is not ready within the deadline gets
+    a 503 with `Retry-After`."""
+    reply, call = rpc.with_call(request, timeout=_deadline())
+    meta = dict(call.trailing_metadata() or ())
+    headers = {}
+    if meta.get("x-shopai-computed-at"):
+        when = datetime.fromtimestamp(float(meta["x-shopai-computed-at"]), UTC)
+        headers["X-ShopAI-Computed-At"] = when.isoformat(timespec="seconds").replace("+00:00", "Z")
+        headers["X-ShopAI-Stale"] = "true" if meta.get("x-shopai-stale") == "1" else "false"
+    return reply_json(reply), 200, headers
+
+
 @forecasting.get("/analytics/segments", responses={200: Segments, **READ})
 def segments(query: SegmentsQuery) -> tuple[dict, int]:
     """Customers grouped into RFM segments (recency, frequency, monetary value), largest revenue first.
 
     Each segment says how it is defined, how many customers and how much revenue it holds, and, with
     `sample_size`, a few pseudonymised customer ids to look up with the customer profile route."""
-    reply = _forecasting().Segments(
-        pb.SegmentsRequest(as_of=query.as_of.isoformat() if query.as_of else "",
-                           sample_size=query.sample_size),
-        timeout=_deadline(),
-    )
-    return reply_json(reply), 200
+    return _report(_forecasting().Segments, pb.SegmentsRequest(
+        as_of=query.as_of.isoformat() if query.as_of else "", sample_size=query.sample_size))
 
 
 @forecasting.get("/analytics/funnel", responses={200: Funnel, **READ})
@@ -500,9 +511,7 @@ def funnel(query: FunnelQuery) -> tuple[dict, int]:
 
     `users` counts distinct users who reached a step; `conversion` is relative to the previous step and
     `conversion_from_start` to the first. Defaults to the last 30 days; the answer gives the range used."""
-    reply = _forecasting().Funnel(pb.FunnelRequest(category=query.category or "", **query.dates()),
-                                  timeout=_deadline())
-    return reply_json(reply), 200
+    return _report(_forecasting().Funnel, pb.FunnelRequest(category=query.category or "", **query.dates()))
 
 
 @forecasting.get("/analytics/cohorts", responses={200: Cohorts, **READ})
@@ -511,12 +520,8 @@ def cohorts(query: CohortsQuery) -> tuple[dict, int]:
 
     `retention[i]` is the fraction of the cohort who purchased again `i` periods after acquisition
     (`retention[0]` is 1); only periods already observed are listed."""
-    reply = _forecasting().Cohorts(
-        pb.CohortsRequest(period=COHORT_PERIODS[query.period], max_periods=query.max_periods,
-                          **query.dates()),
-        timeout=_deadline(),
-    )
-    return reply_json(reply), 200
+    return _report(_forecasting().Cohorts, pb.CohortsRequest(
+        period=COHORT_PERIODS[query.period], max_periods=query.max_periods, **query.dates()))
 
 
 @forecasting.get("/analytics/users/<user_id>", responses={200: CustomerProfile, **READ})

@@ -220,6 +220,11 @@ class Settings(BaseSettings):
     forecast_refresh_seconds: float = Field(default=5.0, gt=0)
     forecast_auto_train: bool = True
     forecast_min_orders: int = Field(default=20, ge=1)
+    # Analytics reports over every order (segments, funnel, cohorts) are computed in the background and
+    # answered from what was computed (services/common/precomputed.py): at most this often again after new
+    # events, and a first request of new parameters waits at most this long before a 503 with Retry-After.
+    analytics_refresh_seconds: float = Field(default=10.0, gt=0)
+    analytics_wait_seconds: float = Field(default=1.5, ge=0)
     analytics_secret: SecretStr | None = None
     # The alerts desk in the forecasting service (services/forecasting/alerts.py, webhooks.py): URLs that
     # receive every new alert (comma-separated http(s) URLs; empty: none; a secret, as a chat tool's

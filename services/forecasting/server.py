@@ -23,6 +23,7 @@ from services.common.grpc_server import ServiceRunner, bootstrap, run
 from services.common.jobs import JobRunner, get_job_rpc, list_models_rpc, serve_model_rpc, train_rpc
 from services.common.keyfile import persistent_secret
 from services.common.models import ModelHolder, ModelRegistry, announce_version
+from services.common.precomputed import NotReady, Precomputed
 from services.common.settings import Settings, load_settings
 from services.forecasting import converters as cv
 from services.forecasting.alerts import AlertDesk, AlertPending, AlertsProjection, AlertStore
@@ -51,6 +52,12 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
         self.jobs = jobs
         self.secret = secret
         self.analytics = Analytics(store, holder)
+        # The defaults are what the gateway asks when a caller names no parameter.
+        self.reports = Precomputed(store.events_seen, refresh_seconds=settings.analytics_refresh_seconds)
+        self.reports.register("segments", self._segments,
+                              lambda: [(cv.segments_as_of(pb.SegmentsRequest()), 0)])
+        self.reports.register("funnel", self._funnel, lambda: [(*cv.funnel_range(pb.FunnelRequest()), None)])
+        self.reports.register("cohorts", self._cohorts, lambda: [cv.cohort_options(pb.CohortsRequest())])
 
     # -- forecasts -----------------------------------------------------------------------------------
     def _target(self, request, context) -> tuple[str, str]:
@@ -135,20 +142,45 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
                                  unit_cost, note)
 
     # -- behaviour -----------------------------------------------------------------------------------
+    # Reports over every order are computed by the reports worker (services/common/precomputed.py) and
+    # answered from what it kept: the request never computes them (issue #21).
     def Segments(self, request: pb.SegmentsRequest, context: grpc.ServicerContext) -> pb.SegmentsResponse:
         as_of = _checked(cv.segments_as_of, request, context)
-        report = behaviour.segments(behaviour.rfm(self.analytics.purchases(), as_of), request.sample_size,
-                                    self.secret)
-        return cv.segments_response(report, self.analytics.currency(), as_of)
+        return self._report("segments", (as_of, request.sample_size), context)
 
     def Funnel(self, request: pb.FunnelRequest, context: grpc.ServicerContext) -> pb.FunnelResponse:
         first, last = _checked(cv.funnel_range, request, context)
-        rows, counts = self.store.funnel_events(first, last, request.category or None)
-        report = behaviour.funnel(rows, first, last, request.category or None)
-        return cv.funnel_response(report, counts, request.category or None, first, last)
+        return self._report("funnel", (first, last, request.category or None), context)
 
     def Cohorts(self, request: pb.CohortsRequest, context: grpc.ServicerContext) -> pb.CohortsResponse:
-        period, max_periods, first, last = _checked(cv.cohort_options, request, context)
+        return self._report("cohorts", _checked(cv.cohort_options, request, context), context)
+
+    def _report(self, report: str, params, context: grpc.ServicerContext):
+        remaining = context.time_remaining()
+        wait = self.settings.analytics_wait_seconds
+        if remaining is not None:
+            wait = min(wait, max(0.0, remaining - 0.3))
+        try:
+            answer = self.reports.get(report, params, wait)
+        except NotReady as exc:
+            context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        context.set_trailing_metadata((("x-shopai-computed-at", f"{answer.computed_at:.3f}"),
+                                       ("x-shopai-stale", "1" if answer.stale else "0")))
+        return answer.value
+
+    def _segments(self, params) -> pb.SegmentsResponse:
+        as_of, sample_size = params
+        report = behaviour.segments(behaviour.rfm(self.analytics.purchases(), as_of), sample_size, self.secret)
+        return cv.segments_response(report, self.analytics.currency(), as_of)
+
+    def _funnel(self, params) -> pb.FunnelResponse:
+        first, last, category = params
+        rows, counts = self.store.funnel_events(first, last, category)
+        return cv.funnel_response(behaviour.funnel(rows, first, last, category), counts, category, first, last)
+
+    def _cohorts(self, params) -> pb.CohortsResponse:
+        period, max_periods, first, last = params
         return cv.cohorts_response(behaviour.cohorts(self.analytics.purchases(), period, max_periods, first, last))
 
     def UserProfile(self, request: pb.UserProfileRequest, context: grpc.ServicerContext) -> pb.UserProfileResponse:
@@ -251,6 +283,7 @@ def build(settings: Settings) -> ServiceRunner:
     runner.add_worker(consumer.run, "forecasting-consumer")
     runner.add_worker(jobs.run, "forecasting-trainer")
     runner.add_worker(refresher.run, "forecasting-refresher")
+    runner.add_worker(servicer.reports.run, "forecasting-reports")
     runner.add_worker(Scheduler(settings, store, holder, jobs).run, "forecasting-scheduler")
     runner.add_worker(alerts.run, "forecasting-alerts")
     runner.add_worker(webhooks.run, "forecasting-alert-webhooks")
