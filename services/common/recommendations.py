@@ -6,7 +6,8 @@
   gateway reads a few keys of it (cached answers, the popular ranking, the catalog, a shopper's purchases);
 - the answer cache (``AnswerCache``, ``request_digest`` and the Lua lookup): the recommender writes answers,
   the gateway serves a valid one without calling the recommender;
-- the read-only popular ranking (``popular_products``) the gateway answers with when the recommender is down.
+- the read-only popular ranking (``popular_products``) the gateway answers with when the recommender is down;
+- the catalog's categories with their live product counts (``catalog_categories``), which the gateway lists.
 
 The gateway imports this module and nothing of ``services/recommender``; the recommender imports it (its
 ``store`` re-exports the Redis parts). A change here changes both sides, visibly.
@@ -95,6 +96,8 @@ class RecommenderKeys:
     popular = key("rec", "pop", "all")
     trending = key("rec", "trend", "all")
     active = key("rec", "catalog", "active")
+    # Hash: every category a product was ever filed under -> its Chinese name (attributes.category_zh) or "".
+    categories = key("rec", "catalog", "categories")
     stats = key("rec", "stats", "events")
     users = key("rec", "users")
     first_seen = key("rec", "users", "first-seen")
@@ -302,3 +305,31 @@ def popular_products(client: redis.Redis, k: int, filters: Filters, *, exclude_o
             break
         start, size = start + size, min(size * 4, 1000)
     return found
+
+
+# ------------------------------------------------------------------ the catalog's categories, read only
+
+
+@dataclass(frozen=True)
+class CategoryCount:
+    name: str  # the products' ``category`` field
+    products: int  # live products filed under it
+    name_zh: str = ""  # the catalog's Chinese name for it (``attributes.category_zh``), when it gave one
+
+
+def catalog_categories(client: redis.Redis) -> list[CategoryCount]:
+    """The categories that hold live products, the fullest first (then by name). Reads only.
+
+    The names come from ``K.categories``, and from the category sets themselves (a ``SCAN``) in a projection
+    written before that hash existed; a category whose products were all removed or moved is left out."""
+    labels: dict[str, str] = client.hgetall(K.categories)
+    if not labels:
+        prefix = K.category("")
+        labels = {name[len(prefix):]: "" for name in client.scan_iter(match=f"{prefix}*", count=1000)}
+    names = sorted(labels)
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.scard(K.category(name))
+        counts = pipe.execute()
+    found = [CategoryCount(name, int(n), labels[name]) for name, n in zip(names, counts, strict=True) if n]
+    return sorted(found, key=lambda c: (-c.products, c.name))

@@ -22,6 +22,7 @@ import json
 
 from services.common import privacy, topics
 from services.common.events import Event, InvalidEvent
+from services.common.pictures import IMAGE_FIELD, MAX_PICTURE_BYTES, SHA_FIELD
 from services.common.projection import Ops, Projection
 from services.vision.core.images import ImageProblem, decode_image
 from services.vision.core.scans import ANONYMOUS_CLIENT, place_member
@@ -29,7 +30,7 @@ from services.vision.core.verification import Revocation
 from services.vision.store import KEPT_SCANS, fingerprint, revocation_json
 from services.vision.store import VisionKeys as K
 
-MAX_CATALOG_IMAGE_BYTES = 8 * 1024 * 1024
+MAX_CATALOG_IMAGE_BYTES = MAX_PICTURE_BYTES  # kept as sent: the gateway serves it (services/common/pictures.py)
 
 
 class VisionProjection(Projection):
@@ -70,9 +71,9 @@ class VisionProjection(Projection):
             except ImageProblem as exc:
                 raise InvalidEvent(f"image_base64: {exc.reason}") from None
             shas[pid] = hashlib.sha256(data).hexdigest()
-            fields += ["image", str(raw), "image_sha", shas[pid]]
+            fields += [IMAGE_FIELD, str(raw), SHA_FIELD, shas[pid]]
         elif pid not in shas:
-            shas[pid] = self.redis.hget(K.product(pid), "image_sha") or ""
+            shas[pid] = self.redis.hget(K.product(pid), SHA_FIELD) or ""
         if not shas[pid]:
             ops("HSET", K.product(pid), *fields)  # known, but no picture to recognise it by (yet)
             ops("HINCRBY", K.stats, "products_without_image", 1)

@@ -25,6 +25,7 @@ import redis
 from PIL import Image
 
 from services.common.cache import key
+from services.common.pictures import picture_key
 from services.vision.core.scans import COUNTED, Scanner, ScanWeight, place_member, weigh_scan
 from services.vision.core.verification import Revocation, revocation_in_force
 
@@ -38,7 +39,7 @@ class VisionKeys:
 
     @staticmethod
     def product(pid: str) -> str:
-        return key("vision", "product", pid)
+        return picture_key(pid)  # the gateway reads the picture there too (services/common/pictures.py)
 
     @staticmethod
     def code(serial: str) -> str:
