@@ -215,6 +215,7 @@ class RecordingServicer:
     def reset(self) -> RecordingServicer:
         self.calls.clear()
         self.errors.clear()
+        self.trailing.clear()
         return self
 
 

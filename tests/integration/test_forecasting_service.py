@@ -88,7 +88,8 @@ def shop_history() -> tuple[list, dict[str, np.ndarray]]:
 @pytest.fixture
 def forecasting(settings, start_service_with, redis_client):
     service = start_service_with(settings, "forecasting", SHOPAI_FORECAST_AUTO_TRAIN="false",
-                                 SHOPAI_FORECAST_REFRESH_SECONDS="1", SHOPAI_RETRAIN_CHECK_SECONDS="1")
+                                 SHOPAI_FORECAST_REFRESH_SECONDS="1", SHOPAI_RETRAIN_CHECK_SECONDS="1",
+                                 SHOPAI_ANALYTICS_REFRESH_SECONDS="1")
     settings.forecasting.grpc_port = service.grpc_port
     channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
     stub = pb_grpc.ForecastingStub(channel)
@@ -225,10 +226,23 @@ def test_stock_below_the_reorder_point_raises_an_alert(forecasting):
     assert alerts and alerts[0]["payload"]["product_id"] == "f1" and alerts[0]["payload"]["on_hand"] == 5
 
 
+def fresh(client, url: str):
+    """The report at ``url`` once it was computed after the last event (reports are computed in the
+    background: an answer may say ``X-ShopAI-Stale: true`` while a newer one is on its way)."""
+    answers = []
+
+    def ready() -> bool:
+        answers.append(client.get(url))
+        return answers[-1].status_code == 200 and answers[-1].headers["X-ShopAI-Stale"] == "false"
+
+    wait_for(ready, 30, what=f"{url} computed from every event")
+    assert answers[-1].headers["X-ShopAI-Computed-At"].endswith("Z")
+    return answers[-1]
+
+
 def test_behaviour_analytics_are_pseudonymous(forecasting):
     _stub, client, _publisher, events, _truth, _ = forecasting
-    segments = client.get("/v1/analytics/segments?sample_size=3")
-    assert segments.status_code == 200, segments.json
+    segments = fresh(client, "/v1/analytics/segments?sample_size=3")
     body = segments.json
     buyers = {e.payload["user_id"] for e in events if e.type == "order.created"}
     assert body["total_customers"] == len(buyers)
@@ -237,16 +251,14 @@ def test_behaviour_analytics_are_pseudonymous(forecasting):
     text = segments.get_data(as_text=True)
     assert not any(u in text for u in USERS)
 
-    funnel = client.get(f"/v1/analytics/funnel?from_date={START}&to_date={END}")
-    assert funnel.status_code == 200, funnel.json
+    funnel = fresh(client, f"/v1/analytics/funnel?from_date={START}&to_date={END}")
     steps = {s["name"]: s for s in funnel.json["steps"]}
     assert steps["view"]["users"] >= steps["add_to_cart"]["users"] >= steps["purchase"]["users"] > 0
     assert steps["purchase"]["events"] == sum(1 for e in events if e.type == "interaction.purchase")
     assert {c["category"] for c in funnel.json["categories"]} == {"bags", "shoes"}
     assert_problem(client.get(f"/v1/analytics/funnel?from_date={END}&to_date={START}"), 400)
 
-    cohorts = client.get("/v1/analytics/cohorts?period=week&max_periods=8")
-    assert cohorts.status_code == 200, cohorts.json
+    cohorts = fresh(client, "/v1/analytics/cohorts?period=week&max_periods=8")
     rows = cohorts.json["cohorts"]
     assert sum(r["size"] for r in rows) == len(buyers) and all(r["retention"][0] == 1 for r in rows)
 
@@ -316,3 +328,23 @@ def test_returns_and_refunds_take_sales_and_spend_back(forecasting):
     ])
     wait_for(lambda: history(stub, "f2")[day] == before[day] + 1, 30, what="the return applied")
     wait_for(lambda: spend() == pytest.approx(100.0), 30, what="the spend reduced once, not twice")
+
+
+def test_reports_are_answered_from_the_background_worker_and_follow_new_orders(forecasting):
+    """Issue #21: the request reads what the reports worker computed; a new order makes the kept answer stale
+    (still served, marked) until the worker has computed it again."""
+    _stub, client, publisher, events, _truth, _ = forecasting
+    buyers = {e.payload["user_id"] for e in events if e.type == "order.created"}
+    first = fresh(client, "/v1/analytics/segments")
+    assert first.json["total_customers"] == len(buyers)
+    publisher.publish([new_event("order.created", {
+        "order_id": "report-1", "user_id": "new-buyer", "currency": "CNY", "total": 50.0,
+        "lines": [{"product_id": "f1", "quantity": 1, "unit_price": 50.0}]}, occurred_at=at(END, 12))])
+    later = {}
+
+    def counted() -> bool:
+        later["answer"] = fresh(client, "/v1/analytics/segments")
+        return later["answer"].json["total_customers"] == len(buyers) + 1
+
+    wait_for(counted, 30, what="the new buyer in the recomputed segments")
+    assert later["answer"].headers["X-ShopAI-Computed-At"] >= first.headers["X-ShopAI-Computed-At"]

@@ -390,6 +390,22 @@ def test_segments_default_to_today_without_samples(client, fake):
     assert (body["total_customers"], body["as_of"]) == (1200, "2026-11-28")
 
 
+def test_reports_say_when_they_were_computed_and_whether_newer_data_waits(client, fake):
+    fake.trailing["Segments"] = (("x-shopai-computed-at", "1764320400.250"), ("x-shopai-stale", "1"))
+    answer = client.get("/v1/analytics/segments")
+    assert answer.status_code == 200
+    assert answer.headers["X-ShopAI-Computed-At"] == "2025-11-28T09:00:00Z"
+    assert answer.headers["X-ShopAI-Stale"] == "true"
+
+
+def test_a_report_still_being_computed_is_a_503_that_says_when_to_ask_again(client, fake):
+    fake.errors["Cohorts"] = (grpc.StatusCode.UNAVAILABLE, "the cohorts report is being computed; ask again in 2 s")
+    fake.trailing["Cohorts"] = (("retry-after", "2"),)
+    answer = client.get("/v1/analytics/cohorts?period=week")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "2"
+    assert "being computed" in answer.json["detail"]
+
+
 def test_segments_forward_the_day_and_sample_size(client, fake):
     body = ok(client.get("/v1/analytics/segments?as_of=2026-10-31&sample_size=100"))
     request = fake.only("Segments")
