@@ -192,15 +192,19 @@ def assert_problem(reply, status: int) -> dict:
 
 class RecordingServicer:
     """Mixin for fake gRPC servicers in gateway tests: records every request (and the deadline it came
-    with); ``errors[method] = (code, details)`` makes the method abort."""
+    with); ``errors[method] = (code, details)`` makes the method abort; ``trailing[method]`` is the trailing
+    metadata it sends (with its answer or its error)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, object, float | None]] = []
         self.errors: dict[str, tuple[grpc.StatusCode, str]] = {}
+        self.trailing: dict[str, tuple[tuple[str, str], ...]] = {}
         self.port = 0
 
     def _handle(self, method: str, request, context, answer):
         self.calls.append((method, request, context.time_remaining()))
+        if method in self.trailing:
+            context.set_trailing_metadata(self.trailing[method])
         if method in self.errors:
             context.abort(*self.errors[method])
         return answer(request)
