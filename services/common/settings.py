@@ -258,6 +258,16 @@ class Settings(BaseSettings):
     demo_users: int = Field(default=3000, ge=10)
     demo_days: int = Field(default=730, ge=14)
 
+    # `make run` on one machine (shopai/supervision.py). The embedded broker's storage: s3 keeps the log in an
+    # S3-compatible store on disk (s3rver on broker_s3_port, under <data_dir>/broker/), so acknowledged events
+    # outlive a restart; memory loses them (the tests' own brokers). `shopai run` sets s3 unless told otherwise.
+    broker_storage: Literal["memory", "s3"] = "memory"
+    broker_s3_port: int = 4568
+    # The supervisor restarts a process that exits, with back-off; one restarted more often than this within
+    # a minute is stopped with its last output on screen. Restarts are counted on this metrics port.
+    restart_limit_per_minute: int = Field(default=5, ge=1)
+    supervisor_metrics_port: int = 9105
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
