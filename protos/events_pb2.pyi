@@ -66,7 +66,7 @@ class Product(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., title_zh: _Optional[str] = ..., description: _Optional[str] = ..., description_zh: _Optional[str] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., currency: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., image_url: _Optional[str] = ..., image_base64: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., cost: _Optional[float] = ...) -> None: ...
 
 class Interaction(_message.Message):
-    __slots__ = ("user_id", "product_id", "session_id", "quantity", "price", "rating", "query")
+    __slots__ = ("user_id", "product_id", "session_id", "quantity", "price", "rating", "query", "recommendation_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class Interaction(_message.Message):
     PRICE_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     product_id: str
     session_id: str
@@ -81,7 +82,8 @@ class Interaction(_message.Message):
     price: float
     rating: int
     query: str
-    def __init__(self, user_id: _Optional[str] = ..., product_id: _Optional[str] = ..., session_id: _Optional[str] = ..., quantity: _Optional[int] = ..., price: _Optional[float] = ..., rating: _Optional[int] = ..., query: _Optional[str] = ...) -> None: ...
+    recommendation_id: str
+    def __init__(self, user_id: _Optional[str] = ..., product_id: _Optional[str] = ..., session_id: _Optional[str] = ..., quantity: _Optional[int] = ..., price: _Optional[float] = ..., rating: _Optional[int] = ..., query: _Optional[str] = ..., recommendation_id: _Optional[str] = ...) -> None: ...
 
 class OrderLine(_message.Message):
     __slots__ = ("product_id", "quantity", "unit_price")
@@ -296,6 +298,26 @@ class Alert(_message.Message):
     acknowledged_by: str
     role: str
     def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., on_hand: _Optional[int] = ..., reorder_point: _Optional[float] = ..., order_quantity: _Optional[int] = ..., stockout_risk: _Optional[float] = ..., days_of_cover: _Optional[float] = ..., verdict: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., location: _Optional[str] = ..., scanned_by: _Optional[str] = ..., batch: _Optional[str] = ..., serial: _Optional[str] = ..., payload: _Optional[str] = ..., service: _Optional[str] = ..., model_version: _Optional[str] = ..., metric: _Optional[str] = ..., new: _Optional[float] = ..., serving: _Optional[float] = ..., serving_version: _Optional[str] = ..., reason: _Optional[str] = ..., alert_id: _Optional[str] = ..., acknowledged_by: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class RecommendationServed(_message.Message):
+    __slots__ = ("recommendation_id", "user_id", "strategy", "model_version", "product_ids", "experiment_id", "arm", "surface")
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    SURFACE_FIELD_NUMBER: _ClassVar[int]
+    recommendation_id: str
+    user_id: str
+    strategy: str
+    model_version: str
+    product_ids: _containers.RepeatedScalarFieldContainer[str]
+    experiment_id: str
+    arm: str
+    surface: str
+    def __init__(self, recommendation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., strategy: _Optional[str] = ..., model_version: _Optional[str] = ..., product_ids: _Optional[_Iterable[str]] = ..., experiment_id: _Optional[str] = ..., arm: _Optional[str] = ..., surface: _Optional[str] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("reason", "error_type", "topic", "partition", "offset", "key", "value", "value_is_base64", "consumer_group", "failed_at")

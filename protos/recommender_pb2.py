@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from protos import common_pb2 as protos_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/recommender.proto\x12\x15shopai.recommender.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13protos/common.proto\"\xd9\x01\n\x07\x46ilters\x12\x19\n\x11\x65xclude_purchased\x18\x01 \x01(\x08\x12\x1c\n\x14\x65xclude_out_of_stock\x18\x02 \x01(\x08\x12\x1a\n\x12\x65xclude_categories\x18\x03 \x03(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x16\n\tmin_price\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tmax_price\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x13\x65xclude_product_ids\x18\x07 \x03(\tB\x0c\n\n_min_priceB\x0c\n\n_max_price\"\x8e\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12/\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x1e.shopai.recommender.v1.Filters\x12\x1b\n\x13session_product_ids\x18\x05 \x03(\t\"\x86\x01\n\x0fRecommendedItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\"\x98\x01\n\x11RecommendResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x35\n\x05items\x18\x02 \x03(\x0b\x32&.shopai.recommender.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x12\n\ncold_start\x18\x05 \x01(\x08\"w\n\x15\x42\x61tchRecommendRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12/\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x1e.shopai.recommender.v1.Filters\"S\n\x16\x42\x61tchRecommendResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.shopai.recommender.v1.RecommendResponse\"\x8c\x01\n\x0eSimilarRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12/\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x1e.shopai.recommender.v1.Filters\x12\x18\n\x10include_variants\x18\x05 \x01(\x08\"\x85\x01\n\x0fSimilarResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x35\n\x05items\x18\x02 \x03(\x0b\x32&.shopai.recommender.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\"%\n\x12UserProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\",\n\x0cWeightedName\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"G\n\tPriceBand\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0e\n\x06median\x18\x02 \x01(\x01\x12\x0b\n\x03max\x18\x03 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"e\n\nRecentItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd0\x04\n\x13UserProfileResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x12purchase_frequency\x18\x02 \x01(\x01\x12\x41\n\x14\x66\x61vourite_categories\x18\x03 \x03(\x0b\x32#.shopai.recommender.v1.WeightedName\x12=\n\x10\x66\x61vourite_brands\x18\x04 \x03(\x0b\x32#.shopai.recommender.v1.WeightedName\x12\x34\n\nprice_band\x18\x05 \x01(\x0b\x32 .shopai.recommender.v1.PriceBand\x12\x37\n\x0crecent_items\x18\x06 \x03(\x0b\x32!.shopai.recommender.v1.RecentItem\x12Q\n\x0c\x65vent_counts\x18\x07 \x03(\x0b\x32;.shopai.recommender.v1.UserProfileResponse.EventCountsEntry\x12.\n\nfirst_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06orders\x18\n \x01(\x03\x12\x13\n\x0btotal_spend\x18\x0b \x01(\x01\x12\x10\n\x08\x63urrency\x18\x0c \x01(\t\x1a\x32\n\x10\x45ventCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"(\n\x12ItemProfileRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"\x98\x04\n\x13ItemProfileResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05price\x18\x05 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12\x10\n\x08in_stock\x18\x08 \x01(\x08\x12Q\n\x0c\x65vent_counts\x18\t \x03(\x0b\x32;.shopai.recommender.v1.ItemProfileResponse.EventCountsEntry\x12\x14\n\x0cunique_users\x18\n \x01(\x03\x12\x17\n\x0f\x63onversion_rate\x18\x0b \x01(\x01\x12\x16\n\x0e\x61verage_rating\x18\x0c \x01(\x01\x12\x14\n\x0crating_count\x18\r \x01(\x03\x12\x17\n\x0fpopularity_rank\x18\x0e \x01(\x05\x12\x37\n\x13last_interaction_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x46\n\x16\x66requently_bought_with\x18\x10 \x03(\x0b\x32&.shopai.recommender.v1.RecommendedItem\x1a\x32\n\x10\x45ventCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xb0\x06\n\x0bRecommender\x12^\n\tRecommend\x12\'.shopai.recommender.v1.RecommendRequest\x1a(.shopai.recommender.v1.RecommendResponse\x12m\n\x0e\x42\x61tchRecommend\x12,.shopai.recommender.v1.BatchRecommendRequest\x1a-.shopai.recommender.v1.BatchRecommendResponse\x12X\n\x07Similar\x12%.shopai.recommender.v1.SimilarRequest\x1a&.shopai.recommender.v1.SimilarResponse\x12\x64\n\x0bUserProfile\x12).shopai.recommender.v1.UserProfileRequest\x1a*.shopai.recommender.v1.UserProfileResponse\x12\x64\n\x0bItemProfile\x12).shopai.recommender.v1.ItemProfileRequest\x1a*.shopai.recommender.v1.ItemProfileResponse\x12>\n\x05Train\x12\x1e.shopai.common.v1.TrainRequest\x1a\x15.shopai.common.v1.Job\x12@\n\x06GetJob\x12\x1f.shopai.common.v1.GetJobRequest\x1a\x15.shopai.common.v1.Job\x12W\n\nListModels\x12#.shopai.common.v1.ListModelsRequest\x1a$.shopai.common.v1.ListModelsResponse\x12Q\n\nServeModel\x12#.shopai.common.v1.ServeModelRequest\x1a\x1e.shopai.common.v1.ModelVersionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/recommender.proto\x12\x15shopai.recommender.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13protos/common.proto\"\xd9\x01\n\x07\x46ilters\x12\x19\n\x11\x65xclude_purchased\x18\x01 \x01(\x08\x12\x1c\n\x14\x65xclude_out_of_stock\x18\x02 \x01(\x08\x12\x1a\n\x12\x65xclude_categories\x18\x03 \x03(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x16\n\tmin_price\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tmax_price\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x13\x65xclude_product_ids\x18\x07 \x03(\tB\x0c\n\n_min_priceB\x0c\n\n_max_price\"\xa5\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12/\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x1e.shopai.recommender.v1.Filters\x12\x1b\n\x13session_product_ids\x18\x05 \x03(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\"\x86\x01\n\x0fRecommendedItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\"\x98\x01\n\x11RecommendResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x35\n\x05items\x18\x02 \x03(\x0b\x32&.shopai.recommender.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x12\n\ncold_start\x18\x05 \x01(\x08\"w\n\x15\x42\x61tchRecommendRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12/\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x1e.shopai.recommender.v1.Filters\"S\n\x16\x42\x61tchRecommendResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.shopai.recommender.v1.RecommendResponse\"\x8c\x01\n\x0eSimilarRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12/\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x1e.shopai.recommender.v1.Filters\x12\x18\n\x10include_variants\x18\x05 \x01(\x08\"\x85\x01\n\x0fSimilarResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x35\n\x05items\x18\x02 \x03(\x0b\x32&.shopai.recommender.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\"%\n\x12UserProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\",\n\x0cWeightedName\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"G\n\tPriceBand\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0e\n\x06median\x18\x02 \x01(\x01\x12\x0b\n\x03max\x18\x03 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"e\n\nRecentItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd0\x04\n\x13UserProfileResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x12purchase_frequency\x18\x02 \x01(\x01\x12\x41\n\x14\x66\x61vourite_categories\x18\x03 \x03(\x0b\x32#.shopai.recommender.v1.WeightedName\x12=\n\x10\x66\x61vourite_brands\x18\x04 \x03(\x0b\x32#.shopai.recommender.v1.WeightedName\x12\x34\n\nprice_band\x18\x05 \x01(\x0b\x32 .shopai.recommender.v1.PriceBand\x12\x37\n\x0crecent_items\x18\x06 \x03(\x0b\x32!.shopai.recommender.v1.RecentItem\x12Q\n\x0c\x65vent_counts\x18\x07 \x03(\x0b\x32;.shopai.recommender.v1.UserProfileResponse.EventCountsEntry\x12.\n\nfirst_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06orders\x18\n \x01(\x03\x12\x13\n\x0btotal_spend\x18\x0b \x01(\x01\x12\x10\n\x08\x63urrency\x18\x0c \x01(\t\x1a\x32\n\x10\x45ventCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"(\n\x12ItemProfileRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"\x98\x04\n\x13ItemProfileResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05price\x18\x05 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12\x10\n\x08in_stock\x18\x08 \x01(\x08\x12Q\n\x0c\x65vent_counts\x18\t \x03(\x0b\x32;.shopai.recommender.v1.ItemProfileResponse.EventCountsEntry\x12\x14\n\x0cunique_users\x18\n \x01(\x03\x12\x17\n\x0f\x63onversion_rate\x18\x0b \x01(\x01\x12\x16\n\x0e\x61verage_rating\x18\x0c \x01(\x01\x12\x14\n\x0crating_count\x18\r \x01(\x03\x12\x17\n\x0fpopularity_rank\x18\x0e \x01(\x05\x12\x37\n\x13last_interaction_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x46\n\x16\x66requently_bought_with\x18\x10 \x03(\x0b\x32&.shopai.recommender.v1.RecommendedItem\x1a\x32\n\x10\x45ventCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xb0\x06\n\x0bRecommender\x12^\n\tRecommend\x12\'.shopai.recommender.v1.RecommendRequest\x1a(.shopai.recommender.v1.RecommendResponse\x12m\n\x0e\x42\x61tchRecommend\x12,.shopai.recommender.v1.BatchRecommendRequest\x1a-.shopai.recommender.v1.BatchRecommendResponse\x12X\n\x07Similar\x12%.shopai.recommender.v1.SimilarRequest\x1a&.shopai.recommender.v1.SimilarResponse\x12\x64\n\x0bUserProfile\x12).shopai.recommender.v1.UserProfileRequest\x1a*.shopai.recommender.v1.UserProfileResponse\x12\x64\n\x0bItemProfile\x12).shopai.recommender.v1.ItemProfileRequest\x1a*.shopai.recommender.v1.ItemProfileResponse\x12>\n\x05Train\x12\x1e.shopai.common.v1.TrainRequest\x1a\x15.shopai.common.v1.Job\x12@\n\x06GetJob\x12\x1f.shopai.common.v1.GetJobRequest\x1a\x15.shopai.common.v1.Job\x12W\n\nListModels\x12#.shopai.common.v1.ListModelsRequest\x1a$.shopai.common.v1.ListModelsResponse\x12Q\n\nServeModel\x12#.shopai.common.v1.ServeModelRequest\x1a\x1e.shopai.common.v1.ModelVersionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,37 +40,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FILTERS']._serialized_start=106
   _globals['_FILTERS']._serialized_end=323
   _globals['_RECOMMENDREQUEST']._serialized_start=326
-  _globals['_RECOMMENDREQUEST']._serialized_end=468
-  _globals['_RECOMMENDEDITEM']._serialized_start=471
-  _globals['_RECOMMENDEDITEM']._serialized_end=605
-  _globals['_RECOMMENDRESPONSE']._serialized_start=608
-  _globals['_RECOMMENDRESPONSE']._serialized_end=760
-  _globals['_BATCHRECOMMENDREQUEST']._serialized_start=762
-  _globals['_BATCHRECOMMENDREQUEST']._serialized_end=881
-  _globals['_BATCHRECOMMENDRESPONSE']._serialized_start=883
-  _globals['_BATCHRECOMMENDRESPONSE']._serialized_end=966
-  _globals['_SIMILARREQUEST']._serialized_start=969
-  _globals['_SIMILARREQUEST']._serialized_end=1109
-  _globals['_SIMILARRESPONSE']._serialized_start=1112
-  _globals['_SIMILARRESPONSE']._serialized_end=1245
-  _globals['_USERPROFILEREQUEST']._serialized_start=1247
-  _globals['_USERPROFILEREQUEST']._serialized_end=1284
-  _globals['_WEIGHTEDNAME']._serialized_start=1286
-  _globals['_WEIGHTEDNAME']._serialized_end=1330
-  _globals['_PRICEBAND']._serialized_start=1332
-  _globals['_PRICEBAND']._serialized_end=1403
-  _globals['_RECENTITEM']._serialized_start=1405
-  _globals['_RECENTITEM']._serialized_end=1506
-  _globals['_USERPROFILERESPONSE']._serialized_start=1509
-  _globals['_USERPROFILERESPONSE']._serialized_end=2101
-  _globals['_USERPROFILERESPONSE_EVENTCOUNTSENTRY']._serialized_start=2051
-  _globals['_USERPROFILERESPONSE_EVENTCOUNTSENTRY']._serialized_end=2101
-  _globals['_ITEMPROFILEREQUEST']._serialized_start=2103
-  _globals['_ITEMPROFILEREQUEST']._serialized_end=2143
-  _globals['_ITEMPROFILERESPONSE']._serialized_start=2146
-  _globals['_ITEMPROFILERESPONSE']._serialized_end=2682
-  _globals['_ITEMPROFILERESPONSE_EVENTCOUNTSENTRY']._serialized_start=2051
-  _globals['_ITEMPROFILERESPONSE_EVENTCOUNTSENTRY']._serialized_end=2101
-  _globals['_RECOMMENDER']._serialized_start=2685
-  _globals['_RECOMMENDER']._serialized_end=3501
+  _globals['_RECOMMENDREQUEST']._serialized_end=491
+  _globals['_RECOMMENDEDITEM']._serialized_start=494
+  _globals['_RECOMMENDEDITEM']._serialized_end=628
+  _globals['_RECOMMENDRESPONSE']._serialized_start=631
+  _globals['_RECOMMENDRESPONSE']._serialized_end=783
+  _globals['_BATCHRECOMMENDREQUEST']._serialized_start=785
+  _globals['_BATCHRECOMMENDREQUEST']._serialized_end=904
+  _globals['_BATCHRECOMMENDRESPONSE']._serialized_start=906
+  _globals['_BATCHRECOMMENDRESPONSE']._serialized_end=989
+  _globals['_SIMILARREQUEST']._serialized_start=992
+  _globals['_SIMILARREQUEST']._serialized_end=1132
+  _globals['_SIMILARRESPONSE']._serialized_start=1135
+  _globals['_SIMILARRESPONSE']._serialized_end=1268
+  _globals['_USERPROFILEREQUEST']._serialized_start=1270
+  _globals['_USERPROFILEREQUEST']._serialized_end=1307
+  _globals['_WEIGHTEDNAME']._serialized_start=1309
+  _globals['_WEIGHTEDNAME']._serialized_end=1353
+  _globals['_PRICEBAND']._serialized_start=1355
+  _globals['_PRICEBAND']._serialized_end=1426
+  _globals['_RECENTITEM']._serialized_start=1428
+  _globals['_RECENTITEM']._serialized_end=1529
+  _globals['_USERPROFILERESPONSE']._serialized_start=1532
+  _globals['_USERPROFILERESPONSE']._serialized_end=2124
+  _globals['_USERPROFILERESPONSE_EVENTCOUNTSENTRY']._serialized_start=2074
+  _globals['_USERPROFILERESPONSE_EVENTCOUNTSENTRY']._serialized_end=2124
+  _globals['_ITEMPROFILEREQUEST']._serialized_start=2126
+  _globals['_ITEMPROFILEREQUEST']._serialized_end=2166
+  _globals['_ITEMPROFILERESPONSE']._serialized_start=2169
+  _globals['_ITEMPROFILERESPONSE']._serialized_end=2705
+  _globals['_ITEMPROFILERESPONSE_EVENTCOUNTSENTRY']._serialized_start=2074
+  _globals['_ITEMPROFILERESPONSE_EVENTCOUNTSENTRY']._serialized_end=2124
+  _globals['_RECOMMENDER']._serialized_start=2708
+  _globals['_RECOMMENDER']._serialized_end=3524
 # @@protoc_insertion_point(module_scope)

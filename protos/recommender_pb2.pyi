@@ -29,18 +29,20 @@ class Filters(_message.Message):
     def __init__(self, exclude_purchased: _Optional[bool] = ..., exclude_out_of_stock: _Optional[bool] = ..., exclude_categories: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ..., exclude_product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "k", "strategy", "filters", "session_product_ids")
+    __slots__ = ("user_id", "k", "strategy", "filters", "session_product_ids", "model_version")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     SESSION_PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     k: int
     strategy: str
     filters: Filters
     session_product_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., strategy: _Optional[str] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., session_product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    model_version: str
+    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., strategy: _Optional[str] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., session_product_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
     __slots__ = ("product_id", "score", "reason", "title", "category", "price", "currency")

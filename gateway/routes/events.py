@@ -33,7 +33,8 @@ class EventIn(BaseModel):
 
 # Who writes the families POST /v1/events refuses (services/common/topics.py INTERNAL_FAMILIES).
 WRITERS = {"user": "DELETE /v1/users/{user_id}", "code": "the vision service", "handoff": "the assistant",
-           "alert": "the services (acknowledge one with POST /v1/admin/alerts/{alert_id}/acknowledge)"}
+           "alert": "the services (acknowledge one with POST /v1/admin/alerts/{alert_id}/acknowledge)",
+           "recommendation": "the gateway, one per recommendation answer"}
 
 
 class EventBatch(BaseModel):

@@ -1,5 +1,9 @@
 """Recommendation routes: REST -> recommender gRPC (recommendations, similar products, profiles).
 
+Every recommendation answer carries a new ``recommendation_id`` and is recorded as served (an impression,
+gateway/impressions.py); a shopper in the running experiment gets their arm's strategy when the request names
+none, and the answer says which (``experiment``; gateway/routes/experiments.py).
+
 When the recommender cannot answer (UNAVAILABLE or DEADLINE_EXCEEDED, after the channel's own retries),
 recommendations degrade to the shop's popular products read from the recommender's Redis projection,
 marked by ``strategy: "popular_fallback"`` and the ``X-ShopAI-Degraded: recommender`` header."""
@@ -12,15 +16,18 @@ from typing import Annotated, Any, Literal
 import grpc
 import redis
 from flask import current_app
+from flask import request as flask_request
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import Counter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.json import reply_json
+from gateway.routes.experiments import arm_for
 from gateway.problems import Problem
 from gateway.routes import QueryModel
 from protos import recommender_pb2 as pb
+from services.common.attribution import new_recommendation_id
 from services.common.logging import get_logger
 from services.common.recommendations import (
     MAX_K,
@@ -156,6 +163,11 @@ class Item(BaseModel):
     currency: str = ""
 
 
+class ExperimentArm(BaseModel):
+    id: str = Field(description="the experiment's id (GET /v1/admin/experiments/{experiment_id})")
+    arm: str = Field(description="the arm this shopper is in")
+
+
 class Recommendations(BaseModel):
     model_config = ConfigDict(openapi_extra={  # type: ignore[typeddict-unknown-key]
         "headers": {DEGRADED_HEADER: {
@@ -170,6 +182,11 @@ class Recommendations(BaseModel):
     model_version: str
     strategy: str = Field(description="the strategy that actually answered (may be a fallback)")
     cold_start: bool = False
+    recommendation_id: str = Field(description="32 hex digits, new for every answer: send it as "
+                                               "`payload.recommendation_id` with the clicks, add-to-carts and "
+                                               "purchases of its products (POST /v1/events)")
+    experiment: ExperimentArm | None = Field(None, description="present when the shopper is in the running "
+                                                               "experiment and the request named no strategy")
 
 
 class SimilarProducts(BaseModel):
@@ -177,6 +194,7 @@ class SimilarProducts(BaseModel):
     items: list[Item]
     model_version: str
     strategy: str = Field(description="the strategy that actually answered")
+    recommendation_id: str = Field(description="32 hex digits, new for every answer (as for recommendations)")
 
 
 class WeightedName(BaseModel):
@@ -252,20 +270,55 @@ def recommend(path: UserPath, query: RecommendQuery) -> tuple[dict, int] | tuple
     Unknown users get a cold-start answer (from `session`, then popularity); `strategy` in the answer
     says which strategy actually answered. When the recommender is unavailable or too slow, the answer is
     the shop's popular products with `strategy: popular_fallback` and the header `X-ShopAI-Degraded:
-    recommender` (503/504 only when Redis cannot be read either)."""
+    recommender` (503/504 only when Redis cannot be read either).
+
+    Every answer has a new `recommendation_id`. A shopper in the running experiment (POST
+    /v1/admin/experiments) gets their arm's strategy when the request names none, and `experiment` says
+    which arm."""
+    strategy = query.strategy
+    arm = None if "strategy" in flask_request.args else arm_for(path.user_id)
+    if arm is not None:
+        strategy = arm.strategy
     request = pb.RecommendRequest(
-        user_id=path.user_id, k=query.k, strategy=query.strategy,
+        user_id=path.user_id, k=query.k, strategy=strategy,
         filters=query.filters(exclude_purchased=query.exclude_purchased),
-        session_product_ids=query.session,
+        session_product_ids=query.session, model_version=(arm.model_version or "") if arm else "",
     )
     cached = _cached_answer(request)
     if cached is not None:
-        return current_app.response_class(_cached_body(cached), status=200, mimetype=current_app.json.mimetype)
+        prefix, served_strategy, version, pids = _cached_parts(cached)
+        rid = new_recommendation_id()
+        extra = {"recommendation_id": rid, **({"experiment": arm.answer()} if arm else {})}
+        body = prefix + b"," + current_app.json.dumps(extra)[1:].encode() + b"\n"
+        _record(rid, "user", path.user_id, served_strategy, version, list(pids), arm)
+        return current_app.response_class(body, status=200, mimetype=current_app.json.mimetype)
     try:
         reply = _recommender().Recommend(request, timeout=_deadline())
     except grpc.RpcError as exc:
-        return _degraded(exc, path.user_id, query)
-    return reply_json(reply), 200
+        body, status, headers = _degraded(exc, path.user_id, query)
+        return _served(body, "user", path.user_id, arm), status, headers
+    return _served(reply_json(reply), "user", path.user_id, arm), 200
+
+
+def _served(body: dict[str, Any], surface: str, user: str, arm: Any = None) -> dict[str, Any]:
+    """The answer with its new ``recommendation_id`` (and experiment arm), recorded as served."""
+    rid = new_recommendation_id()
+    body["recommendation_id"] = rid
+    if arm is not None:
+        body["experiment"] = arm.answer()
+    _record(rid, surface, user, body.get("strategy", ""), body.get("model_version", ""),
+            [item["product_id"] for item in body.get("items", [])], arm)
+    return body
+
+
+def _record(rid: str, surface: str, user: str, strategy: str, version: str, pids: list[str], arm: Any) -> None:
+    payload = {"recommendation_id": rid, "user_id": user, "strategy": strategy, "model_version": version,
+               "product_ids": pids, "surface": surface}
+    if arm is not None:
+        payload.update(experiment_id=arm.experiment_id, arm=arm.name)
+    impressions = current_app.extensions.get("shopai.impressions")
+    if impressions is not None:
+        impressions.record(payload)
 
 
 class SessionRecommendQuery(FilterQuery):
@@ -291,8 +344,9 @@ def recommend_for_visitor(query: SessionRecommendQuery) -> tuple[dict, int] | tu
     try:
         reply = _recommender().Recommend(request, timeout=_deadline())
     except grpc.RpcError as exc:
-        return _degraded(exc, "", query)
-    return reply_json(reply), 200
+        body, status, headers = _degraded(exc, "", query)
+        return _served(body, "visitor", ""), status, headers
+    return _served(reply_json(reply), "visitor", ""), 200
 
 
 def _degraded(exc: grpc.RpcError, user_id: str, query: RecommendQuery | SessionRecommendQuery) -> tuple[dict, int, dict[str, str]]:
@@ -310,10 +364,14 @@ def _degraded(exc: grpc.RpcError, user_id: str, query: RecommendQuery | SessionR
 
 
 @functools.lru_cache(maxsize=2048)
-def _cached_body(payload: bytes) -> bytes:
-    """The JSON body of a cached answer, as every other route writes it: converted once per distinct
-    answer, because ``MessageToDict`` and the JSON encoding are most of the cost of serving one."""
-    return (current_app.json.dumps(reply_json(pb.RecommendResponse.FromString(payload))) + "\n").encode()
+def _cached_parts(payload: bytes) -> tuple[bytes, str, str, tuple[str, ...]]:
+    """The JSON body of a cached answer, as every other route writes it, without its closing brace (the
+    answer's own ``recommendation_id`` follows), and its strategy, model version and products: converted once
+    per distinct answer, because ``MessageToDict`` and the JSON encoding are most of the cost of serving one."""
+    body = reply_json(pb.RecommendResponse.FromString(payload))
+    text = current_app.json.dumps(body)
+    return (text[:text.rindex("}")].encode(), body["strategy"], body["model_version"],
+            tuple(item["product_id"] for item in body["items"]))
 
 
 def _cached_answer(request: pb.RecommendRequest) -> bytes | None:
@@ -321,8 +379,8 @@ def _cached_answer(request: pb.RecommendRequest) -> bytes | None:
     the recommender would give: same user version, serving model, request, products still on sale and in
     stock); None sends the request to the recommender."""
     answers: AnswerCache | None = current_app.extensions.get("shopai.answers")
-    if answers is None or not request.user_id:
-        return None
+    if answers is None or not request.user_id or request.model_version:
+        return None  # an experiment arm's stored version is never cached
     try:
         found = answers.lookup(request.user_id, request_digest(request),
                                exclude_out_of_stock=request.filters.exclude_out_of_stock)
@@ -370,7 +428,7 @@ def similar(path: ProductPath, query: SimilarQuery) -> tuple[dict, int]:
                           include_variants=query.include_variants),
         timeout=_deadline(),
     )
-    return reply_json(reply), 200
+    return _served(reply_json(reply), "similar", ""), 200
 
 
 @recommendations.get(

@@ -33,6 +33,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "user": ("erased",),
     "handoff": ("requested", "cancel_requested", "claimed", "message", "closed"),
     "alert": ("reorder_needed", "counterfeit_detected", "code_suspicious", "model_gate_failed", "acknowledged"),
+    "recommendation": ("served",),
 }
 ALL_TYPES: frozenset[str] = frozenset(f"{fam}.{act}" for fam, acts in EVENT_TYPES.items() for act in acts)
 
@@ -47,6 +48,7 @@ PAYLOAD_MESSAGES: dict[str, type[Message]] = {
     "user": events_pb2.UserErased,
     "handoff": events_pb2.HandoffEvent,
     "alert": events_pb2.Alert,
+    "recommendation": events_pb2.RecommendationServed,
 }
 
 
@@ -133,6 +135,8 @@ def _check_interaction(action: str, p: dict[str, Any]) -> None:
         _require(p, "product_id")
     if action == "rating" and not 1 <= int(p.get("rating", 0)) <= 5:
         raise InvalidEvent("rating must be between 1 and 5")
+    if p.get("recommendation_id") and not RECOMMENDATION_ID.match(str(p["recommendation_id"])):
+        raise InvalidEvent("recommendation_id must be the 32 lowercase hex digits of a recommendation answer")
     if "quantity" in p and int(p["quantity"]) < 1:
         raise InvalidEvent("quantity must be at least 1")
     if "price" in p and float(p["price"]) < 0:
@@ -246,6 +250,21 @@ def _check_alert(action: str, p: dict[str, Any]) -> None:
         _require(p, "verdict")
 
 
+RECOMMENDATION_ID = re.compile(r"^[0-9a-f]{32}$")
+SURFACES = ("user", "visitor", "similar")
+
+
+def _check_recommendation(action: str, p: dict[str, Any]) -> None:
+    """An answer the gateway served (recommendations.served.v1): its id, what answered and where."""
+    _require(p, "recommendation_id", "strategy", "surface")
+    if not RECOMMENDATION_ID.match(str(p["recommendation_id"])):
+        raise InvalidEvent("recommendation_id must be 32 lowercase hex digits")
+    if p["surface"] not in SURFACES:
+        raise InvalidEvent(f"surface must be one of {', '.join(SURFACES)}, not {p['surface']!r}")
+    if bool(p.get("experiment_id")) != bool(p.get("arm")):
+        raise InvalidEvent("experiment_id and arm go together")
+
+
 _RULES = {
     "product": _check_product,
     "interaction": _check_interaction,
@@ -255,6 +274,7 @@ _RULES = {
     "user": _check_user,
     "handoff": _check_handoff,
     "alert": _check_alert,
+    "recommendation": _check_recommendation,
 }
 
 

@@ -11,6 +11,10 @@ Erasure (``services/common/privacy.py``) adds a few commands of its own, run by 
 same script: ``GUARD``/``ENDGUARD`` skip the commands between them while a shopper is
 in the erasure register, and the ``*MEMBERS`` commands delete what a per-user index
 set lists (a key pattern is not deterministic; an index is).
+
+Attribution (``services/common/attribution.py``) adds two more: ``IMPRESSION`` counts a
+recommendation answer served and ``OUTCOME`` the first click (add to cart, purchase) on one,
+joined in the script whichever comes first, so each answer's outcome counts once per kind.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ ALLOWED_COMMANDS = frozenset(
     # erasure's own, run by the script below (services/common/privacy.py)
     | {"GUARD", "ENDGUARD", "DELMEMBERKEYS", "SADDIFMEMBER", "SADDMEMBERS", "HDELMEMBERS", "SREMFROMMEMBERS",
        "LREMPAIRS"}
+    # attribution's own (services/common/attribution.py)
+    | {"IMPRESSION", "OUTCOME"}
 )
 
 _APPLY_BATCH = """
@@ -50,6 +56,11 @@ end
 -- HDELMEMBERS index hash: HDEL hash m for each member m
 -- SREMFROMMEMBERS index value: SREM m value for each member m (a key name)
 -- LREMPAIRS index prefix: each member is JSON [suffix, value]: LREM prefix..suffix 0 value
+-- IMPRESSION record hour bucket prefix ttl counter_ttl: a recommendation answer served: keep its bucket and
+--   hour in the record, count it in the hour's counters (prefix..hour, field bucket|impressions) and count the
+--   outcomes already noted in the record (o:<kind>) that arrived ahead of it
+-- OUTCOME record kind prefix ttl: the first <kind> outcome of an answer counts for its bucket (bucket|kind);
+--   ahead of its impression, it is noted in the record and counted when the impression comes
 local special = {
   GUARD = function(op) skip = skip or redis.call('SISMEMBER', op[2], op[3]) == 1 end,
   ENDGUARD = function(op) skip = false end,
@@ -67,6 +78,26 @@ local special = {
   end,
   SREMFROMMEMBERS = function(op)
     for _, m in ipairs(members(op[2])) do redis.call('SREM', m, op[3]) end
+  end,
+  IMPRESSION = function(op)
+    if redis.call('HEXISTS', op[2], 'bucket') == 1 then return end
+    redis.call('HSET', op[2], 'bucket', op[4], 'hour', op[3])
+    local counters = op[5] .. op[3]
+    redis.call('HINCRBY', counters, op[4] .. '|impressions', 1)
+    for _, f in ipairs(redis.call('HKEYS', op[2])) do
+      if string.sub(f, 1, 2) == 'o:' then redis.call('HINCRBY', counters, op[4] .. '|' .. string.sub(f, 3), 1) end
+    end
+    redis.call('EXPIRE', op[2], op[6])
+    redis.call('EXPIRE', counters, op[7])
+  end,
+  OUTCOME = function(op)
+    if redis.call('HSETNX', op[2], 'o:' .. op[3], '1') == 0 then return end
+    local found = redis.call('HMGET', op[2], 'bucket', 'hour')
+    if found[1] then
+      redis.call('HINCRBY', op[4] .. found[2], found[1] .. '|' .. op[3], 1)
+    else
+      redis.call('EXPIRE', op[2], op[5])
+    end
   end,
   LREMPAIRS = function(op)
     for _, m in ipairs(members(op[2])) do

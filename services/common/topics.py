@@ -13,9 +13,11 @@ HANDOFFS = "handoffs.v1"
 CODES = "vision.codes.v1"
 # Erasures of shoppers (`user.erased`), kept forever: the register every replay applies first.
 PRIVACY = "privacy.v1"
+# The recommendation answers the gateway served (impressions), for attribution and A/B reports.
+RECOMMENDATIONS_SERVED = "recommendations.served.v1"
 
 INPUT_TOPICS: tuple[str, ...] = (CATALOG, INTERACTIONS, ORDERS, INVENTORY)
-OUTPUT_TOPICS: tuple[str, ...] = (MODELS, ALERTS, HANDOFFS, CODES, PRIVACY)
+OUTPUT_TOPICS: tuple[str, ...] = (MODELS, ALERTS, HANDOFFS, CODES, PRIVACY, RECOMMENDATIONS_SERVED)
 
 # event type prefix -> (topic, payload field used as the message key)
 ROUTES: dict[str, tuple[str, str]] = {
@@ -28,9 +30,10 @@ ROUTES: dict[str, tuple[str, str]] = {
     "handoff": (HANDOFFS, "session_id"),
     # The services key their alerts by what they are about (product, service), alert.acknowledged by alert_id.
     "alert": (ALERTS, "product_id"),
+    "recommendation": (RECOMMENDATIONS_SERVED, "recommendation_id"),
 }
 # Families only a service or a dedicated route writes: POST /v1/events refuses them.
-INTERNAL_FAMILIES: frozenset[str] = frozenset({"code", "user", "handoff", "alert"})
+INTERNAL_FAMILIES: frozenset[str] = frozenset({"code", "user", "handoff", "alert", "recommendation"})
 
 
 def dlq(topic: str) -> str:
@@ -39,7 +42,8 @@ def dlq(topic: str) -> str:
 
 
 def all_topics() -> tuple[str, ...]:
-    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in (*INPUT_TOPICS, CODES, PRIVACY, HANDOFFS, ALERTS))
+    return INPUT_TOPICS + OUTPUT_TOPICS + tuple(dlq(t) for t in (*INPUT_TOPICS, CODES, PRIVACY, HANDOFFS, ALERTS,
+                                                                    RECOMMENDATIONS_SERVED))
 
 
 def route(event_type: str) -> tuple[str, str]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 
-from services.common import privacy, topics
+from services.common import attribution, privacy, topics
+from services.common.attribution import AttributionKeys as AK
 from services.common.events import Event, InvalidEvent
 from services.common.projection import Ops, Projection
 from services.common.stock import StockLedger
@@ -28,13 +29,18 @@ _INFO_FIELDS = ("category", "brand", "price", "group")
 # The catalog attribute that makes products variants of one item (Google Merchant Center's name for it):
 # similar products leave out the anchor's other sizes and colours unless asked.
 GROUP_ATTRIBUTE = "item_group_id"
+CATEGORY_ZH_ATTRIBUTE = "category_zh"  # the category's Chinese name, listed with the categories
 
 
 class RecommenderProjection(Projection):
     group = "recommender"
-    topics = (topics.CATALOG, topics.INTERACTIONS, topics.ORDERS, topics.INVENTORY, topics.PRIVACY)
+    topics = (topics.CATALOG, topics.INTERACTIONS, topics.ORDERS, topics.INVENTORY, topics.PRIVACY,
+              topics.RECOMMENDATIONS_SERVED)
 
     def apply(self, event: Event, ops: Ops) -> None:
+        if event.family == "recommendation":  # not a shop event: not in the event counts training looks at
+            self._apply_served(event, ops)
+            return
         ops("HINCRBY", K.stats, event.type, 1)
         if event.family == "product":
             self._apply_product(event, ops)
@@ -87,6 +93,11 @@ class RecommenderProjection(Projection):
         ops("SADD", K.category(category), pid)
         ops("SADD", K.active, pid)
         attributes = p.get("attributes") or {}
+        name_zh = attributes.get(CATEGORY_ZH_ATTRIBUTE, "") if isinstance(attributes, dict) else ""
+        if name_zh:
+            ops("HSET", K.categories, category, str(name_zh))
+        else:
+            ops("HSETNX", K.categories, category, "")  # a name given once stays
         group = str(attributes.get(GROUP_ATTRIBUTE, "") if isinstance(attributes, dict) else "")
         if old_group and old_group != group:
             ops("SREM", K.variants(old_group), pid)
@@ -98,9 +109,25 @@ class RecommenderProjection(Projection):
         info.update({"category": category, "brand": str(p.get("brand", "")), "price": str(p.get("price", "")),
                      "group": group})
 
+    # -- attribution (services/common/attribution.py) -----------------------------------------
+    def _apply_served(self, event: Event, ops: Ops) -> None:
+        """An answer the gateway served: counted in its hour, strategy, model version and arm."""
+        p = event.payload
+        experiment, arm = str(p.get("experiment_id") or ""), str(p.get("arm") or "")
+        where = attribution.bucket(str(p["strategy"]), str(p.get("model_version") or ""), experiment, arm)
+        ops("IMPRESSION", AK.impression(str(p["recommendation_id"])), attribution.hour_of(event.occurred_at), where,
+            AK.counters_prefix, attribution.ATTRIBUTION_SECONDS, attribution.COUNTER_SECONDS)
+        user = str(p.get("user_id") or "")
+        if experiment and user:
+            with privacy.guarded(ops, self.group, user):
+                ops("PFADD", AK.arm_users(experiment, arm), user)
+
     # -- behaviour ---------------------------------------------------------------------------
     def _apply_interaction(self, event: Event, ops: Ops) -> None:
         p = event.payload
+        if p.get("recommendation_id") and event.action in attribution.OUTCOMES:
+            ops("OUTCOME", AK.impression(str(p["recommendation_id"])), event.action, AK.counters_prefix,
+                attribution.ATTRIBUTION_SECONDS)
         user = str(p["user_id"])
         pid = str(p.get("product_id") or "")
         info = self._info(pid, ops) if pid else {}

@@ -66,8 +66,9 @@ class Ranker:
 
     # -- recommendations -------------------------------------------------------------------------
     def recommend(self, user: str, k: int, strategy: str, filters: Filters, *, exclude_purchased: bool,
-                  exclude_out_of_stock: bool, session: list[str]) -> Answer:
-        model = self.holder.model
+                  exclude_out_of_stock: bool, session: list[str], model: RecommenderModel | None = None) -> Answer:
+        """``model``: another stored version than the serving one (an experiment's arm)."""
+        model = model if model is not None else self.holder.model
         state = self.store.user_state(user) if user else None
         items = state.items if state else {}
         owned = state.owned if state else set()

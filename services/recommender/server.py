@@ -31,6 +31,7 @@ from services.recommender.ranker import Ranker
 from services.recommender.scheduler import RecommenderScheduler
 from services.recommender.store import RecommenderStore
 from services.recommender.trainer import RecommenderTrainer
+from services.recommender.versions import StoredVersions
 
 TRAINABLE_MODELS = ("", "hybrid")
 
@@ -57,11 +58,12 @@ def _k_and_filters(request: pb.RecommendRequest | pb.SimilarRequest,
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     def __init__(self, store: RecommenderStore, ranker: Ranker, jobs: JobRunner,
-                 answers: contract.AnswerCache) -> None:
+                 answers: contract.AnswerCache, versions: StoredVersions) -> None:
         self.store = store
         self.ranker = ranker
         self.jobs = jobs
         self.answers = answers
+        self.versions = versions
 
     def _recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
         k, filters = _k_and_filters(request, context)
@@ -77,7 +79,14 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         user = request.user_id
         cached = None
         model_version = self.ranker.model_version
-        if user:
+        pinned = None  # another stored version than the serving one (an experiment's arm): never cached
+        if request.model_version and request.model_version != model_version:
+            try:
+                pinned = self.versions.get(request.model_version)
+            except KeyError:
+                context.abort(grpc.StatusCode.NOT_FOUND,
+                              f"model version {request.model_version!r} is not stored (ListModels)")
+        if user and pinned is None:
             cached = self.answers.lookup(user, contract.request_digest(request),
                                          exclude_out_of_stock=request.filters.exclude_out_of_stock,
                                          model_version=model_version)
@@ -86,7 +95,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         answer = self.ranker.recommend(
             user, k, strategy, filters, exclude_purchased=request.filters.exclude_purchased,
             exclude_out_of_stock=request.filters.exclude_out_of_stock,
-            session=list(request.session_product_ids),
+            session=list(request.session_product_ids), model=pinned,
         )
         response = pb.RecommendResponse(
             user_id=user, items=[pb.RecommendedItem(**item) for item in answer.items],
@@ -194,7 +203,8 @@ def build(settings: Settings) -> ServiceRunner:
         log.warning("model_version_not_announced", error=str(exc))
     consumer = EventConsumer(settings, RecommenderProjection(client))
     runner.add_servicer(
-        pb_grpc.add_RecommenderServicer_to_server, RecommenderServicer(store, ranker, jobs, answers),
+        pb_grpc.add_RecommenderServicer_to_server, RecommenderServicer(store, ranker, jobs, answers,
+                                                                      StoredVersions(holder.registry, client)),
         pb.DESCRIPTOR.services_by_name["Recommender"].full_name,
     )
     scheduler = RecommenderScheduler(settings, trainer, jobs, holder)

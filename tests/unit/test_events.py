@@ -79,10 +79,13 @@ def test_whole_star_ratings_are_accepted_also_as_json_floats():
 
 def test_every_type_routes_to_its_topic():
     families = {t.split(".")[0] for t in ALL_TYPES}
-    assert families == {"product", "interaction", "order", "inventory", "code", "user", "handoff", "alert"}
+    assert families == {"product", "interaction", "order", "inventory", "code", "user", "handoff", "alert",
+                        "recommendation"}
     # code.* written by the vision service only, user.* by the erasure route only, handoff.* by the assistant,
-    # alert.* by the services (acknowledgements by the forecasting service's alerts desk)
-    assert topics.INTERNAL_FAMILIES == {"code", "user", "handoff", "alert"}
+    # alert.* by the services (acknowledgements by the forecasting service's alerts desk), recommendation.* by
+    # the gateway (one per recommendation answer)
+    assert topics.INTERNAL_FAMILIES == {"code", "user", "handoff", "alert", "recommendation"}
+    assert topics.route("recommendation.served") == (topics.RECOMMENDATIONS_SERVED, "recommendation_id")
     assert topics.route("alert.reorder_needed") == (topics.ALERTS, "product_id")
     assert topics.route("handoff.claimed") == (topics.HANDOFFS, "session_id")
     assert topics.route("user.erased") == (topics.PRIVACY, "user_id")

@@ -5,6 +5,7 @@ become the right problems, jobs are routed by their id's prefix."""
 from __future__ import annotations
 
 import json
+import re
 from concurrent import futures
 from urllib.parse import quote
 
@@ -204,6 +205,7 @@ def test_fifty_session_products_are_accepted(client, rec):
 
 def test_recommendations_answer_with_the_reply(client):
     body = client.get("/v1/users/u42/recommendations?strategy=popular").json
+    assert re.fullmatch(r"[0-9a-f]{32}", body.pop("recommendation_id"))  # new for every answer
     assert body == {
         "user_id": "u42", "model_version": "hybrid-v3", "strategy": "popular", "cold_start": True,
         "items": [{"product_id": "p7", "score": 0.9, "reason": "similar to what you viewed", "title": "Tote",
@@ -251,7 +253,9 @@ def test_similar_defaults_to_hybrid(client, rec):
     request = rec.only("Similar")
     assert (request.product_id, request.k, request.strategy) == ("p1001", 10, "hybrid")
     assert request.filters.exclude_out_of_stock and not request.filters.exclude_purchased
-    assert reply.json == {
+    body = reply.json
+    assert re.fullmatch(r"[0-9a-f]{32}", body.pop("recommendation_id"))
+    assert body == {
         "product_id": "p1001", "model_version": "knn-v2", "strategy": "hybrid",
         "items": [{"product_id": "p7", "score": 0.9, "reason": "similar to what you viewed", "title": "Tote",
                    "category": "bags", "price": 199.0, "currency": "CNY"}],
