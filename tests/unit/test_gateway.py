@@ -37,6 +37,9 @@ def test_readiness_names_each_backend_that_is_down(client):
     assert set(reply.json["backends"]) == set(SERVICE_NAMES)
     assert all(state != "SERVING" for state in reply.json["backends"].values())
     assert reply.json["redis"].startswith("unavailable")
+    # Everything down is named, the broker too (the storefront shows a notice from this list).
+    assert reply.json["status"] == "degraded" and reply.json["broker"].startswith("unavailable: 127.0.0.1:")
+    assert reply.json["down"] == [*SERVICE_NAMES, "redis", "broker"]
 
 
 @pytest.mark.parametrize("query", ["k=0", "k=101", "k=ten", "strategy=magic", "exclude_purchased=maybe"])

@@ -54,7 +54,7 @@ def test_the_page_is_served_at_the_root_with_a_content_security_policy(client):
 def test_the_page_has_no_inline_script_or_style_the_policy_would_block():
     html = storefront_file("index.html")
     scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.DOTALL)
-    assert scripts == [""], "scripts belong in app.js"
+    assert scripts == ["", ""], "scripts belong in app.js (and readiness.js, the notice of what is down)"
     assert "<style" not in html and not re.search(r"\sstyle=", html)
     assert not re.search(r"\son[a-z]+=", html), "no inline event handlers"
     assert not re.search(r"""(src|href)=["']https?:""", html), "no CDN: everything comes from the gateway"
@@ -63,6 +63,7 @@ def test_the_page_has_no_inline_script_or_style_the_policy_would_block():
 @pytest.mark.parametrize(("path", "mimetype", "marker"), [
     ("/storefront/app.js", "text/javascript", "const API"),
     ("/storefront/style.css", "text/css", ":root"),
+    ("/storefront/readiness.js", "text/javascript", "/readyz"),
 ])
 def test_the_script_and_the_stylesheet_are_served(client, path, mimetype, marker):
     reply = client.get(path)
