@@ -257,6 +257,9 @@ class Settings(BaseSettings):
     demo_products: int = Field(default=2000, ge=10)
     demo_users: int = Field(default=3000, ge=10)
     demo_days: int = Field(default=730, ge=14)
+    # After seeding, `shopai demo` keeps simulated shoppers asking for recommendations and reacting to them
+    # through REST (shopai/demo/shoppers.py), this many sessions a second; 0: off.
+    demo_live_sessions_per_second: float = Field(default=1.0, ge=0)
 
     # `make run` on one machine (shopai/supervision.py). The embedded broker's storage: s3 keeps the log in an
     # S3-compatible store on disk (s3rver on broker_s3_port, under <data_dir>/broker/), so acknowledged events
