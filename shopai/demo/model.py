@@ -23,6 +23,16 @@ TREND_PER_YEAR = 0.15  # traffic grows 15 % a year (centred on the middle of the
 CATEGORY_POPULARITY = np.array([0.13, 0.11, 0.10, 0.10, 0.09, 0.08, 0.10, 0.12, 0.09, 0.08])
 ELASTICITY_RANGE = (-2.5, -0.5)
 PRICE_STEP_MULTIPLIERS = (0.8, 0.85, 0.9, 0.95, 1.05, 1.1, 1.15, 1.2, 1.25)
+# Appeal: what makes a few products hits whoever looks (a shop's demand is concentrated, Zipf-like).
+# Each product gets a distinct random rank r = 1..P and adds -APPEAL_EXPONENT * log(r) to every
+# shopper's view logit: the rank-1 product is viewed ~r^APPEAL_EXPONENT times as often as the rank-r
+# one, other things equal. Without appeal the default shop's best seller sold 65 units on 54 of its 730 days;
+# with 1.0, 623 units on 366 days (a fifth of the products then never sell: the long tail).
+APPEAL_EXPONENT = 1.0
+# The HIT_PRODUCTS most appealing products change their list price at least HIT_MIN_PRICE_STEPS times,
+# so their own price elasticity can be estimated (the storefront's price advice for its best sellers).
+HIT_PRODUCTS = 20
+HIT_MIN_PRICE_STEPS = 2
 BRAND_LOGIT_WEIGHT = 1.0
 # Funnel: probabilities as functions of the hidden match m in (0, 1].
 CLICK_P = (0.12, 0.35)  # P(click | view) = a + b m

@@ -39,7 +39,10 @@ from shopai.demo.model import (
     CART_P,
     CATEGORY_POPULARITY,
     CLICK_P,
+    APPEAL_EXPONENT,
     ELASTICITY_RANGE,
+    HIT_MIN_PRICE_STEPS,
+    HIT_PRODUCTS,
     HOURLY_SHARE,
     PRICE_STEP_MULTIPLIERS,
     QTY_P,
@@ -166,8 +169,9 @@ class ShopSimulation:
         if n_removed:
             removed = np.sort(rng.choice(np.flatnonzero(~late), n_removed, replace=False))
             remove_day[removed] = rng.integers(max(1, D - 30), D, n_removed)
+        appeal = -APPEAL_EXPONENT * np.log(rng.permutation(P) + 1.0)
         return Products(catalog, late, material, z_price, quality, elasticity, lead_time, cover_days,
-                        launch_day, remove_day, removed)
+                        launch_day, remove_day, removed, appeal)
 
     def _prices(self) -> Prices:
         """List price per product and day: a few steps relative to the base price."""
@@ -177,10 +181,13 @@ class ShopSimulation:
         steps: dict[int, list[int]] = defaultdict(list)
         history = [[(int(prod.launch_day[p]), float(base_price[p]))] for p in range(P)]
         rate = self.cfg.price_changes_per_year * D / 365.0
+        hits = set(np.argsort(-prod.appeal, kind="stable")[:HIT_PRODUCTS].tolist())
         for p in range(P):
             if prod.late[p] or D <= 8:
                 continue
             k = min(int(rng.poisson(rate)), 6, D - 8)
+            if p in hits:
+                k = max(k, min(HIT_MIN_PRICE_STEPS, D - 8))
             if k <= 0:
                 continue
             days_k = np.sort(rng.choice(np.arange(7, D), k, replace=False))
@@ -264,6 +271,7 @@ class ShopSimulation:
             + BRAND_LOGIT_WEIGHT * pop.brand_affinity[:, prod.catalog.brand]
             + price_term
             + prod.quality[None, :]
+            + prod.appeal[None, :]
         ).astype(np.float32)
         del price_term
         category_match = np.sqrt(pop.category_pref / pop.category_pref.max(1, keepdims=True))

@@ -17,6 +17,7 @@ import numpy as np
 
 from shopai.demo.catalog import BRAND_NAMES, BRANDS, CATEGORIES, COLOURS, CURRENCY, TIERS
 from shopai.demo.model import (
+    APPEAL_EXPONENT,
     BUY_P,
     CART_P,
     CLICK_P,
@@ -34,9 +35,10 @@ if TYPE_CHECKING:
     from shopai.demo.world import Calendar, Population, Prices, Products
 
 MODEL = {
-    "view_logit": "log(category_pref) + brand_affinity + price_band_term + quality + category_season "
+    "view_logit": "log(category_pref) + brand_affinity + price_band_term + quality + appeal + category_season "
     "(+3 category, +1.5 colour, +2 brand, +1 material when a search names them; "
     "+0.8 for 21 days after launch)",
+    "appeal": f"-{APPEAL_EXPONENT} log(rank), the ranks a random permutation of 1..n_products (hits)",
     "price_band_term": "max(-8, -(log(base_price/category_reference_price) - log_center)^2 / (2 log_width^2))",
     "match": "sqrt(category_pref / max category_pref) * exp(price_band_term) * (0.6 + 0.2 brand_affinity)",
     "p_click_given_view": f"{CLICK_P[0]} + {CLICK_P[1]} match",
@@ -168,6 +170,7 @@ class HiddenTruth:
                 "cost": float(cat.cost[p]),
                 "elasticity": _r(prod.elasticity[p]),
                 "quality": _r(prod.quality[p]),
+                "appeal": _r(prod.appeal[p]),
                 "fashion_mnist_train_index": int(cat.image_index[p]),
                 "launched_on": dates[int(launch)].isoformat() if launch > 0 else None,
                 "removed_on": dates[int(remove)].isoformat() if remove < days else None,

@@ -40,6 +40,7 @@ class Products:
     launch_day: np.ndarray  # 0 = in the catalog from the start
     remove_day: np.ndarray  # days + 1 = never removed
     removed: np.ndarray  # positions of the products removed during the history, sorted
+    appeal: np.ndarray  # hidden, -APPEAL_EXPONENT * log(rank): adds to every shopper's interest (hits)
 
 
 @dataclass

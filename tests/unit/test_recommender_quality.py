@@ -55,5 +55,8 @@ def test_hybrid_predicts_held_out_interactions_better_than_popularity(shop_matri
     ours = ranking_metrics(lambda u: hybrid.score(train[u], u), train, test)
     popular = hybrid.components["popular"]
     baseline = ranking_metrics(lambda u: popular.score(train[u], u), train, test)
-    assert ours["ndcg_at_10"] > 2 * baseline["ndcg_at_10"], (ours, baseline)
-    assert ours["precision_at_10"] > 1.5 * baseline["precision_at_10"]
+    # The demo shop has hits (each product's hidden appeal, docs/demo-shop.md), which every shopper views more:
+    # popularity is a strong baseline on held-out interactions, as in a real shop (here 0.26 nDCG@10; 0.41 for
+    # the hybrid). Before the shop had hits the hybrid was twice as good; the taste test above is unchanged.
+    assert ours["ndcg_at_10"] > 1.4 * baseline["ndcg_at_10"], (ours, baseline)
+    assert ours["precision_at_10"] > 1.3 * baseline["precision_at_10"], (ours, baseline)
