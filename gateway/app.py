@@ -25,6 +25,7 @@ from gateway.routes import install_query_memo
 from gateway.routes.admin import admin
 from gateway.routes.alerts import alerts
 from gateway.routes.auth import auth, dev_auth
+from gateway.routes.catalog import catalog
 from gateway.routes.chat import chat
 from gateway.routes.deadletters import deadletters
 from gateway.routes.events import events
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(events)
     app.register_api(export)
     app.register_api(recommendations)
+    app.register_api(catalog)
     app.register_api(chat)
     app.register_api(support)
     app.register_api(vision)
