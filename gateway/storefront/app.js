@@ -12,6 +12,8 @@ const API = Object.freeze({
   visitorRecommendations: { method: "GET", path: "/v1/recommendations" },
   devSession: { method: "POST", path: "/v1/auth/dev-session" },
   similar: { method: "GET", path: "/v1/products/{product_id}/similar" },
+  productImage: { method: "GET", path: "/v1/products/{product_id}/image" },
+  categories: { method: "GET", path: "/v1/products/categories" },
   productProfile: { method: "GET", path: "/v1/products/{product_id}/profile" },
   forecastChartPng: { method: "GET", path: "/v1/forecasts/{product_id}/chart.png" },
   inventoryPlan: { method: "GET", path: "/v1/inventory/{product_id}/plan" },
@@ -23,20 +25,9 @@ const API = Object.freeze({
   verify: { method: "POST", path: "/v1/vision/verify" },
 });
 
-// The demo shop's categories (shopai/demo/catalog.py CATEGORIES): slug, English, Chinese.
-const CATEGORIES = [
-  ["t-shirts", "T-shirts", "T恤/上衣"],
-  ["trousers", "Trousers", "长裤"],
-  ["pullovers", "Pullovers", "套头衫/毛衣"],
-  ["dresses", "Dresses", "连衣裙"],
-  ["coats", "Coats", "外套/大衣"],
-  ["sandals", "Sandals", "凉鞋"],
-  ["shirts", "Shirts", "衬衫"],
-  ["sneakers", "Sneakers", "运动鞋"],
-  ["bags", "Bags", "包袋"],
-  ["ankle-boots", "Ankle boots", "短靴"],
-];
-const CATEGORY = new Map(CATEGORIES.map(([slug, en, zh]) => [slug, { en, zh }]));
+// The catalog's categories (API.categories): name -> { products, zh }, filled at start.
+const CATEGORY = new Map();
+const TILE_COLOURS = 10; // style.css .tile-0 … .tile-9: a product without a picture gets its category's colour
 
 const SHOP_PAGE = 24;
 const FOR_YOU_COUNT = 12;
@@ -110,13 +101,27 @@ const number = (value, digits = 1) =>
 const percent = (value) =>
   typeof value === "number" && Number.isFinite(value) ? `${(value * 100).toFixed(value < 0.1 ? 1 : 0)}%` : "—";
 
+/** A category's name as a person reads it: "ankle-boots" -> "Ankle boots". */
 function categoryLabel(slug) {
-  const known = CATEGORY.get(slug);
-  return known ? known.en : (slug || "uncategorised");
+  if (!slug) return "uncategorised";
+  const words = String(slug).replace(/[-_]+/g, " ").trim();
+  return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
-/** A class name for a category's colour: only known slugs, so API text never becomes a class. */
-const categoryClass = (slug) => `cat-${CATEGORY.has(slug) ? slug : "other"}`;
+/** A class name for a category's colour: a number from the name, so API text never becomes a class. */
+function categoryClass(slug) {
+  let hash = 0;
+  for (const char of String(slug || "")) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+  return `tile-${hash % TILE_COLOURS}`;
+}
+
+/** The product's own picture (API.productImage); where it has none, the picture goes and the tile shows. */
+function productPicture(productId, title, testid) {
+  return h("img", {
+    src: apiUrl(API.productImage, { product_id: productId }), alt: title || productId, testid,
+    loading: "lazy", decoding: "async", onerror: (event) => event.target.remove(),
+  });
+}
 
 function currentUser() {
   return $("#user-id").value.trim();
@@ -264,9 +269,12 @@ function productCard(item, extra = null) {
       type: "button", class: "card-button", testid: "product-card", "data-product-id": item.product_id,
       onclick: () => openDetail(item.product_id, item),
     },
-    h("span", { class: `thumb ${categoryClass(item.category)}`, "aria-hidden": "true" },
-      h("span", { text: categoryLabel(item.category) }),
-      CATEGORY.has(item.category) ? h("span", { class: "zh", lang: "zh-CN", text: CATEGORY.get(item.category).zh }) : null),
+    h("span", { class: `thumb ${categoryClass(item.category)}` },
+      h("span", { class: "thumb-label", "aria-hidden": "true" },
+        h("span", { text: categoryLabel(item.category) }),
+        CATEGORY.get(item.category)?.zh
+          ? h("span", { class: "zh", lang: "zh-CN", text: CATEGORY.get(item.category).zh }) : null),
+      item.product_id ? productPicture(item.product_id, item.title, "product-image") : null),
     h("span", { class: "card-title", testid: "product-title", text: item.title || item.product_id }),
     h("span", { class: "card-meta" },
       Number.isFinite(item.price)
@@ -408,6 +416,7 @@ function loadProfile(productId, seq) {
       $("#detail-id").textContent = `${productId} · ${categoryLabel(p.category)}`;
       const bought = p.frequently_bought_with || [];
       return h("div", {},
+        h("div", { class: "detail-picture" }, productPicture(productId, p.title, "detail-image")),
         h("p", { class: "big-price", text: money(p.price, p.currency) }),
         facts([
           ["Brand", p.brand || "—"],
@@ -785,13 +794,28 @@ function setUpPhoto() {
 
 // ------------------------------------------------------------------ start
 
-function fillCategories(select) {
-  for (const [slug, en, zh] of CATEGORIES) select.append(h("option", { value: slug, text: `${en} · ${zh}` }));
+/** The catalog's categories into both pickers (the fullest first); without them only "All categories". */
+async function loadCategories() {
+  let body;
+  try {
+    body = await call(API.categories, { anonymous: true });
+  } catch (err) {
+    console.warn(`the categories could not be loaded: ${errorText(err)}`); // the shop still shows everything
+    return;
+  }
+  for (const c of body.categories) CATEGORY.set(c.name, { products: c.products, zh: c.name_zh });
+  for (const select of [$("#shop-category"), $("#photo-category")]) {
+    const chosen = select.value;
+    select.replaceChildren(select.options[0], ...body.categories.map((c) => h("option", {
+      value: c.name, testid: "category-option",
+      text: `${categoryLabel(c.name)}${c.name_zh ? ` · ${c.name_zh}` : ""} (${c.products})`,
+    })));
+    select.value = chosen;
+  }
 }
 
 function start() {
-  fillCategories($("#shop-category"));
-  fillCategories($("#photo-category"));
+  loadCategories();
   $("#shop-category").addEventListener("change", loadShop);
   $("#shop-sort").addEventListener("change", loadShop);
   $("#foryou-form").addEventListener("submit", (event) => {
