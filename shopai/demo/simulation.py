@@ -34,12 +34,12 @@ from shopai.demo.catalog import (
 )
 from shopai.demo.emitter import EPOCH, Clock, Emitter, finish
 from shopai.demo.model import (
+    APPEAL_EXPONENT,
     BRAND_LOGIT_WEIGHT,
     BUY_P,
     CART_P,
     CATEGORY_POPULARITY,
     CLICK_P,
-    APPEAL_EXPONENT,
     ELASTICITY_RANGE,
     HIT_MIN_PRICE_STEPS,
     HIT_PRODUCTS,

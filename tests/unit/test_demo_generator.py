@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from services.forecasting.core import pricing
 from shopai.demo import CLASS_NAMES, DemoShopConfig, generate, load_fashion_mnist
 from shopai.demo import fashion_mnist as fm
 from shopai.demo.catalog import CATEGORIES, COLOURS, garment_intensity, tint_image
 from shopai.demo.generator import NAMESPACE
 from shopai.demo.model import HIT_MIN_PRICE_STEPS, HIT_PRODUCTS
-
-from services.forecasting.core import pricing
 
 events_pb2 = pytest.importorskip("protos.events_pb2")
 from google.protobuf.json_format import ParseDict

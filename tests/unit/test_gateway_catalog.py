@@ -14,7 +14,13 @@ from PIL import Image
 
 from gateway.app import close_app, create_app
 from gateway.routes.catalog import categories_body, picture_response
-from services.common.pictures import MAX_PICTURE_BYTES, CatalogPicture, media_type, picture_from_fields, picture_key
+from services.common.pictures import (
+    MAX_PICTURE_BYTES,
+    CatalogPicture,
+    media_type,
+    picture_from_fields,
+    picture_key,
+)
 from services.common.recommendations import CategoryCount, RecommenderKeys, catalog_categories
 from services.common.settings import SERVICE_NAMES, Settings
 from services.vision.consumer import MAX_CATALOG_IMAGE_BYTES
