@@ -1,15 +1,19 @@
 """The storefront at ``/`` clicked through in a real headless Chromium (Debian's ``chromium`` driven by
-Playwright; ``playwright install`` is not needed): recommendations with reasons, the assistant in English
-and Chinese, a photo identified, a product's forecast panel. Called by tests/e2e/test_dev_stack.py
-against the running dev stack."""
+Playwright; ``playwright install`` is not needed): the shop with the catalog's own pictures and categories,
+recommendations with reasons, the assistant in English and Chinese, a photo identified, a product's forecast
+panel. Called by tests/e2e/test_dev_stack.py against the running dev stack. Screenshots of the shop and of the
+Chinese chat (Chinese drawn with Debian's fonts-noto-cjk, not boxes) are kept under ``ARTIFACTS``."""
 
 from __future__ import annotations
 
 import base64
+import json
+import os
 import re
 import shutil
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
@@ -18,6 +22,8 @@ TIMEOUT_MS = 30_000  # each step: the assistant and the vision model run on CPU,
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"]
 NOT_BLANK = re.compile(r"\S")
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
+# Screenshots kept as test artifacts (storefront-shop.png, storefront-chat-zh.png); SHOPAI_TEST_ARTIFACTS moves them.
+ARTIFACTS = Path(os.environ.get("SHOPAI_TEST_ARTIFACTS") or Path(tempfile.gettempdir()) / "shopai-e2e")
 
 
 def check_storefront(base_url: str, image_base64: str, expected_product_id: str) -> None:
@@ -54,8 +60,12 @@ def _click_through(page: Page, base_url: str, photo: Path, expected_product_id: 
     page.goto(f"{base_url}/")
     expect(page).to_have_title(re.compile("ShopAI"), timeout=TIMEOUT_MS)
 
-    # Shop: the demo catalog, most popular first.
+    # Shop: the demo catalog, most popular first, each product with the catalog's own picture.
     expect(page.get_by_test_id("product-card").first).to_be_visible(timeout=TIMEOUT_MS)
+    _shows_pictures(page)
+    _categories_from_the_catalog(page, base_url)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "storefront-shop.png"))
 
     # For you: u1's recommendations, each with its reason.
     page.get_by_test_id("tab-foryou").click()
@@ -67,7 +77,7 @@ def _click_through(page: Page, base_url: str, photo: Path, expected_product_id: 
 
     # Assistant: an English and a Chinese message, in one conversation, each answered.
     page.get_by_test_id("tab-assistant").click()
-    for turn, (message, language) in enumerate([("where is my order?", None), ("你好", CHINESE)], start=1):
+    for turn, (message, language) in enumerate([("where is my order?", None), ("有白色的衬衫吗？", CHINESE)], start=1):
         page.get_by_test_id("chat-input").fill(message)
         page.get_by_test_id("chat-send").click()
         replies = page.locator('[data-testid="chat-reply"], [data-testid="chat-error"]')
@@ -75,6 +85,7 @@ def _click_through(page: Page, base_url: str, photo: Path, expected_product_id: 
         _no_error(page, "chat-error")
         reply = page.get_by_test_id("chat-reply").nth(turn - 1)
         expect(reply).to_have_text(language or NOT_BLANK, timeout=TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "storefront-chat-zh.png"))  # 衬衫 drawn, not boxes
 
     # Photo: upload the product's picture; Identify names the product.
     page.get_by_test_id("tab-photo").click()
@@ -103,6 +114,39 @@ def _click_through(page: Page, base_url: str, photo: Path, expected_product_id: 
         expect(content).to_have_text(NOT_BLANK, timeout=TIMEOUT_MS)  # the data or the API's reason
     page.get_by_test_id("detail-close").click()
     expect(detail).to_be_hidden(timeout=TIMEOUT_MS)
+
+
+def _shows_pictures(page: Page) -> None:
+    """The first cards show the product's own picture (GET /v1/products/{id}/image), loaded, not the tile."""
+    for card in page.get_by_test_id("product-card").all()[:4]:
+        image = card.get_by_test_id("product-image")
+        expect(image).to_have_count(1, timeout=TIMEOUT_MS)  # a picture that failed to load is removed
+        pid = card.get_attribute("data-product-id")
+        assert image.get_attribute("src") == f"/v1/products/{pid}/image", image.get_attribute("src")
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+        assert image.get_attribute("alt"), "a picture needs its alt text"
+
+
+def _categories_from_the_catalog(page: Page, base_url: str) -> None:
+    """The category picker holds the catalog's categories (GET /v1/products/categories), in its order, with
+    their Chinese names; choosing one shows only its products."""
+    with urllib.request.urlopen(f"{base_url}/v1/products/categories", timeout=10) as reply:
+        categories = json.load(reply)["categories"]
+    assert categories, "the catalog has no categories"
+    options = page.get_by_test_id("category-option")
+    expect(options).to_have_count(len(categories), timeout=TIMEOUT_MS)
+    assert [option.get_attribute("value") for option in options.all()] == [c["name"] for c in categories]
+    expect(options.first).to_have_text(CHINESE, timeout=TIMEOUT_MS)  # the demo gives attributes.category_zh
+    chosen = categories[-1]["name"]
+    label = re.sub(r"[-_]+", " ", chosen).strip()
+    label = label[:1].upper() + label[1:]
+    page.get_by_test_id("category-select").select_option(chosen)
+    expect(page.get_by_test_id("shop-status")).to_contain_text(f"in {label}", timeout=TIMEOUT_MS)
+    tags = page.get_by_test_id("product-category")
+    expect(tags.first).to_be_visible(timeout=TIMEOUT_MS)
+    assert set(tags.all_inner_texts()) == {label}, tags.all_inner_texts()
+    page.get_by_test_id("category-select").select_option("")
+    expect(page.get_by_test_id("shop-status")).to_contain_text("most popular first", timeout=TIMEOUT_MS)
 
 
 def _one_of(page: Page, wanted: str, error: str) -> None:
