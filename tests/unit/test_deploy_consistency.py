@@ -33,7 +33,7 @@ PROCFILE = ROOT / "deploy" / "Procfile.dev"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GATEWAY = "gateway"
 DEPLOYABLES = (*SERVICE_NAMES, GATEWAY)
-PROCFILE_NAMES = ("redis", "broker", *SERVICE_NAMES, GATEWAY, "demo")
+PROCFILE_NAMES = ("redis", "s3", "broker", *SERVICE_NAMES, GATEWAY, "demo")
 # Programs a Procfile line may run that are not part of this repository.
 EXTERNAL_PROGRAMS = {"redis-server"}
 

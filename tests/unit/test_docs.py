@@ -153,7 +153,7 @@ def code_in(text: str) -> str:
 
 
 def readme_subcommands() -> set[str]:
-    return set(re.findall(r"(?:^|[\s/(])shopai ([a-z][a-z-]*)", code_in(README.read_text()), flags=re.MULTILINE))
+    return set(re.findall(r"(?:^|[\s/(])shopai ([a-z][a-z0-9-]*)", code_in(README.read_text()), flags=re.MULTILINE))
 
 
 def test_readme_names_every_cli_subcommand() -> None:
