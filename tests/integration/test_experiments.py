@@ -268,3 +268,48 @@ def test_impressions_count_once_across_a_recommender_killed_mid_stream(settings,
     assert sum(c["impressions"] for c in totals.values()) == len(rids)
     assert sum(c["click"] for c in totals.values()) == len(rids[::3])
     publisher.close()
+
+
+def test_a_version_arm_is_served_by_its_stored_version(settings, start_service, redis_client):
+    """Two trained versions of a small demo shop; an experiment of the older (no longer serving) against the
+    serving one: each shopper's answers come from their arm's version."""
+    from shopai.demo import DemoShopConfig, generate
+
+    shop = generate(DemoShopConfig(seed=11, n_products=150, n_users=200, days=90, sessions_per_day=50), progress=False)
+    recommender = start_service("recommender", SHOPAI_RETRAIN_INTERVAL_SECONDS="0",
+                                SHOPAI_RETRAIN_CHECK_SECONDS="3600")
+    settings.recommender.grpc_port = recommender.grpc_port
+    publisher = EventPublisher(settings)
+    events = list(shop.events())
+    publisher.publish(events, timeout=120)
+    wait_for(lambda: sum(int(v) for v in redis_client.hgetall(K.stats).values()) >= len(events), 90,
+             what="the shop applied")
+    app = create_app(settings)
+    client = staff(app.test_client())
+    try:
+        versions = []
+        for _ in range(2):
+            reply = client.post("/v1/admin/train/recommender", json={"params": {"force_serve": "true"}})
+            assert reply.status_code == 202, reply.json
+            job = wait_for(lambda loc=reply.headers["Location"]: (j := client.get(loc).json)["state"]
+                           in ("succeeded", "failed") and j, 180, interval=0.5, what="training")
+            assert job["state"] == "succeeded", job
+            versions.append(job["model_version"])
+        old, serving = versions
+        created = client.post("/v1/admin/experiments", json={"name": "old vs new", "arms": [
+            {"name": "old", "strategy": "hybrid", "model_version": old},
+            {"name": "new", "strategy": "hybrid", "model_version": serving}]})
+        assert created.status_code == 201, created.json
+        buyers = sorted({e["payload"]["user_id"] for e in shop.interactions if e["type"] == "interaction.purchase"})
+        seen = set()
+        for user in buyers[:30]:
+            answer = wait_for(lambda u=user: (a := client.get(f"/v1/users/{u}/recommendations").json)
+                              .get("experiment") and a, 10, what="the experiment applied")
+            arm = answer["experiment"]["arm"]
+            if answer["items"] and answer["strategy"] == "hybrid":
+                assert answer["model_version"] == {"old": old, "new": serving}[arm], answer
+                seen.add(arm)
+        assert seen == {"old", "new"}
+    finally:
+        close_app(app)
+        publisher.close()
