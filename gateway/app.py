@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.access import current_need, install_access
 from gateway.backends import Backends
+from gateway.impressions import ImpressionLog
 from gateway.policy import NOT_FOUND_DETAIL
 from gateway.problems import ApiProblem, from_grpc_error, from_validation_error, problem_response
 from gateway.routes import install_query_memo
@@ -29,6 +30,7 @@ from gateway.routes.catalog import catalog
 from gateway.routes.chat import chat
 from gateway.routes.deadletters import deadletters
 from gateway.routes.events import events
+from gateway.routes.experiments import experiments
 from gateway.routes.export import export
 from gateway.routes.forecasting import forecasting
 from gateway.routes.privacy import privacy
@@ -58,7 +60,7 @@ HTTP_LATENCY = Histogram(
 # Which backend a blueprint's routes call, to name it in error messages.
 BLUEPRINT_BACKEND = {
     "recommendations": "recommender", "chat": "chatbot", "support": "chatbot", "vision": "vision", "forecasting": "forecasting",
-    "alerts": "forecasting",
+    "alerts": "forecasting", "experiments": "recommender",
 }
 
 
@@ -128,6 +130,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     # Personal fields of orders are sealed per shopper before Kafka; the erasure destroys the key, the export opens them.
     app.extensions["shopai.vault"] = PersonalDataVault.from_settings(settings)
     app.extensions["shopai.publisher"] = LazyPublisher(settings, app.extensions["shopai.vault"])
+    # Every recommendation answer, published as served without waiting (gateway/impressions.py).
+    app.extensions["shopai.impressions"] = ImpressionLog(app.extensions["shopai.publisher"])
 
     install_query_memo()  # validated query strings remembered (gateway/routes/__init__.py)
     app.register_api(system)
@@ -141,6 +145,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_api(forecasting)
     app.register_api(admin)
     app.register_api(alerts)
+    app.register_api(experiments)
     app.register_api(deadletters)
     app.register_api(privacy)
     app.register_api(auth)
@@ -164,6 +169,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
 def close_app(app: Flask) -> None:
     """Release the app's connections (tests build many apps in one process)."""
+    app.extensions["shopai.impressions"].close()
     app.extensions["shopai.publisher"].close()
     app.extensions["shopai.vault"].close()
     app.extensions["shopai.backends"].close()
