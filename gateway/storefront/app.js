@@ -101,10 +101,11 @@ const number = (value, digits = 1) =>
 const percent = (value) =>
   typeof value === "number" && Number.isFinite(value) ? `${(value * 100).toFixed(value < 0.1 ? 1 : 0)}%` : "—";
 
-/** A category's name as a person reads it: "ankle-boots" -> "Ankle boots". */
+/** A category's name as a person reads it: "ankle-boots" -> "Ankle boots", "t-shirts" -> "T-shirts" (a hyphen
+ * after a single letter stays). */
 function categoryLabel(slug) {
   if (!slug) return "uncategorised";
-  const words = String(slug).replace(/[-_]+/g, " ").trim();
+  const words = String(slug).replace(/([^\W_]{2,})[-_]+/g, "$1 ").replace(/_+/g, " ").trim();
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
@@ -376,6 +377,7 @@ function openDetail(productId, known = {}) {
   const seq = ++state.detailSeq;
   state.detailId = productId;
   $("#detail-title").textContent = known.title || productId;
+  $("#detail-picture").replaceChildren(productPicture(productId, known.title, "detail-image"));
   $("#detail-id").textContent = `${productId}${known.category ? ` · ${categoryLabel(known.category)}` : ""}`;
   const dialog = $("#detail");
   if (!dialog.open) dialog.showModal();
@@ -389,9 +391,15 @@ function openDetail(productId, known = {}) {
 
 /**
  * A panel's problem: a 400 is the service's FAILED_PRECONDITION (no sales yet, stock never counted, no
- * price model yet), an expected state shown as a notice with the service's reason; anything else is an error.
+ * price model yet), an expected state shown as a notice with the service's reason; a 401 or 403 is the
+ * shop's business data (forecasts, stock, prices: staff with an analyst key, docs/api.md "Access"), a notice
+ * too; anything else is an error.
  */
 function panelProblem(err, prefix = "Not available yet") {
+  if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+    return status("Staff only: the shop's sales, stock and prices need an analyst's key.", "notice",
+      "panel-message");
+  }
   const expected = err instanceof ApiError && err.status === 400;
   return status(expected ? `${prefix}: ${err.message}` : errorText(err), expected ? "notice" : "error",
     "panel-message");
@@ -416,7 +424,6 @@ function loadProfile(productId, seq) {
       $("#detail-id").textContent = `${productId} · ${categoryLabel(p.category)}`;
       const bought = p.frequently_bought_with || [];
       return h("div", {},
-        h("div", { class: "detail-picture" }, productPicture(productId, p.title, "detail-image")),
         h("p", { class: "big-price", text: money(p.price, p.currency) }),
         facts([
           ["Brand", p.brand || "—"],
