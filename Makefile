@@ -26,7 +26,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-slow test-integration test-e2e bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff proto proto-check lint compose-config compose-secrets compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-slow test-integration test-e2e bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff bench-ab proto proto-check lint compose-config compose-secrets compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -70,7 +70,7 @@ test-integration: venv sysdeps ## tests against the real broker and Redis
 test-e2e: venv sysdeps ## the whole stack as `make run` starts it, through the REST API and a browser
 	$(BIN)/python -m pytest -q -ra -m e2e
 
-bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
+bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff bench-ab ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
 
 bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix, image search through REST before/after training (SECTION=fashion|search|verify|service)
 	$(BIN)/python -m benchmarks.bench_vision $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
@@ -98,6 +98,9 @@ bench-alerts: venv sysdeps ## the alerts desk's webhooks: 1,000 alerts to a stea
 
 bench-handoff: venv sysdeps ## the support hand-off through REST: shopper message -> console and agent reply -> shopper, p50/p95/p99, against the bot's answer
 	$(BIN)/python -m benchmarks.bench_handoff $(if $(QUICK),--quick)
+
+bench-ab: venv sysdeps ## an A/B experiment on the demo shop through REST: hybrid vs popular with simulated shoppers, the better arm with its 95% interval
+	$(BIN)/python -m benchmarks.bench_ab $(if $(QUICK),--quick)
 
 proto: venv ## regenerate the Python stubs from protos/*.proto
 	$(BIN)/python -m shopai.protogen

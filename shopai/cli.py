@@ -262,6 +262,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if settings.demo:  # simulated shoppers react to the recommendations (SHOPAI_DEMO_LIVE_SESSIONS_PER_SECOND)
+        from shopai.demo.shoppers import start_live_shoppers
+
+        truth = Path(args.truth) if args.truth else settings.data_dir / "demo" / "truth.json"
+        start_live_shoppers(settings, base, truth, stop)
     stop.wait()
     return 0
 
