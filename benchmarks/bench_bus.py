@@ -4,9 +4,10 @@ Applying is measured three ways on the same demo-shop events, in one run:
   exactly-once (Lua batch)   what the consumers use: one script per batch, per-event NX markers
   per-event WATCH/MULTI      the textbook optimistic transaction per event (the baseline)
   plain pipeline, no dedup   a ceiling: fastest possible, but a replay would double count
-and end to end: publish to the real broker, then a consumer group applies everything.
+and end to end: publish to the real broker, then a consumer group applies everything, with the broker's log in
+memory and in the S3 store on disk that `make run` uses (tansu's s3:// engine on s3rver), side by side.
 
-    python -m benchmarks.bench_bus [--quick]
+    python -m benchmarks.bench_bus [--quick] [--storage memory|s3|both]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from services.common.transport import kafka_options
 from services.recommender.consumer import RecommenderProjection
 from services.recommender.store import RecommenderKeys
 from shopai.demo.generator import DemoShopConfig, generate
-from tests.support import Broker, machine_redis_url
+from tests.support import Broker, S3Store, machine_redis_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -103,6 +104,8 @@ def timed(fn, *args) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a small shop, for a smoke run")
+    parser.add_argument("--storage", choices=("memory", "s3", "both"), default="both",
+                        help="the broker's storage for the end-to-end rows (default: both, side by side)")
     args = parser.parse_args()
     config = (DemoShopConfig(seed=42, n_products=200, n_users=150, days=60) if args.quick
               else DemoShopConfig(seed=42, n_products=2000, n_users=3000, days=365))
@@ -116,7 +119,9 @@ def main() -> None:
     print(f"{n} catalog and interaction events")
     rows, items = measure_stages(client, wire)
     apply_rows = measure_apply(client, items)
-    end_to_end = measure_end_to_end(client, url, raw, wire)
+    storages = ("memory", "s3") if args.storage == "both" else (args.storage,)
+    by_storage = {storage: measure_end_to_end(client, url, raw, wire, storage) for storage in storages}
+    end_to_end = by_storage[storages[0]]
 
     result = {
         "benchmark": "bus",
@@ -127,11 +132,14 @@ def main() -> None:
         "stages_events_per_second": {name: round(rate) for name, rate, _ in rows},
         "apply_events_per_second": {name: round(rate) for name, rate in apply_rows},
         "end_to_end_events_per_second": {name: round(rate) for name, rate in end_to_end.items()},
+        "end_to_end_by_storage": {storage: {name: round(rate) for name, rate in rates.items()}
+                                  for storage, rates in by_storage.items()},
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bus{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result["machine"], n, rows, apply_rows, end_to_end)
+    print_storage_table(by_storage)
     print(f"\nwritten to {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
 
 
@@ -181,11 +189,16 @@ def measure_apply(client: redis.Redis, items: list) -> list[tuple[str, float]]:
     return apply_rows
 
 
-def measure_end_to_end(client: redis.Redis, url: str, raw: list[dict], wire: list[bytes]) -> dict[str, float]:
-    """On the real broker: publish (acks=all), the kafka-python baseline, then one consumer applies
-    everything. Events per second, keyed as in the results file."""
+def measure_end_to_end(client: redis.Redis, url: str, raw: list[dict], wire: list[bytes],
+                       storage: str = "memory") -> dict[str, float]:
+    """On the real broker, its log in memory or in s3rver on disk: publish (acks=all), the kafka-python
+    baseline, then one consumer applies everything. Events per second, keyed as in the results file."""
+    import tempfile
+
     n = len(raw)
-    broker = Broker()
+    scratch = tempfile.TemporaryDirectory(prefix="bench-bus-s3-")
+    store = S3Store(Path(scratch.name)) if storage == "s3" else None
+    broker = Broker(s3=store)
     try:
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap, redis_url=url, log_json=False)
         ensure_topics(settings)
@@ -195,6 +208,9 @@ def measure_end_to_end(client: redis.Redis, url: str, raw: list[dict], wire: lis
         consume_rate = _consume_rate(settings, client, n)
     finally:
         broker.stop()
+        if store is not None:
+            store.kill()
+        scratch.cleanup()
         client.flushdb()
     return {"publish (validate + acks=all)": publish_rate,
             "baseline: kafka-python defaults, no validation": raw_rate,
@@ -254,6 +270,20 @@ def print_table(
     print(f"| {'end to end: publish (validate + acks=all)':<52} | {publish_rate:>10,.0f} |")
     print(f"| {'baseline: kafka-python defaults, pre-encoded':<52} | {raw_rate:>10,.0f} |")
     print(f"| {'end to end: consume (exactly-once into Redis)':<52} | {consume_rate:>10,.0f} |")
+
+
+
+def print_storage_table(by_storage: dict[str, dict[str, float]]) -> None:
+    if len(by_storage) < 2:
+        return
+    names = list(next(iter(by_storage.values())))
+    print(f"\nThe broker's storage, end to end (events/s)\n\n| {'stage':<48} | " +
+          " | ".join(f"{s:>10}" for s in by_storage) + " | s3 / memory |")
+    print(f"|{'-' * 50}|" + "".join(f"{'-' * 11}:|" for _ in by_storage) + f"{'-' * 12}:|")
+    for name in names:
+        rates = [by_storage[s][name] for s in by_storage]
+        print(f"| {name:<48} | " + " | ".join(f"{r:>10,.0f}" for r in rates) +
+              f" | {by_storage['s3'][name] / by_storage['memory'][name]:>10.2f} |")
 
 
 if __name__ == "__main__":

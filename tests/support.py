@@ -44,17 +44,56 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last value: {last!r})")
 
 
-class Broker:
-    """A fresh tansu broker (memory storage) on a free port."""
+class S3Store:
+    """s3rver (tools/s3rver, installed by `make run` / `make test`) keeping a broker's log under ``directory``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, directory: Path) -> None:
+        from shopai.cli import S3RVER, s3_command
+
+        if not S3RVER.exists():
+            raise RuntimeError(f"{S3RVER} is missing: npm ci --prefix tools/s3rver (the Makefile does it)")
+        self.port = free_port()
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.command = s3_command(Settings(), directory, self.port)
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        wait_for(lambda: _listening(self.port), 20, what="s3rver")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+class Broker:
+    """A fresh tansu broker on a free port: memory storage, or with ``s3`` its log in that S3Store."""
+
+    def __init__(self, port: int | None = None, s3: S3Store | None = None) -> None:
+        from shopai.cli import broker_environment
+
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
-        settings = Settings(kafka_bootstrap_servers=self.bootstrap)
+        self.settings = Settings(kafka_bootstrap_servers=self.bootstrap, broker_storage="s3" if s3 else "memory",
+                                 broker_s3_port=s3.port if s3 else Settings().broker_s3_port)
+        self.env = {**os.environ, **broker_environment(self.settings)}
+        self.start()
+
+    def start(self) -> None:
         self.proc = subprocess.Popen(
-            broker_command(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            broker_command(self.settings), env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_for(lambda: _listening(self.port), 20, what=f"the broker on {self.bootstrap}")
+
+    def kill(self) -> None:
+        """SIGKILL: the broker has no chance to write anything more."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -19,7 +19,7 @@ class _Started(Exception):
 
 @pytest.fixture
 def launched(monkeypatch, tmp_path):
-    """cmd_run up to the point where it would exec honcho: (argv, env) it would start with."""
+    """cmd_run up to the point where it would exec supervisord: (argv, env) it would start with."""
     seen = {}
 
     class _Redis:
@@ -35,7 +35,9 @@ def launched(monkeypatch, tmp_path):
     monkeypatch.setattr("services.common.cache.connect", lambda *a, **k: _Redis())
     monkeypatch.setattr(cli, "_listening", lambda host, port: False)
     monkeypatch.setattr(cli.os, "execv", execv)
-    for name in ("SHOPAI_DATA_DIR", "SHOPAI_REDIS_URL", "SHOPAI_DEMO", "SHOPAI_LOG_JSON"):
+    monkeypatch.setattr(cli, "S3RVER", tmp_path / "s3rver")  # as `make run` installs it
+    (tmp_path / "s3rver").touch()
+    for name in ("SHOPAI_DATA_DIR", "SHOPAI_REDIS_URL", "SHOPAI_DEMO", "SHOPAI_LOG_JSON", "SHOPAI_BROKER_STORAGE"):
         monkeypatch.delenv(name, raising=False)
 
     def run(**env):
@@ -55,7 +57,18 @@ def test_demo_off_starts_on_a_store_of_its_own(launched):
     assert env["SHOPAI_REDIS_URL"] == cli.OWN_SHOP_REDIS_URL != Settings.model_fields["redis_url"].default  # not the demo's database
     assert env["SHOPAI_DATA_DIR"] == str(cli.OWN_SHOP_DATA_DIR)
     assert (cli.OWN_SHOP_DATA_DIR / "secrets" / "gateway-api-keys").exists()  # its own keys, under its own dir
-    assert "demo" in argv  # the launcher still waits for the gateway and prints where to start
+    config = (cli.OWN_SHOP_DATA_DIR / "run" / "supervisord.conf").read_text()
+    assert argv[-1] == str((cli.OWN_SHOP_DATA_DIR / "run" / "supervisord.conf").resolve())
+    assert "[program:demo]" in config  # the launcher still waits for the gateway and prints where to start
+
+
+def test_the_broker_keeps_its_log_on_disk_unless_told_otherwise(launched, tmp_path):
+    argv, env = launched(SHOPAI_DATA_DIR=str(tmp_path / "d"))
+    config = (tmp_path / "d" / "run" / "supervisord.conf").read_text()
+    assert env["SHOPAI_BROKER_STORAGE"] == "s3" and "[program:s3]" in config and "[program:broker]" in config
+    assert argv[0].endswith("supervisord")
+    _, env = launched(SHOPAI_DATA_DIR=str(tmp_path / "m"), SHOPAI_BROKER_STORAGE="memory")
+    assert "[program:s3]" not in (tmp_path / "m" / "run" / "supervisord.conf").read_text()
 
 
 def test_demo_off_keeps_a_store_the_operator_chose(launched, tmp_path):

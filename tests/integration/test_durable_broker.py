@@ -1,0 +1,89 @@
+"""The broker `make run` starts keeps its log in an S3 store on disk (tansu's s3:// engine on s3rver): events it
+acknowledged outlive a SIGKILL of the broker, and of the broker and its store together (a stopped `make run`);
+the consumer resumes from its committed offsets and applies nothing twice (issue #21 item 2)."""
+
+from __future__ import annotations
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from services.common.bus import ensure_topics
+from services.common.settings import Settings
+from services.common.topics import INTERACTIONS
+from tests.integration.test_bus_faults import (
+    applied_count,
+    assert_exactly_once,
+    committed_offsets,
+    publish,
+    purchases,
+)
+from tests.support import Broker, S3Store, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def committed(settings: Settings) -> int:
+    """The group's committed offsets; 0 while the broker (just started again) drops the admin's connection."""
+    try:
+        return committed_offsets(settings)
+    except KafkaError:
+        return 0
+
+
+def events_in_log(settings: Settings) -> int:
+    """Every record of the interactions topic, read from the beginning by a consumer of no group."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    try:
+        partitions = [TopicPartition(INTERACTIONS, p) for p in range(settings.kafka_topic_partitions)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        return sum(1 for _ in consumer)
+    finally:
+        consumer.close()
+
+
+def test_acknowledged_events_outlive_broker_kills_and_are_applied_once(tmp_path, redis_client, redis_url,
+                                                                      start_service_with):
+    store = S3Store(tmp_path / "s3")
+    broker = Broker(s3=store)
+    try:
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap, redis_url=redis_url,
+                            data_dir=tmp_path / "data", log_json=False)
+        ensure_topics(settings)
+        first, second, third = purchases(600, seed=31), purchases(600, seed=32), purchases(600, seed=33)
+        consumer = start_service_with(settings, "recommender", SHOPAI_KAFKA_MAX_BATCH="100")
+        publish(settings, first)
+        wait_for(lambda: committed(settings) == len(first), 60, what="the first events applied and committed")
+
+        # The broker alone is SIGKILLed and started again on the same store.
+        broker.kill()
+        broker.start()
+        assert events_in_log(settings) == len(first), "acknowledged events were lost with the broker"
+        publish(settings, second)
+        wait_for(lambda: applied_count(redis_client) >= len(first + second), 90, what="events after the restart")
+        wait_for(lambda: committed(settings) == len(first + second), 30, what="their offsets committed")
+        # It went on from its committed offsets: nothing of the first events was read again.
+        assert consumer.metric("shopai_events_consumed_total", outcome="duplicate") == 0
+        assert consumer.metric("shopai_events_consumed_total", outcome="applied") == len(first + second)
+
+        # Everything stops (as Ctrl-C of `make run`): the consumer, the broker and its store; events are
+        # acknowledged by a broker started again, before the consumer is back.
+        consumer.stop()
+        broker.kill()
+        store.kill()
+        store.start()
+        broker.start()
+        assert events_in_log(settings) == len(first + second)
+        publish(settings, third)
+        again = start_service_with(settings, "recommender", SHOPAI_KAFKA_MAX_BATCH="100")
+        wait_for(lambda: committed(settings) == len(first + second + third), 90,
+                 what="the events published while it was down applied and committed")
+        assert broker.proc.poll() is None, "the broker died"
+        assert again.metric("shopai_events_consumed_total", outcome="applied") == len(third)
+        assert again.metric("shopai_events_consumed_total", outcome="duplicate") == 0
+        assert_exactly_once(redis_client, first + second + third)
+    finally:
+        broker.stop()
+        store.kill()
