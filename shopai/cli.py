@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from services.common.settings import SERVICE_NAMES, Settings, load_settings
 
@@ -147,7 +148,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if shutil.which("redis-server") is None:
             print("no Redis is listening and redis-server is not installed (apt-get install redis-server)")
             return 1
-        print("no Redis is listening: starting redis-server")
+        url = urlsplit(settings.redis_url)
+        host, port = url.hostname or "127.0.0.1", url.port or 6379
+        if url.scheme != "redis" or host not in ("127.0.0.1", "localhost"):
+            print(f"no Redis is listening at {settings.redis_url}, and make run starts one on 127.0.0.1 only")
+            return 1
+        print(f"no Redis is listening: starting redis-server on port {port}")
+        os.environ["REDIS_PORT"] = str(port)  # deploy/Procfile.dev's redis line
         processes.insert(0, "redis")
     ports = {
         "kafka": _host_port(settings.kafka_bootstrap_servers.split(",")[0]),
