@@ -36,6 +36,9 @@ const MAX_IMAGE_BYTES = 8 * 1024 * 1024; // the gateway's limit (docs/api.md, Vi
 const TABS = ["shop", "foryou", "assistant", "photo"];
 const VERDICTS = new Set(["authentic", "counterfeit", "suspicious", "unreadable"]);
 const HANDOFF_POLL_MS = 3000; // while a person owns the conversation, their replies are fetched this often
+// The assistant's hand-off projection takes a moment to have a hand-off just requested: until then its feed is a
+// 404, which means "not yet" for this long after the chat said it handed over, and "no hand-off" after.
+const HANDOFF_FEED_GRACE_MS = 30000;
 
 // The conversation id survives a reload of the tab (session storage; unavailable in some private modes).
 const SESSION_KEY = "shopai.chat.session";
@@ -57,7 +60,7 @@ const state = {
   chatSession: storedSession(), chatBusy: false,
   // A hand-off's feed (API.chatMessages, docs/api.md): the cursor, the
   // pending poll, and the conversation it belongs to (a new conversation stops it).
-  chatCursor: 0, chatPoll: 0, chatPollSession: "",
+  chatCursor: 0, chatPoll: 0, chatPollSession: "", chatPollSince: 0,
   // The signed-in shopper's token (memory only): make run's gateway hands the demo shopper one at
   // the devSession route; a real shop's backend signs its shoppers in and gives the page their token.
   token: "", tokenUser: "", devSignIn: true,
@@ -571,7 +574,7 @@ async function sendChat(message) {
     typing.remove();
     if (reply.relayed_to_agent) { // a person owns the conversation: no bot reply, theirs come by polling
       chatBubble("note", "Sent to the support team.", "chat-relayed");
-      followHandoff();
+      followHandoff(true);
       return;
     }
     const bubble = chatBubble("bot", reply.reply, "chat-reply", reply.language === "zh" ? "zh-CN" : "en");
@@ -582,7 +585,7 @@ async function sendChat(message) {
     if (reply.handoff) {
       bubble.append(h("p", { class: "handoff", testid: "chat-handoff",
         text: `Handed over to a person${reply.handoff_reason ? `: ${reply.handoff_reason}` : ""}` }));
-      followHandoff();
+      followHandoff(true);
     }
     if (reply.product_ids && reply.product_ids.length) {
       bubble.append(h("div", { class: "chips" }, reply.product_ids.map((id) =>
@@ -601,11 +604,12 @@ async function sendChat(message) {
 
 /** Polls the conversation's hand-off feed while a person owns it: their replies as "Support" bubbles,
  * a note when they join and when they leave (then the assistant answers again and polling stops). */
-function followHandoff() {
+function followHandoff(justHandedOver = false) {
   if (state.chatPoll && state.chatPollSession === state.chatSession) return; // already following
   stopFollowing();
   state.chatPollSession = state.chatSession;
   state.chatCursor = 0;
+  state.chatPollSince = justHandedOver ? Date.now() : 0; // a 404 means "not yet" for a while after the hand-off
   state.chatPoll = setTimeout(pollHandoff, 0);
 }
 
@@ -630,7 +634,8 @@ async function pollHandoff() {
     feed = await call(API.chatMessages, { params: { session_id: session }, query: { after: state.chatCursor } });
   } catch (err) {
     if (session !== state.chatPollSession) return;
-    if (err.status === 404 || err.status === 400) return stopFollowing(); // no hand-off here (any more)
+    const early = err.status === 404 && !state.chatCursor && Date.now() - state.chatPollSince < HANDOFF_FEED_GRACE_MS;
+    if (!early && (err.status === 404 || err.status === 400)) return stopFollowing(); // no hand-off here (any more)
     state.chatPoll = setTimeout(pollHandoff, HANDOFF_POLL_MS); // the gateway is busy or away: try again
     return;
   }
