@@ -61,6 +61,7 @@ def broker_command(settings: Settings) -> list[str]:
 # The bucket and the credentials s3rver accepts (a store on this machine only, listening on 127.0.0.1).
 S3_BUCKET = "tansu"
 S3RVER = ROOT / "tools" / "s3rver" / "node_modules" / ".bin" / "s3rver"
+S3RVER_SERVE = ROOT / "tools" / "s3rver" / "serve.js"
 
 
 def broker_environment(settings: Settings) -> dict[str, str]:
@@ -76,9 +77,11 @@ def s3_directory(settings: Settings) -> Path:
 
 
 def s3_command(settings: Settings, directory: Path | None = None, port: int | None = None) -> list[str]:
-    """s3rver (npm, pinned in tools/s3rver; `make run` installs it) keeping its objects under ``directory``."""
-    return [str(S3RVER), "--directory", str(directory or s3_directory(settings)), "--address", "127.0.0.1",
-            "--port", str(port or settings.broker_s3_port), "--configure-bucket", S3_BUCKET, "--silent"]
+    """s3rver (npm, pinned in tools/s3rver; `make run` installs it) keeping its objects under ``directory``,
+    through tools/s3rver/serve.js, which adds the conditional writes tansu needs (without them two producers
+    writing to one partition at once lose acknowledged records)."""
+    return [shutil.which("node") or "node", str(S3RVER_SERVE), "--directory", str(directory or s3_directory(settings)),
+            "--address", "127.0.0.1", "--port", str(port or settings.broker_s3_port), "--configure-bucket", S3_BUCKET]
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,6 +4,8 @@ the consumer resumes from its committed offsets and applies nothing twice (issue
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -61,7 +63,13 @@ def test_acknowledged_events_outlive_broker_kills_and_are_applied_once(tmp_path,
         broker.kill()
         broker.start()
         assert events_in_log(settings) == len(first), "acknowledged events were lost with the broker"
-        publish(settings, second)
+        # Three producers at once, to the same partitions: each record must still be kept (the store's
+        # conditional writes; without them acknowledged records were overwritten).
+        threads = [threading.Thread(target=publish, args=(settings, second[i::3])) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
         wait_for(lambda: applied_count(redis_client) >= len(first + second), 90, what="events after the restart")
         wait_for(lambda: committed(settings) == len(first + second), 30, what="their offsets committed")
         # It went on from its committed offsets: nothing of the first events was read again.
@@ -76,7 +84,12 @@ def test_acknowledged_events_outlive_broker_kills_and_are_applied_once(tmp_path,
         store.start()
         broker.start()
         assert events_in_log(settings) == len(first + second)
-        publish(settings, third)
+        threads = [threading.Thread(target=publish, args=(settings, third[i::2])) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert events_in_log(settings) == len(first + second + third)
         again = start_service_with(settings, "recommender", SHOPAI_KAFKA_MAX_BATCH="100")
         wait_for(lambda: committed(settings) == len(first + second + third), 90,
                  what="the events published while it was down applied and committed")

@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+// s3rver as `shopai s3` runs it: the pinned s3rver (package.json) keeping objects on disk, plus the one thing
+// the embedded broker's s3:// engine needs and s3rver 3.7 lacks: conditional writes. tansu updates a
+// partition's state with `If-Match: <etag>` and creates objects with `If-None-Match: *`, expecting
+// 412 Precondition Failed when another writer came first; s3rver ignores both headers on PUT, so two
+// producers writing to one partition at once overwrote each other's records after both were acknowledged
+// (tests/integration/test_durable_broker.py publishes from several producers at once to catch it).
+// Here every request to one object waits for the previous one to that object, and a PUT whose
+// condition does not hold is answered 412, as S3 does.
+//
+//   node tools/s3rver/serve.js --directory D --address 127.0.0.1 --port P --configure-bucket tansu
+'use strict';
+
+const S3rver = require('s3rver');
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+
+const server = new S3rver({
+  directory: option('directory'),
+  address: option('address', '127.0.0.1'),
+  port: Number(option('port', '4568')),
+  silent: true,
+  configureBuckets: [{ name: option('configure-bucket', 'tansu'), configs: [] }],
+});
+
+const queues = new Map(); // object path -> the promise of its last request
+
+async function inTurn(path, work) {
+  const previous = queues.get(path) || Promise.resolve();
+  let done;
+  const mine = new Promise(resolve => { done = resolve; });
+  const tail = previous.then(() => mine);
+  queues.set(path, tail);
+  await previous;
+  try {
+    return await work();
+  } finally {
+    done();
+    if (queues.get(path) === tail) queues.delete(path);
+  }
+}
+
+const unquote = etag => (etag || '').replace(/^W\//, '').replace(/"/g, '');
+
+const PRECONDITION_FAILED =
+  '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>' +
+  '<Message>At least one of the pre-conditions you specified did not hold</Message></Error>';
+
+server.middleware.unshift(async (ctx, next) => {
+  const path = decodeURIComponent(ctx.path).replace(/^\/+/, '');
+  const slash = path.indexOf('/');
+  if (slash < 1 || slash === path.length - 1) return next(); // the service or a bucket: no object
+  const bucket = path.slice(0, slash);
+  const key = path.slice(slash + 1);
+  return inTurn(path, async () => {
+    const noneMatch = ctx.get('if-none-match');
+    const match = ctx.get('if-match');
+    if (ctx.method === 'PUT' && (noneMatch || match)) {
+      let etag = null;
+      try {
+        etag = (await server.store.getMetadata(bucket, key)).etag;
+      } catch (err) {
+        if (err.code !== 'ENOENT') throw err;
+      }
+      const failed = (noneMatch === '*' && etag !== null) ||
+        (noneMatch && noneMatch !== '*' && etag !== null && unquote(noneMatch) === unquote(etag)) ||
+        (match && (etag === null || (match !== '*' && unquote(match) !== unquote(etag))));
+      if (failed) {
+        ctx.status = 412;
+        ctx.type = 'application/xml';
+        ctx.body = PRECONDITION_FAILED;
+        return undefined;
+      }
+    }
+    return next();
+  });
+});
+
+server.run((err, { address, port } = {}) => {
+  if (err) {
+    console.error(err);
+    process.exit(1);
+  }
+  console.log(`s3rver (conditional writes) listening on ${address}:${port}`);
+});
