@@ -28,6 +28,7 @@ from gateway.routes.alerts import alerts
 from gateway.routes.auth import auth, dev_auth
 from gateway.routes.catalog import catalog
 from gateway.routes.chat import chat
+from gateway.routes.console import console
 from gateway.routes.deadletters import deadletters
 from gateway.routes.events import events
 from gateway.routes.experiments import experiments
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     if settings.env.strip().lower() == "dev":
         app.register_api(dev_auth)  # the storefront's demo sign-in (make run); never elsewhere
     app.register_blueprint(storefront)
+    app.register_blueprint(console)  # the staff console at /console (gateway/routes/console.py)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json() -> dict:

@@ -1,0 +1,60 @@
+"""The staff console at ``/console``: one page (gateway/console: index.html, console.js, console.css) over
+the staff REST routes: the support inbox, alerts, dead letters, models, experiments, authenticity codes and
+analytics. Staff sign in by pasting an API key; the page keeps it in session storage and sends it as
+``X-API-Key`` on every call, so the routes' own policy (gateway/policy.py) decides what each key may do.
+
+Served like the storefront (gateway/routes/storefront.py): package data read once per process, an ETag and
+``Cache-Control: no-cache``, the same Content-Security-Policy (scripts, styles and requests to this origin
+only, no inline script or style; charts are SVG drawn by the script). A plain Flask blueprint, so it stays
+out of the OpenAPI spec."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib import resources
+
+from flask import Blueprint, Response, request
+
+from gateway.problems import ApiProblem
+from gateway.routes.storefront import CACHE_CONTROL, SECURITY_HEADERS
+
+console = Blueprint("console", __name__)
+
+PACKAGE = "gateway.console"
+PAGE = "index.html"
+PREFIX = "/console"
+# The files under /console/ and their media types; nothing else in the package is served.
+STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css"}
+
+
+@cache
+def _file(name: str) -> tuple[bytes, str]:
+    """The file's bytes and its ETag (a hash of the content)."""
+    data = resources.files(PACKAGE).joinpath(name).read_bytes()
+    return data, hashlib.sha256(data).hexdigest()[:32]
+
+
+def _serve(name: str, mimetype: str) -> Response:
+    data, etag = _file(name)
+    response = Response(data, mimetype=mimetype)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    response.headers.update(SECURITY_HEADERS)
+    return response.make_conditional(request)
+
+
+@console.get(PREFIX)
+def index() -> Response:
+    """The console page (its sections are fragments: /console#alerts)."""
+    return _serve(PAGE, "text/html")
+
+
+@console.get(f"{PREFIX}/<path:filename>")
+def static_file(filename: str) -> Response:
+    """The page's script and stylesheet; any other name is a 404 problem."""
+    mimetype = STATIC_FILES.get(filename)
+    if mimetype is None:
+        served = ", ".join(sorted(STATIC_FILES))
+        raise ApiProblem(404, f"the console has no file {filename!r}; it serves {served}")
+    return _serve(filename, mimetype)
