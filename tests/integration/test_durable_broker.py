@@ -100,3 +100,34 @@ def test_acknowledged_events_outlive_broker_kills_and_are_applied_once(tmp_path,
     finally:
         broker.stop()
         store.kill()
+
+
+def test_the_store_refuses_a_write_whose_condition_does_not_hold(tmp_path):
+    """tools/s3rver/serve.js: what tansu's optimistic writes need from the store (S3's conditional PUT)."""
+    import urllib.error
+    import urllib.request
+
+    store = S3Store(tmp_path / "s3")
+    url = f"http://127.0.0.1:{store.port}/tansu/partition-state"
+
+    def put(body: bytes, **headers: str) -> tuple[int, str]:
+        request = urllib.request.Request(url, data=body, method="PUT", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status, reply.headers.get("ETag", "")
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    try:
+        status, first = put(b"v1", **{"If-None-Match": "*"})
+        assert status == 200 and first
+        status, body = put(b"v1 again", **{"If-None-Match": "*"})
+        assert status == 412 and "PreconditionFailed" in body  # someone created it first
+        status, second = put(b"v2", **{"If-Match": first})
+        assert status == 200 and second != first
+        status, body = put(b"v3", **{"If-Match": first})  # written from a stale read: refused
+        assert status == 412 and "PreconditionFailed" in body
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            assert reply.read() == b"v2"
+    finally:
+        store.kill()
