@@ -23,9 +23,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from gateway.json import reply_json
-from gateway.routes.experiments import arm_for
 from gateway.problems import Problem
 from gateway.routes import QueryModel
+from gateway.routes.experiments import arm_for
 from protos import recommender_pb2 as pb
 from services.common.attribution import new_recommendation_id
 from services.common.logging import get_logger

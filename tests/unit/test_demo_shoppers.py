@@ -58,3 +58,20 @@ def test_a_session_sends_its_reactions_with_the_answers_id():
     assert {e["type"] for e in shop.sent} <= {"interaction.click", "interaction.add_to_cart", "interaction.purchase"}
     for event in shop.sent:
         parse_event(event)  # valid as POST /v1/events takes them
+
+
+def test_live_shoppers_start_only_when_asked_and_able(tmp_path):
+    import threading
+
+    from services.common.settings import Settings
+    from shopai.demo.shoppers import start_live_shoppers
+
+    stop = threading.Event()
+    truth = tmp_path / "truth.json"
+    truth.write_text('{"users": {"u1": {}}, "products": {}}')
+    off = Settings(demo_live_sessions_per_second=0, gateway_api_keys="k" * 32 + ":admin")
+    assert start_live_shoppers(off, "http://127.0.0.1:9", truth, stop) is None
+    no_keys = Settings(demo_live_sessions_per_second=1)
+    assert start_live_shoppers(no_keys, "http://127.0.0.1:9", truth, stop) is None
+    no_truth = Settings(demo_live_sessions_per_second=1, gateway_api_keys="k" * 32 + ":admin")
+    assert start_live_shoppers(no_truth, "http://127.0.0.1:9", tmp_path / "none.json", stop) is None
