@@ -5,6 +5,7 @@ experiment serves each shopper one arm, stably, and reports both arms; bad defin
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -311,5 +312,50 @@ def test_a_version_arm_is_served_by_its_stored_version(settings, start_service, 
                 seen.add(arm)
         assert seen == {"old", "new"}
     finally:
+        close_app(app)
+        publisher.close()
+
+
+def test_the_demo_shoppers_over_http_show_in_the_analytics(settings, start_service, redis_client):
+    """The live shoppers of `shopai demo` (RestShop: shopper tokens minted by a sessions key, events with an
+    ingest key) against the gateway on a real HTTP port: their clicks are attributed to the answers."""
+    from pydantic import SecretStr
+    from werkzeug.serving import make_server
+
+    from shopai.demo.shoppers import LiveShoppers, RestShop
+    from tests.support import TEST_KEYS, free_port
+
+    recommender = start_service("recommender", SHOPAI_RETRAIN_INTERVAL_SECONDS="0",
+                                SHOPAI_RETRAIN_CHECK_SECONDS="3600")
+    settings.recommender.grpc_port = recommender.grpc_port
+    publisher = EventPublisher(settings)
+    events = catalog_and_views()
+    publisher.publish(events, timeout=60)
+    wait_for(lambda: sum(int(v) for v in redis_client.hgetall(K.stats).values()) >= len(events), 60,
+             what="the shop applied")
+    sessions_key, ingest_key = "test-sessions-key-0123456789abcdef", "test-ingest-key-0123456789abcdef"
+    app = create_app(settings.model_copy(update={
+        "gateway_api_keys": SecretStr(f"{TEST_KEYS},{sessions_key}:sessions,{ingest_key}:ingest"),
+        "gateway_shopper_token_secrets": SecretStr("test-shopper-token-secret-0123456789abcdef")}))
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        truth = {"users": {f"u{i}": {} for i in range(20)}, "products": {}}  # a match of 0: the 0.12 floor
+        shoppers = LiveShoppers(RestShop(f"http://127.0.0.1:{port}", sessions_key, ingest_key), truth, seed=3)
+        for _ in range(40):
+            shoppers.session()
+        assert shoppers.tally.sessions == 40 and shoppers.tally.clicked > 0
+        client = staff(app.test_client())
+
+        def counted() -> dict | None:
+            rows = client.get("/v1/analytics/recommendations").json["rows"]
+            total = {kind: sum(r[kind] for r in rows) for kind in ("impressions", "clicks")}
+            return total if total["impressions"] == 40 and total["clicks"] == shoppers.tally.clicked else None
+
+        wait_for(counted, 30, what="the shoppers' answers and clicks counted")
+    finally:
+        server.shutdown()
         close_app(app)
         publisher.close()
