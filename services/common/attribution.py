@@ -71,6 +71,7 @@ class AttributionKeys:
 
     experiments = key("ab", "experiments")  # hash id -> JSON definition
     experiments_by_start = key("ab", "experiments", "by-start")  # zset id -> started (Unix time)
+    running = key("ab", "experiments", "running")  # the running experiment's id (SET NX: at most one)
 
 
 def hour_of(when: datetime) -> str:
@@ -240,16 +241,20 @@ class ExperimentStore:
         self.redis = client
 
     def create(self, name: str, arms: Sequence[Arm], split: Sequence[int]) -> dict[str, Any]:
-        running = self.running()
-        if running is not None:
-            raise ExperimentError(f"experiment {running['experiment_id']} ({running['name']!r}) is running; "
-                                  f"stop it first (POST /v1/admin/experiments/{running['experiment_id']}/stop)")
+        """The new running experiment; ExperimentError while another runs (claimed with SET NX, so two admins
+        or gateway replicas starting one at the same moment cannot both succeed)."""
         now = time.time()
         definition = {
             "experiment_id": os.urandom(8).hex(), "name": name,
             "arms": [{"name": a.name, "strategy": a.strategy, "model_version": a.model_version} for a in arms],
             "split": list(split), "status": "running", "started_at": _instant(now), "stopped_at": None,
         }
+        if not self.redis.set(AttributionKeys.running, definition["experiment_id"], nx=True):
+            running = self.running()
+            which = f"{running['experiment_id']} ({running['name']!r})" if running else "another"
+            eid = running["experiment_id"] if running else "{experiment_id}"
+            raise ExperimentError(f"experiment {which} is running; stop it first "
+                                  f"(POST /v1/admin/experiments/{eid}/stop)")
         with self.redis.pipeline() as pipe:
             pipe.hset(AttributionKeys.experiments, definition["experiment_id"], json.dumps(definition))
             pipe.zadd(AttributionKeys.experiments_by_start, {definition["experiment_id"]: now})
@@ -267,7 +272,9 @@ class ExperimentStore:
         return [json.loads(raw) for raw in raws if raw]
 
     def running(self) -> dict[str, Any] | None:
-        return next((e for e in self.all() if e["status"] == "running"), None)
+        experiment_id = self.redis.get(AttributionKeys.running)
+        found = self.get(experiment_id) if experiment_id else None
+        return found if found is not None and found["status"] == "running" else None
 
     def stop(self, experiment_id: str) -> dict[str, Any] | None:
         definition = self.get(experiment_id)
@@ -275,7 +282,10 @@ class ExperimentStore:
             return None
         if definition["status"] == "running":
             definition.update(status="stopped", stopped_at=_instant(time.time()))
-            self.redis.hset(AttributionKeys.experiments, experiment_id, json.dumps(definition))
+            with self.redis.pipeline() as pipe:
+                pipe.hset(AttributionKeys.experiments, experiment_id, json.dumps(definition))
+                pipe.eval(_RELEASE, 1, AttributionKeys.running, experiment_id)
+                pipe.execute()
         return definition
 
     def users(self, definition: Mapping[str, Any]) -> dict[str, int]:
@@ -290,6 +300,10 @@ class ExperimentStore:
         until = datetime.fromisoformat(definition["stopped_at"]) if definition.get("stopped_at") else None
         until = (until or now or datetime.now(UTC)) + timedelta(hours=1)  # the last hour whole
         return experiment_report(definition, read_counters(self.redis, since, until), self.users(definition))
+
+
+# Clears the running experiment's id only if it is still this one.
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def _instant(seconds: float) -> str:
