@@ -86,8 +86,8 @@ bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-searc
 bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive/auto), daily retail series through the service vs seasonal naive and the 28-day mean, 1,000-product refresh, elasticities, CDNOW behaviour (SECTION=series|throughput|pricing|behaviour|daily)
 	$(BIN)/python -m benchmarks.bench_forecasting $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
-bench-bus: venv sysdeps $(S3RVER) ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis
-	$(BIN)/python -m benchmarks.bench_bus $(if $(QUICK),--quick)
+bench-bus: venv sysdeps $(S3RVER) ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis; the broker's log in memory and on disk side by side (SECTION=storage: only that)
+	$(BIN)/python -m benchmarks.bench_bus $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 bench-recommender: venv sysdeps ## MovieLens-100k, demo shop, serving latency + freshness, public rating sets through REST (SECTION=movielens|demo|serving|service)
 	$(BIN)/python -m benchmarks.bench_recommender $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))

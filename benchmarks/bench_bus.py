@@ -7,7 +7,9 @@ Applying is measured three ways on the same demo-shop events, in one run:
 and end to end: publish to the real broker, then a consumer group applies everything, with the broker's log in
 memory and in the S3 store on disk that `make run` uses (tansu's s3:// engine on s3rver), side by side.
 
-    python -m benchmarks.bench_bus [--quick] [--storage memory|s3|both]
+    python -m benchmarks.bench_bus [--quick] [--storage memory|s3|both] [--section all|storage]
+
+``--section storage`` measures only the end-to-end rows, for both storages, into results/bus-storage[-quick].json.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small shop, for a smoke run")
     parser.add_argument("--storage", choices=("memory", "s3", "both"), default="both",
                         help="the broker's storage for the end-to-end rows (default: both, side by side)")
+    parser.add_argument("--section", choices=("all", "storage"), default="all",
+                        help="storage: only publish and consume end to end, memory against s3")
     args = parser.parse_args()
     config = (DemoShopConfig(seed=42, n_products=200, n_users=150, days=60) if args.quick
               else DemoShopConfig(seed=42, n_products=2000, n_users=3000, days=365))
@@ -117,6 +121,19 @@ def main() -> None:
     raw, wire = shop_events(config)
     n = len(raw)
     print(f"{n} catalog and interaction events")
+    if args.section == "storage":
+        by_storage = {storage: measure_end_to_end(client, url, raw, wire, storage) for storage in ("memory", "s3")}
+        out = RESULTS / f"bus-storage{'-quick' if args.quick else ''}.json"
+        out.write_text(json.dumps({
+            "benchmark": "bus-storage", "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(), "mode": "quick" if args.quick else "full", "events": n,
+            "end_to_end_by_storage": {storage: {name: round(rate) for name, rate in rates.items()}
+                                      for storage, rates in by_storage.items()},
+        }, indent=2) + "\n")
+        print(f"\nBus benchmark, {n} events, {machine()}")
+        print_storage_table(by_storage)
+        print(f"\nwritten to {out}")
+        return
     rows, items = measure_stages(client, wire)
     apply_rows = measure_apply(client, items)
     storages = ("memory", "s3") if args.storage == "both" else (args.storage,)
