@@ -647,8 +647,10 @@ def test_procfile_commands_name_existing_modules(name: str) -> None:
 
 
 def test_procfile_redis_matches_the_default_redis_url() -> None:
+    """Without REDIS_PORT (shopai run sets it from SHOPAI_REDIS_URL), the Procfile's Redis is the default URL's."""
     argv = command_argv(procfile()["redis"])
-    port = int(argv[argv.index("--port") + 1]) if "--port" in argv else 6379
+    given = argv[argv.index("--port") + 1] if "--port" in argv else "6379"
+    port = int(re.sub(r"^\$\{REDIS_PORT:-(\d+)\}$", r"\1", given))
     url = urlsplit(defaults().redis_url)
     assert (url.hostname, url.port or 6379) == ("127.0.0.1", port), (
         f"deploy/Procfile.dev starts Redis on port {port}, Settings().redis_url is {defaults().redis_url}"
