@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -89,9 +90,12 @@ class ImpressionLog:
                 self._put(batch, front=True)
                 with self._wake:
                     self._in_flight -= len(batch)
+                    # New answers notify the condition: wait out the whole pause all the same.
+                    retry_at = time.monotonic() + RETRY_SECONDS
+                    while not self._stop and (pause := retry_at - time.monotonic()) > 0:
+                        self._wake.wait(pause)
                     if self._stop:
                         return
-                    self._wake.wait(RETRY_SECONDS)
                 continue
             with self._wake:
                 self._in_flight -= len(batch)
@@ -104,7 +108,9 @@ class ImpressionLog:
             future.add_callback(lambda _meta: IMPRESSIONS.labels("published").inc())
             future.add_errback(self._failed, rid, value)
 
-    def _failed(self, exc: Exception, rid: str, value: bytes) -> None:
+    def _failed(self, rid: str, value: bytes, exc: Exception) -> None:
+        """The future's errback: kafka-python calls it with the arguments given to ``add_errback`` first and
+        the exception last."""
         log.warning("impression_not_acknowledged", recommendation_id=rid, error=str(exc))
         IMPRESSIONS.labels("retried").inc()
         self._put([(rid, value)])
