@@ -352,6 +352,8 @@ async function loadForYou() {
     if (!body.items.length) meta.append(status("No recommendations for this shopper right now.", "notice"));
     list.replaceChildren(...body.items.map((item, index) => h("li", { class: "rec-item", testid: "rec-item" },
       h("span", { class: "rank", "aria-hidden": "true", text: String(index + 1) }),
+      h("span", { class: `thumb rec-thumb ${categoryClass(item.category)}` },
+        productPicture(item.product_id, item.title, "rec-image")),
       h("div", { class: "rec-main" },
         h("button", {
           type: "button", class: "link", testid: "rec-title", text: item.title || item.product_id,
