@@ -131,3 +131,28 @@ def test_the_store_refuses_a_write_whose_condition_does_not_hold(tmp_path):
             assert reply.read() == b"v2"
     finally:
         store.kill()
+
+
+def test_an_upload_cut_off_midway_leaves_the_object_as_it_was_and_blocks_nothing(tmp_path):
+    """A writer killed in the middle of a PUT (the broker, SIGKILLed under load) must neither leave a truncated
+    object behind nor hold the object's turn: the restarted broker reads and writes it at once (make chaos found
+    the restarted broker answering nothing, waiting on the dead request's turn, over a 0-byte meta.json)."""
+    import socket
+    import urllib.request
+
+    store = S3Store(tmp_path / "s3")
+    url = f"http://127.0.0.1:{store.port}/tansu/meta.json"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b'{"v": 1}', method="PUT"), timeout=10) as r:
+            assert r.status == 200
+        with socket.create_connection(("127.0.0.1", store.port), timeout=10) as sock:
+            sock.sendall(b"PUT /tansu/meta.json HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+                         + b'{"v": 2, "truncated')
+        with urllib.request.urlopen(url, timeout=10) as reply:  # not stuck behind the dead upload
+            assert reply.read() == b'{"v": 1}'
+        with urllib.request.urlopen(urllib.request.Request(url, data=b'{"v": 3}', method="PUT"), timeout=10) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            assert reply.read() == b'{"v": 3}'
+    finally:
+        store.kill()
