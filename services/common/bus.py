@@ -146,7 +146,10 @@ class EventPublisher:
         for event in parsed:
             topic, key_field = route(event.type)
             value = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
-            futures.append((topic, self.send(topic, str(event.payload.get(key_field, "")), value)))
+            try:
+                futures.append((topic, self.send(topic, str(event.payload.get(key_field, "")), value)))
+            except KafkaError as exc:  # no metadata within max_block_ms: the broker is away
+                raise PublishError(f"the broker took no event for {topic}: {exc}") from exc
         return self.wait(futures, timeout)
 
     def vault(self) -> PersonalDataVault:
@@ -156,7 +159,10 @@ class EventPublisher:
             return self._vault
 
     def wait(self, futures: list[tuple[str, Any]], timeout: float = 30.0) -> int:
-        self._producer.flush(timeout=timeout)
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:  # KafkaTimeoutError: not all acknowledged in time (a broker restarting)
+            raise PublishError(f"the broker did not acknowledge the events within {timeout:g} s: {exc}") from exc
         for topic, future in futures:
             try:
                 future.get(timeout=timeout)

@@ -1,0 +1,53 @@
+"""EventPublisher: a broker that does not acknowledge in time is a PublishError (a 503 with the reason at
+POST /v1/events), never an unhandled KafkaTimeoutError (a 500: found by make chaos while the broker restarted)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from kafka.errors import KafkaTimeoutError
+
+from services.common.bus import EventPublisher, PublishError
+from services.common.events import new_event
+
+
+class Acknowledged:
+    def get(self, timeout=None):
+        return None
+
+
+class Producer:
+    def __init__(self, send_error: Exception | None = None, flush_error: Exception | None = None) -> None:
+        self.send_error, self.flush_error = send_error, flush_error
+
+    def send(self, topic, key=None, value=None):
+        if self.send_error:
+            raise self.send_error
+        return Acknowledged()
+
+    def flush(self, timeout=None):
+        if self.flush_error:
+            raise self.flush_error
+
+
+def publisher(producer: Producer) -> EventPublisher:
+    p = EventPublisher.__new__(EventPublisher)
+    p._producer, p._vault, p._own_vault, p._vault_lock = producer, None, False, threading.Lock()
+    return p
+
+
+def view():
+    return new_event("interaction.view", {"user_id": "u1", "product_id": "p1"})
+
+
+def test_acknowledged_events_are_counted() -> None:
+    assert publisher(Producer()).publish([view(), view()]) == 2
+
+
+@pytest.mark.parametrize("producer", [Producer(flush_error=KafkaTimeoutError("Timeout waiting for future")),
+                                      Producer(send_error=KafkaTimeoutError("Failed to update metadata"))],
+                         ids=["not acknowledged in time", "no metadata"])
+def test_a_broker_that_does_not_answer_is_a_publish_error(producer: Producer) -> None:
+    with pytest.raises(PublishError, match="broker"):
+        publisher(producer).publish([view()], timeout=1)
