@@ -138,10 +138,11 @@ const badge = (text, kind = "", testid = undefined) => h("span", { class: `badge
 // ------------------------------------------------------------------ the REST API
 
 class ApiError extends Error {
-  constructor(status, title, detail) {
+  constructor(status, title, detail, retryAfter = 0) {
     super(detail);
     this.status = status;
     this.title = title;
+    this.retryAfter = retryAfter; // seconds, from a 503's Retry-After (an answer still being computed)
   }
 
   /** The problem's title and detail, as a person reads them. */
@@ -200,7 +201,8 @@ async function problemOf(response) {
   } catch {
     // not JSON: a proxy's error page, say
   }
-  return new ApiError(response.status, title, detail || `the gateway answered ${response.status}`);
+  const retryAfter = Number(response.headers.get("Retry-After")) || 0;
+  return new ApiError(response.status, title, detail || `the gateway answered ${response.status}`, retryAfter);
 }
 
 /** Runs a section's loader: a "loading" note while it runs, the problem's text (role=alert) when it fails. */
@@ -933,11 +935,20 @@ async function codeScans(serial) {
 
 // ------------------------------------------------------------------ analytics
 
-async function panelLoad(box, work, loadingText) {
+const ANALYTICS_RETRIES = 5;
+
+/** Fills an analytics panel. The service computes these answers in the background: a 503 with Retry-After
+ * (the first request of new parameters, computing) is asked again then, a few times, before it is shown. */
+async function panelLoad(box, work, loadingText, attempt = 0) {
   box.replaceChildren(status(loadingText, "loading"));
   try {
     box.replaceChildren(...await work());
   } catch (err) {
+    if (err.status === 503 && err.retryAfter && attempt < ANALYTICS_RETRIES) {
+      box.replaceChildren(status(`${loadingText} (being computed: asking again in ${err.retryAfter} s)`, "loading"));
+      setTimeout(() => panelLoad(box, work, loadingText, attempt + 1), Math.min(err.retryAfter, 10) * 1000);
+      return;
+    }
     box.replaceChildren(status(errorText(err), "error", "analytics-error"));
   }
 }
@@ -987,7 +998,7 @@ function loadFunnel() {
 
 function loadCohorts() {
   return panelLoad($("#cohorts"), async () => {
-    const body = await call(API.cohorts, { query: { period: $("#cohorts-period").value, max_periods: 8 } });
+    const body = await call(API.cohorts, { query: { period: $("#cohorts-period").value } });
     if (!body.cohorts.length) return [status("No cohorts yet: no purchases in the range.")];
     const width = Math.max(...body.cohorts.map((c) => c.retention.length));
     const heat = (value) => `heat-${Math.min(5, Math.max(0, Math.ceil((value || 0) * 5)))}`;
