@@ -17,6 +17,7 @@ from kafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import HTTPException
 
+from gateway import stale
 from gateway.access import current_need, install_access
 from gateway.backends import Backends
 from gateway.impressions import ImpressionLog
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         return redirect("/docs/swagger")
 
     _install_error_handlers(app)
+    stale.install(app)
     _install_metrics(app)
     install_access(app, settings)  # keys, rate limits, CORS (gateway/access.py); after every blueprint
     return app
@@ -193,7 +195,8 @@ def _install_error_handlers(app: Flask) -> None:
             # "no such user" reads exactly like "not yours" (gateway/policy.py): ids cannot be probed
             return problem_response(404, NOT_FOUND_DETAIL, slug="not-found")
         service = BLUEPRINT_BACKEND.get(request.blueprint or "", "backend")
-        return from_grpc_error(exc, service)
+        kept = stale.answer(app, exc, service)  # a staff read's last good answer while its service is away
+        return kept if kept is not None else from_grpc_error(exc, service)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
