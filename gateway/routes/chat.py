@@ -11,6 +11,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, Literal
 
+import grpc
 from flask import current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,6 +21,7 @@ from gateway import access
 from gateway.json import reply_json
 from gateway.problems import Problem, require_json_object
 from gateway.routes import QueryModel
+from gateway.routes.recommendations import DEGRADED_ANSWERS, DEGRADED_HEADER
 from protos import chatbot_pb2 as pb
 
 chat = APIBlueprint(
@@ -246,7 +248,9 @@ def post_chat(body: ChatBody) -> tuple[dict, int]:
 
     Send the `session_id` of the previous reply to continue a conversation; without one a new
     conversation starts and the reply carries its id. `handoff` is true when the conversation is
-    handed to a person. 503 while the assistant is still training its first model.
+    handed to a person. 503 while the assistant is still training its first model. While the
+    assistant cannot be reached at all (restarting), the answer is a 200 asking the shopper to send the message
+    again (it did not arrive), intent `assistant_unavailable`, header `X-ShopAI-Degraded: chatbot`.
     The call is never retried by the gateway: a turn changes the conversation.
 
     Orders are discussed only with a signed-in shopper (a shopper token: its subject is the user and the
@@ -256,12 +260,43 @@ def post_chat(body: ChatBody) -> tuple[dict, int]:
     user_id, verified = chat_identity(client, body.user_id or "")
     if verified and not getattr(client, "shopper", None):
         _audit_staff_chat(client, user_id)
-    reply = _assistant().Chat(
-        pb.ChatRequest(message=body.message, session_id=body.session_id or "", user_id=user_id,
-                       language=body.language or "", user_verified=verified),
-        timeout=_deadline(),
-    )
+    try:
+        reply = _assistant().Chat(
+            pb.ChatRequest(message=body.message, session_id=body.session_id or "", user_id=user_id,
+                           language=body.language or "", user_verified=verified),
+            timeout=_deadline(),
+        )
+    except grpc.RpcError as exc:
+        if not _unreachable(exc):
+            raise
+        DEGRADED_ANSWERS.labels("chatbot").inc()
+        return _not_delivered(body), 200, {DEGRADED_HEADER: "chatbot"}
     return reply_json(reply), 200
+
+
+# What the shopper reads while the assistant cannot be reached (restarting after a crash, a deploy): the
+# message did not arrive, so they are asked to send it again rather than shown an error.
+NOT_DELIVERED = {
+    "en": "Sorry, our assistant is restarting and did not get your message. Please send it again in a moment.",
+    "zh": "抱歉，客服助手正在重启，没有收到您的消息。请稍后再发送一次。",
+}
+
+
+def _unreachable(exc: grpc.RpcError) -> bool:
+    """The assistant could not be reached, so the message surely did not arrive. Not its own refusal ("still
+    training its first model" stays a 503 with its reason), nor a missed deadline or a connection lost during
+    the turn (the message may have been taken: a 504 / 503 says so, and the shopper decides)."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = ((exc.details() if hasattr(exc, "details") else "") or "").lower()
+    return code is grpc.StatusCode.UNAVAILABLE and ("failed to connect" in details or "connection refused" in details)
+
+
+def _not_delivered(body: ChatBody) -> dict[str, Any]:
+    language = body.language or ("zh" if any("\u4e00" <= ch <= "\u9fff" for ch in body.message) else "en")
+    return {"reply": NOT_DELIVERED.get(language, NOT_DELIVERED["en"]),
+            "intent": {"name": "assistant_unavailable", "confidence": 0.0}, "entities": [], "handoff": False,
+            "handoff_reason": "", "session_id": body.session_id or "", "language": language,
+            "suggestions": [], "product_ids": [], "relayed_to_agent": False, "handoff_id": ""}
 
 
 @chat.post("/nlu/parse", responses={200: ParseReply, **RESPONSES})

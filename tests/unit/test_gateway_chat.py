@@ -324,6 +324,22 @@ def test_unavailable_is_a_503_naming_the_assistant(client, fake):
     assert "chatbot" in problem["detail"] and "training its first model" in problem["detail"]
 
 
+@pytest.mark.parametrize(("error", "message", "language"), [
+    ((grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: Connection refused"), "hi", "en"),
+    ((grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:50052"),
+     "我想退货", "zh"),
+], ids=["en", "zh"])
+def test_an_assistant_that_cannot_be_reached_asks_the_shopper_to_send_again(client, fake, error, message, language):
+    fake.errors["Chat"] = error
+    reply = client.post("/v1/chat", json={"message": message, "session_id": "s1"})
+    assert reply.status_code == 200 and reply.headers["X-ShopAI-Degraded"] == "chatbot"
+    body = reply.json
+    assert body["intent"]["name"] == "assistant_unavailable" and body["language"] == language
+    assert body["session_id"] == "s1" and not body["handoff"] and not body["relayed_to_agent"]
+    assert ("send it again" in body["reply"]) if language == "en" else ("再发送" in body["reply"])
+    assert fake.methods() == ["Chat"]  # never retried: the shopper sends it again
+
+
 def test_chat_is_never_retried(client, fake):
     fake.errors["Chat"] = (grpc.StatusCode.UNAVAILABLE, "the assistant is still training its first model")
     assert_problem(client.post("/v1/chat", json={"message": "hi"}), 503)
