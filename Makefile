@@ -29,7 +29,7 @@ S3RVER := tools/s3rver/node_modules/.bin/s3rver
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-slow test-integration test-e2e bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff bench-ab proto proto-check lint compose-config compose-secrets compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-slow test-integration test-e2e bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff bench-ab chaos proto proto-check lint compose-config compose-secrets compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -109,6 +109,9 @@ bench-handoff: venv sysdeps ## the support hand-off through REST: shopper messag
 
 bench-ab: venv sysdeps ## an A/B experiment on the demo shop through REST: hybrid vs popular with simulated shoppers, the better arm with its 95% interval
 	$(BIN)/python -m benchmarks.bench_ab $(if $(QUICK),--quick)
+
+chaos: venv sysdeps $(S3RVER) ## make run's stack under a steady mixed load while each service, a gateway worker, the gateway, the broker and Redis are SIGKILLed in turn: 5xx, recovery time, events lost / counted twice
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.bench_chaos $(if $(QUICK),--quick)
 
 proto: venv ## regenerate the Python stubs from protos/*.proto
 	$(BIN)/python -m shopai.protogen
