@@ -274,11 +274,15 @@ def _dead_letters(page: Page, event: dict) -> None:
     detail = panel.get_by_test_id("deadletters-detail")
     expect(detail.get_by_test_id("deadletter-event")).to_contain_text(event["event_id"])
     _shot(page, "deadletters")
+    _until("every consumer's letter of the event", lambda: panel.get_by_test_id("deadletters-refresh").click(),
+           lambda: rows.filter(has_text="rating").count() >= 2, timeout_s=30)  # the recommender's, forecasting's
+    before = rows.count()
     detail.get_by_test_id("deadletter-replay").click()
     expect(detail.get_by_test_id("replay-status")).to_contain_text("Replayed to")
-    # Still invalid: the consumer dead-letters the replayed event again, with the new reason.
+    # Still invalid: the consumers dead-letter the replayed event again, with the new reason: new letters.
     _until("the replayed event to be dead-lettered again", lambda: panel.get_by_test_id("deadletters-refresh").click(),
-           lambda: rows.count() >= 2)
+           lambda: (_no_error(panel, "deadletters-status"), rows.count() > before)[1])
+    expect(rows.filter(has_text="replayed").first).to_be_visible()  # the first letters, marked replayed
     detail.get_by_test_id("deadletter-replay").click()  # the first letter once more: refused without force
     expect(detail.get_by_test_id("replay-status")).to_contain_text("409")
 
