@@ -252,7 +252,7 @@ def _found(experiment_id: str) -> dict[str, Any]:
     return definition
 
 
-@experiments.get("/admin/experiments/<experiment_id>", responses={200: ExperimentWithReport, 404: Problem})
+@experiments.get("/admin/experiments/<experiment_id>", responses={200: ExperimentWithReport, 400: Problem, 404: Problem})
 def get_experiment(path: ExperimentPath) -> tuple[dict, int]:
     """One experiment and its report: per arm the shoppers, answers served, clicks, add-to-carts and
     purchases (answers with at least one), and the difference of click-through (second arm minus first)
@@ -262,7 +262,8 @@ def get_experiment(path: ExperimentPath) -> tuple[dict, int]:
     return {**definition, "report": _store().report(definition)}, 200
 
 
-@experiments.post("/admin/experiments/<experiment_id>/stop", responses={200: Experiment, 404: Problem})
+@experiments.post("/admin/experiments/<experiment_id>/stop", responses={200: Experiment, 400: Problem,
+                                                                         404: Problem})
 def stop_experiment(path: ExperimentPath) -> tuple[dict, int]:
     """Stop an experiment: its shoppers get the strategy they ask for again; the report stays. Stopping a
     stopped one changes nothing. Needs an API key with the `admin` role."""
