@@ -34,6 +34,7 @@ const API = Object.freeze({
   funnel: { method: "GET", path: "/v1/analytics/funnel" },
   cohorts: { method: "GET", path: "/v1/analytics/cohorts" },
   forecastChart: { method: "GET", path: "/v1/forecasts/{product_id}/chart" },
+  pricing: { method: "GET", path: "/v1/pricing/{product_id}" },
 });
 
 // The topics whose consumers dead-letter (services/common/deadletters.py DLQ_TOPICS, without ".dlq").
@@ -1029,8 +1030,24 @@ function loadForecast() {
         { label: "forecast", class: "forecast", points: forecast }],
       band: { label: body.interval_label, class: "forecast", points: band },
       xLabel: body.x, yLabel: body.y, title: body.title, xFormat: fmt, testid: "forecast-chart",
-    }), h("p", { class: "muted", testid: "forecast-title", text: body.title })];
+    }), h("p", { class: "muted", testid: "forecast-title", text: body.title }), await priceAdvice(product)];
   }, "Loading the forecast…");
+}
+
+/** The product's price advice for profit beside its forecast; the service's reason when there is none yet. */
+async function priceAdvice(product) {
+  try {
+    const p = await call(API.pricing, { params: { product_id: product }, query: { objective: "profit" } });
+    const ci = `${p.elasticity_ci_low.toFixed(2)} to ${p.elasticity_ci_high.toFixed(2)}`;
+    const text = `Price advice (profit): ${money(p.current_price, p.currency)} → ${money(p.recommended_price, p.currency)}; ` +
+      `elasticity ${p.elasticity.toFixed(2)} (95% ${ci}, ${p.observations} days); expected profit a day ` +
+      `${money(p.expected_profit_current, p.currency)} → ${money(p.expected_profit_recommended, p.currency)}` +
+      (p.note ? `. ${p.note}` : "");
+    return h("p", { testid: "price-advice", text });
+  } catch (err) {
+    if (err.status === 401) throw err;
+    return h("p", { class: "muted", testid: "price-advice", text: `Price advice: ${errorText(err)}` });
+  }
 }
 
 // ------------------------------------------------------------------ wiring

@@ -10,14 +10,9 @@ out of the OpenAPI spec."""
 
 from __future__ import annotations
 
-import hashlib
-from functools import cache
-from importlib import resources
+from flask import Blueprint, Response
 
-from flask import Blueprint, Response, request
-
-from gateway.problems import ApiProblem
-from gateway.routes.storefront import CACHE_CONTROL, SECURITY_HEADERS
+from gateway.routes.storefront import serve_listed, serve_page_file
 
 console = Blueprint("console", __name__)
 
@@ -28,33 +23,13 @@ PREFIX = "/console"
 STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css"}
 
 
-@cache
-def _file(name: str) -> tuple[bytes, str]:
-    """The file's bytes and its ETag (a hash of the content)."""
-    data = resources.files(PACKAGE).joinpath(name).read_bytes()
-    return data, hashlib.sha256(data).hexdigest()[:32]
-
-
-def _serve(name: str, mimetype: str) -> Response:
-    data, etag = _file(name)
-    response = Response(data, mimetype=mimetype)
-    response.set_etag(etag)
-    response.headers["Cache-Control"] = CACHE_CONTROL
-    response.headers.update(SECURITY_HEADERS)
-    return response.make_conditional(request)
-
-
 @console.get(PREFIX)
 def index() -> Response:
     """The console page (its sections are fragments: /console#alerts)."""
-    return _serve(PAGE, "text/html")
+    return serve_page_file(PACKAGE, PAGE, "text/html")
 
 
 @console.get(f"{PREFIX}/<path:filename>")
 def static_file(filename: str) -> Response:
     """The page's script and stylesheet; any other name is a 404 problem."""
-    mimetype = STATIC_FILES.get(filename)
-    if mimetype is None:
-        served = ", ".join(sorted(STATIC_FILES))
-        raise ApiProblem(404, f"the console has no file {filename!r}; it serves {served}")
-    return _serve(filename, mimetype)
+    return serve_listed("console", PACKAGE, STATIC_FILES, filename)

@@ -39,14 +39,16 @@ CACHE_CONTROL = "no-cache"
 
 
 @cache
-def _file(name: str) -> tuple[bytes, str]:
+def _file(package: str, name: str) -> tuple[bytes, str]:
     """The file's bytes and its ETag (a hash of the content)."""
-    data = resources.files(PACKAGE).joinpath(name).read_bytes()
+    data = resources.files(package).joinpath(name).read_bytes()
     return data, hashlib.sha256(data).hexdigest()[:32]
 
 
-def _serve(name: str, mimetype: str) -> Response:
-    data, etag = _file(name)
+def serve_page_file(package: str, name: str, mimetype: str) -> Response:
+    """One file of a page's package (the storefront's, the console's) with its ETag, ``no-cache`` and the
+    page's security headers; a 304 when the browser's copy is current."""
+    data, etag = _file(package, name)
     response = Response(data, mimetype=mimetype)
     response.set_etag(etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
@@ -54,17 +56,21 @@ def _serve(name: str, mimetype: str) -> Response:
     return response.make_conditional(request)
 
 
+def serve_listed(page: str, package: str, files: dict[str, str], filename: str) -> Response:
+    """``filename`` when ``files`` (name -> media type) lists it; any other name is a 404 problem."""
+    mimetype = files.get(filename)
+    if mimetype is None:
+        raise ApiProblem(404, f"the {page} has no file {filename!r}; it serves {', '.join(sorted(files))}")
+    return serve_page_file(package, filename, mimetype)
+
+
 @storefront.get("/")
 def index() -> Response:
     """The storefront page."""
-    return _serve(PAGE, "text/html")
+    return serve_page_file(PACKAGE, PAGE, "text/html")
 
 
 @storefront.get(f"{STATIC_PREFIX}/<path:filename>")
 def static_file(filename: str) -> Response:
     """The page's script and stylesheet; any other name is a 404 problem."""
-    mimetype = STATIC_FILES.get(filename)
-    if mimetype is None:
-        served = ", ".join(sorted(STATIC_FILES))
-        raise ApiProblem(404, f"the storefront has no file {filename!r}; it serves {served}")
-    return _serve(filename, mimetype)
+    return serve_listed("storefront", PACKAGE, STATIC_FILES, filename)

@@ -365,7 +365,7 @@ def _experiment_traffic(base_url: str, admin_key: str, shoppers: int = 40) -> di
 
 
 def _analytics(page: Page, forecast_product: str) -> None:
-    """Segments, the funnel and cohorts of the demo shop, and a sold product's forecast chart."""
+    """Segments, the funnel and cohorts of the demo shop, and a sold product's forecast chart and price advice."""
     panel = _tab(page, "analytics")
     for name in ("segments-panel", "funnel-panel", "cohorts-panel"):
         content = panel.get_by_test_id(name)
@@ -385,4 +385,7 @@ def _analytics(page: Page, forecast_product: str) -> None:
     expect(chart.locator("path.line.forecast")).to_have_count(1)
     expect(chart.locator("polygon.band")).to_have_count(1)
     expect(panel.get_by_test_id("forecast-title")).to_contain_text(forecast_product)
+    # Beside it, the price advice, or the service's reason when it has none (this stack trains no forecasting
+    # model on its own: "no pricing model yet").
+    expect(panel.get_by_test_id("price-advice")).to_contain_text("Price advice")
     _shot(page, "analytics")
