@@ -64,7 +64,7 @@ run: venv sysdeps $(S3RVER) ## start broker, Redis (if none), the four services,
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/shopai run
 
 test: venv sysdeps $(S3RVER) ## the whole suite: unit, slow (model training), integration (real broker + Redis), e2e
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 test-unit: venv ## unit tests only: no broker, no Redis, no model training (about a minute)
 	$(BIN)/python -m pytest -q -m "not integration and not e2e and not slow"
