@@ -5,7 +5,15 @@ An image arrives either as ``multipart/form-data`` (file field ``image``) or as 
 ``{"image_base64": …}`` (standard or URL-safe alphabet, padding optional, an optional
 ``data:image/…;base64,`` prefix). flask-openapi3 validates one content type per view, so these views
 read the request themselves with the same pydantic models, and ``_document_request_body`` puts both
-content types in the spec. Bad input is a 400 naming the field and never reaches the service."""
+content types in the spec. Bad input is a 400 naming the field and never reaches the service.
+
+While the vision service cannot answer (gRPC ``UNAVAILABLE`` or ``DEADLINE_EXCEEDED``: restarting, still
+loading its model, too busy), the shopper-facing routes answer a degraded 200 rather than a 503, marked as
+every degraded answer of the gateway is (``X-ShopAI-Degraded: vision``, ``shopai_gateway_degraded_answers_total``)
+with ``Retry-After`` and, in the body, ``degraded: true`` and a ``notice`` saying why: identify and search
+with no match (never an invented one), verify with the verdict ``unchecked`` (no verdict is claimed; the
+reason says whether the scan may have been recorded). The staff writes (codes, revocations) and the scan
+history keep their 503 / 504, with ``Retry-After``."""
 
 from __future__ import annotations
 
@@ -35,6 +43,7 @@ from gateway import access
 from gateway.json import reply_json
 from gateway.problems import ApiProblem, Problem, from_validation_error, require_json_object
 from gateway.routes import QueryModel
+from gateway.routes.recommendations import DEGRADED_ANSWERS, DEGRADED_HEADER
 from protos import vision_pb2 as pb
 from services.common.keyfile import persistent_secret
 
@@ -64,6 +73,9 @@ REVOKE_EXAMPLE = '{"batch": "2026-11-A", "reason": "stolen from the warehouse"}'
 MAX_REASON_CHARS = 500
 DEFAULT_SCANS = 20
 MAX_SCANS = 100
+# A restart reloads torch and the model (~50 s on two cores): the hint of a degraded answer and of a 503.
+RETRY_AFTER_SECONDS = 30
+UNREACHABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 # ------------------------------------------------------------------ base64 images
@@ -242,7 +254,20 @@ class Candidate(BaseModel):
     category: str
 
 
+DEGRADED_HEADERS = {
+    DEGRADED_HEADER: {"description": "`vision` when the vision service could not answer and this is the degraded "
+                                     "answer (`degraded: true`); absent otherwise",
+                      "schema": {"type": "string", "enum": ["vision"]}},
+    "Retry-After": {"description": "with a degraded answer: seconds after which asking again is worth it",
+                    "schema": {"type": "integer"}},
+}
+Degraded = Field(False, description="true only in the degraded answer given while the vision service cannot "
+                                    "answer (header X-ShopAI-Degraded: vision); absent otherwise")
+
+
 class Identification(BaseModel):
+    model_config = ConfigDict(openapi_extra={"headers": DEGRADED_HEADERS})  # type: ignore[typeddict-unknown-key]
+
     product_id: str = Field(description='the best match; "" when known is false')
     label: str = Field(description="title of the best match (or the generic class when unknown)")
     category: str
@@ -250,6 +275,9 @@ class Identification(BaseModel):
     known: bool = Field(description="confidence reached the service's acceptance threshold")
     top_k: list[Candidate] = Field(description="best first, includes the best match")
     model_version: str
+    degraded: bool = Degraded
+    notice: str | None = Field(None, description="with degraded: why nothing was identified and when to try again, "
+                                                 "for the shopper to read")
 
 
 class SearchResult(BaseModel):
@@ -260,14 +288,23 @@ class SearchResult(BaseModel):
 
 
 class SearchResults(BaseModel):
-    results: list[SearchResult] = Field(description="most similar first, at most k")
+    model_config = ConfigDict(openapi_extra={"headers": DEGRADED_HEADERS})  # type: ignore[typeddict-unknown-key]
+
+    results: list[SearchResult] = Field(description="most similar first, at most k; empty in a degraded answer")
     model_version: str
+    degraded: bool = Degraded
+    notice: str | None = Field(None, description="with degraded: why there are no results and when to try again, "
+                                                 "for the shopper to read")
 
 
 class Verification(BaseModel):
-    verdict: Literal["authentic", "counterfeit", "suspicious", "unreadable"] = Field(
+    model_config = ConfigDict(openapi_extra={"headers": DEGRADED_HEADERS})  # type: ignore[typeddict-unknown-key]
+
+    verdict: Literal["authentic", "counterfeit", "suspicious", "unreadable", "unchecked"] = Field(
         description="suspicious: a valid code whose scan history looks copied (see reasons); "
-                    "unreadable: no code found or decoded in the image")
+                    "unreadable: no code found or decoded in the image; unchecked: the vision service could not "
+                    "check the code now (degraded: true; reasons say why and whether the scan was recorded): "
+                    "neither authentic nor counterfeit, ask again after Retry-After")
     product_id: str = Field(description='from the code; "" when unreadable')
     batch: str
     serial: str
@@ -281,6 +318,7 @@ class Verification(BaseModel):
     revocation: RevocationReply | None = Field(
         description="when the code's batch or serial was revoked (the verdict is then counterfeit): when, why, by "
                     "which key; null otherwise")
+    degraded: bool = Degraded
 
 
 class RevocationReply(BaseModel):
@@ -459,6 +497,69 @@ def _call(method: str, message: Any, minimum_deadline: float) -> Any:
         raise
 
 
+def _staff_call(method: str, message: Any, minimum_deadline: float) -> Any:
+    """A staff route's RPC: while the service is away, its 503 says when to ask again (Retry-After)."""
+    try:
+        return _call(method, message, minimum_deadline)
+    except grpc.RpcError as exc:
+        if _away(exc) is not grpc.StatusCode.UNAVAILABLE:
+            raise
+        details = (exc.details() if hasattr(exc, "details") else "") or "UNAVAILABLE"
+        raise ApiProblem(503, f"the vision service is unavailable: {details}", slug="unavailable",
+                         headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc
+
+
+# ------------------------------------------------------------------ degraded answers
+
+
+def _away(exc: grpc.RpcError) -> grpc.StatusCode | None:
+    """UNAVAILABLE or DEADLINE_EXCEEDED (the service is restarting, loading its model or too busy), else None."""
+    code = exc.code() if hasattr(exc, "code") else None
+    return code if code in UNREACHABLE_CODES else None
+
+
+def _degraded(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    DEGRADED_ANSWERS.labels("vision").inc()
+    return {**body, "degraded": True}, 200, {DEGRADED_HEADER: "vision", "Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+def _notice(code: grpc.StatusCode, outcome: str) -> str:
+    why = "is restarting" if code is grpc.StatusCode.UNAVAILABLE else "is too busy to answer in time"
+    return f"Photo recognition {why}: {outcome}. Please try again in about {RETRY_AFTER_SECONDS} seconds."
+
+
+def _nothing_identified(code: grpc.StatusCode) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return _degraded({"product_id": "", "label": "", "category": "", "confidence": 0.0, "known": False,
+                      "top_k": [], "model_version": "",
+                      "notice": _notice(code, "the photo was not compared with the catalog")})
+
+
+def _no_results(code: grpc.StatusCode) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return _degraded({"results": [], "model_version": "",
+                      "notice": _notice(code, "the photo was not compared with the catalog")})
+
+
+def _scan_fate(exc: grpc.RpcError, code: grpc.StatusCode) -> str:
+    """Whether the scan the request carried was recorded, as far as the gateway can know."""
+    details = ((exc.details() if hasattr(exc, "details") else "") or "").lower()
+    if "could not be recorded" in details:  # the service's own refusal: its code log did not take the scan
+        return "this scan was not recorded: the scan log is unavailable"
+    if code is grpc.StatusCode.UNAVAILABLE and ("failed to connect" in details or "connection refused" in details):
+        return "this scan did not reach the service and was not recorded: it is restarting"
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "the service did not answer in time: this scan may still be recorded"
+    return "the service is unavailable: this scan may have been recorded"
+
+
+def _unchecked(exc: grpc.RpcError, code: grpc.StatusCode) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """No verdict is claimed: the code was not checked, and the reasons say why and what became of the scan."""
+    reasons = ["the code was not checked: it is neither confirmed authentic nor found counterfeit",
+               _scan_fate(exc, code), f"please scan again in about {RETRY_AFTER_SECONDS} seconds"]
+    return _degraded({"verdict": "unchecked", "product_id": "", "batch": "", "serial": "", "reasons": reasons,
+                      "scan_count": 0, "counted": False, "first_scanned_at": None, "issued_at": None,
+                      "revocation": None})
+
+
 # ------------------------------------------------------------------ who scans
 
 
@@ -492,40 +593,60 @@ def _scanner() -> tuple[str, bool]:
 
 
 RESPONSES: dict[int, type[BaseModel]] = {400: Problem, 413: Problem, 501: Problem, 503: Problem, 504: Problem}
+Answer = tuple[dict, int] | tuple[dict, int, dict[str, str]]
 
 
 @vision.post("/identify", responses={200: Identification, **RESPONSES})
-def identify() -> tuple[dict, int]:
+def identify() -> Answer:
     """Which catalog product is in a photo.
 
     Send the photo as multipart/form-data (file field `image`, optional fields `k` and `category`) or
     as JSON `{"image_base64": "…", "k": 5, "category": "bags"}` (standard or URL-safe base64, padding
     optional, a `data:image/…;base64,` prefix allowed). `k` (1..100, default 5) is the size of `top_k`.
     `known` is false when nothing in the catalog matches well enough (then `product_id` is empty).
-    400 for an image the service cannot decode, 413 for one larger than 8 MiB or with too many pixels."""
-    reply = _call("Identify", _image_request(IdentifyForm, IdentifyJson), MIN_VISION_DEADLINE_SECONDS)
+    400 for an image the service cannot decode, 413 for one larger than 8 MiB or with too many pixels.
+    While the vision service cannot answer (restarting, too busy): a 200 with nothing identified, `degraded:
+    true`, a `notice` for the shopper, `X-ShopAI-Degraded: vision` and `Retry-After`."""
+    image = _image_request(IdentifyForm, IdentifyJson)
+    try:
+        reply = _call("Identify", image, MIN_VISION_DEADLINE_SECONDS)
+    except grpc.RpcError as exc:
+        if (code := _away(exc)) is None:
+            raise
+        return _nothing_identified(code)
     return reply_json(reply), 200
 
 
 @vision.post("/search", responses={200: SearchResults, **RESPONSES})
-def search() -> tuple[dict, int]:
+def search() -> Answer:
     """Catalog products that look like a photo, most similar first.
 
     The same body as `POST /v1/vision/identify` (multipart file field `image`, or JSON `image_base64`);
-    `k` (1..100, default 10) is the number of results."""
-    reply = _call("Search", _image_request(SearchForm, SearchJson), MIN_VISION_DEADLINE_SECONDS)
+    `k` (1..100, default 10) is the number of results. While the vision service cannot answer (restarting,
+    too busy): a 200 with no results, `degraded: true`, a `notice` for the shopper, `X-ShopAI-Degraded:
+    vision` and `Retry-After`."""
+    image = _image_request(SearchForm, SearchJson)
+    try:
+        reply = _call("Search", image, MIN_VISION_DEADLINE_SECONDS)
+    except grpc.RpcError as exc:
+        if (code := _away(exc)) is None:
+            raise
+        return _no_results(code)
     return reply_json(reply), 200
 
 
 @vision.post("/verify", responses={200: Verification, **RESPONSES})
-def verify() -> tuple[dict, int]:
+def verify() -> Answer:
     """Check a product's authenticity code: a photo of the code / label, or its decoded text.
 
     multipart/form-data (file field `image`, optional fields `payload`, `location`, `scanned_by`) or JSON
     `{"image_base64": "…", "payload": "…", "location": "…", "scanned_by": "…"}`; an image or a payload
     is required. Each call records a scan, so the gateway never retries it. `location` is `"lat,lon"` or a
     city name; a caller without a `codes` key counts once per place, in at most 2 places per code
-    (`counted` says whether this scan did), so no single caller can make a genuine code suspicious."""
+    (`counted` says whether this scan did), so no single caller can make a genuine code suspicious.
+    While the vision service cannot answer (restarting, too busy, its scan log away): a 200 with the verdict
+    `unchecked` (neither authentic nor counterfeit), `degraded: true`, `reasons` saying whether the scan was
+    recorded, `X-ShopAI-Degraded: vision` and `Retry-After`."""
     if request.mimetype == "multipart/form-data":
         fields, location = _validated(VerifyForm, _form_fields()), "image"
     else:
@@ -535,12 +656,17 @@ def verify() -> tuple[dict, int]:
     if not image and not payload.strip():
         raise _invalid(location, "send a photo of the code or its decoded text (payload)", "missing_image_or_payload")
     client_id, trusted = _scanner()
-    reply = _call(
-        "Verify",
-        pb.VerifyRequest(image=image, payload=payload, location=fields.location or "",
-                         scanned_by=fields.scanned_by or "", client_id=client_id, trusted=trusted),
-        MIN_VISION_DEADLINE_SECONDS,
-    )
+    try:
+        reply = _call(
+            "Verify",
+            pb.VerifyRequest(image=image, payload=payload, location=fields.location or "",
+                             scanned_by=fields.scanned_by or "", client_id=client_id, trusted=trusted),
+            MIN_VISION_DEADLINE_SECONDS,
+        )
+    except grpc.RpcError as exc:
+        if (code := _away(exc)) is None:
+            raise
+        return _unchecked(exc, code)
     body = reply_json(reply)
     for stamp in ("first_scanned_at", "issued_at"):
         body.setdefault(stamp, None)
@@ -557,7 +683,7 @@ def issue_codes(body: IssueCodesBody) -> tuple[dict, int]:
     accepts it), the `signature`, and the QR code as `png_base64` (null with `skip_png`). 404 when the
     product is not in the catalog, 400 when the service has no signing key. Never retried by the
     gateway: each call issues new serials."""
-    reply = _call(
+    reply = _staff_call(
         "IssueCodes",
         pb.IssueCodesRequest(product_id=body.product_id, batch=body.batch, count=body.count, skip_png=body.skip_png),
         MIN_CODES_DEADLINE_SECONDS,
@@ -595,11 +721,11 @@ def revoke_codes(body: RevokeCodesBody) -> tuple[dict, int]:
         raise _invalid("reason", "say why the codes are revoked", "blank_reason")
     if body.serial is not None and body.product_id is not None:
         raise _invalid("product_id", "goes with batch only: a serial names its product", "product_with_serial")
-    reply = _call("RevokeCodes",
-                  pb.RevokeCodesRequest(batch=body.batch or "", serial=body.serial or "",
-                                        product_id=body.product_id or "", reason=body.reason.strip(),
-                                        revoked_by=access.current_key_id() or ""),
-                  MIN_VISION_DEADLINE_SECONDS)
+    reply = _staff_call("RevokeCodes",
+                        pb.RevokeCodesRequest(batch=body.batch or "", serial=body.serial or "",
+                                              product_id=body.product_id or "", reason=body.reason.strip(),
+                                              revoked_by=access.current_key_id() or ""),
+                        MIN_VISION_DEADLINE_SECONDS)
     answer = {"revocation": _revocation(reply.revocation), "already_revoked": reply.already_revoked,
               "codes": reply.codes}
     return answer, 200 if reply.already_revoked else 201
@@ -614,8 +740,9 @@ def code_scans(path: SerialPath, query: ScansQuery) -> tuple[dict, int]:
     Each scan: when, the normalised place (never the raw location), `scanned_by` pseudonymised as analytics
     show shoppers, the client it was counted for, whether that client was trusted and whether the scan counted.
     With the code's product, batch, key, issue time, scan totals and revocation. 404 for a serial never issued."""
-    reply = _call("CodeScans", pb.CodeScansRequest(serial=path.serial, limit=query.limit, before=query.before or ""),
-                  MIN_VISION_DEADLINE_SECONDS)
+    reply = _staff_call("CodeScans",
+                        pb.CodeScansRequest(serial=path.serial, limit=query.limit, before=query.before or ""),
+                        MIN_VISION_DEADLINE_SECONDS)
     body = reply_json(reply)
     for stamp in ("issued_at", "first_scanned_at", "last_scanned_at"):
         body.setdefault(stamp, None)

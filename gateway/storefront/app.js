@@ -34,7 +34,8 @@ const FOR_YOU_COUNT = 12;
 const FORECAST_HORIZON = 28;
 const MAX_IMAGE_BYTES = 8 * 1024 * 1024; // the gateway's limit (docs/api.md, Vision)
 const TABS = ["shop", "foryou", "assistant", "photo"];
-const VERDICTS = new Set(["authentic", "counterfeit", "suspicious", "unreadable"]);
+// "unchecked": the gateway's degraded answer while the vision service is away (no verdict is claimed).
+const VERDICTS = new Set(["authentic", "counterfeit", "suspicious", "unreadable", "unchecked"]);
 const HANDOFF_POLL_MS = 3000; // while a person owns the conversation, their replies are fetched this often
 // The assistant's hand-off projection takes a moment to have a hand-off just requested: until then its feed is a
 // 404, which means "not yet" for this long after the chat said it handed over, and "no hand-off" after.
@@ -698,7 +699,14 @@ function choosePhoto(file) {
   result.replaceChildren(status("Ready: identify the product, search similar ones, or verify a code.", "notice"));
 }
 
+/** The gateway's degraded answer (docs/api.md, Vision): the service is away, so nothing was compared. */
+function photoUnavailable(body) {
+  return status(body.notice || "Photo recognition is unavailable right now: please try again in a moment.",
+    "notice", "photo-degraded");
+}
+
 function renderIdentified(body) {
+  if (body.degraded) return photoUnavailable(body);
   const best = body.known;
   return h("div", { class: "result" },
     h("p", { class: `pill ${best ? "ok" : "warn"}`, text: best ? "identified" : "no confident catalog match" }),
@@ -721,6 +729,7 @@ function renderIdentified(body) {
 }
 
 function renderSearch(body) {
+  if (body.degraded) return photoUnavailable(body);
   if (!body.results.length) return status("Nothing in the catalog looks like this photo.", "notice");
   return h("div", { class: "result" },
     h("p", { class: "muted small", text: `${body.results.length} products that look alike, most similar first:` }),
@@ -733,7 +742,8 @@ function renderVerdict(body) {
   const verdict = VERDICTS.has(body.verdict) ? body.verdict : "unreadable";
   const when = (value) => (value ? new Date(value).toLocaleString() : "—");
   return h("div", { class: "result" },
-    h("p", { class: `verdict verdict-${verdict}`, testid: "verify-verdict", text: body.verdict }),
+    h("p", { class: `verdict verdict-${verdict}`, testid: "verify-verdict",
+      text: verdict === "unchecked" ? "not checked: try again shortly" : body.verdict }),
     h("ul", { class: "reasons", testid: "verify-reasons" }, (body.reasons || []).map((r) => h("li", { text: r }))),
     facts([
       ["Product", body.product_id || "—"],

@@ -14,10 +14,16 @@ import json
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import REGISTRY
 
 from gateway.app import close_app, create_app
 from gateway.backends import _RETRY_POLICY
-from gateway.routes.vision import MAX_IMAGE_BYTES, MIN_CODES_DEADLINE_SECONDS, MIN_VISION_DEADLINE_SECONDS
+from gateway.routes.vision import (
+    MAX_IMAGE_BYTES,
+    MIN_CODES_DEADLINE_SECONDS,
+    MIN_VISION_DEADLINE_SECONDS,
+    RETRY_AFTER_SECONDS,
+)
 from protos import vision_pb2 as pb
 from protos import vision_pb2_grpc
 from services.common.settings import SERVICE_NAMES, Settings
@@ -149,8 +155,8 @@ def build_app(fake: FakeVision, **overrides):
     settings = Settings(
         redis_url=f"redis://127.0.0.1:{free_port()}/0", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         grpc_deadline_seconds=2.0, log_json=False,
-        **{name: {"grpc_port": port, "metrics_port": free_port()} for name, port in ports.items()},
-        **({"gateway_api_keys": TEST_KEYS} | overrides),
+        **({name: {"grpc_port": port, "metrics_port": free_port()} for name, port in ports.items()}
+           | {"gateway_api_keys": TEST_KEYS} | overrides),
     )
     return create_app(settings)
 
@@ -545,33 +551,102 @@ def test_codes_without_a_signing_key_keep_the_usual_mapping(client, fake):
     assert problem["detail"] == "no signing key configured"
 
 
-def test_a_vision_service_that_is_unavailable_is_a_503_naming_it(client, fake):
+def test_other_service_errors_keep_the_usual_mapping(client, fake):
     fake.errors["Identify"] = (grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
     assert_problem(multipart(client, "/v1/vision/identify"), 501)
-    fake.errors["Search"] = (grpc.StatusCode.UNAVAILABLE, "the vision model is still loading")
-    problem = assert_problem(multipart(client, "/v1/vision/search"), 503)
-    assert "vision" in problem["detail"] and "still loading" in problem["detail"]
+    fake.errors["Search"] = (grpc.StatusCode.INTERNAL, "boom")
+    assert "vision" in assert_problem(multipart(client, "/v1/vision/search"), 502)["detail"]
 
 
-def test_a_slow_vision_service_is_a_504_naming_it(client, fake):
-    fake.errors["Identify"] = (grpc.StatusCode.DEADLINE_EXCEEDED, "too slow")
-    assert "vision" in assert_problem(multipart(client, "/v1/vision/identify"), 504)["detail"]
+def degraded_count() -> float:
+    return REGISTRY.get_sample_value("shopai_gateway_degraded_answers_total", {"backend": "vision"}) or 0.0
+
+
+def assert_degraded(reply) -> dict:
+    """A degraded 200: the gateway's marker, a Retry-After hint, and a body that says so."""
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    assert reply.headers["X-ShopAI-Degraded"] == "vision"
+    assert int(reply.headers["Retry-After"]) == RETRY_AFTER_SECONDS
+    body = reply.get_json()
+    assert body["degraded"] is True
+    return body
+
+
+@pytest.mark.parametrize("code, why", [(grpc.StatusCode.UNAVAILABLE, "restarting"),
+                                       (grpc.StatusCode.DEADLINE_EXCEEDED, "too busy")])
+def test_search_while_the_service_is_away_is_a_degraded_answer_with_no_results(client, fake, code, why):
+    fake.errors["Search"] = (code, "the vision model is still loading")
+    before = degraded_count()
+    body = assert_degraded(multipart(client, "/v1/vision/search"))
+    assert body["results"] == [], "never an invented match"
+    assert why in body["notice"] and f"{RETRY_AFTER_SECONDS} seconds" in body["notice"]
+    assert degraded_count() == before + 1
+
+
+def test_identify_while_the_service_is_away_identifies_nothing(client, fake):
+    fake.errors["Identify"] = (grpc.StatusCode.UNAVAILABLE, "the vision model is still loading")
+    body = assert_degraded(send(client, "/v1/vision/identify", json_body({"image_base64": STANDARD})))
+    assert (body["known"], body["product_id"], body["top_k"], body["confidence"]) == (False, "", [], 0.0)
+    assert "restarting" in body["notice"]
+
+
+def test_normal_answers_carry_no_degraded_marker(client, fake):
+    reply = multipart(client, "/v1/vision/search")
+    assert reply.status_code == 200 and "X-ShopAI-Degraded" not in reply.headers
+    assert "degraded" not in reply.get_json() and "Retry-After" not in reply.headers
+
+
+@pytest.mark.parametrize("code, details, fate", [
+    (grpc.StatusCode.UNAVAILABLE, "the scan could not be recorded: broker away", "was not recorded"),
+    (grpc.StatusCode.UNAVAILABLE, "Socket closed", "may have been recorded"),
+    (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", "may still be recorded"),
+])
+def test_verify_while_the_service_is_away_claims_no_verdict(client, fake, code, details, fate):
+    fake.errors["Verify"] = (code, details)
+    body = assert_degraded(client.post("/v1/vision/verify", json={"payload": "SHOPAI1.x"}))
+    assert body["verdict"] == "unchecked"
+    assert (body["product_id"], body["serial"], body["scan_count"], body["counted"]) == ("", "", 0, False)
+    assert body["revocation"] is None
+    assert "not checked" in body["reasons"][0] and fate in body["reasons"][1], body["reasons"]
+    assert fake.methods() == ["Verify"], "a scan is recorded: never sent twice"
+
+
+def test_a_vision_service_not_listening_gives_degraded_answers_saying_the_scan_did_not_arrive(fake):
+    app = build_app(fake, vision={"grpc_port": free_port(), "metrics_port": free_port()})
+    client = staff(app.test_client())
+    try:
+        assert assert_degraded(multipart(client, "/v1/vision/search"))["results"] == []
+        body = assert_degraded(client.post("/v1/vision/verify", json={"payload": "SHOPAI1.x"}))
+        assert "did not reach the service and was not recorded" in body["reasons"][1], body["reasons"]
+    finally:
+        close_app(app)
+    assert fake.calls == []
 
 
 @pytest.mark.parametrize("method, path, request_kwargs", [
-    ("Verify", "/v1/vision/verify", json_body({"payload": "SHOPAI1.x"})),
     ("IssueCodes", "/v1/vision/codes", json_body({"product_id": "p1", "batch": "B1"})),
+    ("RevokeCodes", "/v1/vision/codes/revocations", json_body({"batch": "B1", "reason": "x"})),
 ])
-def test_verify_and_codes_are_never_retried(client, fake, method, path, request_kwargs):
+def test_staff_writes_stay_503s_saying_when_to_ask_again(client, fake, method, path, request_kwargs):
     fake.errors[method] = (grpc.StatusCode.UNAVAILABLE, "restarting")
-    assert_problem(send(client, path, request_kwargs), 503)
-    assert fake.methods() == [method], "a scan is recorded / serials are issued: never sent twice"
+    reply = send(client, path, request_kwargs)
+    problem = assert_problem(reply, 503)
+    assert "vision" in problem["detail"] and "restarting" in problem["detail"]
+    assert int(reply.headers["Retry-After"]) == RETRY_AFTER_SECONDS
+    assert "X-ShopAI-Degraded" not in reply.headers
+    assert fake.methods() == [method], "serials are issued / codes revoked: never sent twice"
+
+
+def test_a_slow_codes_call_is_a_504_naming_it(client, fake):
+    fake.errors["IssueCodes"] = (grpc.StatusCode.DEADLINE_EXCEEDED, "too slow")
+    assert "vision" in assert_problem(client.post("/v1/vision/codes", json={"product_id": "p1", "batch": "B1"}),
+                                      504)["detail"]
 
 
 @pytest.mark.parametrize("method, path", [("Identify", "/v1/vision/identify"), ("Search", "/v1/vision/search")])
 def test_identify_and_search_are_retried_while_the_service_is_unavailable(client, fake, method, path):
     fake.errors[method] = (grpc.StatusCode.UNAVAILABLE, "restarting")
-    assert_problem(multipart(client, path), 503)
+    assert_degraded(multipart(client, path))
     assert fake.methods() == [method] * 3, "an idempotent read: gRPC retries it (maxAttempts 3)"
 
 
@@ -638,7 +713,10 @@ def test_the_vision_routes_are_in_the_spec(client):
     assert search_form["properties"]["k"]["default"] == 10 and search_form["required"] == ["image"]
     reply = schema(identify["responses"]["200"]["content"]["application/json"]["schema"]["$ref"])
     assert set(reply["properties"]) == {"product_id", "label", "category", "confidence", "known", "top_k",
-                                        "model_version"}
+                                        "model_version", "degraded", "notice"}
+    for path in ("/v1/vision/identify", "/v1/vision/search", "/v1/vision/verify"):
+        headers = spec["paths"][path]["post"]["responses"]["200"]["headers"]
+        assert {"X-ShopAI-Degraded", "Retry-After"} <= set(headers), path
     codes = spec["paths"]["/v1/vision/codes"]["post"]
     assert {"201", "404"} <= set(codes["responses"])
     codes_body = schema(codes["requestBody"]["content"]["application/json"]["schema"]["$ref"])
@@ -646,7 +724,7 @@ def test_the_vision_routes_are_in_the_spec(client):
     verification = schema(spec["paths"]["/v1/vision/verify"]["post"]["responses"]["200"]["content"]
                           ["application/json"]["schema"]["$ref"])
     assert set(verification["properties"]["verdict"]["enum"]) == {"authentic", "counterfeit", "suspicious",
-                                                                  "unreadable"}
+                                                                  "unreadable", "unchecked"}
     assert "vision" in {t["name"] for t in spec["tags"]}
 
 
