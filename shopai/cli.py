@@ -248,29 +248,25 @@ def _chunks(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
 
 
 def seed(settings: Settings, config: DemoShopConfig, truth_path: Path | None, show_progress: bool = True) -> dict[str, int]:
-    """Generate the demo shop, publish every event (acks='all'), write the hidden truth."""
+    """Generate the demo shop and publish every event (acks='all') as the simulation makes them (a day at a
+    time: a large shop is never held whole), then write the hidden truth."""
     from services.common.bus import EventPublisher, ensure_topics
     from services.common.events import parse_event
-    from services.common.progress import progress
-    from shopai.demo.generator import generate
+    from shopai.demo.generator import stream
 
-    shop = generate(config, progress=show_progress)
-    if truth_path:
-        truth_path.parent.mkdir(parents=True, exist_ok=True)
-        shop.write_truth(truth_path)
+    shop = stream(config, progress=show_progress)  # the progress bar counts simulated days
     ensure_topics(settings)
     publisher = EventPublisher(settings, client_id="demo-seed")
     counts: dict[str, int] = {}
     try:
-        total = len(shop.catalog) + len(shop.inventory) + len(shop.interactions) + len(shop.orders)
-        with progress(total=total, desc="publishing", unit="ev", disable=not show_progress) as bar:
-            for chunk in _chunks(shop.events(), 5000):
-                publisher.publish([parse_event(e) for e in chunk])
-                for event in chunk:
-                    counts[event["type"]] = counts.get(event["type"], 0) + 1
-                bar.update(len(chunk))
+        for chunk in _chunks(shop.events(), 5000):
+            publisher.publish([parse_event(e) for e in chunk])
+            for event in chunk:
+                counts[event["type"]] = counts.get(event["type"], 0) + 1
     finally:
         publisher.close()
+    if truth_path:
+        shop.write_truth(truth_path)
     return counts
 
 

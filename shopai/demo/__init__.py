@@ -6,6 +6,6 @@
 """
 
 from shopai.demo.fashion_mnist import CLASS_NAMES, load_fashion_mnist
-from shopai.demo.generator import DemoShop, DemoShopConfig, generate
+from shopai.demo.generator import DemoShop, DemoShopConfig, ShopStream, generate, stream
 
-__all__ = ["CLASS_NAMES", "DemoShop", "DemoShopConfig", "generate", "load_fashion_mnist"]
+__all__ = ["CLASS_NAMES", "DemoShop", "DemoShopConfig", "ShopStream", "generate", "load_fashion_mnist", "stream"]

@@ -5,6 +5,9 @@ of ``services/common/events.py`` (payload fields as in ``protos/events.proto``) 
 the hidden parameters the simulation used, for tests and benchmarks. Nothing reads the wall clock: the same
 config always gives the same events, event ids included (uuid5 of ``f"{seed}:{type}:{counter}"``).
 
+``stream(config)`` gives the same events while the simulation runs, holding only the catalog and a few days
+of events at a time: what publishes a large shop (``shopai seed --products 50000 --users 100000 --days 365``).
+
 The simulation itself is ``simulation.ShopSimulation``; see docs/demo-shop.md for the model in words.
 """
 
@@ -21,7 +24,7 @@ from pathlib import Path
 from shopai.demo.emitter import NAMESPACE, SOURCE
 from shopai.demo.simulation import LOCATION, ShopSimulation
 
-__all__ = ["LOCATION", "NAMESPACE", "SOURCE", "DemoShop", "DemoShopConfig", "generate"]
+__all__ = ["LOCATION", "NAMESPACE", "SOURCE", "DemoShop", "DemoShopConfig", "ShopStream", "generate", "stream"]
 
 
 @dataclass
@@ -31,7 +34,8 @@ class DemoShopConfig:
     n_users: int = 3000
     days: int = 730
     end_date: date = date(2026, 11, 28)
-    sessions_per_day: float = 150.0  # mean before weekly/yearly/promo/trend factors
+    sessions_per_day: float = 150.0  # mean before weekly/yearly/promo/trend factors, at least...
+    sessions_per_user_day: float = 0.03  # ...and this many per user (it sets the traffic above 5,000 users)
     views_per_session: float = 2.6  # mean product views in a session (at least 1)
     search_rate: float = 0.3  # share of sessions that start with a search
     price_changes_per_year: float = 1.5  # mean list-price steps per product and year
@@ -46,6 +50,14 @@ class DemoShopConfig:
             raise ValueError("n_users and days must be at least 1")
         if self.sessions_per_day <= 0 or self.views_per_session < 1:
             raise ValueError("sessions_per_day must be > 0 and views_per_session >= 1")
+        if self.sessions_per_user_day < 0:
+            raise ValueError("sessions_per_user_day must be >= 0")
+
+    @property
+    def mean_sessions_per_day(self) -> float:
+        """The mean sessions a day before the factors: ``sessions_per_day``, or ``sessions_per_user_day`` for
+        every user when that is more (the demo shop's 3,000 users: 150; 100,000 users: 3,000)."""
+        return max(self.sessions_per_day, self.sessions_per_user_day * self.n_users)
 
 
 @dataclass
@@ -76,11 +88,15 @@ class DemoShop:
         return dict(sorted(c.items()))
 
     def write_truth(self, path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as fh:
-            json.dump(self.truth, fh, ensure_ascii=False, indent=1)
-            fh.write("\n")
+        _write_truth(self.truth, path)
+
+
+def _write_truth(truth: dict, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        json.dump(truth, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
 
 
 def _occurred_at(e: dict) -> str:
@@ -93,3 +109,46 @@ def generate(config: DemoShopConfig, progress: bool = True) -> DemoShop:
     shop = DemoShop(*simulation.streams())
     shop.truth = simulation.truth(shop.counts()).to_dict()
     return shop
+
+
+class ShopStream:
+    """The events of ``generate(config).events(catalog_first)``, in the same order, made while the simulation
+    runs: the catalog (known in advance) and the events of the day being simulated are held, not the history.
+    Iterate ``events()`` once; afterwards ``counts`` and ``truth`` are the same as ``generate``'s."""
+
+    def __init__(self, config: DemoShopConfig, progress: bool = True, catalog_first: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self.catalog_first = catalog_first
+        self.counts: dict[str, int] = {}
+        self.truth: dict = {}
+
+    def events(self) -> Iterator[dict]:
+        if self.truth:
+            raise RuntimeError("a ShopStream's events can be read once")
+        simulation = ShopSimulation(self.config, self.progress)
+        counts: Counter[str] = Counter()
+        key = _occurred_at
+        for d in simulation.days():
+            if d == 0 and self.catalog_first:  # the whole catalog first (it is made before the first day)
+                catalog = simulation.take_catalog()
+                counts.update(e["type"] for e in catalog)
+                yield from catalog
+                del catalog
+            day_catalog, inventory, interactions, orders = simulation.take_final(d)
+            streams = (inventory, orders, interactions) if self.catalog_first else (
+                day_catalog, inventory, orders, interactions)
+            for events in streams:
+                counts.update(e["type"] for e in events)
+            yield from heapq.merge(*streams, key=key)
+        self.counts = dict(sorted(counts.items()))
+        self.truth = simulation.truth(self.counts).to_dict()
+
+    def write_truth(self, path) -> None:
+        _write_truth(self.truth, path)
+
+
+def stream(config: DemoShopConfig, progress: bool = True, catalog_first: bool = True) -> ShopStream:
+    """``generate(config).events(catalog_first)``, streamed: see ``ShopStream``."""
+    config.validate()
+    return ShopStream(config, progress, catalog_first)

@@ -14,6 +14,7 @@ import heapq
 import math
 import random
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -35,7 +36,6 @@ from shopai.demo.catalog import (
 from shopai.demo.emitter import EPOCH, Clock, Emitter, finish
 from shopai.demo.model import (
     APPEAL_EXPONENT,
-    BRAND_LOGIT_WEIGHT,
     BUY_P,
     CART_P,
     CATEGORY_POPULARITY,
@@ -56,6 +56,7 @@ from shopai.demo.truth import HiddenTruth
 from shopai.demo.world import Calendar, Population, Prices, Products, Stock, Tastes
 
 LOCATION = "main-warehouse"
+ROWS_AT_ONCE = 256  # users (or sessions) whose logits over every product are held at once
 MATERIAL_NAMES = sorted(MATERIALS)
 
 
@@ -104,6 +105,14 @@ class ShopSimulation:
         self.views_sampled = 0
 
     def run(self) -> ShopSimulation:
+        for _ in self.days():
+            pass
+        return self
+
+    def days(self) -> Iterator[int]:
+        """Simulate the shop, yielding after each day ``d`` (and once more, ``days``, after the closing
+        stock). Once day ``d`` is yielded no later day makes an event at or before its last second:
+        ``take_final`` hands those over, so the events can be published while the simulation runs."""
         self.products = self._products()
         self.prices = self._prices()
         self._promotions()
@@ -116,10 +125,34 @@ class ShopSimulation:
             self.products.quality, self.cfg.return_rate, back_to_stock=self._back_to_stock,
         )
         self._opening()
+        self._catalog_events()
         for d in progress_bar(range(self.cal.days), desc="demo shop", unit="day", disable=not self.progress):
             self._day(d)
+            yield d
         self._closing()
-        return self
+        yield self.cal.days
+
+    def take_catalog(self) -> list[dict]:
+        """Every catalog event, in time order, removed from the buffer: the catalog is complete once
+        ``days()`` has yielded (``_catalog_events``)."""
+        catalog = finish(self.catalog_events)
+        self.catalog_events = []
+        return catalog
+
+    def take_final(self, d: int) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+        """The events made so far that happen up to the end of day ``d`` (all of them for ``d`` = ``days``),
+        removed from the simulation's buffers: catalog, inventory, interactions, orders, each in time order.
+        Call it after ``days()`` yielded ``d``."""
+        cutoff = self.cal.start_ts + (d + 1) * 86400 - 1
+        out = []
+        for stream in (self.catalog_events, self.inventory_events, self.interaction_events, self.order_events):
+            ready = [x for x in stream if x[0] <= cutoff]
+            if len(ready) < len(stream):
+                stream[:] = [x for x in stream if x[0] > cutoff]
+            else:
+                stream.clear()
+            out.append(finish(ready))
+        return tuple(out)
 
     def streams(self) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
         """catalog, inventory, interactions, orders: each in time order."""
@@ -262,20 +295,13 @@ class ShopSimulation:
         return brand_aff
 
     def _tastes(self) -> Tastes:
-        """Static part of "what a user looks at": category taste, brand affinity, price band, quality."""
+        """Static part of "what a user looks at": category taste, brand affinity, price band, quality
+        (computed for the users at hand by ``Tastes.rows``: users x products would not fit a large shop)."""
         pop, prod = self.population, self.products
-        band_mu, band_w = pop.band_mu[:, None], pop.band_w[:, None]
-        price_term = np.maximum(-((prod.z_price[None, :] - band_mu) ** 2) / (2 * band_w**2), -8.0)
-        static = (
-            np.log(pop.category_pref)[:, prod.catalog.category]
-            + BRAND_LOGIT_WEIGHT * pop.brand_affinity[:, prod.catalog.brand]
-            + price_term
-            + prod.quality[None, :]
-            + prod.appeal[None, :]
-        ).astype(np.float32)
-        del price_term
         category_match = np.sqrt(pop.category_pref / pop.category_pref.max(1, keepdims=True))
-        return Tastes(static, category_match)
+        return Tastes(np.log(pop.category_pref), pop.brand_affinity, pop.band_mu, pop.band_w,
+                      prod.catalog.category, prod.catalog.brand, prod.z_price, prod.quality, prod.appeal,
+                      category_match)
 
     def _traffic(self) -> tuple[np.ndarray, np.ndarray]:
         """Each category's seasonal log factor per day [10, D], and the expected sessions per day."""
@@ -285,18 +311,23 @@ class ShopSimulation:
         phase = 2 * np.pi * (cal.day_of_year[None, :] - season_peak[:, None]) / 365.25
         season = season_amp[:, None] * np.cos(phase)
         trend = 1.0 + TREND_PER_YEAR * (np.arange(D) - (D - 1) / 2.0) / 365.0
-        expected = (self.cfg.sessions_per_day * WEEKLY_FACTORS[cal.weekday] * q4_factor(cal.day_of_year)
+        expected = (self.cfg.mean_sessions_per_day * WEEKLY_FACTORS[cal.weekday] * q4_factor(cal.day_of_year)
                     * self.prices.traffic_boost * trend)
         return season, expected
 
     def _stock(self) -> Stock:
         """Opening stock: enough for 25-60 days of a rough estimate of each product's demand."""
         rng, cfg, P, pop = self.rng, self.cfg, self.cfg.n_products, self.population
-        w_static = np.exp(self.tastes.static - self.tastes.static.max(1, keepdims=True))
-        w_static /= w_static.sum(1, keepdims=True)
-        share = (pop.activity[:, None] * w_static).sum(0) / pop.activity.sum()
-        del w_static
-        demand0 = cfg.sessions_per_day * cfg.views_per_session * share * 0.05 * 1.2  # rough units per day
+        total = np.zeros(P)
+        for u0 in range(0, cfg.n_users, ROWS_AT_ONCE):
+            static = self.tastes.rows(np.arange(u0, min(u0 + ROWS_AT_ONCE, cfg.n_users)))
+            w_static = np.exp(static - static.max(1, keepdims=True))
+            w_static /= w_static.sum(1, keepdims=True)
+            weighted = pop.activity[u0 : u0 + len(static), None] * w_static
+            for row in weighted:  # row by row, in user order: the same sum as over all users at once
+                total += row
+        share = total / pop.activity.sum()
+        demand0 = cfg.mean_sessions_per_day * cfg.views_per_session * share * 0.05 * 1.2  # rough units per day
         initial = np.ceil(demand0 * rng.uniform(25, 60, P)).astype(np.int64) + rng.integers(3, 10, P)
         return Stock(
             on_hand=np.zeros(P, dtype=np.int64),
@@ -388,20 +419,29 @@ class ShopSimulation:
             self._checkouts(checkouts, prices, sold_today)
         self._end_of_day(d, day_ts + 86399, active, sold_today)
 
+    def _catalog_events(self) -> None:
+        """Every day's price steps, launches and removals, known in advance (at the start of their day), so
+        the whole catalog is there before the first day is simulated."""
+        list_price, start_ts = self.prices.list_price, self.cal.start_ts
+        for d in range(self.cal.days):
+            day_ts = start_ts + d * 86400
+            for p in self.prices.steps.get(d, ()):
+                self._product_event("product.upserted", day_ts + 5, p, float(list_price[p, d]))
+            for p in self.launches.get(d, ()):
+                self._product_event("product.upserted", day_ts + 10, p, float(list_price[p, d]))
+            for p in self.removals.get(d, ()):
+                pid = self.products.catalog.product_ids[p]
+                self.em.make(self.catalog_events, "product.removed", day_ts + 15, {"product_id": pid})
+
     def _catalog_changes(self, d: int, day_ts: int) -> None:
-        """Price steps, launches and removals happen at the start of the day."""
-        stock, list_price = self.stock, self.prices.list_price
-        for p in self.prices.steps.get(d, ()):
-            self._product_event("product.upserted", day_ts + 5, p, float(list_price[p, d]))
+        """Launches (with their stock) and removals take effect at the start of the day."""
+        stock = self.stock
         for p in self.launches.get(d, ()):
             stock.launched[p] = True
-            self._product_event("product.upserted", day_ts + 10, p, float(list_price[p, d]))
             stock.on_hand[p] = stock.initial[p]
             self._stock_set(day_ts + 11, p)
         for p in self.removals.get(d, ()):
             stock.removed[p] = True
-            pid = self.products.catalog.product_ids[p]
-            self.em.make(self.catalog_events, "product.removed", day_ts + 15, {"product_id": pid})
 
     def _visits(self, d: int, S: int, dyn: np.ndarray) -> Visits:
         """Who comes, when, and which products each session looks at."""
@@ -414,24 +454,30 @@ class ShopSimulation:
         V = int(nv.sum())
         row = np.repeat(np.arange(S), nv)
 
-        logits = self.tastes.static[users]
-        logits += dyn[None, :].astype(np.float32)
-        search_rows = np.flatnonzero(is_search)
-        queries: dict[int, str] = {}
-        if search_rows.size:
-            bonus = np.zeros((search_rows.size, P), dtype=np.float32)
-            for j, s in enumerate(search_rows):
-                queries[int(s)] = self._search(int(users[s]), bonus[j])
-            logits[search_rows] += bonus
-        logits -= logits.max(1, keepdims=True)
-        np.exp(logits, out=logits)
-        cum = np.cumsum(logits, axis=1, dtype=np.float64)
-        cum /= cum[:, -1:]
-        cum += np.arange(S, dtype=np.float64)[:, None]
         draws = row + rng.random(V) * (1.0 - 1e-9)
-        prod = np.searchsorted(cum.ravel(), draws, side="right") - row * P
+        prod = np.empty(V, dtype=np.int64)
+        queries: dict[int, str] = {}
+        dyn32 = dyn[None, :].astype(np.float32)
+        view_end = np.cumsum(nv)
+        for s0 in range(0, S, ROWS_AT_ONCE):  # a few hundred sessions at a time: S x P floats may not fit
+            s1 = min(s0 + ROWS_AT_ONCE, S)
+            logits = self.tastes.rows(users[s0:s1])
+            logits += dyn32
+            search_rows = np.flatnonzero(is_search[s0:s1])
+            if search_rows.size:
+                bonus = np.zeros((search_rows.size, P), dtype=np.float32)
+                for j, s in enumerate(search_rows):
+                    queries[s0 + int(s)] = self._search(int(users[s0 + s]), bonus[j])
+                logits[search_rows] += bonus
+            logits -= logits.max(1, keepdims=True)
+            np.exp(logits, out=logits)
+            cum = np.cumsum(logits, axis=1, dtype=np.float64)
+            cum /= cum[:, -1:]
+            cum += np.arange(s0, s1, dtype=np.float64)[:, None]
+            v0, v1 = (int(view_end[s0 - 1]) if s0 else 0), int(view_end[s1 - 1])
+            prod[v0:v1] = np.searchsorted(cum.ravel(), draws[v0:v1], side="right") - (row[v0:v1] - s0) * P
+            del logits, cum
         np.clip(prod, 0, P - 1, out=prod)
-        del logits, cum
         return Visits(users, starts, nv, is_search, queries, row, prod)
 
     def _search(self, u: int, bonus: np.ndarray) -> str:

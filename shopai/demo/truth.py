@@ -77,6 +77,9 @@ class HiddenTruth:
         cal = self.calendar
         cfg_dict = asdict(self.config)
         cfg_dict["end_date"] = self.config.end_date.isoformat()
+        # the mean the simulation used (a config that makes the same shop); sessions_per_user_day folded into it
+        cfg_dict["sessions_per_day"] = self.config.mean_sessions_per_day
+        del cfg_dict["sessions_per_user_day"]
         return {
             "generator": "shopai.demo",
             "config": cfg_dict,

@@ -10,6 +10,7 @@ from datetime import date
 import numpy as np
 
 from shopai.demo.catalog import CatalogArrays
+from shopai.demo.model import BRAND_LOGIT_WEIGHT
 
 
 @dataclass
@@ -70,10 +71,30 @@ class Population:
 
 @dataclass
 class Tastes:
-    """The time-independent part of every user's interest in every product."""
+    """The time-independent part of every user's interest in every product: ``rows(users)``."""
 
-    static: np.ndarray  # users x products logits (float32): category, brand, price band, quality
+    log_category_pref: np.ndarray  # users x categories
+    brand_affinity: np.ndarray  # users x brands
+    band_mu: np.ndarray  # per user
+    band_w: np.ndarray  # per user
+    category: np.ndarray  # per product
+    brand: np.ndarray  # per product
+    z_price: np.ndarray  # per product
+    quality: np.ndarray  # per product
+    appeal: np.ndarray  # per product
     category_match: np.ndarray  # users x categories: sqrt(pref / max pref), the match's category factor
+
+    def rows(self, users: np.ndarray) -> np.ndarray:
+        """users x products logits (float32): category, brand, price band, quality, appeal."""
+        band_mu, band_w = self.band_mu[users, None], self.band_w[users, None]
+        price_term = np.maximum(-((self.z_price[None, :] - band_mu) ** 2) / (2 * band_w**2), -8.0)
+        return (
+            self.log_category_pref[users][:, self.category]
+            + BRAND_LOGIT_WEIGHT * self.brand_affinity[users][:, self.brand]
+            + price_term
+            + self.quality[None, :]
+            + self.appeal[None, :]
+        ).astype(np.float32)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from PIL import Image
 from services.forecasting.core import pricing
 from shopai.demo import CLASS_NAMES, DemoShopConfig, generate, load_fashion_mnist
 from shopai.demo import fashion_mnist as fm
+from shopai.demo import stream as stream_shop
 from shopai.demo.catalog import CATEGORIES, COLOURS, garment_intensity, tint_image
 from shopai.demo.generator import NAMESPACE
 from shopai.demo.model import HIT_MIN_PRICE_STEPS, HIT_PRODUCTS
@@ -581,3 +582,46 @@ def test_fashion_mnist_loader(monkeypatch, tmp_path):
     monkeypatch.setenv(fm.ENV_VAR, str(tmp_path))
     with pytest.raises(fm.FashionMnistNotFound, match="dataset-fashion-mnist"):
         fm.load_fashion_mnist("train")
+
+
+# ---- the scale shop: traffic that grows with the users, and a stream that never holds the history ----
+
+
+def test_streamed_events_and_truth_are_generates(shop, all_events):
+    """``stream`` makes the events while simulating (a day at a time) and hands out exactly what ``generate``
+    does, in the same order, either ordering; the truth and the counts too."""
+    streamed = stream_shop(DemoShopConfig(seed=7, **SMALL), progress=False)
+    assert list(streamed.events()) == all_events
+    assert streamed.truth == shop.truth and streamed.counts == shop.counts()
+    with pytest.raises(RuntimeError):
+        next(streamed.events())  # read once
+    in_time = stream_shop(DemoShopConfig(seed=7, **SMALL), progress=False, catalog_first=False)
+    assert list(in_time.events()) == list(shop.events(catalog_first=False))
+
+
+def test_traffic_grows_with_users_above_the_demo_shops():
+    """Up to 5,000 users a shop keeps the demo shop's 150 sessions a day (every existing config, the defaults
+    included, makes the same events as before); above, 0.03 sessions per user a day: twice the users, about
+    twice the events. The truth's config says the mean used and makes the same shop again."""
+    assert DemoShopConfig().mean_sessions_per_day == 150.0
+    assert DemoShopConfig(n_users=5000).mean_sessions_per_day == 150.0
+    assert DemoShopConfig(n_users=100_000).mean_sessions_per_day == 3000.0
+    assert DemoShopConfig(n_users=150, sessions_per_day=40).mean_sessions_per_day == 40
+    with pytest.raises(ValueError):
+        DemoShopConfig(sessions_per_user_day=-1).validate()
+
+    def sessions(n_users: int) -> tuple[int, dict]:
+        shop = stream_shop(DemoShopConfig(seed=2, n_products=40, n_users=n_users, days=6), progress=False)
+        ids = {e["payload"]["session_id"] for e in shop.events() if e["type"] == "interaction.view"}
+        return len(ids), shop.truth
+
+    small, small_truth = sessions(10_000)
+    large, large_truth = sessions(20_000)
+    expected = sum(small_truth["seasonality"]["expected_sessions"]["values"])  # 300 a day x the calendar
+    assert 0.9 * expected < small < 1.1 * expected, (small, expected)
+    assert 1.7 < large / small < 2.3, (small, large)
+    assert large_truth["config"]["sessions_per_day"] == 600.0
+    assert "sessions_per_user_day" not in large_truth["config"]
+    config = dict(large_truth["config"], end_date=date.fromisoformat(large_truth["config"]["end_date"]))
+    assert DemoShopConfig(**config).mean_sessions_per_day == 600.0
+    assert small_truth["config"]["sessions_per_day"] == 300.0
