@@ -220,6 +220,10 @@ class Settings(BaseSettings):
     forecast_refresh_seconds: float = Field(default=5.0, gt=0)
     forecast_auto_train: bool = True
     forecast_min_orders: int = Field(default=20, ge=1)
+    # A forecast nothing kept yet (just after a start, a retraining or a new day; a horizon or level of its
+    # own) is computed by a background worker: a request waits at most this long for it, then gets a 503
+    # with Retry-After (services/forecasting/ondemand.py).
+    forecast_wait_seconds: float = Field(default=1.0, ge=0)
     # Analytics reports over every order (segments, funnel, cohorts) are computed in the background and
     # answered from what was computed (services/common/precomputed.py): at most this often again after new
     # events, and a first request of new parameters waits at most this long before a 503 with Retry-After.

@@ -1,15 +1,19 @@
-"""Forecasts of one product or category from its newest daily history, cached in Redis, and the
+"""Forecasts of one product or category from its newest daily history, kept in Redis, and the
 inventory plan of a product built on its forecast.
 
-A forecast is cached (hash ``fc:forecast:<kind>|<target>``, one field per model version, last day,
-model, horizon and level) until the target's sales move (the refresher replaces the cache) or the
-model changes; the cache expires after a day in any case.
+A forecast is kept (hash ``fc:forecast:<kind>|<target>``, one field per model version, last day,
+chosen model, horizon and level) until the target's sales move (the refresher replaces it) or the
+model changes; it expires after a day in any case. The refresher keeps the forecast of every target
+with sales at ``KEPT_HORIZON`` days and the default level, so a request reads it (:meth:`Forecaster.kept`:
+a shorter horizon is its first days) and never fits a model; :meth:`Forecaster.predict`, which fits
+what is not kept, runs in the background workers only (refresher.py, ondemand.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import date
 
 import numpy as np
@@ -23,6 +27,7 @@ from services.forecasting.store import ForecastKeys as K
 
 DEFAULT_HORIZON = 28
 DEFAULT_LEVEL = 0.8
+KEPT_HORIZON = DEFAULT_HORIZON  # what the refresher keeps for every target; a request's shorter horizon is sliced
 FORECAST_CACHE_SECONDS = 24 * 3600
 
 
@@ -39,10 +44,17 @@ def prediction_json(p: Prediction) -> dict:
             "lower": [float(v) for v in p.lower], "upper": [float(v) for v in p.upper], "level": p.level}
 
 
-def prediction_from_json(c: dict) -> Prediction:
-    return Prediction(model=c["model"], dates=[date.fromisoformat(d) for d in c["dates"]],
-                      yhat=np.array(c["yhat"]), lower=np.array(c["lower"]), upper=np.array(c["upper"]),
+def prediction_from_json(c: dict, horizon: int | None = None) -> Prediction:
+    """The kept prediction, or its first ``horizon`` days."""
+    n = slice(None, horizon)
+    return Prediction(model=c["model"], dates=[date.fromisoformat(d) for d in c["dates"][n]],
+                      yhat=np.array(c["yhat"][n]), lower=np.array(c["lower"][n]), upper=np.array(c["upper"][n]),
                       level=c["level"])
+
+
+def cache_field(version: str | None, end: date, model: str, horizon: int, level: float) -> str:
+    """The field of one forecast in its target's hash; ``model`` is the one chosen for the target."""
+    return f"{version}:{end.isoformat()}:{model}:{horizon}:{level:.4f}"
 
 
 class Forecaster:
@@ -68,25 +80,57 @@ class Forecaster:
             list_price = number(self.store.product(target).get("price")) or None
         return h, to_series(h.start, h.units, h.price if kind == "p" else None, list_price)
 
-    def predict(self, kind: str, target: str, horizon: int, level: float
-                ) -> tuple[DailyHistory, Prediction] | tuple[None, None]:
-        """(history, Prediction) or (None, None) without any sale."""
+    def kept(self, kind: str, target: str, horizon: int, level: float
+             ) -> tuple[DailyHistory, Prediction | None] | tuple[None, None]:
+        """(history, the kept Prediction) without fitting anything: (history, None) when nothing is kept for
+        these parameters yet, (None, None) without any sale. The default level's forecast kept for every
+        target answers any horizon up to ``KEPT_HORIZON`` (its first days)."""
         h, series = self.series(kind, target)
         if h is None:
             return None, None
         name = self.model_for(kind, target, series)
-        field = f"{self.holder.version}:{h.end.isoformat()}:{name}:{horizon}:{level:.4f}"
-        cache = K.forecast(target_key(kind, target))
-        raw = self.store.redis.hget(cache, field)
-        if raw:
-            return h, prediction_from_json(json.loads(raw))
+        fields = [cache_field(self.holder.version, h.end, name, horizon, level)]
+        if round(level, 4) == DEFAULT_LEVEL and horizon < KEPT_HORIZON:
+            fields.append(cache_field(self.holder.version, h.end, name, KEPT_HORIZON, level))
+        for raw in self.store.redis.hmget(K.forecast(target_key(kind, target)), fields):
+            if raw:
+                return h, prediction_from_json(json.loads(raw), horizon)
+        return h, None
+
+    def predict(self, kind: str, target: str, horizon: int, level: float
+                ) -> tuple[DailyHistory, Prediction] | tuple[None, None]:
+        """(history, Prediction) or (None, None) without any sale: the kept one, else fitted now and kept.
+        Fitting takes up to seconds (Prophet): the background workers call this, requests read ``kept``."""
+        h, prediction = self.kept(kind, target, horizon, level)
+        if h is None or prediction is not None:
+            return h, prediction
+        if round(level, 4) == DEFAULT_LEVEL and horizon < KEPT_HORIZON:
+            _, prediction = self.predict(kind, target, KEPT_HORIZON, level)  # kept for every shorter horizon
+            return h, Prediction(prediction.model, prediction.dates[:horizon], prediction.yhat[:horizon],
+                                 prediction.lower[:horizon], prediction.upper[:horizon], prediction.level)
+        h, series = self.series(kind, target)
+        name = self.model_for(kind, target, series)
         prediction = fit_predict(series, name, horizon, level, holidays_country=self.holidays_country)
-        self.store.redis.hset(cache, field, json.dumps(prediction_json(prediction)))
+        cache = K.forecast(target_key(kind, target))
+        self.store.redis.hset(cache, cache_field(self.holder.version, h.end, name, horizon, level),
+                              json.dumps(prediction_json(prediction)))
         self.store.redis.expire(cache, FORECAST_CACHE_SECONDS)
         return h, prediction
 
-    def store_predictions(self, kind: str, target: str, end: date, prediction: Prediction) -> None:
-        field = f"{self.holder.version}:{end.isoformat()}:{prediction.model}:{DEFAULT_HORIZON}:{DEFAULT_LEVEL:.4f}"
+    def lacking(self, targets: list[str], end: date) -> list[str]:
+        """The ``kind|target`` entries with no forecast kept for this model version and last day."""
+        prefix, suffix = f"{self.holder.version}:{end.isoformat()}:", f":{KEPT_HORIZON}:{DEFAULT_LEVEL:.4f}"
+        with self.store.redis.pipeline(transaction=False) as pipe:
+            for entry in targets:
+                pipe.hkeys(K.forecast(target_key(*entry.split("|", 1))))
+            kept = pipe.execute()
+        return [entry for entry, fields in zip(targets, kept, strict=True)
+                if not any(f.startswith(prefix) and f.endswith(suffix) for f in fields)]
+
+    def store_predictions(self, kind: str, target: str, end: date, model: str, prediction: Prediction) -> None:
+        """Keep the forecast the refresher made with ``model`` (the one chosen for the target: the request reads
+        it under that name, even when a fallback made it), replacing every other one of the target."""
+        field = cache_field(self.holder.version, end, model, KEPT_HORIZON, DEFAULT_LEVEL)
         cache = K.forecast(target_key(kind, target))
         with self.store.redis.pipeline() as pipe:
             pipe.delete(cache)
@@ -98,15 +142,16 @@ class Forecaster:
         self.store.redis.delete(K.forecast(target_key(kind, target)))
 
     def plan(self, pid: str, details: dict[str, str], service_level: float = 0.95, lead_time: float = 7.0,
-             ordering_cost: float = 50.0, holding_rate: float = 0.25
+             ordering_cost: float = 50.0, holding_rate: float = 0.25, predict: Callable | None = None
              ) -> tuple[inventory.InventoryPlan, int, float]:
         """(plan, on_hand, unit_cost) of one product, or raise LookupError with the reason (ValueError
-        for parameters out of range)."""
+        for parameters out of range). ``predict`` (default :meth:`predict`) gives the forecast: a request
+        passes one that reads what is kept."""
         on_hand = self.store.stock.on_hand(pid)
         if on_hand is None:
             raise LookupError(f"the stock of {pid!r} was never counted: send an inventory.set first")
         horizon = max(DEFAULT_HORIZON, math.ceil(lead_time) + 1)
-        _, prediction = self.predict("p", pid, horizon, DEFAULT_LEVEL)
+        _, prediction = (predict or self.predict)("p", pid, horizon, DEFAULT_LEVEL)
         forecast, std = inventory.forecast_demand(prediction, horizon)
         unit_cost = number(details.get("cost")) or number(details.get("price")) or 0.0
         plan = inventory.plan_inventory(

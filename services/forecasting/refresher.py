@@ -1,15 +1,20 @@
-"""The refresher: keeps cached forecasts fresh as sales arrive and raises reorder alerts.
+"""The refresher: keeps a forecast of every product and category with sales, fresh as sales arrive, and
+raises reorder alerts.
 
 Every few seconds it takes the targets whose sales or stock moved (the projection marks them dirty),
 re-forecasts them with their chosen models (in parallel) and publishes ``alert.reorder_needed`` on
 ``alerts.v1`` when a product's stock falls to its reorder point: one alert per crossing, cleared when
-the stock is back above it.
+the stock is back above it. Once a model is loaded, and again whenever the model version or the last day
+seen changes (a retraining, a new day: every kept forecast is then out of date), it also sweeps every
+target with sales and forecasts those with nothing kept for the current version and day, in batches
+between which new sales are refreshed first. A request then reads what is kept (issue #21: the slow path
+is a background job, never the request).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from services.common import topics
@@ -21,6 +26,7 @@ from services.forecasting.store import ForecastKeys as K
 
 log = get_logger(__name__)
 REFRESH_BATCH = 500
+SWEEP_BATCH = 200  # targets per step of a sweep (in worker processes); new sales are refreshed between steps
 
 
 class Refresher:
@@ -33,13 +39,34 @@ class Refresher:
         self.publish = publish
         self.every = every_seconds
         self.n_jobs = n_jobs
+        self.swept: Hashable = None  # (model version, last day) of the last complete sweep
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self.every):
             try:
                 self.refresh()
+                self.keep_all(stop)
             except Exception:
                 log.warning("refresh_failed", exc_info=True)
+
+    def keep_all(self, stop: threading.Event | None = None) -> int:
+        """Forecast every target with sales that has nothing kept for this model version and last day; returns
+        how many. Only with a model loaded (before, the first training would make it all out of date again)."""
+        holder, last_day = self.forecaster.holder, self.store.last_day()
+        state = (holder.version, last_day)
+        if holder.model is None or last_day is None or state == self.swept:
+            return 0
+        targets = [f"{kind}|{t}" for kind in ("p", "c") for t in self.store.targets_with_sales(kind)]
+        lacking = self.forecaster.lacking(targets, last_day)
+        log.info("forecast_sweep", targets=len(targets), lacking=len(lacking), model_version=holder.version)
+        for i in range(0, len(lacking), SWEEP_BATCH):
+            if stop is not None and stop.is_set():
+                return i
+            # Asked for (ondemand.py) or sold since the sweep began: kept already.
+            self.reforecast(self.forecaster.lacking(lacking[i:i + SWEEP_BATCH], last_day))
+            self.refresh()  # new sales first: they move what was just kept
+        self.swept = state
+        return len(lacking)
 
     def refresh(self) -> int:
         dirty = self.store.take_dirty(REFRESH_BATCH)
@@ -68,7 +95,7 @@ class Refresher:
         for k, outcome in outcomes.items():
             kind, target = k.split("|", 1)
             if outcome.error is None:
-                self.forecaster.store_predictions(kind, target, ends[k], outcome.prediction)
+                self.forecaster.store_predictions(kind, target, ends[k], chosen[k], outcome.prediction)
             else:  # e.g. every sale cancelled (NoDemand): the next request answers the reason, not a stale forecast
                 self.forecaster.drop_predictions(kind, target)
 

@@ -2,10 +2,13 @@
 
 The numbers come from ``core`` (pure); the servicer checks requests, asks the forecaster
 (forecaster.py: forecasts cached in Redis, inventory plans) or the analytics reader (analytics.py),
-and answers through converters.py. Six workers run beside the server: the consumer (consumer.py),
-the trainer's job runner, the refresher (refresher.py: re-forecasts what new sales moved and raises
-reorder alerts), the scheduler (scheduler.py: trains on its own once sales exist, then as they grow),
-and the alerts desk's consumer of alerts.v1 (alerts.py) and webhook worker (webhooks.py).
+and answers through converters.py. Workers run beside the server: the consumer (consumer.py),
+the trainer's job runner, the refresher (refresher.py: keeps every target's forecast, re-forecasts what new
+sales moved and raises reorder alerts), the on-demand forecaster (ondemand.py: what a request asked that
+nothing kept), the reports worker (services/common/precomputed.py), the scheduler (scheduler.py: trains on
+its own once sales exist, then as they grow), and the alerts desk's consumer of alerts.v1 (alerts.py) and
+webhook worker (webhooks.py). A request never fits a model: it reads a kept forecast, or waits a moment for
+the on-demand worker, or is told when to ask again (UNAVAILABLE with retry-after, REST 503 + Retry-After).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from services.forecasting.core.alerts import AlertNotFound, AlreadyAcknowledged
 from services.forecasting.core.bundle import ForecastingModel, target_key
 from services.forecasting.core.forecast import NoDemand
 from services.forecasting.forecaster import DEFAULT_HORIZON, DEFAULT_LEVEL, Forecaster, number
+from services.forecasting.ondemand import ForecastPending, OnDemand
 from services.forecasting.refresher import Refresher
 from services.forecasting.scheduler import Scheduler
 from services.forecasting.store import ForecastStore
@@ -51,6 +55,7 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
         self.forecaster = forecaster
         self.jobs = jobs
         self.secret = secret
+        self.on_demand = OnDemand(forecaster.predict)
         self.analytics = Analytics(store, holder)
         # The defaults are what the gateway asks when a caller names no parameter.
         self.reports = Precomputed(store.events_seen, refresh_seconds=settings.analytics_refresh_seconds)
@@ -77,7 +82,7 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
         kind, target = self._target(request, context)
         horizon, level, history_days = _checked(cv.forecast_options, request, context)
         try:
-            h, prediction = self.forecaster.predict(kind, target, horizon, level)
+            h, prediction = self._prediction(kind, target, horizon, level, context)
         except NoDemand as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{target!r}: {exc}")
         if prediction is None:
@@ -89,6 +94,24 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
             cv.add_history(response, h, history_days)
         cv.add_backtest(response, self.holder.model, target_key(kind, target), prediction.model)
         return response
+
+    def _prediction(self, kind: str, target: str, horizon: int, level: float, context: grpc.ServicerContext):
+        """The kept forecast, else the on-demand worker's within the wait (bounded by the call's deadline),
+        else abort UNAVAILABLE with retry-after: the request never fits a model itself (issue #21)."""
+        h, prediction = self.forecaster.kept(kind, target, horizon, level)
+        if h is None or prediction is not None:
+            return h, prediction
+        wait = self.settings.forecast_wait_seconds
+        remaining = context.time_remaining()
+        if remaining is not None:
+            # The gateway's channel retries UNAVAILABLE: the margin leaves its later attempts their answer in time.
+            wait = min(wait, max(0.0, remaining - 0.5))
+        try:
+            return self.on_demand.get(kind, target, horizon, level, wait)
+        except ForecastPending as exc:
+            context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        raise AssertionError("unreachable")
 
     # -- inventory -----------------------------------------------------------------------------------
     def _product(self, pid: str, context) -> dict[str, str]:
@@ -102,7 +125,9 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
     def InventoryPlan(self, request: pb.InventoryPlanRequest, context: grpc.ServicerContext) -> pb.InventoryPlanResponse:
         details = self._product(request.product_id, context)
         try:
-            plan, on_hand, unit_cost = self.forecaster.plan(request.product_id, details, *cv.plan_options(request))
+            plan, on_hand, unit_cost = self.forecaster.plan(
+                request.product_id, details, *cv.plan_options(request),
+                predict=lambda kind, target, horizon, level: self._prediction(kind, target, horizon, level, context))
         except NoDemand as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.product_id!r}: {exc}")
         except ValueError as exc:
@@ -128,7 +153,10 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"neither {request.product_id!r} nor any product of its category changed its price "
                           "enough to estimate how demand responds to price")
-        _, prediction = self.forecaster.predict("p", request.product_id, DEFAULT_HORIZON, DEFAULT_LEVEL)
+        try:
+            _, prediction = self._prediction("p", request.product_id, DEFAULT_HORIZON, DEFAULT_LEVEL, context)
+        except NoDemand as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.product_id!r}: {exc}")
         unit_cost = number(details.get("cost")) or 0.0
         try:
             advice = pricing.recommend_price(
@@ -283,6 +311,7 @@ def build(settings: Settings) -> ServiceRunner:
     runner.add_worker(consumer.run, "forecasting-consumer")
     runner.add_worker(jobs.run, "forecasting-trainer")
     runner.add_worker(refresher.run, "forecasting-refresher")
+    runner.add_worker(servicer.on_demand.run, "forecasting-on-demand")
     runner.add_worker(servicer.reports.run, "forecasting-reports")
     runner.add_worker(Scheduler(settings, store, holder, jobs).run, "forecasting-scheduler")
     runner.add_worker(alerts.run, "forecasting-alerts")

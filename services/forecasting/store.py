@@ -141,7 +141,11 @@ class ForecastStore:
         return bool(self.redis.sismember(K.categories, name))
 
     def products_with_sales(self) -> list[str]:
-        prefix = K.units("p", "")
+        return self.targets_with_sales("p")
+
+    def targets_with_sales(self, kind: str) -> list[str]:
+        """The products ("p") or categories ("c") that ever sold."""
+        prefix = K.units(kind, "")
         return sorted(k[len(prefix):] for k in self.redis.scan_iter(match=prefix + "*", count=1000))
 
     # -- time ---------------------------------------------------------------------------------------

@@ -87,9 +87,11 @@ def shop_history() -> tuple[list, dict[str, np.ndarray]]:
 
 @pytest.fixture
 def forecasting(settings, start_service_with, redis_client):
+    # A forecast not kept yet is computed by the service's background worker; these calls wait for it (the
+    # default wait is 1 s, then 503 + Retry-After: test_forecasting_kept.py).
     service = start_service_with(settings, "forecasting", SHOPAI_FORECAST_AUTO_TRAIN="false",
                                  SHOPAI_FORECAST_REFRESH_SECONDS="1", SHOPAI_RETRAIN_CHECK_SECONDS="1",
-                                 SHOPAI_ANALYTICS_REFRESH_SECONDS="1")
+                                 SHOPAI_ANALYTICS_REFRESH_SECONDS="1", SHOPAI_FORECAST_WAIT_SECONDS="25")
     settings.forecasting.grpc_port = service.grpc_port
     channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
     stub = pb_grpc.ForecastingStub(channel)

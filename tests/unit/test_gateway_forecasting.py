@@ -406,6 +406,14 @@ def test_a_report_still_being_computed_is_a_503_that_says_when_to_ask_again(clie
     assert "being computed" in answer.json["detail"]
 
 
+def test_a_forecast_not_kept_yet_is_a_503_that_says_when_to_ask_again(client, fake):
+    fake.errors["Forecast"] = (grpc.StatusCode.UNAVAILABLE, "the forecast of 'p1' is being computed; ask again in 3 s")
+    fake.trailing["Forecast"] = (("retry-after", "3"),)
+    answer = client.get("/v1/forecasts/p1?horizon=14")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "3"
+    assert "being computed" in answer.json["detail"]
+
+
 def test_segments_forward_the_day_and_sample_size(client, fake):
     body = ok(client.get("/v1/analytics/segments?as_of=2026-10-31&sample_size=100"))
     request = fake.only("Segments")
