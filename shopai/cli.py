@@ -368,7 +368,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from services.common.bus import EventPublisher, ensure_topics
+    from services.common.bus import BrokerStorageError, EventPublisher, PublishError, ensure_topics
     from services.common.vault import VAULT_ERRORS
     from shopai.importer import import_file
 
@@ -379,8 +379,16 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     ensure_topics(settings)
     publisher = EventPublisher(settings, client_id="shopai-import")
     rejects = open(args.rejects, "w", encoding="utf-8") if args.rejects else None  # noqa: SIM115
+    acknowledged = 0
+
+    def publish(batch) -> int:
+        nonlocal acknowledged
+        count = publisher.publish(batch)
+        acknowledged += count
+        return count
+
     try:
-        report = import_file(path, publisher.publish, fmt=args.format, batch_size=args.batch,
+        report = import_file(path, publish, fmt=args.format, batch_size=args.batch,
                              show_progress=not args.quiet, rejects=rejects, kind=args.kind, mapping=args.map,
                              currency=args.currency, timezone=args.timezone, catalog=not args.no_catalog)
     except ValueError as exc:
@@ -390,6 +398,12 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"shopai import: the personal-data vault cannot be used ({exc}); set SHOPAI_VAULT_PATH or "
               "SHOPAI_VAULT_REDIS_URL, and SHOPAI_VAULT_MASTER_KEY, as the gateway has them", file=sys.stderr)
         return 2
+    except PublishError as exc:  # the batches before were acknowledged; a re-run is safe (event ids)
+        storage = " (its storage: free space on the broker's disk)" if isinstance(exc, BrokerStorageError) else ""
+        print(f"shopai import: stopped: {exc}\nshopai import: {acknowledged} events were acknowledged before it; "
+              f"run the same import again once the broker can write{storage}: events already in the log are "
+              "counted once", file=sys.stderr)
+        return 3
     finally:
         publisher.close()
         if rejects is not None:

@@ -9,7 +9,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
 from gateway.problems import ApiProblem, Problem
-from services.common.bus import PublishError
+from services.common.bus import BrokerStorageError, PublishError
 from services.common.events import InvalidEvent, parse_event
 from services.common.topics import INTERNAL_FAMILIES
 from services.common.vault import VAULT_ERRORS
@@ -63,7 +63,8 @@ class EventsAccepted(BaseModel):
 def post_events() -> tuple[dict, int]:
     """Validates each event against protos/events.proto. Valid events are published to their
     topic (202 once the broker acknowledged them all); each invalid event is reported with its
-    reason. A batch with no valid event is a 400."""
+    reason. A batch with no valid event is a 400. A 503 says why nothing was acknowledged: the broker away or
+    slow, its storage unable to write (a full disk), or the vault away; the same events may be sent again."""
     body = request.get_json(silent=True)
     if body is None:
         raise ApiProblem(400, "the body must be JSON: {\"events\": [...]} or one event object")
@@ -92,6 +93,9 @@ def post_events() -> tuple[dict, int]:
         raise ApiProblem(400, "no event in the request is valid", slug="invalid-events", errors=results)
     try:
         current_app.extensions["shopai.publisher"]().publish(valid)
+    except BrokerStorageError as exc:
+        raise ApiProblem(503, f"the event broker did not acknowledge the events: {exc}", slug="broker-storage",
+                         headers={"Retry-After": "30"}) from exc
     except PublishError as exc:
         raise ApiProblem(503, f"the event broker did not acknowledge the events: {exc}") from exc
     except VAULT_ERRORS as exc:  # personal fields are never published unsealed

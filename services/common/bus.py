@@ -29,7 +29,13 @@ from typing import Any
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    KafkaStorageError,
+    TopicAlreadyExistsError,
+    UnknownError,
+)
 from kafka.structs import OffsetAndMetadata
 from tenacity import (
     RetryCallState,
@@ -67,6 +73,17 @@ def kafka_config(settings: Settings) -> dict[str, Any]:
 
 class PublishError(RuntimeError):
     """The broker did not acknowledge an event."""
+
+
+class BrokerStorageError(PublishError):
+    """The broker took the events but could not write them to its storage. The embedded broker (tansu) answers
+    a produce whose write to its S3 store fails (the store's disk is full: 507, or the store does not answer)
+    with UNKNOWN_SERVER_ERROR (-1), after about 5 s of its own retries; Apache Kafka answers a failed log
+    directory with KAFKA_STORAGE_ERROR (56)."""
+
+
+# What a produce answers when the broker's storage refused the write (see BrokerStorageError).
+STORAGE_ERRORS = (UnknownError, KafkaStorageError)
 
 
 # Errors that say "the infrastructure is away", not "this event is bad": retry, never dead-letter.
@@ -131,6 +148,11 @@ class EventPublisher:
             delivery_timeout_ms=20000,
             bootstrap_timeout_ms=10000,
             max_block_ms=10000,
+            # Not kafka-python 3's idempotent producer: it needs the broker to keep a producer id, which the
+            # embedded broker writes to its storage, so with a full disk no new producer could start; and it
+            # takes any refused produce (a failed storage write) as fatal, failing every later send of the
+            # process. Retries may then write a record twice; consumers count each event id once.
+            enable_idempotence=False,
         )
 
     def send(self, topic: str, key: str | None, value: bytes) -> Any:
@@ -167,6 +189,11 @@ class EventPublisher:
             try:
                 future.get(timeout=timeout)
             except KafkaError as exc:
+                if isinstance(exc, STORAGE_ERRORS):
+                    raise BrokerStorageError(
+                        f"the broker could not write the events for {topic} to its storage ({exc}): its disk is full "
+                        "or its store does not answer; send them again once it has room (the same event ids are "
+                        "counted once)") from exc
                 raise PublishError(f"broker did not acknowledge an event for {topic}: {exc}") from exc
             metrics.EVENTS_PUBLISHED.labels(topic).inc()
         return len(futures)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaStorageError, KafkaTimeoutError, NotLeaderForPartitionError, UnknownError
 
-from services.common.bus import EventPublisher, PublishError
+from services.common.bus import BrokerStorageError, EventPublisher, PublishError
 from services.common.events import new_event
 
 
@@ -17,14 +17,23 @@ class Acknowledged:
         return None
 
 
+class Refused:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def get(self, timeout=None):
+        raise self.error
+
+
 class Producer:
-    def __init__(self, send_error: Exception | None = None, flush_error: Exception | None = None) -> None:
-        self.send_error, self.flush_error = send_error, flush_error
+    def __init__(self, send_error: Exception | None = None, flush_error: Exception | None = None,
+                 ack_error: Exception | None = None) -> None:
+        self.send_error, self.flush_error, self.ack_error = send_error, flush_error, ack_error
 
     def send(self, topic, key=None, value=None):
         if self.send_error:
             raise self.send_error
-        return Acknowledged()
+        return Refused(self.ack_error) if self.ack_error else Acknowledged()
 
     def flush(self, timeout=None):
         if self.flush_error:
@@ -51,3 +60,18 @@ def test_acknowledged_events_are_counted() -> None:
 def test_a_broker_that_does_not_answer_is_a_publish_error(producer: Producer) -> None:
     with pytest.raises(PublishError, match="broker"):
         publisher(producer).publish([view()], timeout=1)
+
+
+@pytest.mark.parametrize("error", [UnknownError(), KafkaStorageError()],
+                         ids=["tansu: its S3 store refused the write", "Kafka: a failed log directory"])
+def test_a_failed_storage_write_is_named_as_such(error: Exception) -> None:
+    """The embedded broker answers a produce whose S3 PUT failed (a full disk: 507) with UNKNOWN_SERVER_ERROR;
+    tests/integration/test_broker_disk_full.py fills a real disk."""
+    with pytest.raises(BrokerStorageError, match="could not write the events .* to its storage"):
+        publisher(Producer(ack_error=error)).publish([view()], timeout=1)
+
+
+def test_another_refusal_is_a_plain_publish_error() -> None:
+    with pytest.raises(PublishError) as refused:
+        publisher(Producer(ack_error=NotLeaderForPartitionError())).publish([view()], timeout=1)
+    assert not isinstance(refused.value, BrokerStorageError)
