@@ -145,10 +145,11 @@ function status(text, kind = "", testid = undefined) {
 // ------------------------------------------------------------------ the REST API
 
 class ApiError extends Error {
-  constructor(status, title, detail) {
+  constructor(status, title, detail, retryAfter = 0) {
     super(detail);
     this.status = status;
     this.title = title;
+    this.retryAfter = retryAfter; // seconds, from a 503's Retry-After (e.g. a forecast still being computed)
   }
 
   /** The problem's title and detail, as a person reads them. */
@@ -229,7 +230,8 @@ async function problemOf(response) {
   } catch {
     // not JSON: a proxy's error page, say
   }
-  return new ApiError(response.status, title, detail || `the gateway answered ${response.status}`);
+  const retryAfter = Number(response.headers.get("Retry-After")) || 0;
+  return new ApiError(response.status, title, detail || `the gateway answered ${response.status}`, retryAfter);
 }
 
 // ------------------------------------------------------------------ tabs
@@ -411,14 +413,24 @@ function panelProblem(err, prefix = "Not available yet") {
     "panel-message");
 }
 
+const PANEL_RETRIES = 3; // a 503 with Retry-After (an answer being computed in the background) is asked again
+
 /** Runs one panel's request; shows its answer, or the problem detail, only if the panel is still current. */
-async function panel(box, seq, loadingText, request, render, onError = panelProblem) {
+async function panel(box, seq, loadingText, request, render, onError = panelProblem, attempt = 0) {
   box.replaceChildren(status(loadingText, "loading"));
   try {
     const body = await request();
     if (seq === state.detailSeq) box.replaceChildren(render(body));
   } catch (err) {
-    if (seq === state.detailSeq) box.replaceChildren(onError(err));
+    if (seq !== state.detailSeq) return;
+    if (err instanceof ApiError && err.status === 503 && err.retryAfter && attempt < PANEL_RETRIES) {
+      box.replaceChildren(status(`${loadingText} (being computed: asking again in ${err.retryAfter} s)`, "loading"));
+      setTimeout(() => {
+        if (seq === state.detailSeq) panel(box, seq, loadingText, request, render, onError, attempt + 1);
+      }, Math.min(err.retryAfter, 10) * 1000);
+      return;
+    }
+    box.replaceChildren(onError(err));
   }
 }
 
