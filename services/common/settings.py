@@ -179,6 +179,12 @@ class Settings(BaseSettings):
     train_catchup_seconds: float = Field(default=300.0, ge=0)
     jobs_ttl_seconds: int = 7 * 24 * 3600
 
+    # Recommendations from this many products up are re-ranked from a few hundred candidates (this
+    # many first; services/recommender/core/candidates.py) instead of scoring every product; 0 candidates:
+    # always every product.
+    recommender_candidates_from: int = Field(default=20_000, ge=1)
+    recommender_candidates: int = Field(default=300, ge=0)
+
     # The assistant: how long a conversation is remembered without a new message, and where sentence
     # embeddings of its training data are cached (default <data_dir>/cache).
     chat_session_ttl_seconds: int = Field(default=30 * 60, ge=60)

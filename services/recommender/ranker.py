@@ -22,6 +22,7 @@ from services.common.recommendations import Filters
 from services.recommender import core
 from services.recommender.core import profiles, reasons
 from services.recommender.core.bundle import RecommenderModel, product_text
+from services.recommender.core.candidates import CandidatePolicy, choose_widening
 from services.recommender.core.selection import (
     interleave,
     item,
@@ -47,9 +48,11 @@ class Answer:
 
 
 class Ranker:
-    def __init__(self, store: RecommenderStore, holder: ModelHolder[RecommenderModel]) -> None:
+    def __init__(self, store: RecommenderStore, holder: ModelHolder[RecommenderModel],
+                 candidates: CandidatePolicy | None = None) -> None:
         self.store = store
         self.holder = holder
+        self.candidates = candidates or CandidatePolicy()
         self._active: frozenset[str] = frozenset()
         self._active_at = 0.0
 
@@ -83,13 +86,21 @@ class Ranker:
             return self._cold_start(model, k, filters, exclude_out_of_stock, session + recent)
         if strategy not in model.strategies:
             strategy = "hybrid"
-        if strategy == "hybrid":
-            scores, dominant = model.explained_scores(row, user)
-        else:
-            scores, dominant = model.scores(strategy, row, user), None
         never = left_out(items, owned, exclude_owned=exclude_purchased)  # what is new to the user
-        scores[[model.item_index[p] for p in never if p in model.item_index]] = -np.inf
-        chosen = self._pick(model, scores, k, filters, exclude_out_of_stock)
+        never_at = [model.item_index[p] for p in never if p in model.item_index]
+
+        def scored(size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+            if strategy == "hybrid":
+                scores, dominant = model.explained_scores(row, user, size, self._recent_row(model, state, size))
+            else:
+                scores, dominant = model.scores(strategy, row, user), None
+            scores[never_at] = -np.inf
+            return scores, dominant
+
+        # A large catalogue: the hybrid re-ranks a few hundred candidates, more if the rules leave too few.
+        chosen, dominant = choose_widening(
+            scored, lambda scores: self._pick(model, scores, k, filters, exclude_out_of_stock), k,
+            self.candidates.sizes(len(model.item_ids)) if strategy == "hybrid" else [None])
         components = [str(dominant[model.item_index[pid]]) if dominant is not None else strategy
                       for pid, _, _ in chosen]
         anchors = [reasons.anchor_of(model, row, pid, component)
@@ -101,6 +112,13 @@ class Ranker:
             reason = reasons.item_reason(component, anchor, titles, actions, details.get("category", ""))
             out.append(item(pid, score, reason, details))
         return Answer(out, model.version, strategy)
+
+    @staticmethod
+    def _recent_row(model: RecommenderModel, state, size: int | None):
+        """What the shopper looked at last, most recent weighing most (the candidate stage's neighbours)."""
+        recent = [profiles.parse_recent(e).product_id for e in state.recent] if state and size else []
+        viewed = session_views(recent, model.item_index)
+        return model.row(session_weights(viewed)) if viewed else None
 
     def _cold_start(self, model: RecommenderModel, k: int, filters: Filters,
                     exclude_out_of_stock: bool, viewed: list[str]) -> Answer:

@@ -25,6 +25,7 @@ from services.common.models import ModelHolder, ModelRegistry, announce_version
 from services.common.settings import Settings, load_settings
 from services.recommender.consumer import RecommenderProjection
 from services.recommender.core.bundle import RecommenderModel
+from services.recommender.core.candidates import CandidatePolicy
 from services.recommender.core.defaults import TRAIN_PARAMS, make_components
 from services.recommender.forgetting import ModelForgetter
 from services.recommender.ranker import Ranker
@@ -193,7 +194,8 @@ def build(settings: Settings) -> ServiceRunner:
     trainer = RecommenderTrainer(store, holder.registry, holder, on_new_version=announce)
     jobs = JobRunner("recommender", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds,
                      catchup=catchup.for_projection(settings, RecommenderProjection))
-    ranker = Ranker(store, holder)
+    ranker = Ranker(store, holder, CandidatePolicy(settings.recommender_candidates_from,
+                                                   settings.recommender_candidates))
     # The gateway serves cached answers of the model that serves now (services/common/recommendations.py).
     answers = contract.AnswerCache(client)
     holder.on_swap.append(lambda version: answers.announce(version))

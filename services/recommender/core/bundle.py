@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from services.recommender.core import interaction_weight
+from services.recommender.core.candidates import CandidateIndex
 from services.recommender.core.hybrid import Hybrid
 
 TEXT_FIELDS = ("title", "title_zh", "category", "brand", "description", "description_zh")
@@ -84,6 +85,14 @@ class RecommenderModel:
         self.n_trained_items = len(self.item_ids)
         self.user_index = {u: i for i, u in enumerate(self.user_ids)}
         self.item_index = {p: i for i, p in enumerate(self.item_ids)}
+        self.candidate_index()  # built with the model; its faiss structure is rebuilt on load
+
+    def candidate_index(self) -> CandidateIndex | None:
+        """The candidate stage's index (``core/candidates.py``), built once (a model saved before
+        the stage existed builds it on first use); copies of the model share it."""
+        if "_candidates" not in self.__dict__:
+            self._candidates = CandidateIndex.for_hybrid(self.hybrid.components)
+        return self._candidates
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -111,8 +120,15 @@ class RecommenderModel:
             scores = np.concatenate([scores, np.full(n_all - len(scores), -np.inf)])
         return scores
 
-    def explained_scores(self, row: sp.csr_matrix, user: str = "") -> tuple[np.ndarray, np.ndarray]:
-        """The hybrid's scores and, per product, the component that contributed most (the reason)."""
+    def explained_scores(self, row: sp.csr_matrix, user: str = "", candidates: int | None = None,
+                         recent: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The hybrid's scores and, per product, the component that contributed most (the reason).
+
+        ``candidates``: score only about that many candidates (``core/candidates.py``; ``recent``:
+        the products the shopper looked at last, weighted), every other product -inf; None: all."""
+        index = self.candidate_index() if candidates is not None else None
+        if index is not None:
+            return self._candidate_scores(index, row, user, candidates, recent)
         parts = {name: self.hybrid.weights[name] * np.asarray(z).ravel()
                  for name, z in self.hybrid.component_scores(row, self.user_position(user)).items()}
         names = np.array(list(parts))
@@ -123,6 +139,27 @@ class RecommenderModel:
         if extra:
             base = np.concatenate([base, self._new_products_in_hybrid(row, base)])
             dominant = np.concatenate([dominant, np.full(extra, "content")])
+        return base, dominant
+
+    def _candidate_scores(self, index: CandidateIndex, row: sp.csr_matrix, user: str, n: int,
+                          recent: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+        """``explained_scores`` over the candidates alone; the others score -inf and have no reason."""
+        components = self.hybrid.components
+        items = index.candidates(components, row, n, len(self.item_ids), recent)
+        trained, new = items[items < self.n_trained_items], items[items >= self.n_trained_items]
+        parts = {name: self.hybrid.weights[name] * z[0] for name, z in
+                 self.hybrid.candidate_scores(row, self.user_position(user), trained, index.sample).items()}
+        base = np.full(len(self.item_ids), -np.inf)
+        dominant = np.full(len(self.item_ids), "", dtype=object)
+        if parts:
+            stacked = np.vstack(list(parts.values()))
+            base[trained] = stacked.sum(axis=0)
+            dominant[trained] = np.array(list(parts), dtype=object)[np.argmax(stacked, axis=0)]
+        if len(new) and "content" in components and self.hybrid.weights.get("content", 0) > 0:
+            content = components["content"].score_items(row, None, np.concatenate([new, index.sample]))[0]
+            known = content[len(new):]  # new products enter through content, on the blend's scale (as below)
+            base[new] = self.hybrid.weights["content"] * (content[: len(new)] - known.mean()) / (known.std() or 1.0)
+            dominant[new] = "content"
         return base, dominant
 
     def _new_products_in_hybrid(self, row: sp.csr_matrix, base: np.ndarray) -> np.ndarray:

@@ -51,6 +51,17 @@ class ContentModel:
             return np.asarray(self.items @ profiles.toarray().T).T
         return np.asarray((profiles @ self.items.T).todense())
 
+    def score_items(self, rows: sp.csr_matrix, user_indices: np.ndarray | None, items: np.ndarray) -> np.ndarray:
+        """``score`` for ``items`` only (their text vectors against the shoppers' profiles)."""
+        return np.asarray(self.items[items] @ self.profiles(rows).T).T
+
+    def profiles(self, rows: sp.csr_matrix) -> np.ndarray:
+        """The shoppers' profiles: the normalised interaction-weighted sum of their products' vectors."""
+        rows = sp.csr_matrix(rows, dtype=np.float64)
+        if rows.shape[1] < self.items.shape[0]:  # widen the rows, never slice (copy) the product vectors
+            rows = sp.csr_matrix((rows.data, rows.indices, rows.indptr), shape=(rows.shape[0], self.items.shape[0]))
+        return normalize(rows @ self.items).toarray()
+
     def similar_items(self, item: int, n: int) -> list[tuple[int, float]]:
         """The ``n`` products whose text is closest to ``item``'s, most similar first."""
         sims = np.asarray((self.items @ self.items[item].T).todense()).ravel()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from services.recommender.core import moments
+
 
 class EASE:
     name = "ease"
@@ -48,3 +50,13 @@ class EASE:
         scores = np.repeat(floor, self.n_items, axis=1)
         scores[:, self.kept] = known
         return scores
+
+    def score_items(self, rows: sp.csr_matrix, user_indices: np.ndarray | None, items: np.ndarray) -> np.ndarray:
+        """``score`` for ``items`` only; the floor (products without weights) is the same as over all."""
+        full_width = self.score(rows)  # the cost is the row times the kept x kept weights either way
+        return full_width[:, items]
+
+    def score_items_with_moments(self, rows: sp.csr_matrix, user_indices: np.ndarray | None,
+                                 items: np.ndarray) -> tuple[np.ndarray, moments.Moments]:
+        full_width = self.score(rows)
+        return full_width[:, items], moments.of_dense(full_width, sp.csr_matrix(rows)[:, : self.n_items])

@@ -51,6 +51,22 @@ def standardise(scores: np.ndarray, rows: sp.csr_matrix) -> np.ndarray:
     return np.divide(scores - mean, spread, out=np.zeros_like(scores), where=spread > 1e-12)
 
 
+def score_items(model: Model, rows: sp.csr_matrix, user_indices: np.ndarray | None, items: np.ndarray) -> np.ndarray:
+    """A component's scores for the products ``items`` only (all of them scored if it cannot do less)."""
+    if hasattr(model, "score_items"):
+        return np.asarray(model.score_items(rows, user_indices, items), dtype=np.float64)
+    return np.asarray(model.score(rows, user_indices), dtype=np.float64)[:, items]
+
+
+def standardise_by_sample(scores: np.ndarray, sample_scores: np.ndarray, sample_counts: np.ndarray) -> np.ndarray:
+    """``standardise`` with the mean and spread estimated on a random sample of the catalogue:
+    ``sample_counts`` (1 x sample) is 0 where a sampled product is in the shopper's row, 1 elsewhere."""
+    count = np.maximum(sample_counts.sum(axis=1, keepdims=True), 1)
+    mean = (sample_scores * sample_counts).sum(axis=1, keepdims=True) / count
+    spread = np.sqrt((((sample_scores - mean) ** 2) * sample_counts).sum(axis=1, keepdims=True) / count)
+    return np.divide(scores - mean, spread, out=np.zeros_like(scores), where=spread > 1e-12)
+
+
 class Hybrid:
     """Weighted sum of standardised component scores."""
 
@@ -73,6 +89,34 @@ class Hybrid:
         width = rows.shape[1]
         return {name: standardise(model.score(rows, user_indices)[:, :width], rows)
                 for name, model in self.components.items() if self.weights.get(name, 0.0) > 0}
+
+    def candidate_scores(self, rows: sp.csr_matrix, user_indices: np.ndarray | None, items: np.ndarray,
+                         sample: np.ndarray) -> dict[str, np.ndarray]:
+        """``component_scores`` for the trained products ``items`` only (the candidate stage's re-rank).
+
+        Standardising needs each component's mean and spread over the whole catalogue (the shopper's
+        own products left out, as ``standardise`` does): exact from the components that offer
+        ``score_items_with_moments`` (factors, neighbours of shoppers, EASE, popularity), estimated on
+        ``sample``, a fixed random set of products scored along with the candidates, for the others."""
+        rows = sp.csr_matrix(rows)
+        both = np.concatenate([items, sample])
+        counts = np.ones((rows.shape[0], len(sample)))
+        position = {int(p): i for i, p in enumerate(sample)}
+        coo = rows.tocoo()
+        for r, c in zip(coo.row, coo.col, strict=True):
+            if int(c) in position:
+                counts[r, position[int(c)]] = 0.0
+        out = {}
+        for name, model in self.components.items():
+            if self.weights.get(name, 0.0) <= 0:
+                continue
+            if hasattr(model, "score_items_with_moments"):
+                scored, (mean, spread) = model.score_items_with_moments(rows, user_indices, items)
+                out[name] = np.divide(scored - mean, spread, out=np.zeros_like(scored), where=spread > 1e-12)
+            else:
+                scored = score_items(model, rows, user_indices, both)
+                out[name] = standardise_by_sample(scored[:, : len(items)], scored[:, len(items):], counts)
+        return out
 
     def score(self, rows: sp.csr_matrix, user_indices: np.ndarray | None = None) -> np.ndarray:
         parts = self.component_scores(rows, user_indices)

@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from services.recommender.core import moments
+
 BLOCK_CELLS = 1 << 23  # dense cells per block of similarities (64 MiB of float64)
 
 
@@ -92,6 +94,18 @@ class ItemKNN:
     def score(self, rows: sp.csr_matrix, user_indices: np.ndarray | None = None) -> np.ndarray:
         return np.asarray((sp.csr_matrix(rows) @ self.similarity.T).todense())
 
+    def score_items(self, rows: sp.csr_matrix, user_indices: np.ndarray | None, items: np.ndarray) -> np.ndarray:
+        """``score`` for ``items`` only: their rows of similarities, never the whole matrix transposed."""
+        return np.asarray((sp.csr_matrix(rows) @ self.similarity[items].T).todense())
+
+    def neighbours_of(self, weights: sp.csr_matrix, n: int) -> np.ndarray:
+        """The ``n`` products most similar to a weighted set of products (a 1 x products row) by the kept
+        neighbours of each, best first: the candidate stage's "more like what they looked at"."""
+        votes = sp.csr_matrix(sp.csr_matrix(weights) @ self.similarity)
+        votes.eliminate_zeros()
+        order = np.lexsort((votes.indices, -votes.data))[:n]
+        return votes.indices[order].astype(np.int64)
+
     def similar_items(self, item: int, n: int) -> list[tuple[int, float]]:
         """The ``n`` kept neighbours of ``item``, most similar first."""
         row = self.similarity[item]
@@ -140,3 +154,21 @@ class UserKNN:
             block[mine, own[start:stop][mine]] = 0.0  # a shopper is not their own neighbour
             out[start:stop] = (_keep_top(block, self.neighbours) @ self.train).toarray()
         return out
+
+    def score_items(self, rows: sp.csr_matrix, user_indices: np.ndarray | None, items: np.ndarray) -> np.ndarray:
+        """``score`` for ``items`` only (the candidate stage's re-rank: a few shoppers at a time)."""
+        return self._votes(rows, user_indices)[:, items].toarray()
+
+    def score_items_with_moments(self, rows: sp.csr_matrix, user_indices: np.ndarray | None,
+                                 items: np.ndarray) -> tuple[np.ndarray, moments.Moments]:
+        votes = self._votes(rows, user_indices)
+        return votes[:, items].toarray(), moments.of_sparse(votes, rows)
+
+    def _votes(self, rows: sp.csr_matrix, user_indices: np.ndarray | None) -> sp.csr_matrix:
+        """``score`` as a sparse matrix (most products get no vote)."""
+        rows = sp.csr_matrix(rows, dtype=np.float64)
+        own = np.full(rows.shape[0], -1) if user_indices is None else np.asarray(user_indices)
+        block = _similarity_block(rows, self._train_t, _moments(rows, True), self._moments, self.train.shape[1])
+        mine = np.flatnonzero((own >= 0) & (own < self.train.shape[0]))
+        block[mine, own[mine]] = 0.0
+        return sp.csr_matrix(_keep_top(block, self.neighbours) @ self.train)

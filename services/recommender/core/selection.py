@@ -44,7 +44,8 @@ def pick(scores: np.ndarray, item_ids: Sequence[str], k: int, filters: Filters, 
 
     Candidates are examined best first in growing chunks; ``details_of`` is asked for a chunk only when a
     rule needs details (category, price), otherwise for the k chosen alone."""
-    order = np.argsort(-scores, kind="stable")
+    finite = np.flatnonzero(np.isfinite(scores))  # only those sorted: after the candidate stage, a few hundred
+    order = finite[np.argsort(-scores[finite], kind="stable")]
     chosen: list[str] = []
     score_of: dict[str, float] = {}
     details: dict[str, Details] = {}
