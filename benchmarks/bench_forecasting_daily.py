@@ -38,6 +38,7 @@ average 15 % below it (mean of served MASE / better baseline MASE <= 0.85).
 from __future__ import annotations
 
 import importlib.util
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -148,7 +149,14 @@ def train_job(stack: ServiceStack) -> dict:
 
 
 def served(stack: ServiceStack, name: str, first_day) -> tuple[np.ndarray, str, dict]:
-    reply = stack.client.get(f"/v1/forecasts/{product_id(name)}?horizon={HOLDOUT}&history=-1")
+    path = f"/v1/forecasts/{product_id(name)}?horizon={HOLDOUT}&history=-1"
+    reply = stack.client.get(path)
+    for _ in range(60):  # not kept yet: the service computes it in the background (503 with Retry-After, or
+        # the gateway's earlier answer marked X-ShopAI-Degraded meanwhile)
+        if "X-ShopAI-Degraded" not in reply.headers and (reply.status_code != 503 or "Retry-After" not in reply.headers):
+            break
+        time.sleep(min(10, int(reply.headers.get("Retry-After") or 1)))
+        reply = stack.client.get(path)
     if reply.status_code != 200:
         raise SystemExit(f"GET /v1/forecasts/{product_id(name)} answered {reply.status_code}: {reply.json}")
     body = reply.json

@@ -52,9 +52,16 @@ class Shop:
         return done
 
     def answered_by(self) -> str:
-        reply = self.client.get("/v1/forecasts/f1?horizon=7")
-        assert reply.status_code == 200, reply.json
-        return reply.json["model_version"]
+        def answered():
+            reply = self.client.get("/v1/forecasts/f1?horizon=7")
+            # Just after a new version is served its forecast may still be being computed: a 503 with Retry-After,
+            # or the gateway's last answer marked stale (the previous version's) meanwhile.
+            assert reply.status_code in (200, 503) and (reply.status_code == 200 or "Retry-After" in reply.headers), \
+                reply.json
+            fresh = reply.status_code == 200 and "X-ShopAI-Degraded" not in reply.headers
+            return reply.json["model_version"] if fresh else None
+
+        return wait_for(answered, 60, interval=0.5, what="the forecast of f1")
 
     def models(self) -> list[dict]:
         reply = self.client.get("/v1/admin/models?service=forecasting")
