@@ -137,10 +137,10 @@ def test_a_full_disk_refuses_events_with_the_reason_and_loses_nothing_acknowledg
         assert not doubled, f"events in the log more than once: {doubled}"
         assert set(in_log) == set(acknowledged), "the log holds events that were never acknowledged"
     finally:
-        if app is not None:
-            close_app(app)
         broker.kill()
         store.kill()
+        if app is not None:
+            close_app(app)
 
 
 def test_the_store_refuses_a_write_the_disk_cannot_hold_and_keeps_every_object_as_it_was(small_disk):
