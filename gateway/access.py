@@ -60,8 +60,10 @@ RATE_LIMIT_EXEMPT: tuple[str, ...] = ("/healthz", "/readyz", "/metrics")
 CORS_ALLOW_HEADERS = ["Authorization", "X-API-Key", "Content-Type"]
 RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy",
                       "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]
+# A shop's page on another origin reads these: a degraded or kept (stale) answer says so in its headers, and Age
+# says how old a kept one is.
 CORS_EXPOSE_HEADERS = ["Retry-After", *RATE_LIMIT_HEADERS, "Location", "WWW-Authenticate", "X-ShopAI-Computed-At",
-                       "X-ShopAI-Stale"]
+                       "X-ShopAI-Stale", "X-ShopAI-Degraded", "Age"]
 CORS_MAX_AGE_SECONDS = 600
 MIN_KEY_LENGTH = 16
 STORAGE_WARNING_INTERVAL_SECONDS = 60.0

@@ -8,14 +8,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
+import gateway
 from gateway.access import KeyRing, patch_spec
 from gateway.app import close_app, create_app
 from gateway.policy import POLICY, need_for
@@ -332,6 +335,11 @@ def test_cors_preflight_and_headers_for_the_shop(make_client):
     assert answer.status_code == 400 and answer.headers["Access-Control-Allow-Origin"] == SHOP
     exposed = {h.strip() for h in answer.headers["Access-Control-Expose-Headers"].split(",")}
     assert {"Retry-After", "RateLimit-Remaining", "X-RateLimit-Remaining"} <= exposed
+    # every X-ShopAI-* header the gateway sets on an answer is readable by the shop's page
+    set_here = {name for path in Path(gateway.__file__).parent.rglob("*.py")
+                for name in re.findall(r'"(X-ShopAI-[A-Za-z-]+)"', path.read_text())}
+    assert {"X-ShopAI-Degraded", "X-ShopAI-Stale", "X-ShopAI-Computed-At"} <= set_here <= exposed
+    assert "Age" in exposed
     refused = call(client, EVENTS, headers={"Origin": SHOP})  # a 401 is readable by the shop's page too
     assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == SHOP
 
