@@ -89,7 +89,7 @@ bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive
 bench-bus: venv sysdeps $(S3RVER) ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis; the broker's log in memory and on disk side by side (SECTION=storage: only that)
 	$(BIN)/python -m benchmarks.bench_bus $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
-bench-recommender: venv sysdeps ## MovieLens-100k, demo shop, serving latency + freshness, public rating sets through REST (SECTION=movielens|demo|serving|service)
+bench-recommender: venv sysdeps ## MovieLens-100k, demo shop, serving latency + freshness, public rating sets through REST, the candidate stage at 50,000 products (SECTION=movielens|demo|serving|service|scale)
 	$(BIN)/python -m benchmarks.bench_recommender $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 bench-chatbot: venv sysdeps ## intent accuracy per language vs TF-IDF and MiniLM baselines, entity F1, latency
