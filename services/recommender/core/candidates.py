@@ -3,8 +3,8 @@
 Below ``EXHAUSTIVE_BELOW`` products the hybrid scores every product per request (10-30 ms at 2,000
 products) and this stage is not used. From there on the hybrid re-ranks only the union of:
 - the best products by ALS for the shopper (their folded-in factors as the query of an inner-product
-  index over the ALS product factors: ``services/common/ann.py``, exact below 100,000 products,
-  HNSW from there),
+  index over the ALS product factors: ``services/common/ann.py``, exact below ``EXACT_BELOW``
+  products, HNSW from there),
 - the neighbours (item KNN) of what the shopper looked at most recently,
 - the most popular products,
 - the best products by text among the cold ones: those nobody had touched at training (their ALS
@@ -25,9 +25,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
-from services.common.ann import EXACT_BELOW, InnerProductIndex, kind_for
+from services.common.ann import InnerProductIndex, kind_for
 
 EXHAUSTIVE_BELOW = 20_000
+# The ALS index stays an exact scan up to here: 0.3 ms of one core at 50,000 x 16 factors (~6 ms at a million),
+# while HNSW found 42 % of the exact top 150 of those factors at 50,000 (make bench-recommender SECTION=scale).
+EXACT_BELOW = 1_000_000
 CANDIDATES = 300
 WIDEN = 4
 # Products scored beside the candidates to estimate each component's mean and spread (standardising).
@@ -167,7 +170,9 @@ class CandidateIndex:
         content = components.get("content")
         if len(cold) <= n or content is None or self.cold_index is None or n <= 0:
             return cold[: max(n, 0)]
-        query = sp.csr_matrix(row)[:, :n_trained] @ self.text_vectors
+        row = sp.csr_matrix(row)
+        mine = row.indices < n_trained
+        query = row.data[mine].astype(np.float32) @ self.text_vectors[row.indices[mine]]  # only the row's vectors
         _, found = self.cold_index.search(query, n)
         out = self.cold[found[0][found[0] >= 0]]
         if len(new):  # products added since training: few, scored by the content model itself
