@@ -9,8 +9,10 @@ Sections (each writes ``results/recommender-<section>.json``):
               the running stack's REST API, trained through the admin route, answers read through REST
               and scored against plain implicit ALS (three-point grid) and popularity fitted in the same
               run on the same split (bench_recommender_service.py; issue #19).
+  scale       the candidate stage against scoring every product: held-out quality on the demo shop and
+              CPU per request at 50,000 products (bench_recommender_scale.py; issue #22).
 
-    python -m benchmarks.bench_recommender [--quick] [--section movielens|demo|serving|service]
+    python -m benchmarks.bench_recommender [--quick] [--section movielens|demo|serving|service|scale]
 """
 
 from __future__ import annotations
@@ -468,12 +470,26 @@ def print_service(result: dict) -> None:
     bench_recommender_service.print_service(result)
 
 
+def run_scale(quick: bool) -> dict:
+    """The candidate stage against scoring every product (benchmarks/bench_recommender_scale.py)."""
+    from benchmarks import bench_recommender_scale
+
+    return bench_recommender_scale.run_scale(quick)
+
+
+def print_scale(result: dict) -> None:
+    from benchmarks import bench_recommender_scale
+
+    bench_recommender_scale.print_scale(result)
+
+
 # Each section: (run it -> its result, print that result as a table).
 SECTIONS: dict[str, tuple[Callable[[bool], dict], Callable[[dict], None]]] = {
     "movielens": (run_movielens, print_movielens),
     "demo": (run_demo, print_demo),
     "serving": (run_serving, print_serving),
     "service": (run_service, print_service),
+    "scale": (run_scale, print_scale),
 }
 
 
