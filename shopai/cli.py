@@ -178,9 +178,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     config = supervision.write_config(settings, processes, PROCFILE, ROOT)
     print(f"processes: {', '.join(processes)}, each restarted when it exits; logs under {settings.data_dir / 'logs'}; "
           f"status: .venv/bin/supervisorctl -c {config} status", flush=True)
-    supervisord = str(Path(sys.executable).with_name("supervisord"))
-    os.execv(supervisord, [supervisord, "-c", str(config)])
-    return 0  # not reached
+    return supervision.run_supervisord(config)  # until Ctrl-C, SIGTERM or a closed terminal (SIGHUP)
 
 
 def _dev_signing_key(settings: Settings) -> None:

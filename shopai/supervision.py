@@ -13,14 +13,22 @@ run by supervisord as ``[eventlistener:supervision]``) adds what Supervisor leav
   stopped, and so is one Supervisor gave up on (FATAL); either way its last output is printed and the other
   processes keep running.
 
-Ctrl-C reaches supervisord alone (it starts each process in a process group of its own); it stops every
-process (SIGTERM, then SIGKILL after ``stopwaitsecs``) and exits, so every port is free again.
+``shopai run`` keeps running as supervisord's parent (``run_supervisord``), with supervisord in a session of its
+own: Ctrl-C, SIGTERM and SIGHUP (the terminal closed) reach ``shopai run``, which asks supervisord to stop
+(SIGTERM): it stops every process (SIGTERM, then SIGKILL after ``stopwaitsecs``) and exits, so every port is
+free again. Supervisord's own answer to SIGHUP is to restart everything with its configuration read again, which
+would leave the stack running with nobody at a closed terminal. Should ``shopai run`` itself be killed, the kernel
+sends supervisord SIGTERM (Linux ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -222,6 +230,30 @@ class Watcher:
         self.say(name, last.strip() or "(nothing)")
         self.say("supervision", f"after a fix: .venv/bin/supervisorctl -c <data dir>/run/supervisord.conf "
                                 f"start {program(name)}  (or stop with Ctrl-C and `make run` again)")
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux); elsewhere nothing."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_supervisord(config: Path) -> int:
+    """Run supervisord on ``config`` until it exits, and stop it on Ctrl-C, SIGTERM or SIGHUP; its exit status."""
+    supervisord = str(Path(sys.executable).with_name("supervisord"))
+    proc = subprocess.Popen([supervisord, "-c", str(config)], start_new_session=True,
+                            preexec_fn=_stop_with_parent)  # noqa: PLW1509 - no threads run here yet
+
+    def stop(signum: int, _frame: object) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    return proc.wait()
 
 
 def main() -> int:

@@ -1,7 +1,8 @@
 """`make run`'s supervisor for real (supervisord and shopai/supervision.py's listener, on a Procfile of small
 processes): a process killed with SIGKILL is started again and counted, one that crashes at every start is given
 up after its retries with its last error on the terminal, and the others keep running; SIGINT (Ctrl-C) stops
-them all (issue #21 item 1)."""
+them all (issue #21 item 1); so does a closed terminal (SIGHUP), and a killed `shopai run` takes supervisord
+with it. Supervisord runs under ``supervision.run_supervisord``, as ``shopai run`` runs it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,25 +28,42 @@ PROCFILE = {
 }
 
 
-def test_restarts_give_up_and_ctrl_c(tmp_path: Path) -> None:
+def supervised(tmp_path: Path, procfile: dict[str, str]) -> tuple[subprocess.Popen, Path, int, Callable]:
+    """``procfile`` under supervisord as ``shopai run`` starts it, in a process group of its own (as a terminal
+    would): the process, its terminal output, the listener's metrics port, and supervisorctl."""
     run_dir, log_dir = tmp_path / "run", tmp_path / "logs"
     run_dir.mkdir()
     log_dir.mkdir()
     config = run_dir / "supervisord.conf"
-    config.write_text(supervision.supervisord_config(list(PROCFILE), PROCFILE, ROOT, run_dir, log_dir,
+    config.write_text(supervision.supervisord_config(list(procfile), procfile, ROOT, run_dir, log_dir,
                                                      sys.executable))
     metrics_port = free_port()
     env = {**os.environ, "SHOPAI_SUPERVISOR_METRICS_PORT": str(metrics_port),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     out = tmp_path / "terminal.log"
+    runner = ("import sys; from pathlib import Path; from shopai.supervision import run_supervisord; "
+              f"sys.exit(run_supervisord(Path({str(config)!r})))")
     with open(out, "ab") as terminal:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("supervisord")), "-c", str(config)], env=env,
+        proc = subprocess.Popen([sys.executable, "-c", runner], env=env, cwd=ROOT,
                                 stdout=terminal, stderr=subprocess.STDOUT, start_new_session=True)
 
     def ctl(*args: str) -> str:
         return subprocess.run([str(Path(sys.executable).with_name("supervisorctl")), "-c", str(config), *args],
                               check=False, capture_output=True, text=True, timeout=30).stdout
 
+    return proc, out, metrics_port, ctl
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_restarts_give_up_and_ctrl_c(tmp_path: Path) -> None:
+    proc, out, metrics_port, ctl = supervised(tmp_path, PROCFILE)
     try:
         wait_for(lambda: "victim is running" in out.read_text(), 60, what="the victim to run")
         victim = int(ctl("pid", "victim").strip())
@@ -69,3 +88,24 @@ def test_restarts_give_up_and_ctrl_c(tmp_path: Path) -> None:
     for pid in running:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # stopped with supervisord
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "SIGKILL"])
+def test_a_closed_terminal_or_a_killed_runner_stops_everything(tmp_path: Path, how: str) -> None:
+    """SIGHUP (the terminal closed) stops the stack, where supervisord alone would restart it all and keep it
+    running; a SIGKILLed runner takes supervisord and its processes with it."""
+    proc, out, _, ctl = supervised(tmp_path, {"steady": PROCFILE["steady"]})
+    started: list[int] = []
+    try:
+        wait_for(lambda: "steady is running" in out.read_text(), 60, what="the process to run")
+        started = [int(ctl("pid").strip()), int(ctl("pid", "steady").strip())]  # supervisord, the process
+        os.killpg(proc.pid, getattr(signal, how))
+        proc.wait(60)
+        wait_for(lambda: all(gone(pid) for pid in started), 60, what=f"everything to stop after {how}")
+        assert "reloading" not in out.read_text().lower()  # supervisord's answer to SIGHUP of its own
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in started:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
