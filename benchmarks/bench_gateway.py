@@ -692,10 +692,156 @@ def show(result: dict[str, Any]) -> None:
         print(f"{'PASS' if ok else 'FAIL'}  {goal}")
 
 
+# ------------------------------------------------------------------------------------------------ scale out
+class ScaleOutStack(Stack):
+    """Broker, Redis, two recommender replicas and two gateway processes (gunicorn), each gateway dialling a
+    replica of its own (one channel per backend: docs/deploy.md, "Known limits"); the replicas' model
+    directories are one shared directory, as the Kubernetes shape's ReadWriteMany volume. Only the first
+    replica runs while the shop is applied and trained; the second starts serving its model at once."""
+
+    def start(self) -> None:
+        from services.common import cache
+        from services.common.settings import Settings
+        from tests.support import Broker, PrivateRedis, ServiceProcess, free_port, machine_redis_url
+
+        url = machine_redis_url(db=REDIS_DB)
+        if url is None:
+            self.private_redis = PrivateRedis()
+            url = self.private_redis.url
+        self.redis_url = url
+        self.redis = cache.connect(url)
+        self.redis.flushdb()
+        self.broker = Broker()
+        self.settings = Settings(kafka_bootstrap_servers=self.broker.bootstrap, redis_url=url,
+                                 data_dir=self.workdir / "data", log_json=False)
+        (self.workdir / "shared-models").mkdir()
+        self.quiet = {"SHOPAI_RETRAIN_INTERVAL_SECONDS": "0", "SHOPAI_RETRAIN_CHECK_SECONDS": "3600"}
+        self.recommender = ServiceProcess("recommender", self._replica(1), self.workdir, **self.quiet)
+        self.procs = [self.recommender]
+        self.gateway_ports = [free_port(), free_port()]
+
+    def _replica(self, n: int):
+        data = self.workdir / f"replica-{n}"
+        data.mkdir()
+        (data / "models").symlink_to(self.workdir / "shared-models", target_is_directory=True)
+        return self.settings.model_copy(update={"data_dir": data})
+
+    def scale_out(self) -> None:
+        """The second recommender replica, then one gateway per replica."""
+        from tests.support import ServiceProcess, wait_for
+
+        self.second = ServiceProcess("recommender", self._replica(2), self.workdir, **self.quiet)
+        self.procs.append(self.second)
+        self.second.wait_serving(timeout=300)
+        from services.common.models import ModelRegistry
+
+        version = ModelRegistry(self.workdir / "shared-models" / "recommender").current_version()
+        wait_for(lambda: self.second.metric("shopai_model_info", version=version) == 1, 30,
+                 what=f"the second replica to serve {version}")
+        for n, (port, replica) in enumerate(zip(self.gateway_ports, self.procs, strict=True), start=1):
+            self.settings.recommender.grpc_port = replica.grpc_port
+            self.servers[f"gateway-{n}"] = self._gunicorn("gateway.app:create_app()", port)
+
+    def wait_ready(self) -> None:
+        from tests.support import wait_for
+
+        for proc in self.procs:
+            proc.wait_serving(timeout=300)
+        import urllib.request
+
+        def answers(port: int) -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+                    return reply.status == 200
+            except OSError:
+                return False
+
+        for port in self.gateway_ports if self.servers else ():
+            wait_for(lambda p=port: answers(p), 60, what=f"the gateway on {port}")
+
+    def pids(self) -> dict[str, int]:
+        out = {f"recommender-{n}": proc.proc.pid for n, proc in enumerate(self.procs, start=1)}
+        out.update({name: server.pid for name, server in self.servers.items()})
+        return out
+
+
+async def _closed_loops(ports: list[int], requests: list[bytes], concurrency: int, seconds: float,
+                        warmup: float) -> Samples:
+    """The closed loop with its connections spread evenly over ``ports`` (one gateway each), merged."""
+    parts = await asyncio.gather(*(
+        _closed_loop("127.0.0.1", port, requests[i::len(ports)], concurrency // len(ports), seconds, warmup)
+        for i, port in enumerate(ports)))
+    merged = Samples(window=seconds)
+    for part in parts:
+        merged.latencies.extend(part.latencies)
+        merged.cpu_seconds += part.cpu_seconds
+        for what, n in part.errors.items():
+            merged.errors[what] = merged.errors.get(what, 0) + n
+    return merged
+
+
+def run_scale_out(quick: bool) -> dict[str, Any]:
+    """Computed answers with one recommender replica against two, and cached answers with one gateway
+    process against two, under the same load generator (16 connections back to back) in one run."""
+    seconds, warmup = (8.0, 1.0) if quick else (20.0, 2.0)
+    stack = ScaleOutStack(quick)
+    rows = []
+    try:
+        stack.start()
+        stack.wait_ready()
+        shop = seed_and_train(stack, quick)
+        stack.scale_out()
+        stack.wait_ready()
+        by_name = {route.name: route for route in routes(shop, quick)}
+        computed, cached = by_name["recommendations, never cached"], by_name[GOAL_ROUTE]
+        one, two = stack.gateway_ports[:1], stack.gateway_ports
+        setups = [
+            ("computed answers", "1 gateway -> 1 recommender", computed, one),
+            ("computed answers", "2 gateways -> 2 recommenders (one each)", computed, two),
+            ("answer cached", "1 gateway", cached, one),
+            ("answer cached", "2 gateways", cached, two),
+        ]
+        pids = stack.pids()
+        for route_name, setup, route, ports in setups:
+            warm(route, route.requests, ports[0])  # the answer cache is shared: warming through one gateway does
+            wait_quiet(pids)
+            meter = CpuMeter(pids, everything={**pids, **stack.infrastructure()})
+            meter.start()
+            row = summary(asyncio.run(_closed_loops(ports, route.requests, CONCURRENCY, seconds, warmup)))
+            row["cpu_percent"] = meter.stop()
+            print(f"  {route_name}, {setup}: {row['requests_per_second']} req/s, p50 {row['p50_ms']} ms, "
+                  f"p99 {row['p99_ms']} ms, errors {row['errors']}, CPU {row['cpu_percent']}", flush=True)
+            rows.append({"route": route_name, "setup": setup, **row})
+    finally:
+        stack.stop()
+    for name in ("computed answers", "answer cached"):
+        first, second = (r for r in rows if r["route"] == name)
+        second["ratio_to_one"] = round(second["requests_per_second"] / max(first["requests_per_second"], 0.1), 2)
+    return {"dataset": shop["dataset"], "ingest_seconds": shop["ingest_seconds"],
+            "train_seconds": shop["train_seconds"], "cores": os.cpu_count(),
+            "setup": f"closed loop, {CONCURRENCY} keep-alive connections back to back (split evenly over the "
+                     f"gateways), {seconds:g} s per row; the load generator runs in the benchmark process on the "
+                     f"same machine. Computed: GET /v1/users/{{user}}/recommendations?exclude={{random product}} "
+                     f"(never cached); cached: the same users' plain request, each sent once before the run",
+            "rows": rows}
+
+
+def show_scale_out(result: dict[str, Any]) -> None:
+    print(f"\n{result['dataset']}; {result['cores']} cores\n")
+    print("| answers | setup | req/s | x one | p50 ms | p99 ms | errors | CPU % (per process; machine) |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for row in result["rows"]:
+        cpu = {k: v for k, v in row["cpu_percent"].items() if v >= 1 or k == "machine"}
+        print(f"| {row['route']} | {row['setup']} | {row['requests_per_second']:.1f} | {row.get('ratio_to_one', 1)} | "
+              f"{row['p50_ms']} | {row['p99_ms']} | {sum(row['errors'].values())} | {cpu} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small demo shop, short runs (< 3 minutes)")
+    parser.add_argument("--scale-out", action="store_true",
+                        help="one recommender replica and gateway process against two (results/gateway-scale-out)")
     args = parser.parse_args()
     # SIGTERM stops the stack as Ctrl-C does (the services run in sessions of their own).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -707,11 +853,12 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": describe(*_versions()),
         "mode": "quick" if args.quick else "full",
-        **run(args.quick),
+        **(run_scale_out if args.scale_out else run)(args.quick),
     }
     result["seconds"] = round(time.perf_counter() - started, 1)
-    show(result)
-    out = RESULTS / f"gateway{'-quick' if args.quick else ''}.json"
+    (show_scale_out if args.scale_out else show)(result)
+    name = "gateway-scale-out" if args.scale_out else "gateway"
+    out = RESULTS / f"{name}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwritten to {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out} "
           f"({result['seconds']:.0f} s)")
