@@ -214,6 +214,14 @@ class Settings(BaseSettings):
     # doubled or the retrain interval passed); false: only on demand.
     vision_auto_train: bool = True
     vision_min_products: int = Field(default=20, ge=2)
+    # The image index (services/vision/core/index.py, services/common/ann.py): an exact scan below this many
+    # pictures, HNSW from there (switched as products arrive and leave; 20,000 measured in benchmarks/README.md
+    # "Image search over 100,000 pictures"); HNSW's links per node (M), build depth (efConstruction) and search
+    # depth (efSearch, at least twice the answers asked for).
+    vision_index_exact_below: int = Field(default=20_000, ge=0)
+    vision_index_hnsw_m: int = Field(default=32, ge=4, le=128)
+    vision_index_ef_construction: int = Field(default=80, ge=8, le=1000)
+    vision_index_ef_search: int = Field(default=64, ge=8, le=4096)
     # CPU threads torch may use for one service (inference and training).
     torch_threads: int = Field(default=2, ge=1)
 

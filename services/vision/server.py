@@ -21,6 +21,7 @@ from protos import common_pb2
 from protos import vision_pb2 as pb
 from protos import vision_pb2_grpc as pb_grpc
 from services.common import catchup
+from services.common.ann import AnnParams
 from services.common.bus import EventConsumer, LazyEnvelopePublisher
 from services.common.cache import connect
 from services.common.grpc_server import ServiceRunner, bootstrap, run
@@ -33,7 +34,7 @@ from services.common.settings import Settings, load_settings
 from services.vision import converters as cv
 from services.vision.codelog import CodeLog
 from services.vision.consumer import VisionProjection
-from services.vision.core import codes, history
+from services.vision.core import codes, history, index
 from services.vision.core.finetune import training_params
 from services.vision.core.images import ImageProblem, decode_image
 from services.vision.core.model import VisionModel, pretrained_model
@@ -198,6 +199,8 @@ class VisionServicer(pb_grpc.VisionServicer):
 
 def build(settings: Settings) -> ServiceRunner:
     torch.set_num_threads(settings.torch_threads)
+    index.configure(AnnParams(settings.vision_index_exact_below, settings.vision_index_hnsw_m,
+                              settings.vision_index_ef_construction, settings.vision_index_ef_search))
     runner = bootstrap("vision", settings)
     client = connect(settings)
     store = VisionStore(client)
