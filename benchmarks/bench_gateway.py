@@ -14,7 +14,8 @@ process: locust's own CPU use would take a large share of two cores) measures
 
     python -m benchmarks.bench_gateway [--quick]
 
-Writes ``results/gateway[-quick].json``.
+Writes ``results/gateway[-quick].json``. ``--scale-out`` instead measures one recommender replica and one
+gateway process against two of each (``ScaleOutStack``), into ``results/gateway-scale-out[-quick].json``.
 """
 
 from __future__ import annotations
