@@ -29,7 +29,7 @@ S3RVER := tools/s3rver/node_modules/.bin/s3rver
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: help venv sysdeps run test test-unit test-slow test-integration test-e2e bench bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff bench-ab chaos proto proto-check lint compose-config compose-secrets compose-up compose-down clean
+.PHONY: help venv sysdeps run test test-unit test-slow test-integration test-e2e bench bench-bus bench-scale bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff bench-ab chaos proto proto-check lint compose-config compose-secrets compose-up compose-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive
 
 bench-bus: venv sysdeps $(S3RVER) ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis; the broker's log in memory and on disk side by side (SECTION=storage: only that)
 	$(BIN)/python -m benchmarks.bench_bus $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
+
+bench-scale: venv sysdeps ## the scale shop (50,000 products, 100,000 users, 365 days; QUICK=1: 5,000/10,000/60): seed it through the broker, events applied/s per consumer group, dedup bytes per event, training time and peak memory per service
+	$(BIN)/python -m benchmarks.bench_scale $(if $(QUICK),--quick)
 
 bench-recommender: venv sysdeps ## MovieLens-100k, demo shop, serving latency + freshness, public rating sets through REST, the candidate stage at 50,000 products (SECTION=movielens|demo|serving|service|scale)
 	$(BIN)/python -m benchmarks.bench_recommender $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
