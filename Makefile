@@ -80,7 +80,7 @@ test-e2e: venv sysdeps $(S3RVER) ## the whole stack as `make run` starts it, thr
 
 bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting bench-gateway bench-trust bench-alerts bench-handoff bench-ab ## every benchmark (QUICK=1 for a smoke run); tables in benchmarks/results/*.json
 
-bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix, image search through REST before/after training (SECTION=fashion|search|verify|service)
+bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix, image search through REST before/after training, search over 100,000 pictures exact vs HNSW (SECTION=fashion|search|verify|service|scale)
 	$(BIN)/python -m benchmarks.bench_vision $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive/auto), daily retail series through the service vs seasonal naive and the 28-day mean, 1,000-product refresh, elasticities, CDNOW behaviour (SECTION=series|throughput|pricing|behaviour|daily)

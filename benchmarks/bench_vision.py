@@ -11,10 +11,13 @@ Sections (``--section``, default all):
   numpy (exact), faiss and usearch.
 - ``verify``: the confusion matrix of verification on genuine codes, forged signatures,
   altered payloads, copied serials, and code-less or blurred photos.
+- ``scale``: image search over 100,000 pictures (20,000 quick), synthetic clustered vectors of the embedder's
+  width: per-query p50/p99 of the exact scan against HNSW (the index's automatic choice), HNSW's recall@10
+  against exact, build and update times (bench_vision_scale.py; issue #22).
 - ``service``: image search and identification through the REST API of a running stack, before and after
   a training job through the admin route (bench_vision_rest.py).
 
-    python -m benchmarks.bench_vision [--quick] [--section fashion|search|verify|service]
+    python -m benchmarks.bench_vision [--quick] [--section fashion|search|verify|service|scale]
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         "fashion": run_fashion, "search": lazy("bench_vision_service", "run_search"),
         "verify": lazy("bench_vision_service", "run_verify"),
         "service": lazy("bench_vision_rest", "run_service"),
+        "scale": lazy("bench_vision_scale", "run_scale"),
     }, "a smoke run: small data, one epoch", argv)
 
 

@@ -4,8 +4,9 @@ Inner product on normalised vectors is cosine similarity. The search is ``servic
 exact scan (faiss ``IndexFlatIP``) below ``vision_index_exact_below`` pictures (20,000 by default) and
 HNSW from there, switched automatically as products arrive and leave. The benchmark (``make bench-vision
 SECTION=scale``) chose the default: at 256 dimensions (the fine-tuned embedder) an exact scan costs
-~0.3 ms per query at 10,000 pictures, ~1 ms at 20,000 (the vectors no longer fit the cache) and
-~11 ms at 100,000 (p99 over 20 ms), where HNSW answers in well under a millisecond.
+~0.4 ms of CPU per query at 10,000 pictures, ~1.1 ms at 20,000, ~4 ms at 50,000 (the vectors no longer
+fit the cache) and ~8 ms at 100,000, where HNSW answers in ~0.4 ms with recall@10 0.999 on clustered
+vectors (benchmarks/README.md, "Image search over 100,000 pictures").
 
 The object is immutable: ``upsert``/``remove`` return a new index (copy-on-write), so a request
 never reads one that is being changed. Rows keep their numbers: a removed or replaced product's row
