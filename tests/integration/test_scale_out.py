@@ -117,12 +117,25 @@ def per_topic(offsets: dict[TopicPartition, int]) -> dict[str, int]:
     return {topic: n for topic, n in totals.items() if n}
 
 
+@pytest.fixture
+def gateways():
+    """Gateway processes started by the test (process, base URL), stopped at its end."""
+    started: list[tuple[subprocess.Popen, str]] = []
+    yield started
+    for proc, _ in started:
+        stop(proc)
+
+
 def test_two_recommenders_and_two_gateways_share_the_work_and_answer_alike(settings, start_service_with,
-                                                                          redis_client, tmp_path):
+                                                                          redis_client, tmp_path, gateways):
     ensure_topics(settings)
     (tmp_path / "shared-models").mkdir()
-    replicas = [start_service_with(replica_settings(settings, tmp_path, f"replica-{i}"), "recommender", **QUIET)
-                for i in (1, 2)]
+    replicas = [start_service_with(replica_settings(settings, tmp_path, f"replica-{i}"), "recommender",
+                                   wait=False, **QUIET) for i in (1, 2)]
+    # Two gateway processes, each dialling a replica of its own; they start while the rest goes on.
+    gateways.extend(start_gateway(settings, r.grpc_port, tmp_path) for r in replicas)
+    for replica in replicas:
+        replica.wait_serving()
 
     # (d) the group's partitions are split between the two consumers, every one owned.
     partitions = len(RecommenderProjection.topics) * settings.kafka_topic_partitions
@@ -183,7 +196,6 @@ def test_two_recommenders_and_two_gateways_share_the_work_and_answer_alike(setti
     version = wait_for(settled, 60, interval=0.1, what="both replicas to serve the shared current version")
     first, second = (grpc.insecure_channel(r.target) for r in replicas)
     stubs = [pb_grpc.RecommenderStub(first), pb_grpc.RecommenderStub(second)]
-    gateways: list[tuple[subprocess.Popen, str]] = []
     try:
         users = sorted({e["payload"]["user_id"] for e in shop.interactions})[:12]
         requests = [pb.RecommendRequest(user_id=u, k=10, strategy="hybrid",
@@ -200,8 +212,7 @@ def test_two_recommenders_and_two_gateways_share_the_work_and_answer_alike(setti
         computed = [r.metric("shopai_grpc_server_handled_total", method="Recommend", code="OK") for r in replicas]
         assert computed == [len(requests), len(requests)]
 
-        # (c) two gateway processes, each dialling a replica of its own, answer alike.
-        gateways = [start_gateway(settings, r.grpc_port, tmp_path) for r in replicas]
+        # (c) the two gateway processes, each dialling a replica of its own, answer alike.
         for proc, base in gateways:
             wait_for(lambda p=proc, b=base: healthy(b, p), 60, what=f"the gateway at {base}")
         for user in users:
@@ -217,7 +228,5 @@ def test_two_recommenders_and_two_gateways_share_the_work_and_answer_alike(setti
         assert [a - c for a, c in zip(after, computed, strict=True)] == [len(users), len(users)], \
             "each gateway's answers were computed by its own recommender"
     finally:
-        for proc, _ in gateways:
-            stop(proc)
         first.close()
         second.close()
