@@ -1,5 +1,5 @@
-"""The staff console at ``/console``: one page (gateway/console: index.html, console.js, console.css) over
-the staff REST routes: the support inbox, alerts, dead letters, models, experiments, authenticity codes and
+"""The staff console at ``/console``: one page (gateway/console: index.html, console.js, console.css; it
+loads the storefront's /storefront/dom.js first, the helpers both pages share) over the staff REST routes: the support inbox, alerts, dead letters, models, experiments, authenticity codes and
 analytics. Staff sign in by pasting an API key; the page keeps it in session storage and sends it as
 ``X-API-Key`` on every call, so the routes' own policy (gateway/policy.py) decides what each key may do.
 

@@ -1,5 +1,5 @@
-"""The storefront demo page at ``/``: one page (gateway/storefront: index.html, app.js, readiness.js, style.css) over
-the REST API: browse, recommendations, the assistant, photos, a product's forecast, stock and price.
+"""The storefront demo page at ``/``: one page (gateway/storefront: index.html, app.js, readiness.js, style.css, and
+dom.js: the helpers it shares with the staff console) over the REST API: browse, recommendations, the assistant, photos, a product's forecast, stock and price.
 
 A plain Flask blueprint, so it stays out of the OpenAPI spec. The files are package data read with
 importlib.resources (found in a wheel as in a checkout), once per process. Every answer carries an
@@ -23,7 +23,7 @@ storefront = Blueprint("storefront", __name__)
 PACKAGE = "gateway.storefront"
 PAGE = "index.html"
 # The files under /storefront/ and their media types; nothing else in the package is served.
-STATIC_FILES = {"app.js": "text/javascript", "readiness.js": "text/javascript", "style.css": "text/css"}
+STATIC_FILES = {"dom.js": "text/javascript", "app.js": "text/javascript", "readiness.js": "text/javascript", "style.css": "text/css"}
 STATIC_PREFIX = "/storefront"
 
 CONTENT_SECURITY_POLICY = (

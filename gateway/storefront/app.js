@@ -70,26 +70,6 @@ const state = {
 
 // ------------------------------------------------------------------ small helpers
 
-const $ = (selector) => document.querySelector(selector);
-
-/** An element with properties and children; strings become text nodes (never HTML). */
-function h(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = String(value);
-    else if (key === "testid") node.dataset.testid = value;
-    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child === undefined || child === null || child === false) continue;
-    node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
-
 function money(amount, currency) {
   if (typeof amount !== "number" || !Number.isFinite(amount)) return "—";
   try {
@@ -99,9 +79,6 @@ function money(amount, currency) {
   }
 }
 
-const number = (value, digits = 1) =>
-  typeof value === "number" && Number.isFinite(value)
-    ? value.toLocaleString(undefined, { maximumFractionDigits: digits }) : "—";
 const percent = (value) =>
   typeof value === "number" && Number.isFinite(value) ? `${(value * 100).toFixed(value < 0.1 ? 1 : 0)}%` : "—";
 
@@ -132,49 +109,7 @@ function currentUser() {
   return $("#user-id").value.trim();
 }
 
-/** A definition list from [label, value] pairs; values are text or nodes. */
-function facts(rows) {
-  return h("dl", { class: "facts" },
-    rows.filter(Boolean).map(([label, value]) => [h("dt", { text: label }), h("dd", {}, value)]));
-}
-
-function status(text, kind = "", testid = undefined) {
-  return h("p", { class: `status ${kind}`.trim(), role: kind === "error" ? "alert" : "status", testid, text });
-}
-
 // ------------------------------------------------------------------ the REST API
-
-class ApiError extends Error {
-  constructor(status, title, detail, retryAfter = 0) {
-    super(detail);
-    this.status = status;
-    this.title = title;
-    this.retryAfter = retryAfter; // seconds, from a 503's Retry-After (e.g. a forecast still being computed)
-  }
-
-  /** The problem's title and detail, as a person reads them. */
-  get text() {
-    return this.status ? `${this.title} (${this.status}): ${this.message}` : `${this.title}: ${this.message}`;
-  }
-}
-
-function errorText(err) {
-  return err instanceof ApiError ? err.text : `Something went wrong: ${err && err.message ? err.message : err}`;
-}
-
-function apiUrl(route, params = {}, query = {}) {
-  const path = route.path.replace(/\{(\w+)\}/g, (_, name) => {
-    const value = params[name];
-    if (value === undefined || value === null || value === "") throw new ApiError(0, "Missing value", name);
-    return encodeURIComponent(value);
-  });
-  const search = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) {
-    if (value !== undefined && value !== null && value !== "") search.set(key, String(value));
-  }
-  const text = search.toString();
-  return text ? `${path}?${text}` : path;
-}
 
 /** Signs the page in as the shopper in the user box (development gateways only); "" signs out. */
 async function signIn() {
@@ -218,20 +153,6 @@ async function call(route, { params, query, json, form, blob = false, anonymous 
   }
   if (!response.ok) throw await problemOf(response);
   return blob ? response.blob() : response.json();
-}
-
-async function problemOf(response) {
-  let title = response.statusText || "Error";
-  let detail = "";
-  try {
-    const body = await response.json(); // application/problem+json
-    if (body && typeof body.title === "string") title = body.title;
-    if (body && typeof body.detail === "string") detail = body.detail;
-  } catch {
-    // not JSON: a proxy's error page, say
-  }
-  const retryAfter = Number(response.headers.get("Retry-After")) || 0;
-  return new ApiError(response.status, title, detail || `the gateway answered ${response.status}`, retryAfter);
 }
 
 // ------------------------------------------------------------------ tabs

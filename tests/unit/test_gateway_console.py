@@ -50,14 +50,17 @@ def test_the_console_is_served_with_the_storefronts_content_security_policy(clie
     assert reply.headers["Referrer-Policy"] == "same-origin"
     assert reply.headers["Cache-Control"] == "no-cache" and reply.headers["ETag"]
     html = reply.get_data(as_text=True)
-    assert '<script src="/console/console.js" defer></script>' in html
+    # the storefront's shared helpers (h, apiUrl, ApiError, …) first, then the console's own script
+    assert html.index('<script src="/storefront/dom.js" defer></script>') < html.index(
+        '<script src="/console/console.js" defer></script>')
+    assert client.get("/storefront/dom.js").status_code == 200
     assert '<link rel="stylesheet" href="/console/console.css">' in html
 
 
 def test_the_page_has_no_inline_script_style_or_cdn():
     html = console_file("index.html")
     scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.DOTALL)
-    assert scripts == [""], "scripts belong in console.js"
+    assert scripts == ["", ""], "scripts belong in console.js (and the shared dom.js)"
     assert "<style" not in html and not re.search(r"\sstyle=", html)
     assert not re.search(r"\son[a-z]+=", html), "no inline event handlers"
     assert not re.search(r"""(src|href)=["']https?:""", html), "no CDN: everything comes from the gateway"
@@ -136,7 +139,7 @@ def test_the_script_reaches_the_api_only_through_its_table_with_the_key_header()
 
 
 def test_the_script_never_parses_api_text_as_html():
-    script = console_file("console.js")
+    script = console_file("console.js") + resources.files("gateway.storefront").joinpath("dom.js").read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in script, f"console.js must not use {sink}: put text in with textContent"
     assert not re.search(r"setAttribute\(\s*[\"']style", script), "the policy blocks inline style attributes"

@@ -47,14 +47,16 @@ def test_the_page_is_served_at_the_root_with_a_content_security_policy(client):
     assert reply.headers["X-Content-Type-Options"] == "nosniff"
     assert reply.headers["Cache-Control"] == "no-cache" and reply.headers["ETag"]
     html = reply.get_data(as_text=True)
-    assert '<script src="/storefront/app.js" defer></script>' in html
+    # the shared helpers first (dom.js: the console loads them too), then the page's own script
+    assert html.index('<script src="/storefront/dom.js" defer></script>') < html.index(
+        '<script src="/storefront/app.js" defer></script>')
     assert '<link rel="stylesheet" href="/storefront/style.css">' in html
 
 
 def test_the_page_has_no_inline_script_or_style_the_policy_would_block():
     html = storefront_file("index.html")
     scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.DOTALL)
-    assert scripts == ["", ""], "scripts belong in app.js (and readiness.js, the notice of what is down)"
+    assert scripts == ["", "", ""], "scripts belong in dom.js, app.js and readiness.js (the notice of what is down)"
     assert "<style" not in html and not re.search(r"\sstyle=", html)
     assert not re.search(r"\son[a-z]+=", html), "no inline event handlers"
     assert not re.search(r"""(src|href)=["']https?:""", html), "no CDN: everything comes from the gateway"
@@ -64,6 +66,7 @@ def test_the_page_has_no_inline_script_or_style_the_policy_would_block():
     ("/storefront/app.js", "text/javascript", "const API"),
     ("/storefront/style.css", "text/css", ":root"),
     ("/storefront/readiness.js", "text/javascript", "/readyz"),
+    ("/storefront/dom.js", "text/javascript", "class ApiError"),
 ])
 def test_the_script_and_the_stylesheet_are_served(client, path, mimetype, marker):
     reply = client.get(path)
@@ -125,6 +128,6 @@ def test_the_script_reaches_the_api_only_through_its_table():
 
 
 def test_the_script_never_parses_api_text_as_html():
-    script = storefront_file("app.js")
+    script = storefront_file("dom.js") + storefront_file("app.js")
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in script, f"app.js must not use {sink}: put text in with textContent"
