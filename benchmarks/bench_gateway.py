@@ -359,11 +359,11 @@ class Stack:
         self.procs: list[Any] = []
         self.servers: dict[str, subprocess.Popen] = {}
 
-    def start(self) -> None:
-
+    def _infrastructure(self) -> None:
+        """A fresh broker, the benchmark's Redis database (flushed; a private redis-server where none runs)."""
         from services.common import cache
         from services.common.settings import Settings
-        from tests.support import Broker, PrivateRedis, ServiceProcess, machine_redis_url
+        from tests.support import Broker, PrivateRedis, machine_redis_url
 
         url = machine_redis_url(db=REDIS_DB)
         if url is None:
@@ -375,6 +375,11 @@ class Stack:
         self.broker = Broker()
         self.settings = Settings(kafka_bootstrap_servers=self.broker.bootstrap, redis_url=url,
                                  data_dir=self.workdir / "data", log_json=False)
+
+    def start(self) -> None:
+        from tests.support import ServiceProcess
+
+        self._infrastructure()
         quiet = {"SHOPAI_RETRAIN_INTERVAL_SECONDS": "0", "SHOPAI_RETRAIN_CHECK_SECONDS": "3600"}
         self.recommender = ServiceProcess("recommender", self.settings, self.workdir, **quiet)
         self.forecasting = ServiceProcess("forecasting", self.settings, self.workdir,
@@ -701,20 +706,9 @@ class ScaleOutStack(Stack):
     replica runs while the shop is applied and trained; the second starts serving its model at once."""
 
     def start(self) -> None:
-        from services.common import cache
-        from services.common.settings import Settings
-        from tests.support import Broker, PrivateRedis, ServiceProcess, free_port, machine_redis_url
+        from tests.support import ServiceProcess, free_port
 
-        url = machine_redis_url(db=REDIS_DB)
-        if url is None:
-            self.private_redis = PrivateRedis()
-            url = self.private_redis.url
-        self.redis_url = url
-        self.redis = cache.connect(url)
-        self.redis.flushdb()
-        self.broker = Broker()
-        self.settings = Settings(kafka_bootstrap_servers=self.broker.bootstrap, redis_url=url,
-                                 data_dir=self.workdir / "data", log_json=False)
+        self._infrastructure()
         (self.workdir / "shared-models").mkdir()
         self.quiet = {"SHOPAI_RETRAIN_INTERVAL_SECONDS": "0", "SHOPAI_RETRAIN_CHECK_SECONDS": "3600"}
         self.recommender = ServiceProcess("recommender", self._replica(1), self.workdir, **self.quiet)

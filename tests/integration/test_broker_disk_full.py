@@ -11,18 +11,15 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from gateway.app import close_app, create_app
 from services.common.bus import ensure_topics
 from services.common.settings import Settings
-from services.common.topics import INTERACTIONS
 from tests.integration.test_vertical_slice import interaction
-from tests.support import TEST_KEYS, Broker, S3Store, staff
+from tests.support import TEST_KEYS, Broker, S3Store, ids_in_log, staff
 
 pytestmark = pytest.mark.integration
 
@@ -59,19 +56,6 @@ def fill(disk: Path) -> Path:
                 out.write(b"\0")
         except OSError:
             return filler
-
-
-def ids_in_log(settings: Settings) -> Counter:
-    """How many times each event id is in the interactions topic, read from the beginning."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, consumer_timeout_ms=3000)
-    try:
-        partitions = [TopicPartition(INTERACTIONS, p) for p in range(settings.kafka_topic_partitions)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        return Counter(json.loads(record.value)["event_id"] for record in consumer)
-    finally:
-        consumer.close()
 
 
 def test_a_full_disk_refuses_events_with_the_reason_and_loses_nothing_acknowledged(small_disk, tmp_path,

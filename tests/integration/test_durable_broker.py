@@ -7,12 +7,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from services.common.bus import ensure_topics
 from services.common.settings import Settings
-from services.common.topics import INTERACTIONS
 from tests.integration.test_bus_faults import (
     applied_count,
     assert_exactly_once,
@@ -20,7 +18,7 @@ from tests.integration.test_bus_faults import (
     publish,
     purchases,
 )
-from tests.support import Broker, S3Store, wait_for
+from tests.support import Broker, S3Store, ids_in_log, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +32,8 @@ def committed(settings: Settings) -> int:
 
 
 def events_in_log(settings: Settings) -> int:
-    """Every record of the interactions topic, read from the beginning by a consumer of no group."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, consumer_timeout_ms=3000)
-    try:
-        partitions = [TopicPartition(INTERACTIONS, p) for p in range(settings.kafka_topic_partitions)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        return sum(1 for _ in consumer)
-    finally:
-        consumer.close()
+    """Every record of the interactions topic."""
+    return sum(ids_in_log(settings).values())
 
 
 def test_acknowledged_events_outlive_broker_kills_and_are_applied_once(tmp_path, redis_client, redis_url,
