@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -11,7 +12,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import closing
@@ -22,6 +25,7 @@ import redis
 
 from services.common.healthcheck import check as grpc_serving
 from services.common.settings import Settings
+from services.common.topics import INTERACTIONS
 from shopai.cli import broker_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +142,15 @@ def _listening(port: int) -> bool:
 
 
 def machine_redis_url(db: int = 15) -> str | None:
+    """The machine's Redis for the tests (db 15, or $SHOPAI_TEST_REDIS_URL), or None when none answers.
+    Each pytest-xdist worker takes a database of its own below it (gw0: db 15, gw1: db 14, …), since the
+    tests flush their database."""
     url = os.environ.get("SHOPAI_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{db}")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    if worker.startswith("gw") and worker[2:].isdigit() and int(worker[2:]):
+        parts = urllib.parse.urlsplit(url)
+        base = int(parts.path.strip("/") or 0)
+        url = urllib.parse.urlunsplit(parts._replace(path=f"/{(base - int(worker[2:])) % 16}"))
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     except redis.exceptions.RedisError:
@@ -309,3 +321,18 @@ def staff(client):
     except redis.RedisError:
         access.audit = MemoryAudit()
     return client
+
+
+def ids_in_log(settings: Settings, topic: str = INTERACTIONS) -> Counter:
+    """How many times each event id is in ``topic``, read from the beginning by a consumer of no group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.kafka_topic_partitions)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        return Counter(json.loads(record.value)["event_id"] for record in consumer)
+    finally:
+        consumer.close()
