@@ -85,16 +85,25 @@ class Tastes:
     category_match: np.ndarray  # users x categories: sqrt(pref / max pref), the match's category factor
 
     def rows(self, users: np.ndarray) -> np.ndarray:
-        """users x products logits (float32): category, brand, price band, quality, appeal."""
-        band_mu, band_w = self.band_mu[users, None], self.band_w[users, None]
-        price_term = np.maximum(-((self.z_price[None, :] - band_mu) ** 2) / (2 * band_w**2), -8.0)
-        return (
-            self.log_category_pref[users][:, self.category]
-            + BRAND_LOGIT_WEIGHT * self.brand_affinity[users][:, self.brand]
-            + price_term
-            + self.quality[None, :]
-            + self.appeal[None, :]
-        ).astype(np.float32)
+        """users x products logits (float32): category + brand + price band + quality + appeal, summed in
+        float64 in that order (in place: the same values as the plain expression, at half the time)."""
+        price_term = np.empty((len(users), len(self.category)))
+        np.subtract(self.z_price[None, :], self.band_mu[users, None], out=price_term)
+        np.square(price_term, out=price_term)
+        np.negative(price_term, out=price_term)
+        np.divide(price_term, 2 * self.band_w[users, None] ** 2, out=price_term)
+        np.maximum(price_term, -8.0, out=price_term)
+        logits = self.log_category_pref[users].take(self.category, axis=1)
+        brand = self.brand_affinity[users].take(self.brand, axis=1)
+        if BRAND_LOGIT_WEIGHT != 1.0:
+            brand *= BRAND_LOGIT_WEIGHT
+        logits += brand
+        del brand
+        logits += price_term
+        del price_term
+        logits += self.quality[None, :]
+        logits += self.appeal[None, :]
+        return logits.astype(np.float32)
 
 
 @dataclass
