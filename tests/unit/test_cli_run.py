@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import http.server
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from services.common.settings import Settings, load_settings
-from shopai import cli
+from shopai import cli, supervision
 
 
 class _Started(Exception):
@@ -19,22 +21,22 @@ class _Started(Exception):
 
 @pytest.fixture
 def launched(monkeypatch, tmp_path):
-    """cmd_run up to the point where it would exec supervisord: (argv, env) it would start with."""
+    """cmd_run up to the point where it would start supervisord: (argv, env) it would start it with."""
     seen = {}
 
     class _Redis:
         def ping(self):
             return True
 
-    def execv(path, argv):
-        seen["argv"] = argv
+    def run_supervisord(config):
+        seen["argv"] = [str(Path(sys.executable).with_name("supervisord")), "-c", str(config)]
         raise _Started
 
     saved = dict(cli.os.environ)  # cmd_run sets variables for the processes it starts: put them back after
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("services.common.cache.connect", lambda *a, **k: _Redis())
     monkeypatch.setattr(cli, "_listening", lambda host, port: False)
-    monkeypatch.setattr(cli.os, "execv", execv)
+    monkeypatch.setattr(supervision, "run_supervisord", run_supervisord)
     monkeypatch.setattr(cli, "S3RVER", tmp_path / "s3rver")  # as `make run` installs it
     (tmp_path / "s3rver").touch()
     for name in ("SHOPAI_DATA_DIR", "SHOPAI_REDIS_URL", "SHOPAI_DEMO", "SHOPAI_LOG_JSON", "SHOPAI_BROKER_STORAGE"):
