@@ -63,11 +63,12 @@ sysdeps: ## install the Debian packages the demo shop and the tests need (when m
 run: venv sysdeps $(S3RVER) ## start broker, Redis (if none), the four services, the gateway; seed the demo shop
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/shopai run
 
-# The suite runs in PYTEST_WORKERS processes (pytest-xdist), a test file each at a time (--dist loadfile keeps
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist; three on two cores: much of an integration test is
+# waiting for started services), a test file each at a time (--dist loadfile keeps
 # a file's module fixtures on one worker), in the order tests/conftest.py gives (the longest first; without
 # --no-loadscope-reorder xdist would start the files with the most tests first and the one-test e2e walk last).
 # Each worker has a Redis database of its own (tests/support.py).
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 
 test: venv sysdeps $(S3RVER) ## the whole suite: unit, slow (model training), integration (real broker + Redis), e2e
 	$(BIN)/python -m pytest -q -ra --durations=25 -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder

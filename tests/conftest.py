@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
     if wrong:
         raise pytest.UsageError("tests using the broker or Redis must be marked integration or e2e: "
                                 + ", ".join(wrong))
-    _order_for_two_workers(items)
+    _order_for_workers(items)
     for item in items:
         if "chatbot_model_dir" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("timeout"):
             # The first such test of a worker trains the intent model (or waits for the other worker to):
@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(900))
 
 
-def _order_for_two_workers(items: list[pytest.Item]) -> None:
+def _order_for_workers(items: list[pytest.Item]) -> None:
     """The order ``make test`` hands test files to its workers (pytest-xdist ``--dist loadfile
     --no-loadscope-reorder``: a file at a time to whichever worker has run out): the longest first (the e2e
     walk of the whole stack, on the worker that also trains the assistant's intent model for it), then the
@@ -122,7 +122,7 @@ def start_service(settings, start_service_with):
 def chatbot_model_dir(tmp_path_factory):
     """The assistant's intent model, trained once per test run (the embedding of the data set takes
     about two minutes on two cores); tests copy it into a service's data directory. Under pytest-xdist
-    (``make test`` runs two workers) the first worker to ask trains it into a directory of the run's
+    (``make test`` runs several workers) the first worker to ask trains it into a directory of the run's
     own, under a file lock, and the other loads it from there."""
     from services.chatbot.core.embeddings import Embedders
     from services.chatbot.trainer import IntentTrainer
