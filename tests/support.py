@@ -232,6 +232,18 @@ class ServiceProcess:
         return self.proc.returncode
 
 
+def stop_group(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Stop a process started in a session of its own, and its children: SIGTERM to the group, SIGKILL after
+    ``timeout``."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
 def assert_problem(reply, status: int) -> dict:
     """A Flask test reply is an RFC 9457 problem with this status; returns its body."""
     assert reply.status_code == status, reply.get_data(as_text=True)

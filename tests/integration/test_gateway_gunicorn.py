@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -24,7 +23,7 @@ from services.common import cache
 from services.common.settings import Settings
 from services.recommender.store import AnswerCache, request_digest
 from services.recommender.store import RecommenderKeys as K
-from tests.support import ROOT, free_port, wait_for
+from tests.support import ROOT, free_port, stop_group, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -80,12 +79,7 @@ def gateway(redis_url, redis_client, tmp_path):
         wait_for(up, 60, what="the gateway under gunicorn")
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_group(proc)
         log.close()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from services.common.recommendations import RecommenderKeys as K
 from services.common.settings import Settings
 from services.recommender.consumer import RecommenderProjection
 from shopai.demo import DemoShopConfig, generate
-from tests.support import ROOT, free_port, wait_for
+from tests.support import ROOT, free_port, stop_group, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -72,16 +71,6 @@ def start_gateway(settings: Settings, recommender_port: int, log_dir: Path) -> t
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     return proc, f"http://127.0.0.1:{port}"
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def get_json(url: str, user: str) -> dict:
@@ -123,7 +112,7 @@ def gateways():
     started: list[tuple[subprocess.Popen, str]] = []
     yield started
     for proc, _ in started:
-        stop(proc)
+        stop_group(proc)
 
 
 def test_two_recommenders_and_two_gateways_share_the_work_and_answer_alike(settings, start_service_with,
