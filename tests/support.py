@@ -31,10 +31,33 @@ from shopai.cli import broker_command
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Ports handed out by free_port: each pytest-xdist worker draws from a range of its own below Linux's
+# ephemeral range (32768-60999), so no other worker, and no socket the kernel numbers itself, can take a port
+# between the moment it is found free and the moment the service it is meant for binds it (CI once saw the
+# kernel's port 0 answer twice: a recommender's metrics port "already in use").
+_PORTS_PER_WORKER = 1500
+_PORT_BASE = 20000
+_next_port = 0
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker[2:].isdigit() else 0
+
+
 def free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    global _next_port
+    first = _PORT_BASE + (_worker_index() % 8) * _PORTS_PER_WORKER
+    for _ in range(_PORTS_PER_WORKER):
+        port = first + _next_port
+        _next_port = (_next_port + 1) % _PORTS_PER_WORKER
+        with closing(socket.socket()) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use (or in TIME_WAIT) here: the next one
+                continue
+        return port
+    raise RuntimeError(f"no free port in {first}-{first + _PORTS_PER_WORKER - 1}")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
