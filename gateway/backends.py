@@ -22,16 +22,18 @@ STUBS = {
     "forecasting": forecasting_pb2_grpc.ForecastingStub,
 }
 
-# Idempotent reads may be retried by gRPC itself when a backend is briefly unreachable.
-# Train is not idempotent (each call queues a job) and neither is the assistant's Chat (each turn
-# changes the conversation's state and may publish a hand-off), nor AcknowledgeAlert (a second call
-# answers 409 for the first): they are never listed here.
+# Idempotent reads may be retried by gRPC itself when a backend is briefly unreachable, and so may the
+# assistant's Chat: the gateway sends every turn with a message id, and a turn sent again with its id is
+# answered from memory, not applied twice (services/chatbot/core/turns.py).
+# Train is not idempotent (each call queues a job), nor is AcknowledgeAlert (a second call answers 409 for
+# the first): they are never listed here.
 _RETRY_POLICY = {
     "methodConfig": [
         {
             "name": [{"service": "shopai.recommender.v1.Recommender", "method": m}
                      for m in ("Recommend", "BatchRecommend", "Similar", "UserProfile", "ItemProfile", "GetJob")]
-                    + [{"service": "shopai.chatbot.v1.Assistant", "method": m} for m in ("Parse", "UserData")]
+                    + [{"service": "shopai.chatbot.v1.Assistant", "method": m}
+                       for m in ("Parse", "UserData", "Chat")]
                     + [{"service": "shopai.vision.v1.Vision", "method": m}
                        for m in ("Identify", "Search", "ScansBy", "CodeScans")]
                     + [{"service": "shopai.forecasting.v1.Forecasting", "method": m}

@@ -31,21 +31,23 @@ class Entity(_message.Message):
     def __init__(self, type: _Optional[str] = ..., value: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., normalized: _Optional[str] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("session_id", "message", "user_id", "language", "user_verified")
+    __slots__ = ("session_id", "message", "user_id", "language", "user_verified", "message_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     USER_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     message: str
     user_id: str
     language: str
     user_verified: bool
-    def __init__(self, session_id: _Optional[str] = ..., message: _Optional[str] = ..., user_id: _Optional[str] = ..., language: _Optional[str] = ..., user_verified: _Optional[bool] = ...) -> None: ...
+    message_id: str
+    def __init__(self, session_id: _Optional[str] = ..., message: _Optional[str] = ..., user_id: _Optional[str] = ..., language: _Optional[str] = ..., user_verified: _Optional[bool] = ..., message_id: _Optional[str] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
-    __slots__ = ("reply", "intent", "entities", "handoff", "session_id", "language", "suggestions", "handoff_reason", "product_ids", "relayed_to_agent", "handoff_id")
+    __slots__ = ("reply", "intent", "entities", "handoff", "session_id", "language", "suggestions", "handoff_reason", "product_ids", "relayed_to_agent", "handoff_id", "message_id")
     REPLY_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +59,7 @@ class ChatResponse(_message.Message):
     PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
     RELAYED_TO_AGENT_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     reply: str
     intent: Intent
     entities: _containers.RepeatedCompositeFieldContainer[Entity]
@@ -68,7 +71,8 @@ class ChatResponse(_message.Message):
     product_ids: _containers.RepeatedScalarFieldContainer[str]
     relayed_to_agent: bool
     handoff_id: str
-    def __init__(self, reply: _Optional[str] = ..., intent: _Optional[_Union[Intent, _Mapping]] = ..., entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., handoff: _Optional[bool] = ..., session_id: _Optional[str] = ..., language: _Optional[str] = ..., suggestions: _Optional[_Iterable[str]] = ..., handoff_reason: _Optional[str] = ..., product_ids: _Optional[_Iterable[str]] = ..., relayed_to_agent: _Optional[bool] = ..., handoff_id: _Optional[str] = ...) -> None: ...
+    message_id: str
+    def __init__(self, reply: _Optional[str] = ..., intent: _Optional[_Union[Intent, _Mapping]] = ..., entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., handoff: _Optional[bool] = ..., session_id: _Optional[str] = ..., language: _Optional[str] = ..., suggestions: _Optional[_Iterable[str]] = ..., handoff_reason: _Optional[str] = ..., product_ids: _Optional[_Iterable[str]] = ..., relayed_to_agent: _Optional[bool] = ..., handoff_id: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
 
 class ParseRequest(_message.Message):
     __slots__ = ("text", "language")

@@ -9,6 +9,7 @@ speaks of orders only for a user id the gateway verified."""
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from typing import Any, Literal
 
 import grpc
@@ -99,6 +100,13 @@ class ChatBody(BaseModel):
                     "'support' role (staff acting for this shopper)",
     )
     language: Language | None = LanguageHint
+    message_id: str | None = Field(
+        None, min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="your id for this message, new for every message (a UUID): the same message sent again with "
+                    "the same id within 10 minutes (say after a timeout or a lost connection) gets the first answer "
+                    "back and is not applied twice; the same id with another message is a 409. Without one the "
+                    "gateway picks one for its own retries, and sending the message again is a new message",
+    )
 
     @field_validator("message")
     @classmethod
@@ -152,6 +160,8 @@ class ChatReply(BaseModel):
     relayed_to_agent: bool = Field(description="true while a person owns the conversation: the message went to "
                                                "them and the assistant did not answer (`reply` is empty)")
     handoff_id: str = Field(description="the hand-off this turn requested or was relayed to, else empty")
+    message_id: str = Field(description="the message's id: yours, or the one the gateway picked; send the message "
+                                        "again with it when asked to (intent `assistant_unavailable`)")
 
 
 class ConversationPath(BaseModel):
@@ -248,10 +258,12 @@ def post_chat(body: ChatBody) -> tuple[dict, int]:
 
     Send the `session_id` of the previous reply to continue a conversation; without one a new
     conversation starts and the reply carries its id. `handoff` is true when the conversation is
-    handed to a person. 503 while the assistant is still training its first model. While the
-    assistant cannot be reached at all (restarting), the answer is a 200 asking the shopper to send the message
-    again (it did not arrive), intent `assistant_unavailable`, header `X-ShopAI-Degraded: chatbot`.
-    The call is never retried by the gateway: a turn changes the conversation.
+    handed to a person. 503 while the assistant is still training its first model.
+
+    Every turn carries a `message_id` (yours, or one the gateway picks), so a turn is applied once however
+    often it is sent: the gateway retries it while the assistant restarts, and when it still cannot reach the
+    assistant the answer is a 200 asking the shopper to send the message again, intent
+    `assistant_unavailable`, header `X-ShopAI-Degraded: chatbot`, with the `message_id` to send it with.
 
     Orders are discussed only with a signed-in shopper (a shopper token: its subject is the user and the
     body's `user_id` is ignored) or a key with the `support` role acting for the `user_id` it sends. Anyone
@@ -260,43 +272,48 @@ def post_chat(body: ChatBody) -> tuple[dict, int]:
     user_id, verified = chat_identity(client, body.user_id or "")
     if verified and not getattr(client, "shopper", None):
         _audit_staff_chat(client, user_id)
+    message_id = body.message_id or uuid.uuid4().hex
     try:
-        reply = _assistant().Chat(
+        reply = _assistant().Chat(  # retried on UNAVAILABLE by gRPC (backends.py): safe with the message id
             pb.ChatRequest(message=body.message, session_id=body.session_id or "", user_id=user_id,
-                           language=body.language or "", user_verified=verified),
+                           language=body.language or "", user_verified=verified, message_id=message_id),
             timeout=_deadline(),
         )
     except grpc.RpcError as exc:
         if not _unreachable(exc):
             raise
         DEGRADED_ANSWERS.labels("chatbot").inc()
-        return _not_delivered(body), 200, {DEGRADED_HEADER: "chatbot"}
+        return _not_delivered(body, message_id), 200, {DEGRADED_HEADER: "chatbot"}
     return reply_json(reply), 200
 
 
-# What the shopper reads while the assistant cannot be reached (restarting after a crash, a deploy): the
-# message did not arrive, so they are asked to send it again rather than shown an error.
+# What the shopper reads while the assistant cannot be reached (restarting after a crash, a deploy): they are
+# asked to send the message again rather than shown an error. Sent again with its message_id, a message the
+# assistant did take before the connection was lost is answered from memory, not applied twice.
 NOT_DELIVERED = {
-    "en": "Sorry, our assistant is restarting and did not get your message. Please send it again in a moment.",
-    "zh": "抱歉，客服助手正在重启，没有收到您的消息。请稍后再发送一次。",
+    "en": "Sorry, our assistant is restarting and could not answer your message. Please send it again in a moment.",
+    "zh": "抱歉，客服助手正在重启，未能回复您的消息。请稍后再发送一次。",
 }
 
 
 def _unreachable(exc: grpc.RpcError) -> bool:
-    """The assistant could not be reached, so the message surely did not arrive. Not its own refusal ("still
-    training its first model" stays a 503 with its reason), nor a missed deadline or a connection lost during
-    the turn (the message may have been taken: a 504 / 503 says so, and the shopper decides)."""
+    """The assistant could not be reached, or the connection was lost during the turn (the assistant was
+    killed or restarted). Not its own refusal: "still training its first model" is UNAVAILABLE too but says
+    so, and stays a 503 with its reason; a missed deadline stays a 504."""
     code = exc.code() if hasattr(exc, "code") else None
     details = ((exc.details() if hasattr(exc, "details") else "") or "").lower()
-    return code is grpc.StatusCode.UNAVAILABLE and ("failed to connect" in details or "connection refused" in details)
+    lost = ("failed to connect", "connection refused", "connection reset", "socket closed", "broken pipe",
+            "connection attempt timed out", "goaway", "stream removed", "recvmsg", "sendmsg")
+    return code is grpc.StatusCode.UNAVAILABLE and any(text in details for text in lost)
 
 
-def _not_delivered(body: ChatBody) -> dict[str, Any]:
+def _not_delivered(body: ChatBody, message_id: str) -> dict[str, Any]:
     language = body.language or ("zh" if any("\u4e00" <= ch <= "\u9fff" for ch in body.message) else "en")
     return {"reply": NOT_DELIVERED.get(language, NOT_DELIVERED["en"]),
             "intent": {"name": "assistant_unavailable", "confidence": 0.0}, "entities": [], "handoff": False,
             "handoff_reason": "", "session_id": body.session_id or "", "language": language,
-            "suggestions": [], "product_ids": [], "relayed_to_agent": False, "handoff_id": ""}
+            "suggestions": [], "product_ids": [], "relayed_to_agent": False, "handoff_id": "",
+            "message_id": message_id}
 
 
 @chat.post("/nlu/parse", responses={200: ParseReply, **RESPONSES})

@@ -494,7 +494,15 @@ function setChatBusy(busy) {
   $("#chat-input").setAttribute("aria-busy", String(busy));
 }
 
-async function sendChat(message) {
+// A new id for every message; the same id when the same message is sent again (POST /v1/chat answers a
+// message it already took from memory instead of applying it twice).
+function newMessageId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16)); // plain http off localhost has no randomUUID
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function sendChat(message, messageId = newMessageId()) {
   if (state.chatBusy || !message.trim()) return;
   setChatBusy(true);
   $("#chat-suggestions").replaceChildren();
@@ -504,10 +512,18 @@ async function sendChat(message) {
   try {
     await ensureSignedIn(); // the assistant speaks of the signed-in shopper's orders only
     const reply = await call(API.chat, {
-      json: { message, session_id: state.chatSession || undefined },
+      json: { message, session_id: state.chatSession || undefined, message_id: messageId },
     });
     state.chatSession = storedSession(reply.session_id);
     typing.remove();
+    if ((reply.intent || {}).name === "assistant_unavailable") { // restarting: offer to send the same message
+      const bubble = chatBubble("bot", reply.reply, "chat-unavailable", reply.language === "zh" ? "zh-CN" : "en");
+      bubble.append(h("div", { class: "chips" }, [h("button", {
+        type: "button", class: "chip", testid: "chat-send-again", text: reply.language === "zh" ? "再发送" : "Send again",
+        onclick: () => sendChat(message, reply.message_id || messageId),
+      })]));
+      return;
+    }
     if (reply.relayed_to_agent) { // a person owns the conversation: no bot reply, theirs come by polling
       chatBubble("note", "Sent to the support team.", "chat-relayed");
       followHandoff(true);

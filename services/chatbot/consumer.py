@@ -79,6 +79,7 @@ class ChatbotProjection(Projection):
         ops("SADDMEMBERS", K.user_orders(user), K.erased_orders)
         ops("DELMEMBERKEYS", K.user_orders(user), K.order(""))
         ops("DELMEMBERKEYS", K.user_sessions(user), K.session(""))
+        ops("DELMEMBERKEYS", K.user_sessions(user), K.turns(""))  # their remembered answers
         ops("DEL", K.user_orders(user), K.user_sessions(user))
         self.handoffs.erase_user(user, ops)
 

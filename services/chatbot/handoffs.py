@@ -249,11 +249,12 @@ class HandoffDesk:
             raise HandoffRefused("no such hand-off", not_found=True)
         return applied
 
-    def relay(self, record: dict, text: str) -> str:
-        """The shopper's message into the hand-off, personal data masked; the event id (not waited for)."""
+    def relay(self, record: dict, text: str, event_id: str | None = None) -> str:
+        """The shopper's message into the hand-off, personal data masked; the event id (not waited for).
+        ``event_id``: the same for a retried turn (core/turns.py), so the message is relayed once."""
         payload = {"session_id": record["session_id"], "handoff_id": record["handoff_id"], "role": "user",
                    "text": mask_personal_data(text), "user_id": record.get("user_id", "")}
-        event = envelope("handoff.message", payload, "chatbot")
+        event = envelope("handoff.message", payload, "chatbot", event_id=event_id)
         self.publish(topics.HANDOFFS, record["session_id"], event)
         return event["event_id"]
 

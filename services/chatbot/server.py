@@ -13,12 +13,14 @@ from collections.abc import Callable
 
 import grpc
 from google.protobuf import json_format
+from prometheus_client import Counter
 
 from protos import chatbot_pb2 as pb
 from protos import chatbot_pb2_grpc as pb_grpc
 from protos import common_pb2
 from services.chatbot.consumer import ChatbotProjection
 from services.chatbot.core import handoff as H
+from services.chatbot.core import turns
 from services.chatbot.core.data import load_knowledge_base
 from services.chatbot.core.dialogue import MAX_TURNS_KEPT, Dialogue, Understood, new_session
 from services.chatbot.core.embeddings import Embedders
@@ -48,6 +50,8 @@ from services.common.models import ModelHolder, ModelRegistry, announce_version
 from services.common.settings import Settings, load_settings
 from services.common.transport import open_channel
 
+TURNS_REPLAYED = Counter("shopai_chat_turns_replayed_total",
+                         "Conversation turns sent again with their message_id: answered from memory, not applied twice.")
 log = get_logger(__name__)
 TRAINABLE_MODELS = ("", "intent")
 NOT_YOURS = "no hand-off in this conversation, or not one this caller may see"
@@ -85,33 +89,55 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         )
 
     def Chat(self, request: pb.ChatRequest, context: grpc.ServicerContext) -> pb.ChatResponse:
-        problem = check_message(request.message)
+        problem = check_message(request.message) or turns.check_message_id(request.message_id)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        message_id = request.message_id
         session_id = request.session_id or uuid.uuid4().hex
+        turn_print = turns.fingerprint(request.session_id, request.message, request.user_id, request.user_verified,
+                                       request.language) if message_id else ""
+        if message_id:  # a retry gets the first answer back (core/turns.py)
+            if not request.session_id:
+                session_id, first_print = self.store.claim_first_turn(message_id, turn_print, session_id)
+                if first_print != turn_print:
+                    self._reused_id(context)
+            remembered = self.store.remembered_turn(session_id, message_id)
+            if remembered is not None:
+                if remembered[0] != turn_print:
+                    self._reused_id(context)
+                TURNS_REPLAYED.inc()
+                return pb.ChatResponse.FromString(remembered[1])
         state = self.store.load_session(session_id) or new_session()
         owner = request.user_id if request.user_verified else ""
         active = self._active_handoff(session_id, state)
         if active is not None and active.get("user_id", "") == owner:
-            return self._relay(active, state, request, session_id, owner)
+            return self._relay(active, state, request, session_id, owner, turn_print)
         nlu = self._nlu(context)
         parsed = nlu.parse(request.message, self.world.today(), request.language)
         understood = Understood(parsed.intent.name, parsed.intent.confidence, parsed.entities, parsed.language)
-        turn = self.dialogue.respond(state, understood, request.message, request.user_id, request.user_verified)
+        with self.world.within(context.time_remaining()):
+            turn = self.dialogue.respond(state, understood, request.message, request.user_id, request.user_verified)
         handoff_id = ""
         for action, details in turn.actions:
-            event_id = self._act(action, details, session_id)
+            event_id = self._act(action, details, session_id, turns.event_id(session_id, message_id, action))
             if action == "handoff":  # the assistant relays this conversation from now on, until it is closed
                 handoff_id = state["handoff_id"] = event_id
                 state["handoff_user"] = details.get("user_id", "")
-        # Indexed under the verified user only: a claimed id must not put a stranger's words in their export.
-        self.store.save_session(session_id, state, owner)
-        return pb.ChatResponse(
+        reply = pb.ChatResponse(
             reply=turn.reply, intent=pb.Intent(name=turn.intent, confidence=parsed.intent.confidence),
             entities=[_entity(e) for e in parsed.entities], handoff=turn.handoff, session_id=session_id,
             language=parsed.language, suggestions=turn.suggestions[:5], handoff_reason=turn.handoff_reason,
-            product_ids=turn.product_ids, handoff_id=handoff_id,
+            product_ids=turn.product_ids, handoff_id=handoff_id, message_id=message_id,
         )
+        # Indexed under the verified user only: a claimed id must not put a stranger's words in their export.
+        self.store.save_session(session_id, state, owner, _remember(message_id, turn_print, reply))
+        return reply
+
+    @staticmethod
+    def _reused_id(context: grpc.ServicerContext) -> None:
+        context.abort(grpc.StatusCode.ALREADY_EXISTS,
+                      "this message_id was already sent with another message (or by another caller); send a new "
+                      "id with every new message, and the same id only when sending the same message again")
 
     def _active_handoff(self, session_id: str, state: dict) -> dict | None:
         """The conversation's hand-off while a person owns it (open or claimed), else None. One the assistant
@@ -124,15 +150,18 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         return record if record is not None and H.state_of(record) in H.ACTIVE else None
 
     def _relay(self, record: dict, state: dict, request: pb.ChatRequest, session_id: str,
-               owner: str) -> pb.ChatResponse:
+               owner: str, turn_print: str) -> pb.ChatResponse:
         """A person owns the conversation: the message goes to the hand-off (masked), the assistant is silent."""
-        self.desk.relay({**record, "session_id": session_id}, request.message)
+        self.desk.relay({**record, "session_id": session_id}, request.message,
+                        turns.event_id(session_id, request.message_id, "relay"))
         state["turns"] = (state["turns"] + [{"role": "user", "text": request.message}])[-MAX_TURNS_KEPT:]
-        self.store.save_session(session_id, state, owner)
-        return pb.ChatResponse(session_id=session_id, language=state.get("language", "en"), relayed_to_agent=True,
-                               handoff_id=record["handoff_id"], intent=pb.Intent())  # not read: no intent
+        reply = pb.ChatResponse(session_id=session_id, language=state.get("language", "en"), relayed_to_agent=True,
+                                handoff_id=record["handoff_id"], intent=pb.Intent(),  # not read: no intent
+                                message_id=request.message_id)
+        self.store.save_session(session_id, state, owner, _remember(request.message_id, turn_print, reply))
+        return reply
 
-    def _act(self, action: str, details: dict, session_id: str) -> str:
+    def _act(self, action: str, details: dict, session_id: str, event_id: str | None = None) -> str:
         """Hand-offs and cancellation requests go to people through handoffs.v1, personal data masked.
         Their ``user_id`` is the verified user the dialogue put in ``details`` (empty when nobody signed in).
         Returns the event id (a hand-off's id)."""
@@ -140,7 +169,7 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         payload = {"session_id": session_id, "kind": action, "transcript": transcript,
                    **{k: v for k, v in details.items() if k != "transcript"}}
         kind = "handoff.cancel_requested" if action == "cancel_order" else "handoff.requested"
-        event = envelope(kind, payload, "chatbot")
+        event = envelope(kind, payload, "chatbot", event_id=event_id)
         self.publish(topics.HANDOFFS, session_id, event)
         return event["event_id"]
 
@@ -318,3 +347,8 @@ def build(settings: Settings) -> ServiceRunner:
 
 def main() -> None:
     run(build(load_settings()))
+
+
+def _remember(message_id: str, turn_print: str, reply: pb.ChatResponse) -> tuple[str, str, bytes] | None:
+    """What the store keeps of a turn sent with a message id, for its retries (core/turns.py)."""
+    return (message_id, turn_print, reply.SerializeToString()) if message_id else None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable
 
 import redis
 
+from services.chatbot.core.turns import REPLAY_SECONDS
 from services.common.cache import key
 from services.common.stock import StockLedger, stock_keys
 
@@ -32,6 +34,16 @@ class ChatbotKeys:
     @staticmethod
     def session(session_id: str) -> str:
         return key("chat", "session", session_id)
+
+    @staticmethod
+    def turns(session_id: str) -> str:
+        """Hash message_id -> "fingerprint answer" of the session's recent turns (core/turns.py)."""
+        return key("chat", "turns", session_id)
+
+    @staticmethod
+    def first_turn(message_id: str) -> str:
+        """"session_id fingerprint" of the conversation a message sent without a session started."""
+        return key("chat", "first-turn", message_id)
 
     @staticmethod
     def user_sessions(user: str) -> str:
@@ -105,14 +117,38 @@ class ChatbotStore:
         raw = self.redis.get(K.session(session_id))
         return json.loads(raw) if raw else None
 
-    def save_session(self, session_id: str, state: dict, user_id: str = "") -> None:
-        """Save the dialogue state; a shopper's sessions are indexed so that their erasure finds them."""
+    def save_session(self, session_id: str, state: dict, user_id: str = "",
+                     turn: tuple[str, str, bytes] | None = None) -> None:
+        """Save the dialogue state; a shopper's sessions are indexed so that their erasure finds them.
+        ``turn``: (message_id, fingerprint, answer) remembered with the state, in the same transaction."""
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(K.session(session_id), json.dumps(state, ensure_ascii=False), ex=self.session_ttl)
+            if turn is not None:
+                message_id, fingerprint, answer = turn
+                pipe.hset(K.turns(session_id), message_id, f"{fingerprint} {base64.b64encode(answer).decode()}")
+                pipe.expire(K.turns(session_id), REPLAY_SECONDS)
             if user_id:
                 pipe.sadd(K.user_sessions(user_id), session_id)
                 pipe.expire(K.user_sessions(user_id), self.session_ttl)
             pipe.execute()
+
+    # -- remembered turns (core/turns.py) --------------------------------------------------------------
+    def claim_first_turn(self, message_id: str, fingerprint: str, session_id: str) -> tuple[str, str]:
+        """(session_id, fingerprint) of the conversation the message ``message_id``, sent without a session,
+        started: ``session_id`` if this is the first time the id is seen, else the first one's."""
+        value = f"{session_id} {fingerprint}"
+        if not self.redis.set(K.first_turn(message_id), value, nx=True, ex=REPLAY_SECONDS):
+            value = _text(self.redis.get(K.first_turn(message_id))) or value
+        first, _, first_fingerprint = value.partition(" ")
+        return first, first_fingerprint
+
+    def remembered_turn(self, session_id: str, message_id: str) -> tuple[str, bytes] | None:
+        """(fingerprint, answer) of the session's turn ``message_id`` while it is remembered, else None."""
+        raw = _text(self.redis.hget(K.turns(session_id), message_id))
+        if not raw:
+            return None
+        fingerprint, _, answer = raw.partition(" ")
+        return fingerprint, base64.b64decode(answer)
 
 
 def decode_product(pid: str, raw: dict) -> dict:
@@ -121,3 +157,7 @@ def decode_product(pid: str, raw: dict) -> dict:
         product[field] = json.loads(product.get(field) or ("{}" if field == "attributes" else "[]"))
     product["price"] = float(product.get("price") or 0.0)
     return product
+
+
+def _text(value: str | bytes | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")

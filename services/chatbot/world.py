@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 
 import grpc
@@ -34,8 +36,24 @@ class ShopWorld:
         self._catalog_lock = threading.Lock()
         self._variants: dict[tuple[str, str, str, str], list[str]] = {}
         self.deadline = deadline_seconds
+        self._request = threading.local()  # the deadline of the request a call is made for (within())
         self._channel = recommender
         self._recommender = rec_grpc.RecommenderStub(self._channel)
+
+    @contextlib.contextmanager
+    def within(self, remaining_seconds: float | None) -> Iterator[None]:
+        """Calls to other services made for one request (a chat turn) end in time for it: each gets at most
+        half of what remains of the request's deadline, so a recommender that accepts but does not answer
+        (restarting) costs the turn its suggestions, not a 504."""
+        self._request.until = None if remaining_seconds is None else time.monotonic() + remaining_seconds / 2
+        try:
+            yield
+        finally:
+            self._request.until = None
+
+    def _timeout(self) -> float:
+        until = getattr(self._request, "until", None)
+        return self.deadline if until is None else max(0.05, min(self.deadline, until - time.monotonic()))
 
     # -- orders and products ---------------------------------------------------------------------
     def order(self, order_id: str) -> dict | None:
@@ -63,7 +81,7 @@ class ShopWorld:
             reply = self._recommender.Recommend(
                 rec_pb.RecommendRequest(user_id=user_id, k=k, session_product_ids=product_ids[:20],
                                         filters=rec_pb.Filters(exclude_purchased=True, exclude_out_of_stock=True)),
-                timeout=self.deadline,
+                timeout=self._timeout(),
             )
         except grpc.RpcError as exc:
             log.warning("recommender_unavailable", code=exc.code().name if hasattr(exc, "code") else "?")

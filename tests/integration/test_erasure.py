@@ -149,7 +149,8 @@ def assert_forgotten(client, redis_client: redis.Redis, url: str, erased: list[s
         assert client.get(f"/v1/analytics/users/{user}").status_code == 404
         recs = client.get(f"/v1/users/{user}/recommendations?k=5").json
         assert recs["cold_start"] is True, recs
-        assert not redis_client.exists(ChatbotKeys.user_orders(user), ChatbotKeys.session(f"chat-{user}"))
+        assert not redis_client.exists(ChatbotKeys.user_orders(user), ChatbotKeys.session(f"chat-{user}"),
+                                       ChatbotKeys.turns(f"chat-{user}"))  # nor a remembered answer
     assert mentions(url, erased) == {}
     # Everyone else is untouched.
     assert client.get(f"/v1/users/{kept}/profile").status_code == 200
@@ -164,7 +165,8 @@ def test_erased_shoppers_are_gone_everywhere_and_stay_gone_after_a_rebuild(stack
     before = train(client)
     assert set(erased) <= model_users(settings, before)
     for user in erased:  # what the assistant kept of their conversations
-        ChatbotStore(redis_client).save_session(f"chat-{user}", {"turns": [{"role": "user", "text": "hi"}]}, user)
+        ChatbotStore(redis_client).save_session(f"chat-{user}", {"turns": [{"role": "user", "text": "hi"}]}, user,
+                                                turn=("m-0123456789abcdef", "print", f"an answer for {user}".encode()))
     assert set(mentions(redis_url, erased)) == set(erased)
 
     urls = []

@@ -31,7 +31,7 @@ def chat_reply(request: pb.ChatRequest) -> pb.ChatResponse:
         entities=[pb.Entity(type="order_id", value="A1234", start=5, end=10),
                   pb.Entity(type="date", value="明天", start=15, end=17, normalized="2026-11-29")],
         handoff=True, handoff_reason="asked for a person", session_id=request.session_id or "s-new",
-        language="zh", suggestions=["查看物流", "转人工"], product_ids=["p1001"],
+        language="zh", suggestions=["查看物流", "转人工"], product_ids=["p1001"], message_id=request.message_id,
     )
 
 
@@ -222,7 +222,7 @@ def test_the_message_is_sent_as_written_so_offsets_match(client, fake):
 
 
 def test_chat_answers_with_the_reply(client):
-    reply = client.post("/v1/chat", json={"message": ZH, "session_id": "s1"})
+    reply = client.post("/v1/chat", json={"message": ZH, "session_id": "s1", "message_id": "m-0123456789abcdef"})
     assert reply.status_code == 200 and reply.content_type == "application/json"
     assert reply.json == {
         "reply": "您的订单 A1234 已发货。",
@@ -233,6 +233,7 @@ def test_chat_answers_with_the_reply(client):
         ],
         "handoff": True, "handoff_reason": "asked for a person", "session_id": "s1", "language": "zh",
         "suggestions": ["查看物流", "转人工"], "product_ids": ["p1001"], "relayed_to_agent": False, "handoff_id": "",
+        "message_id": "m-0123456789abcdef",
     }
     assert isinstance(reply.json["intent"]["confidence"], float)
     assert "您的订单".encode() in reply.get_data(), "Chinese stays readable, not \\u-escaped"
@@ -328,7 +329,9 @@ def test_unavailable_is_a_503_naming_the_assistant(client, fake):
     ((grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: Connection refused"), "hi", "en"),
     ((grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:50052"),
      "我想退货", "zh"),
-], ids=["en", "zh"])
+    ((grpc.StatusCode.UNAVAILABLE, "Socket closed"), "where is my order?", "en"),  # killed during the turn
+    ((grpc.StatusCode.UNAVAILABLE, "recvmsg:Connection reset by peer"), "运费怎么算？", "zh"),
+], ids=["refused-en", "refused-zh", "lost-en", "lost-zh"])
 def test_an_assistant_that_cannot_be_reached_asks_the_shopper_to_send_again(client, fake, error, message, language):
     fake.errors["Chat"] = error
     reply = client.post("/v1/chat", json={"message": message, "session_id": "s1"})
@@ -337,13 +340,37 @@ def test_an_assistant_that_cannot_be_reached_asks_the_shopper_to_send_again(clie
     assert body["intent"]["name"] == "assistant_unavailable" and body["language"] == language
     assert body["session_id"] == "s1" and not body["handoff"] and not body["relayed_to_agent"]
     assert ("send it again" in body["reply"]) if language == "en" else ("再发送" in body["reply"])
-    assert fake.methods() == ["Chat"]  # never retried: the shopper sends it again
+    # gRPC tried it three times (backends.py), every time as the same message: the id the answer gives back
+    assert fake.methods() == ["Chat"] * 3
+    assert {request.message_id for _, request, _ in fake.calls} == {body["message_id"]}
+    assert len(body["message_id"]) == 32
 
 
-def test_chat_is_never_retried(client, fake):
+def test_a_retried_turn_is_sent_with_one_message_id_and_the_services_refusal_stays_a_503(client, fake):
     fake.errors["Chat"] = (grpc.StatusCode.UNAVAILABLE, "the assistant is still training its first model")
-    assert_problem(client.post("/v1/chat", json={"message": "hi"}), 503)
-    assert fake.methods() == ["Chat"], "a turn changes the conversation: it must not be sent twice"
+    problem = assert_problem(client.post("/v1/chat", json={"message": "hi", "message_id": "m-0123456789abcdef"}), 503)
+    assert "training its first model" in problem["detail"]
+    assert fake.methods() == ["Chat"] * 3
+    assert {request.message_id for _, request, _ in fake.calls} == {"m-0123456789abcdef"}
+
+
+def test_the_shoppers_message_id_goes_to_the_assistant_and_comes_back(client, fake):
+    reply = client.post("/v1/chat", json={"message": "hi", "message_id": "5f0c1d2e-aaaa-4bbb-8ccc-0123456789ab"})
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    assert fake.calls[0][1].message_id == "5f0c1d2e-aaaa-4bbb-8ccc-0123456789ab"
+
+
+@pytest.mark.parametrize("message_id", ["short", "x" * 65, "has space in it 123", "ünïcödé-0123456789"])
+def test_a_bad_message_id_is_a_400(client, fake, message_id):
+    problem = assert_problem(client.post("/v1/chat", json={"message": "hi", "message_id": message_id}), 400)
+    assert "message_id" in json.dumps(problem)
+    assert fake.calls == []
+
+
+def test_a_message_id_used_for_another_message_is_a_409(client, fake):
+    fake.errors["Chat"] = (grpc.StatusCode.ALREADY_EXISTS, "this message_id was already sent with another message")
+    problem = assert_problem(client.post("/v1/chat", json={"message": "hi", "message_id": "m-0123456789abcdef"}), 409)
+    assert "another message" in problem["detail"]
 
 
 def test_the_services_invalid_argument_is_a_400_with_its_reason(client, fake):
@@ -433,10 +460,11 @@ def test_other_methods_are_405_problems(client, fake):
 # ------------------------------------------------------------------ retries and the spec
 
 
-def test_the_retry_policy_retries_parse_and_never_chat():
+def test_the_retry_policy_retries_parse_and_chat_which_carries_a_message_id():
     names = [(n["service"], n["method"]) for config in _RETRY_POLICY["methodConfig"] for n in config["name"]]
     assert ("shopai.chatbot.v1.Assistant", "Parse") in names
-    assert ("shopai.chatbot.v1.Assistant", "Chat") not in names
+    assert ("shopai.chatbot.v1.Assistant", "Chat") in names  # the assistant answers a retry from memory
+    assert ("shopai.chatbot.v1.Assistant", "ReplyHandoff") not in names  # a reply twice is two replies
     assert {"service": "shopai.chatbot.v1.Assistant"} not in [n for c in _RETRY_POLICY["methodConfig"] for n in c["name"]]
     assert json.loads(json.dumps(_RETRY_POLICY)) == _RETRY_POLICY
 
@@ -454,12 +482,12 @@ def test_the_assistant_routes_are_in_the_spec(client):
 
     chat = body_schema("/v1/chat")
     assert chat["required"] == ["message"]
-    assert set(chat["properties"]) == {"message", "session_id", "user_id", "language"}
+    assert set(chat["properties"]) == {"message", "session_id", "user_id", "language", "message_id"}
     assert chat["properties"]["message"]["maxLength"] == 2000
     parse = body_schema("/v1/nlu/parse")
     assert parse["required"] == ["text"] and set(parse["properties"]) == {"text", "language"}
     reply_ref = spec["paths"]["/v1/chat"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert set(schemas[reply_ref.rsplit("/", 1)[1]]["properties"]) == {
         "reply", "intent", "entities", "handoff", "handoff_reason", "session_id", "language", "suggestions",
-        "product_ids", "relayed_to_agent", "handoff_id"}
+        "product_ids", "relayed_to_agent", "handoff_id", "message_id"}
     assert "assistant" in {t["name"] for t in spec["tags"]}
