@@ -5,10 +5,13 @@ support inbox and giving it back."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from pydantic import SecretStr
 
 from gateway.app import close_app, create_app
@@ -18,8 +21,9 @@ from services.chatbot.store import ChatbotStore
 from services.common import topics
 from services.common.bus import EventPublisher
 from services.common.events import new_event
+from services.common.settings import Settings
 from tests.integration.test_vertical_slice import read_topic
-from tests.support import TEST_KEYS, key_id_of, wait_for
+from tests.support import TEST_KEYS, Broker, ServiceProcess, key_id_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,28 +36,67 @@ TOKEN_SECRET = "an-integration-test-shopper-token-secret-0123456789"
 AGENT_A, AGENT_B = "support-agent-a-key-0123456789", "support-agent-b-key-0123456789"
 
 
-@pytest.fixture
-def assistant(settings, start_service_with, chatbot_model_dir, redis_client):
+@pytest.fixture(scope="module")
+def assistant(chatbot_model_dir, redis_url, tmp_path_factory):
+    """One assistant for the whole module, on a broker of its own and a Redis database flushed before and
+    after: starting one takes half a minute on two busy cores. Each test keeps to conversations of its own
+    (and reads only its own hand-offs), so the order the tests run in does not matter."""
     root, _, _ = chatbot_model_dir
+    workdir = tmp_path_factory.mktemp("assistant")
+    broker = Broker()
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    store.flushdb()
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap, redis_url=redis_url, data_dir=workdir / "data",
+                        log_json=False, gateway_api_keys=TEST_KEYS)
     shutil.copytree(root / "models", settings.data_dir / "models")
-    service = start_service_with(settings, "chatbot", SHOPAI_EMBEDDING_CACHE_DIR=str(root / "cache"))
-    settings.chatbot.grpc_port = service.grpc_port
-    publisher = EventPublisher(settings)
-    line = {"product_id": "p00001", "quantity": 1, "unit_price": 129.0}
-    events = [new_event("product.upserted", PRODUCT)]
-    for day, action in ((8, "created"), (8, "paid"), (9, "shipped"), (12, "delivered")):
-        payload = {"order_id": ORDER, "user_id": "u7", "lines": [line], "total": 129.0, "currency": "CNY"}
-        if action == "shipped":
-            payload.update(carrier="SF Express", tracking_no="SF1234567890", expected_delivery="2026-11-12")
-        when = datetime.now(UTC) - timedelta(days=20 - day)
-        events.append(new_event(f"order.{action}", payload, occurred_at=when))
-    publisher.publish(events)
-    wait_for(lambda: redis_client.hget(K.order(ORDER), "status") == "delivered", 30, what="the order projected")
-    gateway_settings = settings.model_copy(update={"gateway_shopper_token_secrets": SecretStr(TOKEN_SECRET)})
-    app = create_app(gateway_settings)
-    yield app.test_client(), gateway_settings, publisher
-    close_app(app)
-    publisher.close()
+    service = ServiceProcess("chatbot", settings, workdir, SHOPAI_EMBEDDING_CACHE_DIR=str(root / "cache"))
+    publisher = None
+    app = None
+    try:
+        service.wait_serving()
+        settings.chatbot.grpc_port = service.grpc_port
+        publisher = EventPublisher(settings)
+        line = {"product_id": "p00001", "quantity": 1, "unit_price": 129.0}
+        events = [new_event("product.upserted", PRODUCT)]
+        for day, action in ((8, "created"), (8, "paid"), (9, "shipped"), (12, "delivered")):
+            payload = {"order_id": ORDER, "user_id": "u7", "lines": [line], "total": 129.0, "currency": "CNY"}
+            if action == "shipped":
+                payload.update(carrier="SF Express", tracking_no="SF1234567890", expected_delivery="2026-11-12")
+            when = datetime.now(UTC) - timedelta(days=20 - day)
+            events.append(new_event(f"order.{action}", payload, occurred_at=when))
+        publisher.publish(events)
+        wait_for(lambda: store.hget(K.order(ORDER), "status") == "delivered", 30, what="the order projected")
+        gateway_settings = settings.model_copy(update={"gateway_shopper_token_secrets": SecretStr(TOKEN_SECRET)})
+        app = create_app(gateway_settings)
+        yield app.test_client(), gateway_settings, publisher
+    finally:
+        if app is not None:
+            close_app(app)
+        if publisher is not None:
+            publisher.close()
+        service.stop()
+        broker.stop()
+        store.flushdb()
+        store.close()
+
+
+@pytest.fixture
+def redis_client(assistant, redis_url):
+    """The assistant's Redis, not flushed around each test (the module's assistant lives in it)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def handoff_events(settings, session_id: str, expect: int, timeout: float = 20.0) -> list[dict]:
+    """Every event on handoffs.v1 of one conversation (the module's other tests write there too), once at least
+    ``expect`` are there (or ``timeout`` passed); each read takes the whole topic, until 3 s pass with nothing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = [e for e in read_topic(settings.kafka_bootstrap_servers, topics.HANDOFFS, expect=100_000, timeout=3)
+                  if e["payload"].get("session_id") == session_id]
+        if len(events) >= expect or time.monotonic() > deadline:
+            return events
 
 
 def as_shopper(client, shopper: str) -> dict:
@@ -98,7 +141,8 @@ def test_orders_need_the_owners_token(assistant, redis_client):
         turn = chat(client, "我的订单ORD-20481234到哪了？", anonymous["session_id"], **body)
         assert "请先登录" in turn["reply"] and ORDER not in turn["reply"] and "签收" not in turn["reply"], turn
     # Only the signed-in conversation is u7's (their export and erasure find it), not one that claimed them.
-    assert set(ChatbotStore(redis_client).user_conversations("u7")) == {signed_in["session_id"]}
+    u7s = set(ChatbotStore(redis_client).user_conversations("u7"))  # the module's other tests chat as u7 too
+    assert signed_in["session_id"] in u7s and anonymous["session_id"] not in u7s
     theirs = chat(client, "where is my order ORD-20481234?", shopper="u8")["reply"]
     unknown = chat(client, "where is my order ORD-99999999?", shopper="u8")["reply"]
     assert theirs.replace(ORDER, "ORD-X") == unknown.replace("ORD-99999999", "ORD-X"), (theirs, unknown)
@@ -121,8 +165,8 @@ def test_a_person_is_asked_for_and_the_transcript_is_masked(assistant):
     turn = chat(client, "I need a human agent, call me on 13812345678 or li.wei@example.com", first["session_id"],
                 user_id="u7")
     assert turn["handoff"] and turn["handoff_reason"] == "asked for a person"
-    events = read_topic(settings.kafka_bootstrap_servers, topics.HANDOFFS, expect=1)
-    assert events[0]["type"] == "handoff.requested" and events[0]["payload"]["session_id"] == first["session_id"]
+    events = handoff_events(settings, first["session_id"], expect=1)
+    assert len(events) == 1 and events[0]["type"] == "handoff.requested"
     assert events[0]["payload"]["user_id"] == "", "a claimed user id without a token is not handed on"
     text = " ".join(t["text"] for t in events[0]["payload"]["transcript"])
     assert "[phone]" in text and "[email]" in text
@@ -206,12 +250,42 @@ def test_a_person_takes_the_conversation_over_and_gives_it_back(assistant):
         close_app(app)
 
 
-@pytest.mark.parametrize("body", [{"message": ""}, {"message": "   "}, {"message": "x" * 10_000}, {"message": "a\x00b"}])
-def test_bad_messages_are_refused_with_a_reason(assistant, body):
-    client, _, _ = assistant
-    reply = client.post("/v1/chat", json=body)
-    assert reply.status_code == 400 and reply.content_type == "application/problem+json"
-    assert reply.json["detail"]
+def test_a_turn_sent_again_with_its_message_id_is_applied_once(assistant, redis_client):
+    """An app that lost the answer (a timeout, the assistant killed mid-turn: the gateway's own retry too) sends
+    the same message again with the same id: the first answer comes back, the conversation holds the message
+    once, the hand-off is requested once and a relayed message reaches the person once. The same id with
+    another message is a 409."""
+    client, settings, _ = assistant
+    first = chat(client, "hello", message_id="m-first-0000000001")  # no session yet: this starts one
+    assert chat(client, "hello", message_id="m-first-0000000001") == first
+    session = first["session_id"]
+    ask = "I need a human agent please"
+    turn = chat(client, ask, session, message_id="m-handoff-00000001")
+    assert turn["handoff"] and turn["handoff_id"] and turn["message_id"] == "m-handoff-00000001"
+    assert chat(client, ask, session, message_id="m-handoff-00000001") == turn
+    relayed = chat(client, "are you there?", session, message_id="m-relay-000000001")
+    assert relayed["relayed_to_agent"] and relayed["handoff_id"] == turn["handoff_id"]
+    assert chat(client, "are you there?", session, message_id="m-relay-000000001") == relayed
+
+    events = handoff_events(settings, session, expect=2)  # and not a third: a second read finds none more
+    assert sorted(e["type"] for e in events) == ["handoff.message", "handoff.requested"], events
+    state = json.loads(redis_client.get(K.session(session)))
+    assert [t["text"] for t in state["turns"] if t["role"] == "user"] == ["hello", ask, "are you there?"]
+
+    conflict = client.post("/v1/chat", json={"message": "something else", "session_id": session,
+                                             "message_id": "m-handoff-00000001"})
+    assert conflict.status_code == 409 and "another message" in conflict.json["detail"]
+    stranger = client.post("/v1/chat", json={"message": "hi there", "message_id": "m-first-0000000001"})
+    assert stranger.status_code == 409, "a first message's id names its conversation: never handed to another"
+
+
+def test_bad_messages_are_refused_with_a_reason(assistant):
+    client, _, _ = assistant  # one assistant for every case: starting one takes half a minute
+    for body in ({"message": ""}, {"message": "   "}, {"message": "x" * 10_000}, {"message": "a\x00b"},
+                 {"message": "hi", "message_id": "too-short"}):
+        reply = client.post("/v1/chat", json=body)
+        assert reply.status_code == 400 and reply.content_type == "application/problem+json", body
+        assert reply.json["detail"], body
 
 
 def test_garbage_bytes_and_odd_messages_never_crash(assistant):
