@@ -75,7 +75,8 @@ def _train_fashion(backbone: str, xtr, ytr, epochs: int, seed: int, augment: boo
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader, TensorDataset
 
-    from services.vision.core.nets import Classifier, batch_augment
+    from services.vision.core.classifier import Classifier
+    from services.vision.core.nets import batch_augment
 
     pl.seed_everything(seed, workers=True, verbose=False)
     batch = 128

