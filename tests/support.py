@@ -151,7 +151,19 @@ class PrivateRedis:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durability],
             stdout=subprocess.DEVNULL, start_new_session=True,
         )
-        wait_for(lambda: _listening(self.port), 10, what="redis-server")
+        wait_for(self._answering, 30, what="redis-server to load its data and answer")
+
+    def _answering(self) -> bool:
+        """Listening is not enough: while it loads its append-only file Redis answers LOADING to everything."""
+        if not _listening(self.port):
+            return False
+        client = redis.Redis(port=self.port, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        except redis.exceptions.BusyLoadingError:
+            return False
+        finally:
+            client.close()
 
     def stop(self) -> None:
         self.proc.terminate()
