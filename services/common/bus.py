@@ -374,23 +374,26 @@ class EventConsumer:
         topics_of: list[str] = []
         dead: list[tuple[Any, str, str]] = []
         batch_state: dict[str, Any] = {}
+        decoded: list[tuple[Any, Event]] = []
         for records in batch.values():
             for record in records:
                 try:
-                    event = decode_event(record.value or b"")
+                    decoded.append((record, decode_event(record.value or b"")))
                 except InvalidEvent as exc:
                     dead.append((record, f"invalid event: {exc}", "InvalidEvent"))
-                    continue
-                ops = Ops(batch_state, (record.topic, record.partition, record.offset))
-                try:
-                    self.projection.apply(event, ops)
-                except TRANSIENT_ERRORS:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - bad data in one event must not stop the others
-                    dead.append((record, f"processing failed: {exc}", type(exc).__name__))
-                    continue
-                items.append((event.event_id, ops.commands))
-                topics_of.append(record.topic)
+        # What the events will read of Redis, read once for the whole batch (one round trip, not one per event).
+        self.projection.prepare([event for _, event in decoded], batch_state)
+        for record, event in decoded:
+            ops = Ops(batch_state, (record.topic, record.partition, record.offset))
+            try:
+                self.projection.apply(event, ops)
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - bad data in one event must not stop the others
+                dead.append((record, f"processing failed: {exc}", type(exc).__name__))
+                continue
+            items.append((event.event_id, ops.commands))
+            topics_of.append(record.topic)
         result = self.applier.apply(items) if items else None
         if dead_letter and dead:
             assert self.publisher is not None, "dead letters are sent only from run()"

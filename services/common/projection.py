@@ -163,6 +163,11 @@ class Projection:
     def apply(self, event: Event, ops: Ops) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def prepare(self, events: Sequence[Event], batch_state: dict[str, Any]) -> None:
+        """Before a batch is applied: read what ``apply`` will need of Redis for all of ``events`` at once
+        (one pipelined round trip) into ``batch_state``, which every event's ``ops.batch_state`` shares.
+        Only reads; the default reads nothing."""
+
     @property
     def sentinel_key(self) -> str:
         """Present while Redis holds this projection; its absence means "rebuild from the topics"."""

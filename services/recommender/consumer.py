@@ -11,6 +11,8 @@ aggregates (popularity, product counts), never anything personal (``services/com
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from services.common import attribution, privacy, topics
 from services.common.attribution import AttributionKeys as AK
@@ -57,6 +59,21 @@ class RecommenderProjection(Projection):
             ops("HSET", privacy.model_pending_key(), str(event.payload["user_id"]), event.event_id)
         else:
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
+
+    def prepare(self, events: Sequence[Event], batch_state: dict[str, Any]) -> None:
+        """The category, brand, price and group of every product the batch touches, in one round trip."""
+        infos: dict[str, dict[str, str]] = batch_state.setdefault("info", {})
+        pids = list(dict.fromkeys(str(e.payload["product_id"]) for e in events
+                                  if e.family in ("product", "interaction") and e.payload.get("product_id")))
+        pids = [pid for pid in pids if pid not in infos]
+        if not pids:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for pid in pids:
+                pipe.hmget(K.product(pid), *_INFO_FIELDS)
+            rows = pipe.execute()
+        for pid, values in zip(pids, rows, strict=True):
+            infos[pid] = {f: v for f, v in zip(_INFO_FIELDS, values, strict=True) if v is not None}
 
     # -- catalog -----------------------------------------------------------------------------
     def _info(self, pid: str, ops: Ops) -> dict[str, str]:
