@@ -77,6 +77,7 @@ class Sample:
     route: str
     status: int  # 0: no answer (refused, reset or timed out)
     degraded: bool
+    problem: str = ""  # a refusal's problem type (its last path segment) and title; why there was no answer
 
 
 @dataclass
@@ -97,18 +98,18 @@ class Load:
         request = urllib.request.Request(self.base + path, data=data, method=method,
                                          headers={**self.headers, **({"Content-Type": "application/json"}
                                                                      if data else {})})
-        status, degraded, payload = 0, False, None
+        status, degraded, payload, problem = 0, False, None, ""
         try:
             with urllib.request.urlopen(request, timeout=timeout) as reply:
                 status, degraded = reply.status, bool(reply.headers.get("X-ShopAI-Degraded"))
                 payload = json.loads(reply.read() or b"null")
         except urllib.error.HTTPError as err:
             status, degraded = err.code, bool(err.headers.get("X-ShopAI-Degraded"))
-            err.read()
-        except (OSError, ValueError):
-            status = 0
+            problem = describe_problem(err.read())
+        except (OSError, ValueError) as exc:
+            status, problem = 0, type(getattr(exc, "reason", exc)).__name__
         with self.lock:
-            self.samples.append(Sample(started, route, status, degraded))
+            self.samples.append(Sample(started, route, status, degraded, problem))
         return status, payload
 
     def every(self, rate: float, action) -> None:
@@ -284,6 +285,18 @@ def get_json(base: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
         return err.code, None
 
 
+def describe_problem(body: bytes) -> str:
+    """``type-tail: title (detail…)`` of an RFC 9457 problem answer, so a report says why, not only how many."""
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        return body[:80].decode(errors="replace")
+    if not isinstance(problem, dict):
+        return str(problem)[:80]
+    kind = str(problem.get("type", "")).rstrip("/").rsplit("/", 1)[-1]
+    return f"{kind}: {problem.get('title', '')} ({str(problem.get('detail', ''))[:80]})"
+
+
 def normal(sample: Sample) -> bool:
     return 200 <= sample.status < 300 and not sample.degraded
 
@@ -306,6 +319,9 @@ def fault_report(samples: list[Sample], name: str, killed: float, until: float) 
         "no_answer": sum(1 for s in window if s.status == 0),
         "other_4xx": sum(1 for s in window if 400 <= s.status < 500),
         "5xx_by_route": dict(Counter(s.route for s in window if s.status >= 500 and not s.degraded)),
+        # why: route, status and problem of every answer that was neither normal nor degraded
+        "why": dict(Counter(f"{s.route} {s.status} {s.problem}" for s in window
+                            if not normal(s) and not s.degraded).most_common(12)),
         "recovered_after_s": round(recovered, 1),
     }
 
