@@ -494,7 +494,7 @@ function setChatBusy(busy) {
   $("#chat-input").setAttribute("aria-busy", String(busy));
 }
 
-// A new id for every message; the same id when the same message is sent again (POST /v1/chat answers a
+// A new id for every message; the same id when the same message is sent again (the chat route answers a
 // message it already took from memory instead of applying it twice).
 function newMessageId() {
   if (crypto.randomUUID) return crypto.randomUUID();

@@ -51,7 +51,7 @@ from services.common.settings import Settings, load_settings
 from services.common.transport import open_channel
 
 TURNS_REPLAYED = Counter("shopai_chat_turns_replayed_total",
-                         "Conversation turns sent again with their message_id: answered from memory, not applied twice.")
+                         "Conversation turns sent again with their message_id: answered from memory, not applied twice.", [])
 log = get_logger(__name__)
 TRAINABLE_MODELS = ("", "intent")
 NOT_YOURS = "no hand-off in this conversation, or not one this caller may see"

@@ -44,7 +44,13 @@ class Shop:
         assert reply.status_code == 202, reply.json
 
         def job() -> dict:
-            return self.client.get(reply.headers["Location"]).json
+            answer = self.client.get(reply.headers["Location"])
+            # A service busy training on two loaded cores may miss the gateway's deadline for a poll (504), or be
+            # briefly unavailable (503): polled again, as a shop's client would. Anything else is an answer.
+            if answer.status_code in (503, 504):
+                return {"state": f"unknown ({answer.status_code})"}
+            assert answer.status_code == 200, answer.json
+            return answer.json
 
         wait_for(lambda: job()["state"] in ("succeeded", "failed"), 240, interval=1, what="training")
         done = job()
