@@ -6,8 +6,8 @@ The stack runs on free ports with its own Redis (a throwaway redis-server the ru
 every projection, which the services rebuild from the broker's log) and the broker's log in its S3 store on
 disk. The load, from threads of this process at fixed rates, through REST as a shop and its shoppers call it:
 
-  recommendations, cached    one shopper's answer again and again (the gateway's answer cache)
-  recommendations, computed  random shoppers and list sizes (the recommender computes each)
+  recommendations, cached    one shopper's answer again and again (the gateway's answer cache), with their token
+  recommendations, computed  random shoppers and list sizes (the recommender computes each), each with their token
   chat                       a shopper's message to the assistant
   forecast                   a product's demand forecast
   vision search              a catalog picture searched by image
@@ -87,17 +87,19 @@ class Load:
     products: list[str]
     picture: str
     users: list[str]
+    tokens: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> their shopper token's header
     samples: list[Sample] = field(default_factory=list)
     sent: Counter = field(default_factory=Counter)  # bench shopper -> events accepted
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def call(self, route: str, method: str, path: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
+    def call(self, route: str, method: str, path: str, body: Any = None, timeout: float = 5.0,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
         started = time.monotonic()
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={**self.headers, **({"Content-Type": "application/json"}
-                                                                     if data else {})})
+                                         headers={**(self.headers if headers is None else headers),
+                                                  **({"Content-Type": "application/json"} if data else {})})
         status, degraded, payload, problem = 0, False, None, ""
         try:
             with urllib.request.urlopen(request, timeout=timeout) as reply:
@@ -125,12 +127,16 @@ class Load:
                 due = time.monotonic()
 
     # -- the routes ----------------------------------------------------------------------------------
+    # A shopper's own recommendations, read with their token as their browser does (the shop's backend minted it).
     def cached(self) -> None:
-        self.call("recommendations, cached", "GET", f"/v1/users/{self.users[0]}/recommendations?k=10")
+        user = self.users[0]
+        self.call("recommendations, cached", "GET", f"/v1/users/{user}/recommendations?k=10",
+                  headers=self.tokens.get(user))
 
     def computed(self) -> None:
         user, k = random.choice(self.users), random.randint(5, 30)
-        self.call("recommendations, computed", "GET", f"/v1/users/{user}/recommendations?k={k}")
+        self.call("recommendations, computed", "GET", f"/v1/users/{user}/recommendations?k={k}",
+                  headers=self.tokens.get(user))
 
     def chat(self) -> None:
         self.call("chat", "POST", "/v1/chat", {"message": random.choice(MESSAGES)}, timeout=10)
@@ -277,6 +283,19 @@ def wait(what: str, check, timeout: float, interval: float = 1.0) -> Any:
         time.sleep(interval)
 
 
+def shopper_token(base: str, admin: dict[str, str], user: str) -> dict[str, str]:
+    """The header of ``user``'s shopper token, minted as the shop's backend mints them (the `sessions` role)."""
+    request = urllib.request.Request(f"{base}/v1/auth/shopper-tokens", method="POST",
+                                     data=json.dumps({"user_id": user, "ttl_seconds": 86400}).encode(),
+                                     headers={**admin, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            token = json.loads(reply.read())["token"]
+    except urllib.error.HTTPError as err:
+        raise SystemExit(f"no shopper token for {user}: {err.code} {err.read()[:300]!r}") from err
+    return {"Authorization": f"Bearer {token}"}
+
+
 def get_json(base: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=10) as reply:
@@ -357,6 +376,7 @@ def main() -> None:
         picture = base64.b64encode(wait("a catalog picture", lambda: urllib.request.urlopen(
             f"{stack.base}/v1/products/{products[0]}/image", timeout=5).read(), 60)).decode()
         load = Load(stack.base, admin, products, picture, [f"u{i}" for i in range(1, 51)])
+        load.tokens = {user: shopper_token(stack.base, admin, user) for user in load.users}
         threads = [threading.Thread(target=load.every, args=(rate, getattr(load, name)), daemon=True)
                    for name, rate in RATES.items()]
         for t in threads:

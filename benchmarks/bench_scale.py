@@ -13,6 +13,8 @@ On a broker of its own (log in memory) and a redis-server of its own (so that Re
    includes joining the group, and from its first applied event), the Redis memory it added, and its
    exactly-once markers (``shopai:dedup:<group>:<event_id>``, services/common/projection.py): how many, bytes
    per applied event by ``MEMORY USAGE`` (a sample) and by the drop of ``used_memory`` when they are deleted;
+   Then the baseline, in the same run: the recommender's projection once more as a group of its own, reading each
+   product it meets with a round trip of its own as before issue #22 (without ``Projection.prepare``);
 3. profile: the recommender's consumer once more under cProfile (a group of its own), the functions that take
    the time;
 4. train: each service as a process (``python -m services.<name>``), ``POST /v1/admin/train/<name>`` through
@@ -45,6 +47,7 @@ import redis
 from benchmarks.machine import describe
 from services.common import cache, topics
 from services.common.bus import EventConsumer
+from services.common.projection import Projection
 from services.common.settings import Settings
 from tests.support import ROOT, Broker, PrivateRedis, ServiceProcess, wait_for
 
@@ -203,6 +206,20 @@ def apply_all(settings: Settings, client: redis.Redis, by_type: dict[str, int], 
     return out
 
 
+def apply_baseline(settings: Settings, client: redis.Redis, by_type: dict[str, int], timeout: float,
+                   others: dict[str, int]) -> dict:
+    """The baseline in the same run: the recommender's projection as a group of its own, reading each product
+    it meets with a round trip of its own as before issue #22 (no ``prepare``; counts go to the same stats)."""
+    cls, stats_key = projection_class("recommender")
+    before = type("RecommenderOneReadPerProduct", (cls,), {"group": "bench-baseline", "prepare": Projection.prepare})
+    projection = before(client)
+    row = run_consumer(settings, client, projection, stats_key, expected_events(by_type, projection), timeout,
+                       others=others)
+    print(f"  recommender, baseline (a read per product): {row['events']} events in {row['seconds']} s "
+          f"({row['events_per_second']}/s), CPU s {row['cpu_seconds']}", flush=True)
+    return row
+
+
 # ---- 3. profile ---------------------------------------------------------------------------------------------------
 
 
@@ -340,6 +357,7 @@ def main() -> None:
         print("applying, one consumer group at a time", flush=True)
         others = {"redis": private.proc.pid, "broker": broker.proc.pid}
         result["apply"] = apply_all(settings, client, by_type, timeout, others)
+        result["apply_baseline_recommender"] = apply_baseline(settings, client, by_type, timeout, others)
         result["redis_used_memory_mb"] = round(int(client.info("memory")["used_memory"]) / MB, 1)
         if services:
             print("training", flush=True)
@@ -386,6 +404,12 @@ def print_table(result: dict) -> None:
         print(f"| {name} | {row['events']:,} | {row['events_per_second']:,} | {row['events_per_second_after_first'] or ''} "
               f"| {row['events_per_consumer_cpu_second'] or ''} | {cpu} | {row['redis_used_memory_added_mb']} | {d['bytes_per_applied_event_used_memory']} "
               f"| {d['bytes_per_applied_event_memory_usage']} |")
+    if "apply_baseline_recommender" in result:
+        row = result["apply_baseline_recommender"]
+        cpu = "/".join(str(v) for v in row["cpu_seconds"].values())
+        print(f"| recommender, baseline: a read per product (before #22) | {row['events']:,} | "
+              f"{row['events_per_second']:,} | {row['events_per_second_after_first'] or ''} "
+              f"| {row['events_per_consumer_cpu_second'] or ''} | {cpu} | | | |")
     if "profile_recommender_consumer" in result:
         p = result["profile_recommender_consumer"]
         print(f"\nrecommender consumer under cProfile ({p['events_per_second_profiled']:,} events/s profiled), "

@@ -297,13 +297,14 @@ NOT_DELIVERED = {
 
 
 def _unreachable(exc: grpc.RpcError) -> bool:
-    """The assistant could not be reached, or the connection was lost during the turn (the assistant was
-    killed or restarted). Not its own refusal: "still training its first model" is UNAVAILABLE too but says
-    so, and stays a 503 with its reason; a missed deadline stays a 504."""
+    """The assistant could not be reached, the connection was lost during the turn (the assistant was killed or
+    restarted), or it is starting (loading its models after a restart). Not "still training its first model":
+    UNAVAILABLE too, but it stays a 503 with its reason; a missed deadline stays a 504."""
     code = exc.code() if hasattr(exc, "code") else None
     details = ((exc.details() if hasattr(exc, "details") else "") or "").lower()
     lost = ("failed to connect", "connection refused", "connection reset", "socket closed", "broken pipe",
-            "connection attempt timed out", "goaway", "stream removed", "recvmsg", "sendmsg")
+            "connection attempt timed out", "goaway", "stream removed", "recvmsg", "sendmsg",
+            "the assistant is starting")  # services/chatbot/server.py STARTING: refused before anything was taken
     return code is grpc.StatusCode.UNAVAILABLE and any(text in details for text in lost)
 
 

@@ -52,6 +52,9 @@ from services.common.transport import open_channel
 
 TURNS_REPLAYED = Counter("shopai_chat_turns_replayed_total",
                          "Conversation turns sent again with their message_id: answered from memory, not applied twice.", [])
+# The refusal while the encoders load after a (re)start; the gateway reads it as "the assistant cannot be reached"
+# (nothing of the message was taken) and asks the shopper to send it again.
+STARTING = "the assistant is starting: loading its models"
 log = get_logger(__name__)
 TRAINABLE_MODELS = ("", "intent")
 NOT_YOURS = "no hand-off in this conversation, or not one this caller may see"
@@ -60,8 +63,10 @@ NOT_YOURS = "no hand-off in this conversation, or not one this caller may see"
 class AssistantServicer(pb_grpc.AssistantServicer):
     def __init__(self, store: ChatbotStore, world: ShopWorld, holder: ModelHolder[LanguageRoutedClassifier],
                  embedders: Embedders, jobs: JobRunner, publish: Callable[[str, str, dict], None],
-                 handoffs: HandoffStore | None = None) -> None:
+                 handoffs: HandoffStore | None = None, warm: Callable[[], bool] = lambda: True) -> None:
+        """``warm()``: the encoders are loaded (a message before then would wait seconds for them)."""
         self.store = store
+        self.warm = warm
         self.handoffs = handoffs or HandoffStore(store.redis)
         self.desk = HandoffDesk(self.handoffs, publish)
         self.world = world
@@ -75,6 +80,8 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         classifier = self.holder.model
         if classifier is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the assistant is still training its first model")
+        if not self.warm():  # just (re)started: refused at once, before anything of the message is taken
+            context.abort(grpc.StatusCode.UNAVAILABLE, STARTING)
         return NLU(classifier, self.embedders, self.world.catalog, self.world.order_ids)
 
     def Parse(self, request: pb.ParseRequest, context: grpc.ServicerContext) -> pb.ParseResponse:
@@ -331,7 +338,7 @@ def build(settings: Settings) -> ServiceRunner:
 
     consumer = EventConsumer(settings, ChatbotProjection(client))
     runner.add_servicer(pb_grpc.add_AssistantServicer_to_server,
-                        AssistantServicer(store, world, holder, embedders, jobs, publish),
+                        AssistantServicer(store, world, holder, embedders, jobs, publish, warm=warm.is_set),
                         pb.DESCRIPTOR.services_by_name["Assistant"].full_name)
     runner.add_worker(consumer.run, "chatbot-consumer")
     runner.add_worker(jobs.run, "chatbot-trainer")

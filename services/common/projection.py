@@ -171,7 +171,19 @@ class Projection:
     @property
     def sentinel_key(self) -> str:
         """Present while Redis holds this projection; its absence means "rebuild from the topics"."""
-        return key(self.group, "built")
+        return built_key(self.group)
+
+
+def built_key(group: str) -> str:
+    """The sentinel of ``group``'s projection (``Projection.sentinel_key``): set once it is built, gone while Redis
+    lost it and the consumer rebuilds it from the topics."""
+    return key(group, "built")
+
+
+def rebuilding(client: redis.Redis, group: str) -> bool:
+    """Redis does not hold ``group``'s projection right now (flushed or restarted empty; the consumer is
+    replaying the topics): a read that finds nothing should say "retry shortly", not "no such thing"."""
+    return not client.exists(built_key(group))
 
 
 @dataclass

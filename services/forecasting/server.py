@@ -27,6 +27,7 @@ from services.common.jobs import JobRunner, get_job_rpc, list_models_rpc, serve_
 from services.common.keyfile import persistent_secret
 from services.common.models import ModelHolder, ModelRegistry, announce_version
 from services.common.precomputed import NotReady, Precomputed
+from services.common.projection import rebuilding
 from services.common.settings import Settings, load_settings
 from services.forecasting import converters as cv
 from services.forecasting.alerts import AlertDesk, AlertPending, AlertsProjection, AlertStore
@@ -43,6 +44,9 @@ from services.forecasting.scheduler import Scheduler
 from services.forecasting.store import ForecastStore
 from services.forecasting.trainer import ForecastTrainer, parse_params
 from services.forecasting.webhooks import WebhookWorker
+
+FORECASTING_GROUP = ForecastProjection.group
+REBUILD_RETRY_SECONDS = 10
 
 
 class ForecastingServicer(pb_grpc.ForecastingServicer):
@@ -65,15 +69,26 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
         self.reports.register("cohorts", self._cohorts, lambda: [cv.cohort_options(pb.CohortsRequest())])
 
     # -- forecasts -----------------------------------------------------------------------------------
+    def _not_found(self, what: str, context: grpc.ServicerContext) -> None:
+        """NOT_FOUND, unless Redis lost the projection and the consumer is rebuilding it from the event log: then
+        the catalog only looks empty, and the answer is UNAVAILABLE with retry-after (the gateway serves its kept
+        answer, or a 503), never a wrong 404."""
+        if rebuilding(self.store.redis, FORECASTING_GROUP):
+            context.set_trailing_metadata((("retry-after", str(REBUILD_RETRY_SECONDS)),))
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f"{what} is not known yet: the forecasting service is rebuilding its data from the event "
+                          "log (Redis lost it); retry shortly")
+        context.abort(grpc.StatusCode.NOT_FOUND, f"{what} is not in the catalog")
+
     def _target(self, request, context) -> tuple[str, str]:
         which = request.WhichOneof("target")
         if which == "product_id" and request.product_id:
             if not self.store.known_product(request.product_id):
-                context.abort(grpc.StatusCode.NOT_FOUND, f"product {request.product_id!r} is not in the catalog")
+                self._not_found(f"product {request.product_id!r}", context)
             return "p", request.product_id
         if which == "category" and request.category:
             if not self.store.is_category(request.category):
-                context.abort(grpc.StatusCode.NOT_FOUND, f"category {request.category!r} is not in the catalog")
+                self._not_found(f"category {request.category!r}", context)
             return "c", request.category
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, "exactly one of product_id or category is required")
         raise AssertionError
@@ -119,7 +134,7 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "product_id is required")
         details = self.store.product(pid)
         if not details:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"product {pid!r} is not in the catalog")
+            self._not_found(f"product {pid!r}", context)
         return details
 
     def InventoryPlan(self, request: pb.InventoryPlanRequest, context: grpc.ServicerContext) -> pb.InventoryPlanResponse:

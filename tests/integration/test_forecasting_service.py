@@ -350,3 +350,27 @@ def test_reports_are_answered_from_the_background_worker_and_follow_new_orders(f
 
     wait_for(counted, 30, what="the new buyer in the recomputed segments")
     assert later["answer"].headers["X-ShopAI-Computed-At"] >= first.headers["X-ShopAI-Computed-At"]
+
+
+def test_a_product_looked_up_while_redis_is_rebuilt_is_retry_later_not_a_wrong_404(forecasting, redis_client):
+    """Redis lost everything (a restart without its data): until the consumer has replayed the event log, the
+    catalog only looks empty. A forecast of a real product then is UNAVAILABLE with retry-after (the gateway's
+    503 or its kept answer), never NOT_FOUND; once rebuilt it is answered again, and an unknown one is 404."""
+    stub, _client, _publisher, _events, _truth, _ = forecasting
+    redis_client.flushdb()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Forecast(pb.ForecastRequest(product_id="f1", horizon_days=7), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "rebuilding" in err.value.details()
+    assert dict(err.value.trailing_metadata() or ())["retry-after"] == "10"
+
+    def answered() -> bool:
+        try:
+            return len(stub.Forecast(pb.ForecastRequest(product_id="f1", horizon_days=7), timeout=10).points) == 7
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc  # rebuilding, or the forecast being made
+            return False
+
+    wait_for(answered, 60, what="the catalog rebuilt from the event log and f1 forecast again")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Forecast(pb.ForecastRequest(product_id="nope"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -16,7 +16,7 @@ from protos import chatbot_pb2 as pb
 from services.chatbot.consumer import ChatbotProjection
 from services.chatbot.core import handoff as H
 from services.chatbot.handoffs import HandoffDesk, HandoffRefused, HandoffStore
-from services.chatbot.server import AssistantServicer
+from services.chatbot.server import STARTING, AssistantServicer
 from services.chatbot.store import ChatbotStore
 from services.common import topics
 from services.common.events import InvalidEvent, new_event, parse_event
@@ -301,3 +301,18 @@ def test_a_conversation_nobody_signed_in_to_is_read_with_its_session_id(redis_cl
     _project(redis_client, _conversation("")[:5])
     answer = servicer.ConversationMessages(pb.ConversationMessagesRequest(session_id=SESSION), Context())
     assert [e.text for e in answer.entries if e.role == "agent"] == ["Yes, looking at your order now."]
+
+
+@pytest.mark.integration
+def test_a_message_while_the_encoders_load_is_refused_at_once_and_nothing_of_it_is_kept(redis_client):
+    """Just restarted, the assistant has its model but not yet its encoders (seconds of loading): a message is
+    refused with UNAVAILABLE "starting" (the gateway asks the shopper to send it again) instead of waiting past
+    the deadline, and the conversation holds nothing of it."""
+    store = ChatbotStore(redis_client)
+    servicer = AssistantServicer(store, None, SimpleNamespace(model=object()), None, None, lambda *_: None,
+                                 warm=lambda: False)
+    with pytest.raises(Aborted) as refused:
+        servicer.Chat(pb.ChatRequest(session_id=SESSION, message="where is my order?",
+                                     message_id="m-0123456789abcdef"), Context())
+    assert refused.value.args == (grpc.StatusCode.UNAVAILABLE, STARTING)
+    assert store.load_session(SESSION) is None and store.remembered_turn(SESSION, "m-0123456789abcdef") is None

@@ -19,6 +19,7 @@ from gateway.backends import _RETRY_POLICY
 from gateway.routes.chat import MAX_MESSAGE_CHARS, MIN_CHAT_DEADLINE_SECONDS, chat_identity
 from protos import chatbot_pb2 as pb
 from protos import chatbot_pb2_grpc
+from services.chatbot.server import STARTING
 from services.common.settings import SERVICE_NAMES, Settings
 from tests.support import TEST_KEYS, RecordingServicer, assert_problem, free_port, serving, staff
 
@@ -331,7 +332,8 @@ def test_unavailable_is_a_503_naming_the_assistant(client, fake):
      "我想退货", "zh"),
     ((grpc.StatusCode.UNAVAILABLE, "Socket closed"), "where is my order?", "en"),  # killed during the turn
     ((grpc.StatusCode.UNAVAILABLE, "recvmsg:Connection reset by peer"), "运费怎么算？", "zh"),
-], ids=["refused-en", "refused-zh", "lost-en", "lost-zh"])
+    ((grpc.StatusCode.UNAVAILABLE, STARTING), "hello", "en"),  # restarted, loading its models
+], ids=["refused-en", "refused-zh", "lost-en", "lost-zh", "starting"])
 def test_an_assistant_that_cannot_be_reached_asks_the_shopper_to_send_again(client, fake, error, message, language):
     fake.errors["Chat"] = error
     reply = client.post("/v1/chat", json={"message": message, "session_id": "s1"})
