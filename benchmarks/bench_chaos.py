@@ -193,6 +193,8 @@ class Stack:
             SHOPAI_BROKER_S3_PORT=str(self.ports["s3"]), SHOPAI_BROKER_STORAGE="s3",
             SHOPAI_SUPERVISOR_METRICS_PORT=str(free_port()),
             SHOPAI_DATA_DIR=str(self.data), SHOPAI_LOG_JSON="false", SHOPAI_VISION_AUTO_TRAIN="false",
+            # Every bench shopper comes from this one address; a shop's come from as many as there are shoppers.
+            SHOPAI_GATEWAY_RATE_LIMIT_PER_MINUTE="6000",
             PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
         )
         for name in SERVICES:
