@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -50,6 +51,12 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 response = inner(request, context)
                 code = context.code() or grpc.StatusCode.OK
                 return response
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                # Redis away (restarting, unreachable): a transient UNAVAILABLE the caller may retry, with the
+                # reason, not UNKNOWN (the gateway's 502, "the service failed").
+                code = grpc.StatusCode.UNAVAILABLE
+                log.warning("grpc_redis_unavailable", method=method, error=str(exc))
+                context.abort(code, f"the service's Redis is unreachable ({type(exc).__name__}); retry shortly")
             except Exception:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 if code is grpc.StatusCode.UNKNOWN:

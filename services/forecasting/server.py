@@ -69,16 +69,20 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
         self.reports.register("cohorts", self._cohorts, lambda: [cv.cohort_options(pb.CohortsRequest())])
 
     # -- forecasts -----------------------------------------------------------------------------------
-    def _not_found(self, what: str, context: grpc.ServicerContext) -> None:
-        """NOT_FOUND, unless Redis lost the projection and the consumer is rebuilding it from the event log: then
-        the catalog only looks empty, and the answer is UNAVAILABLE with retry-after (the gateway serves its kept
-        answer, or a 503), never a wrong 404."""
+    def _refuse(self, code: grpc.StatusCode, detail: str, what: str, context: grpc.ServicerContext) -> None:
+        """Abort with ``code`` (NOT_FOUND, or FAILED_PRECONDITION "no sales yet"), unless Redis lost the projection
+        and the consumer is rebuilding it from the event log: then the catalog and the sales only look empty, and
+        the answer is UNAVAILABLE with retry-after (the gateway serves its kept answer, or a 503), never a wrong
+        404 or 400."""
         if rebuilding(self.store.redis, FORECASTING_GROUP):
             context.set_trailing_metadata((("retry-after", str(REBUILD_RETRY_SECONDS)),))
             context.abort(grpc.StatusCode.UNAVAILABLE,
                           f"{what} is not known yet: the forecasting service is rebuilding its data from the event "
                           "log (Redis lost it); retry shortly")
-        context.abort(grpc.StatusCode.NOT_FOUND, f"{what} is not in the catalog")
+        context.abort(code, detail)
+
+    def _not_found(self, what: str, context: grpc.ServicerContext) -> None:
+        self._refuse(grpc.StatusCode.NOT_FOUND, f"{what} is not in the catalog", what, context)
 
     def _target(self, request, context) -> tuple[str, str]:
         which = request.WhichOneof("target")
@@ -99,11 +103,12 @@ class ForecastingServicer(pb_grpc.ForecastingServicer):
         try:
             h, prediction = self._prediction(kind, target, horizon, level, context)
         except NoDemand as exc:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{target!r}: {exc}")
+            self._refuse(grpc.StatusCode.FAILED_PRECONDITION, f"{target!r}: {exc}", f"{target!r}'s sales", context)
         if prediction is None:
             what = "product" if kind == "p" else "category"
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"{what} {target!r} has no sales yet: a forecast starts from its first order")
+            self._refuse(grpc.StatusCode.FAILED_PRECONDITION,
+                         f"{what} {target!r} has no sales yet: a forecast starts from its first order",
+                         f"{what} {target!r}'s sales", context)
         response = cv.forecast_response(kind, target, prediction, self.holder.version or "untrained")
         if history_days > 0:
             cv.add_history(response, h, history_days)

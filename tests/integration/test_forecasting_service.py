@@ -19,6 +19,7 @@ from protos import forecasting_pb2_grpc as pb_grpc
 from services.common import topics
 from services.common.bus import EventPublisher
 from services.common.events import new_event
+from services.common.projection import rebuilding
 from services.forecasting.store import ForecastKeys as K
 from tests.integration.test_vertical_slice import read_topic
 from tests.support import assert_problem, staff, wait_for
@@ -371,6 +372,7 @@ def test_a_product_looked_up_while_redis_is_rebuilt_is_retry_later_not_a_wrong_4
             return False
 
     wait_for(answered, 60, what="the catalog rebuilt from the event log and f1 forecast again")
+    wait_for(lambda: not rebuilding(redis_client, "forecasting"), 60, what="the rebuild to finish")
     with pytest.raises(grpc.RpcError) as err:
         stub.Forecast(pb.ForecastRequest(product_id="nope"), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

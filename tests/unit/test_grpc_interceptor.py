@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+import redis
 
 from services.common import metrics
 from services.common.grpc_server import MetricsInterceptor
@@ -66,3 +67,20 @@ def test_an_aborted_call_is_counted_with_its_code():
     with pytest.raises(Aborted):
         wrapped(refuse, "/x/Refuse")(1, FakeContext(5.0))
     assert count("Refuse", "INVALID_ARGUMENT") == before + 1
+
+
+@pytest.mark.parametrize("error", [redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379."),
+                                   redis.exceptions.TimeoutError("Timeout reading from socket"),
+                                   redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory")])
+def test_redis_away_is_unavailable_with_the_reason_not_an_unknown_failure(error):
+    """Issue #21's chaos run: a handler that met a restarting Redis failed as UNKNOWN, the gateway's 502 "the
+    service failed"; it is UNAVAILABLE (retry shortly, or the gateway's degraded answer)."""
+    def reads_redis(request, context):
+        raise error
+
+    before = count("Reads", "UNAVAILABLE")
+    context = FakeContext(5.0)
+    with pytest.raises(Aborted, match="Redis is unreachable"):
+        wrapped(reads_redis, "/x/Reads")(1, context)
+    assert context.code() is grpc.StatusCode.UNAVAILABLE
+    assert count("Reads", "UNAVAILABLE") == before + 1
