@@ -328,6 +328,8 @@ def main() -> None:
                              "otherwise): it trains until the budget or its epochs run out")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled pass of the recommender")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per step (default: by size)")
+    parser.add_argument("--out", default=None,
+                        help="the results file's name under benchmarks/results (default scale[-quick].json)")
     args = parser.parse_args()
     shop = dict(QUICK if args.quick else FULL)
     for k in shop:
@@ -379,7 +381,7 @@ def main() -> None:
         private.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"scale{'-quick' if args.quick else ''}.json"
+    out = RESULTS / (args.out or f"scale{'-quick' if args.quick else ''}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     if "apply" in result:
         print_table(result)
