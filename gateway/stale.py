@@ -8,16 +8,24 @@ answer is never shown to someone the route would refuse; one shopper's own profi
 nothing of an erased shopper outlives the erasure here); when the service is
 unreachable or too slow (gRPC ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``) the kept answer is served with
 ``X-ShopAI-Degraded: <service>``, ``X-ShopAI-Stale: true`` and ``Age`` (seconds since it was kept). Without a
-kept answer the error stands. A Redis that is away makes this a no-op, never an error.
+kept answer the error stands.
+
+Each gateway process also keeps a copy in its own memory (``LOCAL_BYTES`` at most, least recently kept first
+out; cachetools' ``TTLCache``), read when Redis has none: a Redis that was killed and came back empty takes
+the shared copies with it, and that is exactly when the services, rebuilding their own state from the event
+log, cannot answer either (``make chaos``, issue #21). Redis's copy is read first: every process writes it, so
+it is the newest. A Redis that is away makes keeping a no-op, never an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 
 import grpc
+from cachetools import TTLCache
 from flask import Flask, Response, request
 
 from services.common.cache import key
@@ -29,6 +37,7 @@ ROUTES = ("/v1/forecasts/", "/v1/inventory/", "/v1/pricing/", "/v1/analytics/")
 KEEP_SECONDS = 24 * 3600
 STALE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 DEGRADED_HEADER = "X-ShopAI-Degraded"
+LOCAL_BYTES = 32 * 1024 * 1024  # each gateway process's own copies (a forecast's answer is ~3 KB)
 
 
 # One shopper's own analytics are not kept: an erased shopper's profile must not outlive the erasure here.
@@ -44,8 +53,26 @@ def _key() -> str:
     return key("gw", "stale", digest)
 
 
+class LocalCopies:
+    """The answers this process kept, by key, at most ``max_bytes`` of them and each for ``KEEP_SECONDS``."""
+
+    def __init__(self, max_bytes: int = LOCAL_BYTES, ttl: float = KEEP_SECONDS) -> None:
+        self._cache: TTLCache[str, str] = TTLCache(maxsize=max_bytes, ttl=ttl, getsizeof=len)
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
+
+    def put(self, name: str, raw: str) -> None:
+        with self._lock:
+            if len(raw) <= self._cache.maxsize:  # larger than the whole budget: not kept here
+                self._cache[name] = raw
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            return self._cache.get(name)
+
+
 def install(app: Flask) -> None:
     """Keep every 200 answer of the staff read routes (after_request)."""
+    local = app.extensions["shopai.stale_local"] = LocalCopies()
 
     @app.after_request
     def keep(response: Response) -> Response:
@@ -53,8 +80,10 @@ def install(app: Flask) -> None:
                 and DEGRADED_HEADER not in response.headers):
             record = {"at": time.time(), "body": response.get_data(as_text=True),
                       "headers": {k: v for k, v in response.headers.items() if k.startswith("X-ShopAI-")}}
+            name, raw = _key(), json.dumps(record)
+            local.put(name, raw)
             try:
-                app.extensions["shopai.redis"].set(_key(), json.dumps(record), ex=KEEP_SECONDS)
+                app.extensions["shopai.redis"].set(name, raw, ex=KEEP_SECONDS)
             except Exception as exc:  # noqa: BLE001 - Redis away: nothing kept, the answer goes out
                 log.warning("stale_answer_not_kept", path=request.path, error=str(exc))
         return response
@@ -65,10 +94,13 @@ def answer(app: Flask, error: grpc.RpcError, service: str) -> Response | None:
     code = error.code() if hasattr(error, "code") else None
     if code not in STALE_CODES or not _applies():
         return None
+    name = _key()
     try:
-        raw = app.extensions["shopai.redis"].get(_key())
-    except Exception:  # noqa: BLE001 - Redis away too: the error stands
-        return None
+        raw = app.extensions["shopai.redis"].get(name)
+    except Exception:  # noqa: BLE001 - Redis away too: this process's own copy, if any
+        raw = None
+    if not raw:
+        raw = app.extensions["shopai.stale_local"].get(name)
     if not raw:
         return None
     record = json.loads(raw)

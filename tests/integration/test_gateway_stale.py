@@ -59,3 +59,33 @@ def test_only_good_answers_are_kept(setup, redis_client):
     fake.errors["Cohorts"] = (grpc.StatusCode.INVALID_ARGUMENT, "max_periods must be 1..52")
     assert_problem(client.get("/v1/analytics/cohorts?period=week"), 400)
     assert len(set(redis_client.scan_iter("*stale*")) - before) == 1
+
+
+def test_a_redis_restarted_empty_leaves_the_gateways_own_copy(setup, redis_client):
+    """Redis killed and back without its data (make chaos): the copies kept there are gone, and the service,
+    rebuilding its own state from the log, answers UNAVAILABLE; the gateway process's own copy answers."""
+    client, fake = setup
+    fresh = client.get("/v1/forecasts/p2?horizon=7")
+    assert fresh.status_code == 200
+    kept_in_redis = [k for k in redis_client.scan_iter("*stale*")]
+    assert kept_in_redis
+    redis_client.delete(*kept_in_redis)
+    fake.errors["Forecast"] = (grpc.StatusCode.UNAVAILABLE, "rebuilding its data from the event log; retry shortly")
+    kept = client.get("/v1/forecasts/p2?horizon=7")
+    assert kept.status_code == 200 and kept.json == fresh.json
+    assert kept.headers["X-ShopAI-Degraded"] == "forecasting" and kept.headers["X-ShopAI-Stale"] == "true"
+    # Another process (a fresh gateway) has no copy of its own: the error stands.
+    assert_problem(client.get("/v1/forecasts/p2?horizon=14"), 503)
+
+
+def test_the_local_copies_stay_within_their_budget():
+    from gateway.stale import LocalCopies
+
+    copies = LocalCopies(max_bytes=100, ttl=60)
+    copies.put("a", "x" * 60)
+    copies.put("b", "y" * 30)
+    assert copies.get("a") == "x" * 60 and copies.get("b") == "y" * 30
+    copies.put("c", "z" * 40)  # over budget: the oldest goes
+    assert copies.get("a") is None and copies.get("c") == "z" * 40
+    copies.put("huge", "h" * 101)  # larger than the whole budget: not kept, nothing else lost
+    assert copies.get("huge") is None and copies.get("b") == "y" * 30
