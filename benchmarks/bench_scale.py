@@ -11,8 +11,10 @@ On a broker of its own (log in memory) and a redis-server of its own (so that Re
 2. apply: each service's projection alone, one consumer group after the other, the same ``EventConsumer`` the
    services run, in this process: events applied per second end to end (from the consumer's start, which
    includes joining the group, and from its first applied event), the Redis memory it added, and its
-   exactly-once markers (``shopai:dedup:<group>:<event_id>``, services/common/projection.py): how many, bytes
-   per applied event by ``MEMORY USAGE`` (a sample) and by the drop of ``used_memory`` when they are deleted;
+   exactly-once markers (hashes ``shopai:dedup:<group>:<generation>:<shard>``, services/common/projection.py):
+   how many, bytes per applied event by ``MEMORY USAGE`` (a sample) and by the drop of ``used_memory`` when they
+   are deleted; against the markers of the scheme before issue #22 (a key ``shopai:dedup:<group>:<event_id>``
+   with its expiry per event), written for as many event ids and weighed the same way, in the same run;
    Then the baseline, in the same run: the recommender's projection once more as a group of its own, reading each
    product it meets with a round trip of its own as before issue #22 (without ``Projection.prepare``);
 3. profile: the recommender's consumer once more under cProfile (a group of its own), the functions that take
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,7 +50,7 @@ import redis
 from benchmarks.machine import describe
 from services.common import cache, topics
 from services.common.bus import EventConsumer
-from services.common.projection import Projection
+from services.common.projection import Projection, legacy_marker
 from services.common.settings import Settings
 from tests.support import ROOT, Broker, PrivateRedis, ServiceProcess, wait_for
 
@@ -169,12 +172,36 @@ def dedup_keys(client: redis.Redis, group: str) -> list[str]:
 
 
 def dedup_usage(client: redis.Redis, group: str, events: int, sample: int = 2000) -> dict:
-    """The group's exactly-once markers: how many, and MEMORY USAGE (key, value, TTL) of a sample."""
+    """The group's exactly-once markers: the hashes holding them, the markers, and MEMORY USAGE (key, value,
+    TTL) of a sample of the hashes."""
     keys = dedup_keys(client, group)
     sizes = [client.memory_usage(k, samples=0) or 0 for k in keys[:sample]]
     per_key = sum(sizes) / len(sizes) if sizes else 0.0
-    return {"markers": len(keys), "memory_usage_bytes_per_marker": round(per_key, 1),
+    with client.pipeline(transaction=False) as pipe:
+        for name in keys:
+            pipe.hlen(name)
+        markers = sum(pipe.execute())
+    return {"marker_hashes": len(keys), "markers": markers, "memory_usage_bytes_per_hash": round(per_key, 1),
             "bytes_per_applied_event_memory_usage": round(per_key * len(keys) / events, 1)}
+
+
+def legacy_dedup_usage(client: redis.Redis, events: int, ttl: int, sample: int = 2000) -> dict:
+    """The baseline: the markers of the scheme before issue #22, one key with an expiry per event
+    (``SET shopai:dedup:<group>:<event_id> 1 NX EX ttl``), written for ``events`` event ids, weighed, deleted."""
+    group = "bench-legacy-markers"
+    before = int(client.info("memory")["used_memory"])
+    names = [legacy_marker(group, str(uuid.uuid4())) for _ in range(events)]
+    for start in range(0, events, 5000):
+        with client.pipeline(transaction=False) as pipe:
+            for name in names[start:start + 5000]:
+                pipe.set(name, "1", nx=True, ex=ttl)
+            pipe.execute()
+    added = int(client.info("memory")["used_memory"]) - before
+    sizes = [client.memory_usage(name, samples=0) or 0 for name in names[:sample]]
+    for start in range(0, events, 5000):
+        client.delete(*names[start:start + 5000])
+    return {"markers": events, "bytes_per_applied_event_used_memory": round(added / events, 1),
+            "bytes_per_applied_event_memory_usage": round(sum(sizes) / len(sizes), 1) if sizes else None}
 
 
 def dedup_freed(client: redis.Redis, group: str, events: int) -> dict:
@@ -201,7 +228,8 @@ def apply_all(settings: Settings, client: redis.Redis, by_type: dict[str, int], 
         row["redis_used_memory_added_mb"] = round((int(client.info("memory")["used_memory"]) - used_before) / MB, 1)
         row["dedup"] = dedup_usage(client, name, target)
         print(f"  {name}: {row['events']} events in {row['seconds']} s ({row['events_per_second']}/s), "
-              f"CPU s {row['cpu_seconds']}, {row['dedup']['markers']} markers", flush=True)
+              f"CPU s {row['cpu_seconds']}, {row['dedup']['markers']} markers in {row['dedup']['marker_hashes']} "
+              "hashes", flush=True)
         out[name] = row
     return out
 
@@ -361,6 +389,8 @@ def main() -> None:
         result["apply"] = apply_all(settings, client, by_type, timeout, others)
         result["apply_baseline_recommender"] = apply_baseline(settings, client, by_type, timeout, others)
         result["redis_used_memory_mb"] = round(int(client.info("memory")["used_memory"]) / MB, 1)
+        result["dedup_baseline_one_key_per_event"] = legacy_dedup_usage(
+            client, result["apply"]["recommender"]["events"], settings.dedup_ttl_seconds)
         if services:
             print("training", flush=True)
             budget = args.vision_budget_minutes if args.vision_budget_minutes is not None else (
@@ -412,6 +442,10 @@ def print_table(result: dict) -> None:
         print(f"| recommender, baseline: a read per product (before #22) | {row['events']:,} | "
               f"{row['events_per_second']:,} | {row['events_per_second_after_first'] or ''} "
               f"| {row['events_per_consumer_cpu_second'] or ''} | {cpu} | | | |")
+    if "dedup_baseline_one_key_per_event" in result:
+        d = result["dedup_baseline_one_key_per_event"]
+        print(f"| markers as before #22: a key per event, for {d['markers']:,} event ids | | | | | | | "
+              f"{d['bytes_per_applied_event_used_memory']} | {d['bytes_per_applied_event_memory_usage']} |")
     if "profile_recommender_consumer" in result:
         p = result["profile_recommender_consumer"]
         print(f"\nrecommender consumer under cProfile ({p['events_per_second_profiled']:,} events/s profiled), "

@@ -28,7 +28,7 @@ from services.chatbot.core.masking import mask_personal_data
 from services.common import privacy, topics
 from services.common.cache import key
 from services.common.events import Event, envelope
-from services.common.projection import Ops
+from services.common.projection import Ops, applied
 
 REFUSED_TTL_SECONDS = 24 * 3600
 APPLY_WAIT_SECONDS = 4.0  # the gateway's deadline for these calls is at least 5 s (gateway/routes/support.py)
@@ -202,7 +202,7 @@ class HandoffStore:
 
     def applied(self, event_id: str) -> bool:
         """Whether the projection has applied the event (its exactly-once marker is set)."""
-        return bool(self.redis.exists(key("dedup", self.group, event_id)))
+        return applied(self.redis, self.group, event_id)
 
     def refused(self, event_id: str) -> str | None:
         return self.redis.get(HK.refused(event_id))

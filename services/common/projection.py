@@ -1,11 +1,23 @@
 """Apply events to Redis exactly once.
 
 A projection turns an event into Redis commands (``Ops``). ``RedisApplier`` runs
-a whole polled batch in one Lua script: for each event it sets the marker
-``shopai:dedup:<group>:<event_id>`` with NX and runs the event's commands only if
-the marker was new. Redis runs a script atomically, so a batch is applied
-entirely or not at all, and an event replayed after a crash or a rebalance, or
-published twice, changes nothing.
+a whole polled batch in one Lua script: for each event it records the event's
+exactly-once marker and runs the event's commands only if the marker was new.
+Redis runs a script atomically, so a batch is applied entirely or not at all, and
+an event replayed after a crash or a rebalance, or published twice, changes nothing.
+
+Markers (issue #22: one key per event cost ~144 bytes of Redis per applied event,
+for 30 days). An event's marker is 14 characters, the last 10 bytes of a 12-byte
+BLAKE2b digest of its id, a field of a small hash: ``shopai:dedup:<group>:<generation>:<shard>``,
+the shard being the digest's first 2 bytes (65,536 hashes per generation; at up to
+~8 million events a generation each stays in Redis's compact listpack encoding,
+~20-30 bytes per event with the key's own cost spread over its fields). A generation
+is ``dedup_ttl_seconds`` long by Redis's clock (``TIME``, one clock for every
+replica); the script looks in the current and the previous generation, and a
+generation's hashes expire at the end of the next one, so an event is remembered at
+least ``dedup_ttl_seconds`` and at most twice that. Two ids share a marker with a
+probability of 2^-96 per pair. The old per-event keys (``shopai:dedup:<group>:<event_id>``)
+written before this scheme are still honoured until they expire.
 
 Erasure (``services/common/privacy.py``) adds a few commands of its own, run by the
 same script: ``GUARD``/``ENDGUARD`` skip the commands between them while a shopper is
@@ -19,6 +31,8 @@ joined in the script whichever comes first, so each answer's outcome counts once
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +56,14 @@ ALLOWED_COMMANDS = frozenset(
 
 _APPLY_BATCH = """
 local batch = cjson.decode(ARGV[1])
-local ttl = ARGV[2]
+local period = tonumber(ARGV[2])
+local prefix = ARGV[3]
+redis.call('SET', ARGV[4], period)  -- for applied() and forget(), which do not know the setting
+local now = tonumber(redis.call('TIME')[1])
+local gen = math.floor(now / period)
+local current = prefix .. gen .. ':'
+local previous = prefix .. (gen - 1) .. ':'
+local expires = (gen + 2) * period
 local applied = {}
 local skip = false
 local function members(index)
@@ -106,10 +127,19 @@ local special = {
     end
   end,
 }
+-- ev = {shard, field, legacy marker key, commands}: new when neither generation's shard hash has the field
+-- and the key of the old scheme is absent
+local function fresh(ev)
+  if redis.call('HEXISTS', previous .. ev[1], ev[2]) == 1 or redis.call('EXISTS', ev[3]) == 1 then return false end
+  local shard = current .. ev[1]
+  if redis.call('HSETNX', shard, ev[2], '') == 0 then return false end
+  if redis.call('HLEN', shard) == 1 then redis.call('EXPIREAT', shard, expires) end
+  return true
+end
 for i, ev in ipairs(batch) do
-  if redis.call('SET', ev[1], '1', 'NX', 'EX', ttl) then
+  if fresh(ev) then
     skip = false
-    for _, op in ipairs(ev[2]) do
+    for _, op in ipairs(ev[4]) do
       local run = special[op[1]]
       if run and (not skip or op[1] == 'ENDGUARD') then run(op)
       elseif not run and not skip then redis.call(unpack(op)) end
@@ -193,24 +223,88 @@ class Applied:
     per_event: list[bool] = field(default_factory=list)
 
 
+SHARD_BITS = 16  # 65,536 marker hashes per group and generation
+
+
+def marker(event_id: str, shard_bits: int = SHARD_BITS) -> tuple[str, str]:
+    """(shard, field) of an event's exactly-once marker: the first ``shard_bits`` bits of a 12-byte BLAKE2b
+    digest of its id in hex, its last 10 bytes as 14 characters of URL-safe base64."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=12).digest()
+    return (format(int.from_bytes(digest[:2], "big") >> (16 - shard_bits), f"0{(shard_bits + 3) // 4}x"),
+            base64.urlsafe_b64encode(digest[2:]).decode()[:14])
+
+
+def legacy_marker(group: str, event_id: str) -> str:
+    """The marker key of the scheme before issue #22 (one key per event), honoured until it expires."""
+    return key("dedup", group, event_id)
+
+
+def _markers_prefix(group: str) -> str:
+    return key("dedup", group, "")
+
+
+def _period_key(group: str) -> str:
+    return key("dedup", group)
+
+
+# KEYS: the group's period key, the event's legacy marker; ARGV: the markers' prefix, shard, field, and "forget" to
+# remove the marker instead of looking for it. Redis's clock, as when the marker was written.
+_LOOKUP = """
+local period = tonumber(redis.call('GET', KEYS[1]) or '0')
+local forget = ARGV[4] == 'forget'
+local found = redis.call('EXISTS', KEYS[2])
+if forget then redis.call('DEL', KEYS[2]) end
+if period and period > 0 then
+  local gen = math.floor(tonumber(redis.call('TIME')[1]) / period)
+  for g = gen - 1, gen do
+    local shard = ARGV[1] .. g .. ':' .. ARGV[2]
+    if forget then redis.call('HDEL', shard, ARGV[3])
+    elseif redis.call('HEXISTS', shard, ARGV[3]) == 1 then found = 1 end
+  end
+end
+return found
+"""
+
+
+def _lookup(client: redis.Redis, group: str, event_id: str, shard_bits: int, action: str) -> Any:
+    shard, field = marker(event_id, shard_bits)
+    return client.eval(_LOOKUP, 2, _period_key(group), legacy_marker(group, event_id),
+                       _markers_prefix(group), shard, field, action)
+
+
+def applied(client: redis.Redis, group: str, event_id: str, shard_bits: int = SHARD_BITS) -> bool:
+    """Whether ``group``'s projection has applied the event (its marker is there)."""
+    return bool(_lookup(client, group, event_id, shard_bits, "find"))
+
+
+def forget(client: redis.Redis, group: str, event_id: str, shard_bits: int = SHARD_BITS) -> None:
+    """Remove the event's marker, so that a replay of it is applied again (e.g. a dead-lettered alert). Works
+    on a pipeline too (queued with it)."""
+    _lookup(client, group, event_id, shard_bits, "forget")
+
+
 class RedisApplier:
     """Runs batches of (event_id, commands) through the exactly-once script."""
 
-    def __init__(self, redis_client: redis.Redis, group: str, dedup_ttl_seconds: int, chunk: int = 500) -> None:
+    def __init__(self, redis_client: redis.Redis, group: str, dedup_ttl_seconds: int, chunk: int = 500,
+                 shard_bits: int = SHARD_BITS) -> None:
         self.redis = redis_client
         self.group = group
-        self.ttl = int(dedup_ttl_seconds)
+        self.period = max(1, int(dedup_ttl_seconds))
+        self.shard_bits = shard_bits
         self.chunk = chunk
+        self._prefix = _markers_prefix(group)
         self._script = redis_client.register_script(_APPLY_BATCH)
 
-    def marker(self, event_id: str) -> str:
-        return key("dedup", self.group, event_id)
+    def applied(self, event_id: str) -> bool:
+        return applied(self.redis, self.group, event_id, self.shard_bits)
 
     def apply(self, items: Sequence[tuple[str, Iterable[Sequence[str]]]]) -> Applied:
         result = Applied()
         for start in range(0, len(items), self.chunk):
             part = items[start : start + self.chunk]
-            body = json.dumps([[self.marker(eid), [list(c) for c in cmds]] for eid, cmds in part])
-            flags = self._script(args=[body, self.ttl])
+            body = json.dumps([[*marker(eid, self.shard_bits), legacy_marker(self.group, eid), [list(c) for c in cmds]]
+                               for eid, cmds in part])
+            flags = self._script(args=[body, self.period, self._prefix, _period_key(self.group)])
             result.per_event.extend(bool(flag) for flag in flags)
         return result

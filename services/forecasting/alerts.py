@@ -30,7 +30,7 @@ import redis
 from services.common import topics
 from services.common.cache import key
 from services.common.events import Event, InvalidEvent, envelope, format_time
-from services.common.projection import Ops, Projection
+from services.common.projection import Ops, Projection, applied
 from services.common.pseudonyms import pseudonymise
 from services.forecasting.core.alerts import (
     ACKNOWLEDGED_TYPE,
@@ -94,11 +94,6 @@ def delivery_id(alert_id: str, url: str) -> str:
 def pending(client: redis.Redis, urls: list[str] | tuple[str, ...]) -> int:
     """Deliveries waiting (due or not) for these webhooks."""
     return sum(int(client.zcard(K.queue(url))) for url in urls)
-
-
-def dedup_marker(alert_id: str) -> str:
-    """The projection's exactly-once marker of the alert event (services/common/projection.py)."""
-    return key("dedup", GROUP, alert_id)
 
 
 def _flat(fields: dict[str, Any]) -> list[object]:
@@ -227,7 +222,7 @@ class AlertStore:
         return found, found[-1].alert_id if more else ""
 
     def applied(self, event_id: str) -> bool:
-        return bool(self.redis.exists(key("dedup", GROUP, event_id)))
+        return applied(self.redis, GROUP, event_id)
 
 
 class AlertPending(Exception):

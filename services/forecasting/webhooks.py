@@ -41,9 +41,11 @@ import redis
 from services.common import metrics, topics
 from services.common.bus import dead_letter_value
 from services.common.logging import get_logger
+from services.common.projection import forget
 from services.common.settings import Settings
+from services.forecasting.alerts import GROUP as ALERTS_GROUP
 from services.forecasting.alerts import AlertKeys as K
-from services.forecasting.alerts import dedup_marker, pending
+from services.forecasting.alerts import pending
 from services.forecasting.core.alerts import DELIVERED, RETRY, delivery_headers, next_step, retry_delay
 
 log = get_logger(__name__)
@@ -245,7 +247,7 @@ class WebhookWorker:
         alert_id = fields["alert_id"]
         pipe = self.redis.pipeline()
         pipe.sadd(K.failed(alert_id), fields["url"])
-        pipe.delete(dedup_marker(alert_id))  # a replay of the letter is applied again (alerts.py)
+        forget(pipe, ALERTS_GROUP, alert_id)  # a replay of the letter is applied again
         pipe.zrem(K.queue(fields["url"]), did)
         pipe.delete(K.delivery(did))
         pipe.execute()

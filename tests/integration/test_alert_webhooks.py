@@ -20,7 +20,7 @@ from services.common.projection import Ops, RedisApplier
 from services.common.pseudonyms import pseudonymise
 from services.common.settings import Settings
 from services.forecasting.alerts import AlertKeys as K
-from services.forecasting.alerts import AlertsProjection, AlertStore, dedup_marker, delivery_id, pending
+from services.forecasting.alerts import AlertsProjection, AlertStore, delivery_id, pending
 from services.forecasting.webhooks import WebhookWorker
 from tests.support import wait_for
 
@@ -109,6 +109,7 @@ def test_a_delivery_is_retried_at_its_back_off_then_delivered_once(redis_client)
 def test_a_refusal_is_dead_lettered_at_once_and_the_last_failed_try_after_the_attempts(redis_client):
     clock = Clock(1_800_000_000.0)
     apply(AlertsProjection(redis_client, (HOOK_A, HOOK_B), clock=clock), alert := reorder(clock))
+    assert AlertStore(redis_client).applied(alert.event_id)
     answers = {HOOK_A: [(404, "HTTP 404", None)], HOOK_B: [(500, "HTTP 500", None)] * 3}
 
     def receiver(url, body, headers, timeout):
@@ -127,7 +128,7 @@ def test_a_refusal_is_dead_lettered_at_once_and_the_last_failed_try_after_the_at
     assert letter["offset"] == "0" and alert.event_id in letter["value"]
     assert pending(redis_client, HOOKS) == 0 and answers == {HOOK_A: [], HOOK_B: []}
     assert redis_client.smembers(K.failed(alert.event_id)) == {HOOK_A, HOOK_B}
-    assert not redis_client.exists(dedup_marker(alert.event_id))  # so that a replay is applied again
+    assert not AlertStore(redis_client).applied(alert.event_id)  # so that a replay is applied again
 
 
 def test_a_dead_letter_that_could_not_be_sent_is_sent_later_without_another_attempt(redis_client):
