@@ -180,7 +180,9 @@ def dedup_usage(client: redis.Redis, group: str, events: int, sample: int = 2000
     with client.pipeline(transaction=False) as pipe:
         for name in keys:
             pipe.hlen(name)
-        markers = sum(pipe.execute())
+            pipe.hexists(name, "!")  # a full hash's flag (services/common/projection.py), not a marker
+        replies = pipe.execute()
+        markers = sum(replies[0::2]) - sum(replies[1::2])
     return {"marker_hashes": len(keys), "markers": markers, "memory_usage_bytes_per_hash": round(per_key, 1),
             "bytes_per_applied_event_memory_usage": round(per_key * len(keys) / events, 1)}
 

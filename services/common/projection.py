@@ -7,17 +7,19 @@ Redis runs a script atomically, so a batch is applied entirely or not at all, an
 an event replayed after a crash or a rebalance, or published twice, changes nothing.
 
 Markers (issue #22: one key per event cost ~144 bytes of Redis per applied event,
-for 30 days). An event's marker is 14 characters, the last 10 bytes of a 12-byte
-BLAKE2b digest of its id, a field of a small hash: ``shopai:dedup:<group>:<generation>:<shard>``,
-the shard being the digest's first 2 bytes (65,536 hashes per generation; at up to
-~8 million events a generation each stays in Redis's compact listpack encoding,
-~20-30 bytes per event with the key's own cost spread over its fields). A generation
-is ``dedup_ttl_seconds`` long by Redis's clock (``TIME``, one clock for every
-replica); the script looks in the current and the previous generation, and a
-generation's hashes expire at the end of the next one, so an event is remembered at
-least ``dedup_ttl_seconds`` and at most twice that. Two ids share a marker with a
-probability of 2^-96 per pair. The old per-event keys (``shopai:dedup:<group>:<event_id>``)
-written before this scheme are still honoured until they expire.
+for 30 days). An event's marker is a 14-character field, 10 bytes of a BLAKE2b digest
+of its id, in a small hash ``shopai:dedup:<group>:<generation>:<shard>``. The shard is
+the first 2 hex digits of the digest's other 3 bytes (256 hashes), and a hash that fills
+(127 markers: Redis keeps a hash of up to 128 entries in its compact listpack encoding)
+is marked full and its newer markers go one hex digit deeper (4,096 hashes, then
+65,536, ...): so the hashes stay compact whatever the shop's size, ~20 bytes per marker
+with a hash's own cost spread over its fields. A generation is ``dedup_ttl_seconds``
+long by Redis's clock (``TIME``, one clock for every replica); the script looks in
+the current and the previous generation, and a generation's hashes expire at the end
+of the next one, so an event is remembered at least ``dedup_ttl_seconds`` and at most
+twice that. Two ids share a marker with a probability of at most 2^-88 per pair. The
+old per-event keys (``shopai:dedup:<group>:<event_id>``) written before this scheme
+are still honoured until they expire.
 
 Erasure (``services/common/privacy.py``) adds a few commands of its own, run by the
 same script: ``GUARD``/``ENDGUARD`` skip the commands between them while a shopper is
@@ -54,7 +56,27 @@ ALLOWED_COMMANDS = frozenset(
     | {"IMPRESSION", "OUTCOME"}
 )
 
-_APPLY_BATCH = """
+# Where an event's marker is in one generation (``p``: the generation's prefix; ``shard``: 6 hex digits, ``field``).
+# The hashes of a generation split as they fill: a marker goes into the hash named by the shard's first 2 hex
+# digits (256 hashes), or, once that one is full (the field '!' marks it, at FULL fields: Redis keeps a hash
+# of up to 128 entries in its compact listpack encoding), the one of its first 3 digits (4,096), and so on up
+# to 6 (the last level is never marked full). A hash not marked full ends the search: deeper ones only get
+# markers after it filled. Returns whether the marker is there, and the hash a new marker goes into with the
+# level it is at.
+_LOOK = """
+local LEVELS = {2, 3, 4, 5, 6}
+local FULL = 127
+local function look(p, shard, field)
+  for level, digits in ipairs(LEVELS) do
+    local h = p .. string.sub(shard, 1, digits)
+    local got = redis.call('HMGET', h, field, '!')
+    if got[1] then return true, h, level end
+    if not got[2] or level == #LEVELS then return false, h, level end
+  end
+end
+"""
+
+_APPLY_BATCH = _LOOK + """
 local batch = cjson.decode(ARGV[1])
 local period = tonumber(ARGV[2])
 local prefix = ARGV[3]
@@ -127,13 +149,16 @@ local special = {
     end
   end,
 }
--- ev = {shard, field, legacy marker key, commands}: new when neither generation's shard hash has the field
--- and the key of the old scheme is absent
+-- ev = {shard, field, legacy marker key, commands}: new when neither generation has its marker and the key of
+-- the old scheme is absent; then its marker is written in the current generation
 local function fresh(ev)
-  if redis.call('HEXISTS', previous .. ev[1], ev[2]) == 1 or redis.call('EXISTS', ev[3]) == 1 then return false end
-  local shard = current .. ev[1]
-  if redis.call('HSETNX', shard, ev[2], '') == 0 then return false end
-  if redis.call('HLEN', shard) == 1 then redis.call('EXPIREAT', shard, expires) end
+  if redis.call('EXISTS', ev[3]) == 1 or look(previous, ev[1], ev[2]) then return false end
+  local found, h, level = look(current, ev[1], ev[2])
+  if found then return false end
+  redis.call('HSET', h, ev[2], '')
+  local n = redis.call('HLEN', h)
+  if n == 1 then redis.call('EXPIREAT', h, expires) end
+  if n >= FULL and level < #LEVELS then redis.call('HSET', h, '!', '') end
   return true
 end
 for i, ev in ipairs(batch) do
@@ -223,15 +248,11 @@ class Applied:
     per_event: list[bool] = field(default_factory=list)
 
 
-SHARD_BITS = 16  # 65,536 marker hashes per group and generation
-
-
-def marker(event_id: str, shard_bits: int = SHARD_BITS) -> tuple[str, str]:
-    """(shard, field) of an event's exactly-once marker: the first ``shard_bits`` bits of a 12-byte BLAKE2b
-    digest of its id in hex, its last 10 bytes as 14 characters of URL-safe base64."""
-    digest = hashlib.blake2b(event_id.encode(), digest_size=12).digest()
-    return (format(int.from_bytes(digest[:2], "big") >> (16 - shard_bits), f"0{(shard_bits + 3) // 4}x"),
-            base64.urlsafe_b64encode(digest[2:]).decode()[:14])
+def marker(event_id: str) -> tuple[str, str]:
+    """(shard, field) of an event's exactly-once marker: the first 3 bytes of a 13-byte BLAKE2b digest of its id
+    as 6 hex digits, its last 10 bytes as 14 characters of URL-safe base64."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=13).digest()
+    return digest[:3].hex(), base64.urlsafe_b64encode(digest[3:]).decode()[:14]
 
 
 def legacy_marker(group: str, event_id: str) -> str:
@@ -249,7 +270,7 @@ def _period_key(group: str) -> str:
 
 # KEYS: the group's period key, the event's legacy marker; ARGV: the markers' prefix, shard, field, and "forget" to
 # remove the marker instead of looking for it. Redis's clock, as when the marker was written.
-_LOOKUP = """
+_LOOKUP = _LOOK + """
 local period = tonumber(redis.call('GET', KEYS[1]) or '0')
 local forget = ARGV[4] == 'forget'
 local found = redis.call('EXISTS', KEYS[2])
@@ -257,53 +278,53 @@ if forget then redis.call('DEL', KEYS[2]) end
 if period and period > 0 then
   local gen = math.floor(tonumber(redis.call('TIME')[1]) / period)
   for g = gen - 1, gen do
-    local shard = ARGV[1] .. g .. ':' .. ARGV[2]
-    if forget then redis.call('HDEL', shard, ARGV[3])
-    elseif redis.call('HEXISTS', shard, ARGV[3]) == 1 then found = 1 end
+    local there, h = look(ARGV[1] .. g .. ':', ARGV[2], ARGV[3])
+    if there then
+      found = 1
+      if forget then redis.call('HDEL', h, ARGV[3]) end
+    end
   end
 end
 return found
 """
 
 
-def _lookup(client: redis.Redis, group: str, event_id: str, shard_bits: int, action: str) -> Any:
-    shard, field = marker(event_id, shard_bits)
+def _lookup(client: redis.Redis, group: str, event_id: str, action: str) -> Any:
+    shard, field = marker(event_id)
     return client.eval(_LOOKUP, 2, _period_key(group), legacy_marker(group, event_id),
                        _markers_prefix(group), shard, field, action)
 
 
-def applied(client: redis.Redis, group: str, event_id: str, shard_bits: int = SHARD_BITS) -> bool:
+def applied(client: redis.Redis, group: str, event_id: str) -> bool:
     """Whether ``group``'s projection has applied the event (its marker is there)."""
-    return bool(_lookup(client, group, event_id, shard_bits, "find"))
+    return bool(_lookup(client, group, event_id, "find"))
 
 
-def forget(client: redis.Redis, group: str, event_id: str, shard_bits: int = SHARD_BITS) -> None:
+def forget(client: redis.Redis, group: str, event_id: str) -> None:
     """Remove the event's marker, so that a replay of it is applied again (e.g. a dead-lettered alert). Works
     on a pipeline too (queued with it)."""
-    _lookup(client, group, event_id, shard_bits, "forget")
+    _lookup(client, group, event_id, "forget")
 
 
 class RedisApplier:
     """Runs batches of (event_id, commands) through the exactly-once script."""
 
-    def __init__(self, redis_client: redis.Redis, group: str, dedup_ttl_seconds: int, chunk: int = 500,
-                 shard_bits: int = SHARD_BITS) -> None:
+    def __init__(self, redis_client: redis.Redis, group: str, dedup_ttl_seconds: int, chunk: int = 500) -> None:
         self.redis = redis_client
         self.group = group
         self.period = max(1, int(dedup_ttl_seconds))
-        self.shard_bits = shard_bits
         self.chunk = chunk
         self._prefix = _markers_prefix(group)
         self._script = redis_client.register_script(_APPLY_BATCH)
 
     def applied(self, event_id: str) -> bool:
-        return applied(self.redis, self.group, event_id, self.shard_bits)
+        return applied(self.redis, self.group, event_id)
 
     def apply(self, items: Sequence[tuple[str, Iterable[Sequence[str]]]]) -> Applied:
         result = Applied()
         for start in range(0, len(items), self.chunk):
             part = items[start : start + self.chunk]
-            body = json.dumps([[*marker(eid, self.shard_bits), legacy_marker(self.group, eid), [list(c) for c in cmds]]
+            body = json.dumps([[*marker(eid), legacy_marker(self.group, eid), [list(c) for c in cmds]]
                                for eid, cmds in part])
             flags = self._script(args=[body, self.period, self._prefix, _period_key(self.group)])
             result.per_event.extend(bool(flag) for flag in flags)

@@ -91,14 +91,24 @@ def test_an_event_is_remembered_one_generation_at_least_and_forgotten_after_two(
     assert applier.apply(_items([eid])).per_event == [True]
 
 
-def test_markers_cost_at_most_50_bytes_per_applied_event(clean):
-    # 256 shards and 20,000 events: ~78 markers a hash, as 65,536 shards give a scale shop of 5 million events
-    applier = RedisApplier(clean, GROUP, 3600, shard_bits=8)
-    ids = [str(uuid.uuid4()) for _ in range(20_000)]
+def test_markers_cost_at_most_50_bytes_per_applied_event_and_split_as_they_fill(clean):
+    # 60,000 events: the 256 first-level hashes fill (127 markers each) and the rest go one level deeper
+    applier = RedisApplier(clean, GROUP, 3600)
+    ids = [str(uuid.uuid4()) for _ in range(60_000)]
     assert all(applier.apply(_items(ids)).per_event)
     names = _markers(clean)
-    assert len(names) == 256
+    levels = {len(name.rsplit(":", 1)[1]) for name in names}
+    assert levels == {2, 3}, levels
+    assert all(clean.object("encoding", name) == "listpack" for name in names)
     used = sum(clean.memory_usage(name, samples=0) for name in names)
-    print(f"{used / len(ids):.1f} bytes per applied event")
+    print(f"{used / len(ids):.1f} bytes per applied event in {len(names)} hashes")
     assert used / len(ids) <= 50, used / len(ids)
-    assert marker(ids[0], 8)[0] == marker(ids[0])[0][:2]  # fewer bits: the same hashes, merged
+    # every marker is found again, on either level; one forgotten in a full hash lets exactly its event through
+    by_field = {marker(eid)[1]: eid for eid in ids}
+    full = next(name for name in names if len(name.rsplit(":", 1)[1]) == 2)
+    assert clean.hexists(full, "!")
+    first_level = by_field[next(f for f in clean.hkeys(full) if f != "!")]
+    forget(clean, GROUP, first_level)
+    again = applier.apply(_items(ids))
+    assert [eid for eid, new in zip(ids, again.per_event) if new] == [first_level]
+    assert int(clean.get("shopai:dedup-test:count")) == 60_001
