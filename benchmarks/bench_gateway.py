@@ -16,6 +16,9 @@ process: locust's own CPU use would take a large share of two cores) measures
 
 Writes ``results/gateway[-quick].json``. ``--scale-out`` instead measures one recommender replica and one
 gateway process against two of each (``ScaleOutStack``), into ``results/gateway-scale-out[-quick].json``.
+``--during-training`` measures answers while the recommender trains (issue #22 item 7: cached answers' p99
+within 2x idle), with its training at the default lower CPU priority (``SHOPAI_JOBS_NICE`` 10) and, the baseline
+in the same run, at serving's own (0), into ``results/gateway-training[-quick].json``.
 """
 
 from __future__ import annotations
@@ -831,12 +834,175 @@ def show_scale_out(result: dict[str, Any]) -> None:
               f"{row['p50_ms']} | {row['p99_ms']} | {sum(row['errors'].values())} | {cpu} |")
 
 
+class TrainingStack(Stack):
+    """Broker, Redis, the recommender and the gateway; the recommender (and the gateway, which dials its port)
+    restarted with another ``SHOPAI_JOBS_NICE`` on the same data."""
+
+    def start(self, nice: int = 10) -> None:  # type: ignore[override]
+        self._infrastructure()
+        self._up(nice)
+
+    def _up(self, nice: int) -> None:
+        from tests.support import ServiceProcess, free_port
+
+        self.nice = nice
+        self.recommender = ServiceProcess("recommender", self.settings, self.workdir,
+                                          SHOPAI_RETRAIN_INTERVAL_SECONDS="0", SHOPAI_RETRAIN_CHECK_SECONDS="3600",
+                                          SHOPAI_JOBS_NICE=str(nice))
+        self.procs = [self.recommender]
+        self.settings.endpoint("recommender").grpc_port = self.recommender.grpc_port
+        self.gateway_port = free_port()
+        self.servers = {"gateway": self._gunicorn("gateway.app:create_app()", self.gateway_port)}
+
+    def restart(self, nice: int) -> None:
+        server = self.servers["gateway"]
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+        self.recommender.stop()
+        self._up(nice)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        from tests.support import wait_for
+
+        self.recommender.wait_serving(timeout=300)
+        import urllib.request
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.gateway_port}/healthz", timeout=2) as reply:
+                    return reply.status == 200
+            except OSError:
+                return False
+
+        wait_for(answers, 60, what="the gateway")
+
+    def pids(self) -> dict[str, int]:
+        return {"gateway": self.servers["gateway"].pid, "recommender": self.recommender.proc.pid}
+
+
+def _train(stack: TrainingStack) -> tuple[Any, Any, Any]:
+    """Start a training job; (stub, job, channel)."""
+    import grpc
+
+    from protos import common_pb2
+    from protos import recommender_pb2_grpc as pb_grpc
+
+    channel = grpc.insecure_channel(stack.recommender.target)
+    stub = pb_grpc.RecommenderStub(channel)
+    return stub, stub.Train(common_pb2.TrainRequest(requested_by="benchmark")), channel
+
+
+def _job_state(stub: Any, job: Any) -> Any:
+    from protos import common_pb2
+
+    return stub.GetJob(common_pb2.GetJobRequest(job_id=job.job_id))
+
+
+def measure_training(stack: TrainingStack, shop: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """At the stack's current priority: cached answers at 200 requests/s and computed ones at 20/s, idle, then
+    the same while a training job runs (it is started after the cached answers are warm, and must still be
+    running when each measurement ends, else the row says so)."""
+    from protos import common_pb2
+    from tests.support import wait_for
+
+    seconds, warmup = (15.0, 1.0) if quick else (25.0, 2.0)
+    rng = random.Random(11)
+    users = rng.sample(shop["users"], min(len(shop["users"]), 400))
+    cached = [get(f"/v1/users/{u}/recommendations", as_shopper(u)) for u in (rng.choice(users) for _ in range(4000))]
+    computed = [get(f"/v1/users/{u}/recommendations?exclude={rng.choice(shop['catalog'])}", as_shopper(u))
+                for u in (rng.choice(shop["users"]) for _ in range(4000))]
+    route = Route("cached", "gateway", cached, "recommender", warm=True)
+    port = stack.gateway_port
+    out: dict[str, Any] = {"nice": stack.nice}
+    for phase in ("idle", "training"):
+        wait_quiet(stack.pids(), timeout=600)
+        warm(route, cached, port)
+        stub = job = channel = None
+        if phase == "training":
+            stub, job, channel = _train(stack)
+            wait_for(lambda stub=stub, job=job: _job_state(stub, job).state == common_pb2.JOB_STATE_RUNNING, 60,
+                     interval=0.2,
+                     what="the job to start")
+            time.sleep(2.0)  # past the job's first reads: its CPU-heavy part
+        rows = {}
+        for name, requests, rate in (("cached", cached, TARGET_RATE), ("computed", computed, 20.0)):
+            row = summary(asyncio.run(_open_loop("127.0.0.1", port, requests, rate, seconds, warmup)))
+            row["rate"] = rate
+            if stub is not None:
+                state = _job_state(stub, job)
+                row["job_running_at_end"] = state.state == common_pb2.JOB_STATE_RUNNING
+                row["job_progress_at_end"] = round(state.progress, 2)
+            rows[name] = row
+            print(f"  nice {stack.nice}, {phase}, {name} at {rate:g}/s: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} "
+                  f"ms, errors {row['errors']}" + (f", job running: {row['job_running_at_end']}" if stub else ""),
+                  flush=True)
+        if stub is not None:
+            started = time.perf_counter()
+            done = wait_for(lambda stub=stub, job=job: (j := _job_state(stub, job)).state in (
+                common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED) and j, 1800, interval=0.5,
+                what="training")
+            channel.close()
+            rows["job"] = {"state": common_pb2.JobState.Name(done.state),
+                           "seconds": round(done.finished_at.seconds - done.started_at.seconds, 1),
+                           "waited_after_measuring_s": round(time.perf_counter() - started, 1)}
+        out[phase] = rows
+    for name in ("cached", "computed"):
+        idle, busy = out["idle"][name]["p99_ms"], out["training"][name]["p99_ms"]
+        out[f"{name}_p99_training_over_idle"] = round(busy / idle, 2) if idle and busy else None
+    return out
+
+
+def run_training(quick: bool) -> dict[str, Any]:
+    stack = TrainingStack(quick)
+    try:
+        started = time.perf_counter()
+        stack.start(nice=0)
+        stack.wait_ready()
+        print(f"  stack up in {time.perf_counter() - started:.0f} s", flush=True)
+        shop = seed_and_train(stack, quick)
+        baseline = measure_training(stack, shop, quick)
+        stack.restart(nice=10)
+        lowered = measure_training(stack, shop, quick)
+    finally:
+        stack.stop()
+    ratio = lowered["cached_p99_training_over_idle"]
+    return {"dataset": shop["dataset"], "ingest_seconds": shop["ingest_seconds"],
+            "first_train_seconds": shop["train_seconds"],
+            "setup": "the recommender (SHOPAI_JOBS_NICE 0, then restarted on the same data with 10) and the gateway "
+                     "under gunicorn; open loop, latency from the scheduled start; cached: 400 users' answers "
+                     "warmed before each run; computed: exclude={random product}, every answer computed",
+            "baseline_jobs_nice_0": baseline, "jobs_nice_10": lowered,
+            "goals": {"cached answers' p99 during training within 2x idle (nice 10)":
+                      ratio is not None and ratio <= 2.0}}
+
+
+def show_training(result: dict[str, Any]) -> None:
+    print(f"\n{result['dataset']}; first training {result['first_train_seconds']} s\n")
+    print("| training priority | answers | rate/s | idle p50 / p99 ms | training p50 / p99 ms | p99 training / idle "
+          "| job running at the end | job s |")
+    print("|---|---|---:|---:|---:|---:|---|---:|")
+    for label, key_ in (("same as serving (nice 0, baseline)", "baseline_jobs_nice_0"),
+                        ("lower (nice 10, default)", "jobs_nice_10")):
+        r = result[key_]
+        for name in ("cached", "computed"):
+            i, t = r["idle"][name], r["training"][name]
+            print(f"| {label} | {name} | {i['rate']:g} | {i['p50_ms']} / {i['p99_ms']} | {t['p50_ms']} / "
+                  f"{t['p99_ms']} | {r[f'{name}_p99_training_over_idle']} | {t.get('job_running_at_end')} "
+                  f"| {r['training']['job']['seconds']} |")
+    for goal, ok in result["goals"].items():
+        print(f"{'PASS' if ok else 'FAIL'}  {goal}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small demo shop, short runs (< 3 minutes)")
     parser.add_argument("--scale-out", action="store_true",
                         help="one recommender replica and gateway process against two (results/gateway-scale-out)")
+    parser.add_argument("--during-training", action="store_true",
+                        help="answers while the recommender trains, its jobs at nice 0 and 10 "
+                             "(results/gateway-training)")
     args = parser.parse_args()
     # SIGTERM stops the stack as Ctrl-C does (the services run in sessions of their own).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -848,11 +1014,11 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": describe(*_versions()),
         "mode": "quick" if args.quick else "full",
-        **(run_scale_out if args.scale_out else run)(args.quick),
+        **(run_scale_out if args.scale_out else run_training if args.during_training else run)(args.quick),
     }
     result["seconds"] = round(time.perf_counter() - started, 1)
-    (show_scale_out if args.scale_out else show)(result)
-    name = "gateway-scale-out" if args.scale_out else "gateway"
+    (show_scale_out if args.scale_out else show_training if args.during_training else show)(result)
+    name = "gateway-scale-out" if args.scale_out else "gateway-training" if args.during_training else "gateway"
     out = RESULTS / f"{name}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwritten to {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out} "

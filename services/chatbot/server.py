@@ -324,7 +324,8 @@ def build(settings: Settings) -> ServiceRunner:
     trainer = IntentTrainer(embedders, holder.registry, holder,
                             settings.embedding_cache_dir or settings.data_dir / "cache", on_new_version=announce)
     # No catch-up: the intent model learns from the service's own data set, not from the events.
-    jobs = JobRunner("chatbot", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds)
+    jobs = JobRunner("chatbot", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds,
+                     nice=settings.jobs_nice)
     if holder.model is None:
         jobs.submit("intent", {}, "startup")  # the first model; the service is not ready until it is in
     warm = threading.Event()

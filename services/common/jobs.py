@@ -10,6 +10,7 @@ or running when its process died is reported FAILED by whoever reads it next.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -45,12 +46,28 @@ class TrainResult:
 TrainFn = Callable[[str, Mapping[str, str], Progress], TrainResult]
 
 
+def lower_priority(nice: int, service: str = "") -> None:
+    """Lower the calling thread's CPU priority by ``nice`` (Linux schedules threads, so this thread alone). The
+    threads and processes it starts later inherit it: implicit's OpenMP workers, joblib's processes, a
+    trainer's own pool. Serving threads keep theirs, so on a machine whose cores training fills the
+    answers still get the CPU first (benchmarks/README.md, "Training beside serving")."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:  # e.g. a sandbox without the call: training at the same priority, said once
+        log.warning("training_priority_unchanged", service=service, error=str(exc))
+
+
 class JobRunner:
     def __init__(self, service: str, client: redis.Redis, train: TrainFn, ttl_seconds: int = 7 * 24 * 3600,
-                 catchup: LogCatchUp | None = None) -> None:
+                 catchup: LogCatchUp | None = None, nice: int = 0) -> None:
         """``catchup``: wait, before training, for the consumer to apply what was accepted before the request
-        (services/common/catchup.py); None trains on what is applied."""
+        (services/common/catchup.py); None trains on what is applied. ``nice``: how much lower the worker's CPU
+        priority is than the process's (``settings.jobs_nice``)."""
         self.service = service
+        self.nice = nice
         self.catchup = catchup
         self.redis = client
         self.train = train
@@ -109,7 +126,8 @@ class JobRunner:
         return self._busy.is_set() or not self._queue.empty()
 
     def run(self, stop: threading.Event) -> None:
-        """The worker loop (a ServiceRunner worker)."""
+        """The worker loop (a ServiceRunner worker), at ``nice`` lower priority than serving."""
+        lower_priority(self.nice, self.service)
         while not stop.is_set():
             try:
                 job_id = self._queue.get(timeout=0.5)

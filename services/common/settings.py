@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     # before the job was requested (services/common/catchup.py); 0: train on what is applied at once.
     train_catchup_seconds: float = Field(default=300.0, ge=0)
     jobs_ttl_seconds: int = 7 * 24 * 3600
+    # Training runs at this much lower CPU priority (nice) than serving, in the job's thread and the threads and
+    # processes it starts (issue #22 item 7: training must not stall answers on the same cores); 0: the same.
+    jobs_nice: int = Field(default=10, ge=0, le=19)
 
     # Recommendations from this many products up are re-ranked from a few hundred candidates (this
     # many first; services/recommender/core/candidates.py) instead of scoring every product; 0 candidates:

@@ -317,7 +317,7 @@ def build(settings: Settings) -> ServiceRunner:
     trainer = ForecastTrainer(store, holder.registry, holder, secret, n_jobs=settings.forecast_jobs,
                               holidays_country=settings.forecast_holidays_country, on_new_version=announce)
     jobs = JobRunner("forecasting", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds,
-                     catchup=catchup.for_projection(settings, ForecastProjection))
+                     nice=settings.jobs_nice, catchup=catchup.for_projection(settings, ForecastProjection))
     forecaster = Forecaster(store, holder, settings.forecast_holidays_country)
     desk = AlertDesk(AlertStore(client), outputs.publish)
     servicer = ForecastingServicer(settings, store, holder, forecaster, jobs, secret, desk)

@@ -193,7 +193,7 @@ def build(settings: Settings) -> ServiceRunner:
 
     trainer = RecommenderTrainer(store, holder.registry, holder, on_new_version=announce)
     jobs = JobRunner("recommender", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds,
-                     catchup=catchup.for_projection(settings, RecommenderProjection))
+                     nice=settings.jobs_nice, catchup=catchup.for_projection(settings, RecommenderProjection))
     ranker = Ranker(store, holder, CandidatePolicy(settings.recommender_candidates_from,
                                                    settings.recommender_candidates))
     # The gateway serves cached answers of the model that serves now (services/common/recommendations.py).

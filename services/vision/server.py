@@ -218,7 +218,7 @@ def build(settings: Settings) -> ServiceRunner:
 
     trainer = VisionTrainer(store, holder, registry, on_new_version=announce)
     jobs = JobRunner("vision", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds,
-                     catchup=catchup.for_projection(settings, VisionProjection))
+                     nice=settings.jobs_nice, catchup=catchup.for_projection(settings, VisionProjection))
     projection = VisionProjection(client)
     consumer = EventConsumer(settings, projection)
     applier = RedisApplier(client, projection.group, settings.dedup_ttl_seconds)

@@ -72,3 +72,26 @@ def test_another_replicas_job_that_stopped_reporting_is_failed(redis_client):
     stored["created_at"] = time.time() - 600
     redis_client.set(key("jobs", "recommender", job.job_id), json.dumps(stored))
     assert other.get(job.job_id).state == S.JOB_STATE_FAILED
+
+
+def test_training_runs_at_lower_cpu_priority_than_serving_and_so_do_its_threads(redis_client, worker):
+    import os
+
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen: dict[str, int] = {}
+
+    def train(model, params, progress):
+        seen["job"] = priority()
+        helper = threading.Thread(target=lambda: seen.setdefault("its_thread", priority()))
+        helper.start()
+        helper.join()
+        return TrainResult("v-1", {}, "done")
+
+    serving = priority()
+    runner = worker(JobRunner("recommender", redis_client, train, nice=5))
+    job = runner.submit("", {}, "ops")
+    wait_for(lambda: runner.get(job.job_id).state == S.JOB_STATE_SUCCEEDED, 5, what="success")
+    assert seen == {"job": min(19, serving + 5), "its_thread": min(19, serving + 5)}
+    assert priority() == serving  # the caller's (serving) threads keep theirs
