@@ -106,6 +106,10 @@ class RecommenderKeys:
     stock, stock_counted_at = stock_keys("rec")
     # The model version the recommender serves now (cached answers of any other version are stale).
     serving = key("rec", "model", "serving")
+    # The version it served before a newer one was trained, for ANSWER_CACHE_SECONDS after the swap: the
+    # gateway still serves its cached answers meanwhile (a new model must not turn every cached answer into a
+    # computed one at the same instant: issue #22 item 7).
+    previous = key("rec", "model", "previous")
 
     @staticmethod
     def product(pid: str) -> str:
@@ -198,26 +202,57 @@ K = RecommenderKeys
 # and deletes the hash; a new model changes the model version), and it stands while each of its products is
 # still on sale and, when the request excludes products out of stock, in stock (stock moves with every
 # order, so it is checked on each hit instead of invalidating every user's answers).
-# KEYS: user version, serving model version, answers hash, active catalog, on-hand, counted-at, erasure register.
+# The serving one's lookup ("" model) also takes an answer of the version served before, while K.previous says
+# one was replaced by a newer model less than ANSWER_CACHE_SECONDS ago (such an answer is no older than any
+# other cached answer); the field returned is always the serving version's, where a new answer goes.
+# KEYS: user version, serving model version, answers hash, active catalog, on-hand, counted-at, erasure register,
+# previous model version.
 # ARGV: request digest, "1" to check stock, the model version to use ("" = the serving one), the user.
 # Returns {field, answer or false}; field is "" when no model serves yet or the user was erased (nothing is
 # cached under an erased shopper's id: a cache key would name them again).
 _LOOKUP_ANSWER = """
 if redis.call('SISMEMBER', KEYS[7], ARGV[4]) == 1 then return {'', false} end
 local model = ARGV[3]
-if model == '' then model = redis.call('GET', KEYS[2]) end
-if not model then return {'', false} end
-local field = (redis.call('GET', KEYS[1]) or '0') .. ':' .. model .. ':' .. ARGV[1]
-local entry = redis.call('HMGET', KEYS[3], field, field .. '#pids')
-if not entry[1] or not entry[2] then return {field, false} end
-for _, pid in ipairs(cjson.decode(entry[2])) do
-  if redis.call('SISMEMBER', KEYS[4], pid) == 0 then return {field, false} end
-  if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[6], pid) == 1 then
-    local level = tonumber(redis.call('HGET', KEYS[5], pid))
-    if level and level <= 0 then return {field, false} end
-  end
+local before = false
+if model == '' then
+  model = redis.call('GET', KEYS[2])
+  before = redis.call('GET', KEYS[8])
 end
-return {field, entry[1]}
+if not model then return {'', false} end
+local user_version = redis.call('GET', KEYS[1]) or '0'
+local function valid(field)
+  local entry = redis.call('HMGET', KEYS[3], field, field .. '#pids')
+  if not entry[1] or not entry[2] then return false end
+  for _, pid in ipairs(cjson.decode(entry[2])) do
+    if redis.call('SISMEMBER', KEYS[4], pid) == 0 then return false end
+    if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[6], pid) == 1 then
+      local level = tonumber(redis.call('HGET', KEYS[5], pid))
+      if level and level <= 0 then return false end
+    end
+  end
+  return entry[1]
+end
+local field = user_version .. ':' .. model .. ':' .. ARGV[1]
+local found = valid(field)
+if not found and before then found = valid(user_version .. ':' .. before .. ':' .. ARGV[1]) end
+return {field, found}
+"""
+
+# A newer model (by the time in its version, models.new_version) keeps the one it replaces as K.previous for
+# ANSWER_CACHE_SECONDS; any other change (a rollback to an older version, a version without a time) does not,
+# so a model an operator took back stops being served at once.
+# KEYS: serving, previous. ARGV: the new version, ANSWER_CACHE_SECONDS.
+_ANNOUNCE = """
+local old = redis.call('GET', KEYS[1])
+local pattern = '%d%d%d%d%d%d%d%dT%d%d%d%d%d%dZ'
+local old_time = old and string.match(old, pattern)
+local new_time = string.match(ARGV[1], pattern)
+if old and old ~= ARGV[1] and old_time and new_time and new_time > old_time then
+  redis.call('SET', KEYS[2], old, 'EX', ARGV[2])
+elseif old ~= ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('SET', KEYS[1], ARGV[1])
 """
 
 
@@ -245,7 +280,7 @@ class AnswerCache:
 
     def lookup(self, user: str, digest: str, *, exclude_out_of_stock: bool, model_version: str = "") -> CachedAnswer:
         keys = [K.user_version(user), K.serving, K.answers(user), K.active, K.stock, K.stock_counted_at,
-                register_key("recommender")]
+                register_key("recommender"), K.previous]
         field, value = self._lookup(keys=keys, args=[digest, "1" if exclude_out_of_stock else "0", model_version, user])
         return CachedAnswer(field or "", value.encode("latin-1") if value else None)
 
@@ -262,8 +297,9 @@ class AnswerCache:
             self._lookup.close()
 
     def announce(self, model_version: str) -> None:
-        """Say which model serves now: answers cached under another version stop being served."""
-        self.redis.set(K.serving, model_version)
+        """Say which model serves now: answers cached under another version stop being served, but those of
+        the version a newer model replaced only as they expire (``_ANNOUNCE``)."""
+        self.redis.eval(_ANNOUNCE, 2, K.serving, K.previous, model_version, ANSWER_CACHE_SECONDS)
 
 
 # ------------------------------------------------------------------ the popular ranking, read only

@@ -116,3 +116,39 @@ def test_product_ids_of_any_shape_round_trip(redis_client, batched):
     redis_client.srem(K.active, "p\\3")
     assert cache.lookup("u9", digest(request("u9")), exclude_out_of_stock=True).payload is None
     cache.close()
+
+
+OLD, NEW = "hybrid-20261207T100000Z-aaaaaa", "hybrid-20261207T110000Z-bbbbbb"
+
+
+def test_a_newer_model_keeps_the_answers_of_the_one_it_replaced_until_they_expire(redis_client):
+    """Retraining must not turn every cached answer into a computed one at the same instant (issue #22 item 7):
+    the gateway keeps serving the replaced version's answers for their remaining life, the recommender computes
+    the new model's; a rollback to an older version stops the newer one's answers at once."""
+    redis_client.sadd(K.active, "p1", "p2")
+    cache = AnswerCache(redis_client)
+    try:
+        cache.announce(OLD)
+        field = cache.lookup("u1", digest(request()), exclude_out_of_stock=True, model_version=OLD).field
+        cache.store("u1", field, answer().SerializeToString(), ["p1", "p2"], OLD)
+        cache.announce(NEW)
+        assert redis_client.get(K.serving) == NEW and redis_client.get(K.previous) == OLD
+        assert 0 < redis_client.ttl(K.previous) <= ANSWER_CACHE_SECONDS
+        found = cache.lookup("u1", digest(request()), exclude_out_of_stock=True)
+        assert found.payload is not None and found.field.endswith(f":{NEW}:{digest(request())}")
+        # the recommender, asking for its own version, computes the new model's answer
+        assert cache.lookup("u1", digest(request()), exclude_out_of_stock=True, model_version=NEW).payload is None
+        # still checked like any cached answer: a product taken off sale makes it stale
+        redis_client.srem(K.active, "p2")
+        assert gateway_lookup(cache) is None
+        redis_client.sadd(K.active, "p2")
+        # a rollback to the older version: the newer one's answers stop at once
+        field = cache.lookup("u1", digest(request()), exclude_out_of_stock=True, model_version=NEW).field
+        cache.store("u1", field, answer().SerializeToString(), ["p1", "p2"], NEW)
+        cache.announce(OLD)
+        assert redis_client.get(K.previous) is None
+        redis_client.hdel(K.answers("u1"), *[f for f in redis_client.hkeys(K.answers("u1")) if OLD in f])
+        assert gateway_lookup(cache) is None
+    finally:
+        cache.close()
+        redis_client.delete(K.previous, K.serving, K.answers("u1"), K.active)
