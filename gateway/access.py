@@ -63,7 +63,7 @@ RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset
 # A shop's page on another origin reads these: a degraded or kept (stale) answer says so in its headers, and Age
 # says how old a kept one is.
 CORS_EXPOSE_HEADERS = ["Retry-After", *RATE_LIMIT_HEADERS, "Location", "WWW-Authenticate", "X-ShopAI-Computed-At",
-                       "X-ShopAI-Stale", "X-ShopAI-Degraded", "Age"]
+                       "X-ShopAI-Stale", "X-ShopAI-Degraded", "X-ShopAI-Cache", "Age"]
 CORS_MAX_AGE_SECONDS = 600
 MIN_KEY_LENGTH = 16
 STORAGE_WARNING_INTERVAL_SECONDS = 60.0

@@ -291,7 +291,9 @@ def recommend(path: UserPath, query: RecommendQuery) -> tuple[dict, int] | tuple
         extra = {"recommendation_id": rid, **({"experiment": arm.answer()} if arm else {})}
         body = prefix + b"," + current_app.json.dumps(extra)[1:].encode() + b"\n"
         _record(rid, "user", path.user_id, served_strategy, version, list(pids), arm)
-        return current_app.response_class(body, status=200, mimetype=current_app.json.mimetype)
+        response = current_app.response_class(body, status=200, mimetype=current_app.json.mimetype)
+        response.headers["X-ShopAI-Cache"] = "hit"  # served from the recommender's answer cache
+        return response
     try:
         reply = _recommender().Recommend(request, timeout=_deadline())
     except grpc.RpcError as exc:

@@ -105,3 +105,16 @@ def test_many_users_at_once_each_get_their_own_cached_answer(gateway):
     assert calls and batches and float(calls.group(1)) == len(asks)
     print(f"{len(asks)} lookups in {float(batches.group(1)):.0f} round trips")
     assert 1 <= float(batches.group(1)) < len(asks)  # 32 callers at once: some lookups shared a round trip
+
+
+def test_a_cached_answer_says_so_and_an_answer_from_elsewhere_does_not(gateway):
+    def headers(user: str):
+        request = urllib.request.Request(f"{gateway}/v1/users/{user}/recommendations",
+                                         headers={"Authorization": f"Bearer {TOKENS.mint(user).token}"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.headers
+
+    assert headers(USERS[0])["X-ShopAI-Cache"] == "hit"
+    # nothing cached for this shopper and no recommender listening: the popular fallback, not a cached answer
+    fallback = headers("someone-new")
+    assert fallback["X-ShopAI-Degraded"] == "recommender" and "X-ShopAI-Cache" not in fallback
