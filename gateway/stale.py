@@ -69,6 +69,10 @@ class LocalCopies:
         with self._lock:
             return self._cache.get(name)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
 
 def install(app: Flask) -> None:
     """Keep every 200 answer of the staff read routes (after_request)."""
