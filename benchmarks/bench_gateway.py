@@ -364,6 +364,17 @@ def wait_quiet(pids: dict[str, int], limit: float = 15.0, timeout: float = 600.0
 
 
 # ---------------------------------------------------------------------------------------------- the stack
+def answers(port: int, path: str = "/healthz") -> bool:
+    """Whether the server on ``port`` answers ``path`` with a 200 (a readiness poll)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
 class Stack:
     """Broker, Redis, three services, the gateway and the bare app under gunicorn."""
 
@@ -440,16 +451,7 @@ class Stack:
 
         for proc in self.procs:
             proc.wait_serving(timeout=900)  # the chatbot trains its first model on a machine without one
-        import urllib.request
-
-        def answers(port: int, path: str) -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
-                    return reply.status == 200
-            except OSError:
-                return False
-
-        wait_for(lambda: answers(self.gateway_port, "/healthz"), 60, what="the gateway")
+        wait_for(lambda: answers(self.gateway_port), 60, what="the gateway")
         wait_for(lambda: answers(self.bare_port, "/bare"), 60, what="the bare app")
 
     def pids(self) -> dict[str, int]:
@@ -756,15 +758,6 @@ class ScaleOutStack(Stack):
 
         for proc in self.procs:
             proc.wait_serving(timeout=300)
-        import urllib.request
-
-        def answers(port: int) -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
-                    return reply.status == 200
-            except OSError:
-                return False
-
         for port in self.gateway_ports if self.servers else ():
             wait_for(lambda p=port: answers(p), 60, what=f"the gateway on {port}")
 
@@ -877,16 +870,7 @@ class TrainingStack(Stack):
         from tests.support import wait_for
 
         self.recommender.wait_serving(timeout=300)
-        import urllib.request
-
-        def answers() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.gateway_port}/healthz", timeout=2) as reply:
-                    return reply.status == 200
-            except OSError:
-                return False
-
-        wait_for(answers, 60, what="the gateway")
+        wait_for(lambda: answers(self.gateway_port), 60, what="the gateway")
 
     def pids(self) -> dict[str, int]:
         return {"gateway": self.servers["gateway"].pid, "recommender": self.recommender.proc.pid}

@@ -432,18 +432,18 @@ def print_table(result: dict) -> None:
           "CPU s | CPU s consumer/Redis/broker | Redis added MB | dedup B/event (used_memory) "
           "| dedup B/event (MEMORY USAGE) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, row in result["apply"].items():
-        d = row["dedup"]
+    def apply_row(name: str, row: dict, memory: str) -> None:
         cpu = "/".join(str(v) for v in row["cpu_seconds"].values())
         print(f"| {name} | {row['events']:,} | {row['events_per_second']:,} | {row['events_per_second_after_first'] or ''} "
-              f"| {row['events_per_consumer_cpu_second'] or ''} | {cpu} | {row['redis_used_memory_added_mb']} | {d['bytes_per_applied_event_used_memory']} "
-              f"| {d['bytes_per_applied_event_memory_usage']} |")
+              f"| {row['events_per_consumer_cpu_second'] or ''} | {cpu} | {memory} |")
+
+    for name, row in result["apply"].items():
+        d = row["dedup"]
+        apply_row(name, row, f"{row['redis_used_memory_added_mb']} | {d['bytes_per_applied_event_used_memory']} "
+                             f"| {d['bytes_per_applied_event_memory_usage']}")
     if "apply_baseline_recommender" in result:
-        row = result["apply_baseline_recommender"]
-        cpu = "/".join(str(v) for v in row["cpu_seconds"].values())
-        print(f"| recommender, baseline: a read per product (before #22) | {row['events']:,} | "
-              f"{row['events_per_second']:,} | {row['events_per_second_after_first'] or ''} "
-              f"| {row['events_per_consumer_cpu_second'] or ''} | {cpu} | | | |")
+        apply_row("recommender, baseline: a read per product (before #22)", result["apply_baseline_recommender"],
+                  " | | ")
     if "dedup_baseline_one_key_per_event" in result:
         d = result["dedup_baseline_one_key_per_event"]
         print(f"| markers as before #22: a key per event, for {d['markers']:,} event ids | | | | | | | "
