@@ -1019,6 +1019,130 @@ def show_training(result: dict[str, Any]) -> None:
         print(f"{'PASS' if ok else 'FAIL'}  {goal}")
 
 
+# ------------------------------------------------------------------------- the assistant (issue #22 item 4)
+GOAL_CHAT_RATE, GOAL_CHAT_P99_MS = 150.0, 100.0
+
+
+class AssistantStack(Stack):
+    """The gateway (gunicorn) and the assistant with one encoder engine; the recommender it asks for
+    products. Each engine has its own data directory, so its intent model is trained on its own vectors."""
+
+    def __init__(self, quick: bool, encoders: str) -> None:
+        super().__init__(quick)
+        self.encoders = encoders
+
+    def start(self) -> None:
+        from tests.support import ServiceProcess, free_port
+
+        self._infrastructure()
+        quiet = {"SHOPAI_RETRAIN_INTERVAL_SECONDS": "0", "SHOPAI_RETRAIN_CHECK_SECONDS": "3600"}
+        self.recommender = ServiceProcess("recommender", self.settings, self.workdir, **quiet)
+        home = CHATBOT_HOME / self.encoders
+        home.mkdir(parents=True, exist_ok=True)
+        # Every message encoded (no vector remembered): the held-out messages are sent more than once.
+        self.chatbot = ServiceProcess("chatbot", self.settings.model_copy(update={"data_dir": home}), self.workdir,
+                                      SHOPAI_RECOMMENDER__GRPC_PORT=str(self.recommender.grpc_port),
+                                      SHOPAI_CHAT_ENCODERS=self.encoders, SHOPAI_CHAT_RECENT_VECTORS="0", **quiet)
+        self.procs = [self.recommender, self.chatbot]
+        for name, proc in (("recommender", self.recommender), ("chatbot", self.chatbot)):
+            self.settings.endpoint(name).grpc_port = proc.grpc_port
+        self.gateway_port = free_port()
+        self.servers["gateway"] = self._gunicorn("gateway.app:create_app()", self.gateway_port)
+
+    def wait_ready(self) -> None:
+        from tests.support import wait_for
+
+        for proc in self.procs:
+            proc.wait_serving(timeout=1800)  # the first start trains the intent model
+        wait_for(lambda: answers(self.gateway_port), 60, what="the gateway")
+
+    def pids(self) -> dict[str, int]:
+        return {"gateway": self.servers["gateway"].pid, "chatbot": self.chatbot.proc.pid,
+                "recommender": self.recommender.proc.pid}
+
+
+def run_assistant(quick: bool) -> dict[str, Any]:
+    """POST /v1/chat with the held-out utterances (English and Chinese, each a new conversation), through
+    the gateway, with the ONNX encoders and with the reference ones (today's code path before issue #22)."""
+    from services.chatbot.core.data import load_utterances
+
+    rng = random.Random(11)
+    messages = [u.text for u in load_utterances("test")]
+    rng.shuffle(messages)
+    requests = [post_json("/v1/chat", {"message": m, "user_id": f"u{rng.randrange(10_000)}"}) for m in messages]
+    seconds_max, seconds_fixed, warmup = (8.0, 10.0, 1.0) if quick else (20.0, 30.0, 2.0)
+    rows = []
+    for encoders in ("onnx", "reference"):
+        stack = AssistantStack(quick, encoders)
+        try:
+            started = time.perf_counter()
+            stack.start()
+            stack.wait_ready()
+            print(f"  {encoders}: stack up in {time.perf_counter() - started:.0f} s", flush=True)
+            pids = stack.pids()
+            warm(Route("chat", "gateway", requests[:50], "chatbot", warm=True), requests[:50], stack.gateway_port)
+            wait_quiet(pids, timeout=900)
+            watched = {k: v for k, v in pids.items() if k in ("gateway", "chatbot")}
+            meter = CpuMeter(watched, everything={**pids, **stack.infrastructure()})
+            meter.start()
+            peak = summary(asyncio.run(_closed_loop("127.0.0.1", stack.gateway_port, requests, CONCURRENCY,
+                                                    seconds_max, warmup)))
+            peak["cpu_percent"] = meter.stop()
+            print(f"  {encoders}: max {peak['requests_per_second']} messages/s, p50 {peak['p50_ms']} ms, p99 "
+                  f"{peak['p99_ms']} ms, errors {peak['errors']}, CPU {peak['cpu_percent']}", flush=True)
+            row: dict[str, Any] = {"encoders": encoders, "max_throughput": peak, "fixed_rate": []}
+            capacity = peak["requests_per_second"]
+            rates = sorted({round(capacity / 2, 1), *([GOAL_CHAT_RATE] if capacity >= 0.8 * GOAL_CHAT_RATE
+                                                      else [])})
+            for rate in rates:
+                wait_quiet(pids)
+                meter.start()
+                fixed = summary(asyncio.run(_open_loop("127.0.0.1", stack.gateway_port, requests, rate,
+                                                       seconds_fixed, warmup)))
+                fixed["cpu_percent"], fixed["rate"] = meter.stop(), rate
+                print(f"  {encoders}: at {rate:g} messages/s p50 {fixed['p50_ms']} ms, p99 {fixed['p99_ms']} ms, "
+                      f"errors {fixed['errors']}, CPU {fixed['cpu_percent']}", flush=True)
+                row["fixed_rate"].append(fixed)
+            rows.append(row)
+        finally:
+            stack.stop()
+    onnx = rows[0]
+    at_goal = [f for f in onnx["fixed_rate"] if f["rate"] == GOAL_CHAT_RATE]
+    return {
+        "dataset": f"{len(messages)} held-out utterances (data/intents, test split; English, Chinese, mixed), "
+                   "shuffled, each sent as a new conversation of a random user; the catalogue is empty",
+        "setup": "gunicorn gateway (1 process, gevent) -> chatbot (gRPC) with its recommender; Redis; the tansu "
+                 f"broker; the load generator on the same machine. Max throughput: {CONCURRENCY} connections "
+                 "back to back; fixed rate: open loop (latency from the scheduled start). The assistant "
+                 "remembers no vector (SHOPAI_CHAT_RECENT_VECTORS=0): every message is encoded.",
+        "rows": rows,
+        "goals": {
+            f">= {GOAL_CHAT_RATE:g} messages/s with p99 <= {GOAL_CHAT_P99_MS:g} ms (ONNX encoders)":
+                bool(at_goal) and at_goal[0]["p99_ms"] is not None and at_goal[0]["p99_ms"] <= GOAL_CHAT_P99_MS
+                and not at_goal[0]["errors"],
+        },
+    }
+
+
+def show_assistant(result: dict[str, Any]) -> None:
+    print(f"\n{result['dataset']}\n")
+    print("| encoders | max messages/s | p50 / p99 ms | CPU % chatbot / gateway | fixed rate/s | p50 / p99 ms "
+          "| errors | CPU % chatbot / gateway |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in result["rows"]:
+        m = row["max_throughput"]
+
+        def cpu(c: dict) -> str:
+            return f"{c.get('chatbot')} / {c.get('gateway')}"
+
+        for f in row["fixed_rate"]:
+            print(f"| {row['encoders']} | {m['requests_per_second']} | {m['p50_ms']} / {m['p99_ms']} | "
+                  f"{cpu(m['cpu_percent'])} | {f['rate']:g} | {f['p50_ms']} / {f['p99_ms']} | "
+                  f"{sum(f['errors'].values())} | {cpu(f['cpu_percent'])} |")
+    for goal, met in result["goals"].items():
+        print(f"- {goal}: {'met' if met else 'NOT met'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1028,6 +1152,8 @@ def main() -> None:
     parser.add_argument("--during-training", action="store_true",
                         help="answers while the recommender trains, its jobs at nice 0 and 10 "
                              "(results/gateway-training)")
+    parser.add_argument("--assistant", action="store_true",
+                        help="POST /v1/chat with the ONNX and the reference encoders (results/gateway-assistant)")
     args = parser.parse_args()
     # SIGTERM stops the stack as Ctrl-C does (the services run in sessions of their own).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -1039,11 +1165,14 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": describe(*_versions()),
         "mode": "quick" if args.quick else "full",
-        **(run_scale_out if args.scale_out else run_training if args.during_training else run)(args.quick),
+        **(run_scale_out if args.scale_out else run_training if args.during_training
+           else run_assistant if args.assistant else run)(args.quick),
     }
     result["seconds"] = round(time.perf_counter() - started, 1)
-    (show_scale_out if args.scale_out else show_training if args.during_training else show)(result)
-    name = "gateway-scale-out" if args.scale_out else "gateway-training" if args.during_training else "gateway"
+    (show_scale_out if args.scale_out else show_training if args.during_training
+     else show_assistant if args.assistant else show)(result)
+    name = ("gateway-scale-out" if args.scale_out else "gateway-training" if args.during_training
+            else "gateway-assistant" if args.assistant else "gateway")
     out = RESULTS / f"{name}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwritten to {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out} "

@@ -309,8 +309,9 @@ def build(settings: Settings) -> ServiceRunner:
     runner = bootstrap("chatbot", settings)
     client = connect(settings)
     store = ChatbotStore(client, settings.chat_session_ttl_seconds)
-    embedders = Embedders()
-    knowledge = KnowledgeBase(load_knowledge_base(), embedders.models["e5"].encode, embedders.passages)
+    cache_dir = settings.embedding_cache_dir or settings.data_dir / "cache"
+    embedders = Embedders(settings.chat_encoders, cache_dir, settings.chat_recent_vectors)
+    knowledge = KnowledgeBase(load_knowledge_base(), embedders.query, embedders.passages)
     recommender = open_channel(settings.endpoint("recommender").target, settings)
     world = ShopWorld(store, knowledge, recommender, settings.grpc_deadline_seconds, settings.chat_order_id_pattern)
     holder: ModelHolder[LanguageRoutedClassifier] = ModelHolder(ModelRegistry(settings.model_dir("chatbot")))
@@ -321,8 +322,7 @@ def build(settings: Settings) -> ServiceRunner:
     def announce(version: str, meta: dict) -> None:
         announce_version(publish, "chatbot", version, meta)
 
-    trainer = IntentTrainer(embedders, holder.registry, holder,
-                            settings.embedding_cache_dir or settings.data_dir / "cache", on_new_version=announce)
+    trainer = IntentTrainer(embedders, holder.registry, holder, cache_dir, on_new_version=announce)
     # No catch-up: the intent model learns from the service's own data set, not from the events.
     jobs = JobRunner("chatbot", client, trainer.train, ttl_seconds=settings.jobs_ttl_seconds,
                      nice=settings.jobs_nice)

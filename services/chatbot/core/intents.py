@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -71,6 +72,9 @@ class IntentClassifier:
         return [str(c) for c in self.model.classes_]
 
     def _matrix(self, texts: Sequence[str], embed: Embed, fit: bool = False) -> sp.csr_matrix:
+        return sp.hstack([sp.csr_matrix(p) for p in self._parts(texts, embed, fit)], format="csr")
+
+    def _parts(self, texts: Sequence[str], embed: Embed, fit: bool = False) -> list:
         parts = []
         for feature in self.features:
             if feature in ("tfidf", "words"):
@@ -84,8 +88,8 @@ class IntentClassifier:
                 else:
                     parts.append(self.vectorizers[feature].transform(texts))
             else:
-                parts.append(sp.csr_matrix(embed(feature, texts)))
-        return sp.hstack(parts, format="csr")
+                parts.append(embed(feature, texts))
+        return parts
 
     def _estimator(self, folds: int = 5):
         if self.model_kind == "logreg":
@@ -125,7 +129,10 @@ class IntentClassifier:
                 languages: Sequence[str] | None = None) -> list[IntentPrediction]:
         if not texts:
             return []
-        proba = self.model.predict_proba(self._matrix(list(texts), embed))
+        compiled = self._compiled()
+        parts = self._parts(list(texts), embed)
+        proba = (compiled.predict_proba(parts) if compiled is not None
+                 else self.model.predict_proba(sp.hstack([sp.csr_matrix(p) for p in parts], format="csr")))
         classes = self.classes
         out = []
         for row in proba:
@@ -136,6 +143,70 @@ class IntentClassifier:
                 name = OUT_OF_SCOPE
             out.append(IntentPrediction(name, confidence, ranking))
         return out
+
+    def _compiled(self) -> CalibratedSVMs | None:
+        """The fitted model as a few array operations (sklearn's checks cost ~10x the arithmetic for one
+        message); None where the model is not the calibrated SVM this covers."""
+        compiled = getattr(self, "_compiled_model", False)
+        if compiled is False:
+            widths = [len(self.vectorizers[f].vocabulary_) if f in self.vectorizers else None
+                      for f in self.features]
+            compiled = CalibratedSVMs.compile(self.model, widths)
+            self._compiled_model = compiled
+        return compiled
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_compiled_model", None)
+        return state
+
+
+class CalibratedSVMs:
+    """``CalibratedClassifierCV(LinearSVC, method="sigmoid")`` over several classes, predicted as sklearn
+    does (per fold: decision values, Platt sigmoid per class, normalised over the classes; then the mean of
+    the folds), with every fold's weights in one matrix per feature block."""
+
+    def __init__(self, blocks: list[np.ndarray], intercept: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 folds: int, classes: int) -> None:
+        self.blocks, self.intercept, self.a, self.b = blocks, intercept, a, b
+        self.folds, self.classes = folds, classes
+
+    @classmethod
+    def compile(cls, model, widths: list[int | None]) -> CalibratedSVMs | None:
+        if not isinstance(model, CalibratedClassifierCV) or len(model.classes_) <= 2:
+            return None
+        coefs, intercepts, a, b = [], [], [], []
+        for fold in model.calibrated_classifiers_:
+            svm = fold.estimator
+            if (fold.method != "sigmoid" or not isinstance(svm, LinearSVC)
+                    or list(svm.classes_) != list(model.classes_)):
+                return None
+            coefs.append(np.asarray(svm.coef_, dtype=np.float64))
+            intercepts.append(np.asarray(svm.intercept_, dtype=np.float64))
+            a.append([c.a_ for c in fold.calibrators])
+            b.append([c.b_ for c in fold.calibrators])
+        weights = np.vstack(coefs).T  # features x (folds * classes)
+        # The vectorizers' widths are known; the rest of the columns are the embeddings', equally wide.
+        embeddings = sum(1 for w in widths if w is None)
+        rest = weights.shape[0] - sum(w for w in widths if w is not None)
+        if rest < 0 or (embeddings and rest % embeddings) or (not embeddings and rest):
+            return None
+        out, start = [], 0
+        for width in widths:
+            step = width if width is not None else rest // embeddings
+            out.append(np.ascontiguousarray(weights[start : start + step]))
+            start += step
+        return cls(out, np.concatenate(intercepts), np.asarray(a, np.float64).ravel(),
+                   np.asarray(b, np.float64).ravel(), len(coefs), len(model.classes_))
+
+    def predict_proba(self, parts: list) -> np.ndarray:
+        scores = self.intercept + sum(np.asarray(part @ block) for part, block in zip(parts, self.blocks,
+                                                                                       strict=True))
+        proba = expit(-(self.a * scores + self.b)).reshape(len(scores), self.folds, self.classes)
+        total = proba.sum(axis=2, keepdims=True)
+        proba = np.divide(proba, total, out=np.full_like(proba, 1 / self.classes), where=total != 0)
+        proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+        return proba.mean(axis=1)
 
 
 class LanguageRoutedClassifier:
