@@ -159,3 +159,21 @@ def test_the_compiled_classifier_gives_sklearns_probabilities():
     assert logreg._compiled() is None and logreg.predict(held)[0].name == "order_status"
     # what is saved does not carry the compiled copy
     assert "_compiled_model" not in classifier.__getstate__()
+
+
+def test_the_tfidf_rows_are_sklearns():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from services.chatbot.core.intents import tfidf_rows
+
+    corpus = [*TEXTS[:10], "return return refund", "退货退货 return"]
+    for vectorizer in (TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True),
+                       TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
+                                       token_pattern=r"(?u)\b\w+\b"),
+                       TfidfVectorizer()):
+        vectorizer.fit(corpus)
+        held = ["Return my order please", "退货", "nothing-known ✓✓", "", "order order order 2"]
+        expected = vectorizer.transform(held)
+        got = tfidf_rows(vectorizer, held)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got.toarray(), expected.toarray(), rtol=1e-12, atol=1e-15)

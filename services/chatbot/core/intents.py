@@ -86,7 +86,7 @@ class IntentClassifier:
                                         token_pattern=r"(?u)\b\w+\b"))
                     parts.append(self.vectorizers[feature].fit_transform(texts))
                 else:
-                    parts.append(self.vectorizers[feature].transform(texts))
+                    parts.append(tfidf_rows(self.vectorizers[feature], texts))
             else:
                 parts.append(embed(feature, texts))
         return parts
@@ -207,6 +207,31 @@ class CalibratedSVMs:
         proba = np.divide(proba, total, out=np.full_like(proba, 1 / self.classes), where=total != 0)
         proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
         return proba.mean(axis=1)
+
+
+def tfidf_rows(vectorizer: TfidfVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
+    """``vectorizer.transform(texts)`` for a fitted ``TfidfVectorizer`` without sklearn's per-call checks
+    (~1 ms of a message's ~2 ms): the same analyzer, term counts, sublinear tf, idf and L2 norm."""
+    if not (vectorizer.use_idf and vectorizer.norm == "l2" and not vectorizer.binary):
+        return vectorizer.transform(texts)
+    analyze, vocabulary, idf = vectorizer.build_analyzer(), vectorizer.vocabulary_, vectorizer.idf_
+    indptr, indices, values = [0], [], []
+    for text in texts:
+        counts: dict[int, int] = {}
+        for term in analyze(text):
+            column = vocabulary.get(term)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        columns = np.fromiter(sorted(counts), dtype=np.int64, count=len(counts))
+        tf = np.asarray([counts[c] for c in columns], dtype=np.float64)
+        row = (np.log(tf) + 1.0 if vectorizer.sublinear_tf else tf) * idf[columns]
+        norm = np.sqrt((row * row).sum())
+        indices.append(columns)
+        values.append(row / norm if norm > 0 else row)
+        indptr.append(indptr[-1] + len(columns))
+    return sp.csr_matrix((np.concatenate(values) if values else np.zeros(0),
+                          np.concatenate(indices) if indices else np.zeros(0, np.int64), indptr),
+                         shape=(len(texts), len(vocabulary)))
 
 
 class LanguageRoutedClassifier:

@@ -15,6 +15,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from services.chatbot.core.data import FaqEntry
+from services.chatbot.core.intents import tfidf_rows
 
 MIN_SCORE = 0.5
 EMBEDDING_WEIGHT = 0.7
@@ -36,7 +37,7 @@ class KnowledgeBase:
         return " ".join([entry.question["en"], entry.question["zh"], *entry.keywords["en"], *entry.keywords["zh"]])
 
     def scores(self, text: str) -> np.ndarray:
-        lexical = np.asarray((self.tfidf @ normalize(self.vectorizer.transform([text])).T).todense()).ravel()
+        lexical = np.asarray((self.tfidf @ tfidf_rows(self.vectorizer, [text]).T).todense()).ravel()
         if self.vectors is None:
             return lexical
         semantic = self.vectors @ self.embed_query([text])[0]
