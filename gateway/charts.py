@@ -121,7 +121,8 @@ def forecast_chart_png(history_dates: Dates, history_y: Values, dates: Dates, yh
         ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
     else:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#999999")
-    ax.set_title(title, fontsize=11)
+    # The title holds the caller's product id or category: text, never matplotlib's $math$ ("$5 $off" is an id).
+    ax.set_title(title, fontsize=11, parse_math=False)
     ax.set_ylabel("units per day")
     finite = [v for v in (*hy, *fy, *lo, *up) if v is not None]
     if finite and min(finite) >= 0:

@@ -26,7 +26,9 @@ from tests.support import assert_problem, staff, wait_for
 
 pytestmark = pytest.mark.integration
 DAYS = 84
-END = datetime.now(UTC).date() - timedelta(days=1)
+# The last Sunday before today: the same weekdays, hence the same series, whatever day the tests run.
+_YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
+END = _YESTERDAY - timedelta(days=(_YESTERDAY.weekday() + 1) % 7)
 START = END - timedelta(days=DAYS - 1)
 USERS = [f"shopper-{i}" for i in range(30)]
 
