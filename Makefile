@@ -94,7 +94,7 @@ bench: bench-bus bench-recommender bench-chatbot bench-vision bench-forecasting 
 bench-vision: venv sysdeps ## Fashion-MNIST accuracy vs a small CNN, image-search recall and index choice, verification confusion matrix, image search through REST before/after training, search over 100,000 pictures exact vs HNSW (SECTION=fashion|search|verify|service|scale)
 	$(BIN)/python -m benchmarks.bench_vision $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
-bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive/auto), daily retail series through the service vs seasonal naive and the 28-day mean, 1,000-product refresh, elasticities, CDNOW behaviour (SECTION=series|throughput|pricing|behaviour|daily)
+bench-forecasting: venv sysdeps ## real sales series (Prophet/ETS/seasonal naive/auto), daily retail series through the service vs seasonal naive and the 28-day mean, 1,000-product refresh, elasticities, CDNOW behaviour, the sparse tail top-down and 50,000 products (SECTION=series|throughput|pricing|behaviour|daily|tail)
 	$(BIN)/python -m benchmarks.bench_forecasting $(if $(QUICK),--quick) $(if $(SECTION),--section $(SECTION))
 
 bench-bus: venv sysdeps $(S3RVER) ## publish and exactly-once apply throughput, against the baseline, on the real broker + Redis; the broker's log in memory and on disk side by side (SECTION=storage: only that)

@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         "pricing": lazy("bench_forecasting_pricing", "run_pricing"),
         "behaviour": lazy("bench_forecasting_behaviour", "run_behaviour"),
         "daily": lazy("bench_forecasting_daily", "run_daily"),
+        "tail": lazy("bench_forecasting_tail", "run_tail"),
     }, "a smoke run: a few series, 100 products", argv)
 
 

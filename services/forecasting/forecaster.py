@@ -19,7 +19,7 @@ from datetime import date
 import numpy as np
 
 from services.common.models import ModelHolder
-from services.forecasting.core import inventory
+from services.forecasting.core import inventory, top_down
 from services.forecasting.core.bundle import ForecastingModel, target_key, to_series
 from services.forecasting.core.forecast import Prediction, default_model, fit_predict
 from services.forecasting.store import DailyHistory, ForecastStore
@@ -110,12 +110,32 @@ class Forecaster:
                                  prediction.lower[:horizon], prediction.upper[:horizon], prediction.level)
         h, series = self.series(kind, target)
         name = self.model_for(kind, target, series)
-        prediction = fit_predict(series, name, horizon, level, holidays_country=self.holidays_country)
+        prediction = self.fit(kind, target, series, name, horizon, level)
         cache = K.forecast(target_key(kind, target))
         self.store.redis.hset(cache, cache_field(self.holder.version, h.end, name, horizon, level),
                               json.dumps(prediction_json(prediction)))
         self.store.redis.expire(cache, FORECAST_CACHE_SECONDS)
         return h, prediction
+
+    def fit(self, kind: str, target: str, series, name: str, horizon: int, level: float) -> Prediction:
+        """``name``'s forecast of the target. ``top_down`` (a product): its share of its category's forecast
+        (kept, or fitted now and kept), or its default model where it has no category or no share."""
+        if name == top_down.TOP_DOWN:
+            prediction = self.top_down(target, series, horizon, level) if kind == "p" else None
+            if prediction is not None:
+                return prediction
+            name = default_model(series)
+        return fit_predict(series, name, horizon, level, holidays_country=self.holidays_country)
+
+    def top_down(self, pid: str, series, horizon: int, level: float) -> Prediction | None:
+        category = self.store.product(pid).get("category")
+        if not category:
+            return None
+        _, category_series = self.series("c", category)
+        if category_series is None:
+            return None
+        _, category_prediction = self.predict("c", category, horizon, level)
+        return top_down.predict(series, category_series, category_prediction, level)
 
     def lacking(self, targets: list[str], end: date) -> list[str]:
         """The ``kind|target`` entries with no forecast kept for this model version and last day."""

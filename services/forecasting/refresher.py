@@ -20,6 +20,7 @@ from typing import Any
 from services.common import topics
 from services.common.events import envelope
 from services.common.logging import get_logger
+from services.forecasting.core import top_down
 from services.forecasting.core.forecast import forecast_many
 from services.forecasting.forecaster import DEFAULT_HORIZON, DEFAULT_LEVEL, Forecaster
 from services.forecasting.store import ForecastKeys as K
@@ -56,7 +57,8 @@ class Refresher:
         state = (holder.version, last_day)
         if holder.model is None or last_day is None or state == self.swept:
             return 0
-        targets = [f"{kind}|{t}" for kind in ("p", "c") for t in self.store.targets_with_sales(kind)]
+        # Categories first: a top-down product's forecast is its share of its category's.
+        targets = [f"{kind}|{t}" for kind in ("c", "p") for t in self.store.targets_with_sales(kind)]
         lacking = self.forecaster.lacking(targets, last_day)
         log.info("forecast_sweep", targets=len(targets), lacking=len(lacking), model_version=holder.version)
         for i in range(0, len(lacking), SWEEP_BATCH):
@@ -89,8 +91,9 @@ class Refresher:
         if not items:
             return
         chosen = {k: self.forecaster.model_for(*k.split("|", 1), items[k]) for k in items}
-        outcomes = forecast_many(items, DEFAULT_HORIZON, DEFAULT_LEVEL, chosen=chosen,
-                                 n_jobs=self.n_jobs if len(items) > 50 else 1,
+        own = {k: s for k, s in items.items() if chosen[k] != top_down.TOP_DOWN}
+        outcomes = forecast_many(own, DEFAULT_HORIZON, DEFAULT_LEVEL, chosen=chosen,
+                                 n_jobs=self.n_jobs if len(own) > 50 else 1,
                                  holidays_country=self.forecaster.holidays_country)
         for k, outcome in outcomes.items():
             kind, target = k.split("|", 1)
@@ -98,6 +101,16 @@ class Refresher:
                 self.forecaster.store_predictions(kind, target, ends[k], chosen[k], outcome.prediction)
             else:  # e.g. every sale cancelled (NoDemand): the next request answers the reason, not a stale forecast
                 self.forecaster.drop_predictions(kind, target)
+        # After the categories above: a top-down product is its share of its category's forecast (no fit).
+        for k in top_down.order_for_refresh([k for k in items if k not in own]):
+            kind, target = k.split("|", 1)
+            try:
+                prediction = self.forecaster.fit(kind, target, items[k], top_down.TOP_DOWN, DEFAULT_HORIZON,
+                                                 DEFAULT_LEVEL)
+            except Exception:  # noqa: BLE001 - as forecast_many's failing items
+                self.forecaster.drop_predictions(kind, target)
+                continue
+            self.forecaster.store_predictions(kind, target, ends[k], chosen[k], prediction)
 
     def check_stock(self, pid: str) -> None:
         details = self.store.product(pid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from services.common.jobs import Progress, TrainResult
 from services.common.logging import get_logger
 from services.common.models import ModelHolder, ModelRegistry, gate_params, new_version, quality_gate
-from services.forecasting.core import behaviour, pricing
+from services.forecasting.core import behaviour, pricing, top_down
 from services.forecasting.core.bundle import ForecastingModel, target_key, to_series
 from services.forecasting.core.forecast import (
     Outcome,
@@ -145,6 +146,11 @@ class ForecastTrainer:
                                  progress=selection_progress, holidays_country=self.holidays_country,
                                  folds=options["folds"])
         chosen = {k: o.model for k, o in outcomes.items() if o.error is None}
+        progress(0.76, "top-down: the sparse products against their categories' forecasts")
+        for key, score in self._top_down(items, outcomes, chosen, details, options).items():
+            chosen[key] = top_down.TOP_DOWN
+            outcomes[key] = replace(outcomes[key], model=top_down.TOP_DOWN, backtest=score,
+                                    scores={**(outcomes[key].scores or {}), top_down.TOP_DOWN: score})
         backtests = {k: o.backtest for k, o in outcomes.items() if o.error is None and o.backtest is not None}
         failed = {k: o.error for k, o in outcomes.items() if o.error is not None}
 
@@ -176,6 +182,7 @@ class ForecastTrainer:
         for name in chosen.values():
             models_used[name] = models_used.get(name, 0) + 1
         metrics = {"series": float(len(chosen)), "failed": float(len(failed)),
+                   "top_down_products": float(models_used.get(top_down.TOP_DOWN, 0)),
                    "median_mase": float(np.median(mases)) if mases else float("nan"),
                    "elasticities": float(sum(1 for e in elasticities.values() if e.enough_variation)),
                    "category_elasticities": float(len(category_priors)), **versus_baselines(outcomes),
@@ -191,6 +198,22 @@ class ForecastTrainer:
                  served=gate.serve)
         return TrainResult(model_version=version, metrics=metrics,
                            message=f"models chosen for {len(chosen)} series ({len(failed)} failed); {gate.reason}")
+
+    def _top_down(self, items: Mapping[str, Series], outcomes: Mapping[str, Outcome], chosen: Mapping[str, str],
+                  details: Mapping[str, dict], options: Mapping[str, int]) -> dict:
+        """The products whose backtest top-down wins (core/top_down.py), with its score: each category's
+        chosen model is backtested once on the selection's folds and lent to its sparse products."""
+        category_of = {target_key("p", p): target_key("c", d["category"]) for p, d in details.items()
+                       if d.get("category") and target_key("c", d["category"]) in chosen}
+        products = {k: items[k] for k in category_of
+                    if k in outcomes and outcomes[k].error is None and top_down.is_intermittent(items[k].y)}
+        categories = {c: items[c] for c in {category_of[k] for k in products}}
+        if not products:
+            return {}
+        folds = top_down.category_folds(categories, chosen, options["horizon"], options["folds"],
+                                        self.holidays_country)
+        return top_down.choose(products, {k: outcomes[k].backtest for k in products}, category_of, categories,
+                               folds, options["horizon"], options["folds"])
 
     def _elasticities(self, histories: Mapping[str, DailyHistory], details: Mapping[str, dict]):
         """Each product's own elasticity estimate (Poisson, views as exposure), and each category's

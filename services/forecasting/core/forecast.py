@@ -560,10 +560,13 @@ def min_train(series: Series) -> int:
     return max(2 * series.period, 8)
 
 
-def _origins(series: Series, horizon: int, folds: int) -> list[int]:
+def fold_origins(series: Series, horizon: int, folds: int) -> list[int]:
+    """The first period of each backtest fold: the last ``folds`` windows of ``horizon`` periods that
+    leave :func:`min_train` periods before them (fewer when the history is short), oldest first."""
     n = len(series.y)
     usable = max(0, min(folds, (n - min_train(series)) // horizon))
     return [n - horizon * (usable - i) for i in range(usable)]
+
 
 
 def _future(x: np.ndarray | None, origin: int, horizon: int) -> np.ndarray | None:
@@ -576,7 +579,7 @@ def backtest_many(series: Series, models: Sequence[str], horizon: int, folds: in
     members' fold forecasts instead of fitting them again. A model whose fit raises on some fold
     scores nan with 0 folds (the others are still scored); an unknown model name raises."""
     y = _clean(series)
-    origins = _origins(series, horizon, folds)
+    origins = fold_origins(series, horizon, folds)
     nan = float("nan")
     if not origins:
         return {m: BacktestScore(nan, nan, nan, horizon, 0) for m in models}
@@ -606,6 +609,20 @@ def backtest_many(series: Series, models: Sequence[str], horizon: int, folds: in
                          float(np.mean(np.abs(actual - f))), rmsse(actual, f, train, series.period)))
         a = np.mean(rows, axis=0)
         out[m] = BacktestScore(float(a[0]), float(a[1]), float(a[2]), horizon, len(origins), float(a[3]))
+    return out
+
+
+def fold_forecasts(series: Series, model: str, horizon: int, folds: int = 3,
+                   holidays_country: str | None = "CN") -> dict[int, np.ndarray]:
+    """``model``'s forecast of each backtest fold (fitted on the history before it), keyed by the fold's
+    distance from the end in periods, so that series ending on the same day share keys (top_down.py)."""
+    y = _clean(series)
+    out = {}
+    for o in fold_origins(series, horizon, folds):
+        parts = [fit_predict(series.head(o), m, horizon, 0.8, _future(series.price, o, horizon),
+                             _future(series.promo, o, horizon), holidays_country).yhat
+                 if (y[:o] > 0).any() else np.zeros(horizon) for m in model.split("+")]
+        out[len(y) - o] = np.mean(parts, axis=0)
     return out
 
 
