@@ -161,3 +161,22 @@ def test_components_with_exact_moments_standardise_candidates_as_over_every_prod
     for name in ("item_knn", "content"):  # estimated on the sample: the scale (what weighs in the blend) is close
         scale = np.polyfit(over_all[name][0, some], over_candidates[name][0], 1)[0]
         assert 0.8 < scale < 1.25, (name, scale)
+
+
+def test_neighbour_scores_of_candidates_are_the_full_scores_on_every_path(fitted):
+    from services.recommender.core import knn
+
+    model, matrix, _ = fitted
+    item_knn, user_knn = model.hybrid.components["item_knn"], model.hybrid.components["user_knn"]
+    some = np.sort(np.random.default_rng(3).choice(N_ITEMS, 300, replace=False))
+    for rows in (matrix[7], matrix[: knn.DENSE_ROWS + 8]):  # a request (dense rows), and a batch (sparse)
+        np.testing.assert_allclose(item_knn.score_items(rows, None, some), item_knn.score(rows)[:, some],
+                                   rtol=1e-12, atol=1e-12)
+    users = np.arange(5)
+    expected = user_knn.score_items(matrix[:5], users, some)
+    np.testing.assert_allclose(expected, user_knn.score(matrix[:5], users)[:, some], rtol=1e-12, atol=1e-12)
+    # a version saved when the training shoppers were kept as CSC answers the same
+    old = pickle.loads(pickle.dumps(user_knn))
+    old._train_t = old._train_t.tocsc()
+    np.testing.assert_array_equal(old.score_items(matrix[:5], users, some), expected)
+    assert old._train_t.format == "csr"
