@@ -172,6 +172,11 @@ def test_neighbour_scores_of_candidates_are_the_full_scores_on_every_path(fitted
     for rows in (matrix[7], matrix[: knn.DENSE_ROWS + 8]):  # a request (dense rows), and a batch (sparse)
         np.testing.assert_allclose(item_knn.score_items(rows, None, some), item_knn.score(rows)[:, some],
                                    rtol=1e-12, atol=1e-12)
+    assert "_similarity_t" in item_knn.__dict__ and "_similarity_t" not in pickle.loads(pickle.dumps(item_knn)).__dict__
+    changed = pickle.loads(pickle.dumps(item_knn))  # a new similarity matrix is followed, not the kept transpose
+    changed.score_items(matrix[7], None, some)
+    changed.similarity = changed.similarity * 2.0
+    np.testing.assert_allclose(changed.score_items(matrix[7], None, some), 2 * item_knn.score(matrix[7])[:, some])
     users = np.arange(5)
     expected = user_knn.score_items(matrix[:5], users, some)
     np.testing.assert_allclose(expected, user_knn.score(matrix[:5], users)[:, some], rtol=1e-12, atol=1e-12)
