@@ -185,3 +185,26 @@ def test_neighbour_scores_of_candidates_are_the_full_scores_on_every_path(fitted
     old._train_t = old._train_t.tocsc()
     np.testing.assert_array_equal(old.score_items(matrix[:5], users, some), expected)
     assert old._train_t.format == "csr"
+
+
+def test_the_request_paths_shortcuts_give_scipys_and_sklearns_answers(fitted):
+    from sklearn.preprocessing import normalize
+
+    from services.recommender.core import moments
+    from services.recommender.core.bundle import CandidateReasons
+
+    model, matrix, _ = fitted
+    rng = np.random.default_rng(4)
+    votes = sp.random(3, N_ITEMS, density=0.02, format="csr", random_state=5)
+    votes[1] = 0  # an empty row
+    wanted = np.concatenate([rng.choice(N_ITEMS, 50, replace=False), votes[0].indices[:5], [0, N_ITEMS - 1]])
+    np.testing.assert_array_equal(moments.columns(votes, wanted), votes[:, wanted].toarray())
+    content = model.hybrid.components["content"]
+    rows = matrix[:4].astype(np.float64)
+    np.testing.assert_allclose(content.profiles(rows), normalize(rows @ content.items).toarray(), rtol=1e-12)
+    assert not content.profiles(sp.csr_matrix((1, N_ITEMS))).any()  # no products: a zero profile, no nan
+    reasons = CandidateReasons()
+    reasons.set(np.array([3, 7]), ["als", "content"])
+    assert (reasons[np.int64(7)], reasons[3], reasons[5]) == ("content", "als", "")
+    assert list(reasons[np.array([7, 5])]) == ["content", ""]
+    assert list(reasons[np.arange(10) % 2 == 1]) == ["", "als", "", "content", ""]  # indices 1, 3, 5, 7, 9

@@ -22,6 +22,25 @@ from services.recommender.core.hybrid import Hybrid
 TEXT_FIELDS = ("title", "title_zh", "category", "brand", "description", "description_zh")
 
 
+class CandidateReasons:
+    """Per product index, the component that contributed most, for the candidates alone: "" for the others
+    (an array of every product's would cost more than the candidates' scores at 50,000 products)."""
+
+    def __init__(self) -> None:
+        self._by: dict[int, str] = {}
+
+    def set(self, items: np.ndarray, names) -> None:
+        self._by.update(zip(np.asarray(items).tolist(), names, strict=True))
+
+    def __getitem__(self, index):
+        """One product's reason; for an index array or a boolean mask, theirs, as an array does."""
+        if np.ndim(index) == 0:
+            return self._by.get(int(index), "")
+        index = np.asarray(index)
+        positions = np.flatnonzero(index) if index.dtype == bool else index
+        return np.array([self._by.get(int(i), "") for i in positions], dtype=object)
+
+
 def product_text(details: Mapping[str, str], decode_tags: Callable[[str | None], list[str]]) -> str:
     """One text per product for the content model: both languages' title and description, category, brand, tags."""
     parts = [str(details.get(f) or "") for f in TEXT_FIELDS]
@@ -121,7 +140,7 @@ class RecommenderModel:
         return scores
 
     def explained_scores(self, row: sp.csr_matrix, user: str = "", candidates: int | None = None,
-                         recent: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         recent: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray | CandidateReasons]:
         """The hybrid's scores and, per product, the component that contributed most (the reason).
 
         ``candidates``: score only about that many candidates (``core/candidates.py``; ``recent``:
@@ -142,7 +161,7 @@ class RecommenderModel:
         return base, dominant
 
     def _candidate_scores(self, index: CandidateIndex, row: sp.csr_matrix, user: str, n: int,
-                          recent: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+                          recent: sp.csr_matrix | None) -> tuple[np.ndarray, CandidateReasons]:
         """``explained_scores`` over the candidates alone; the others score -inf and have no reason."""
         components = self.hybrid.components
         items = index.candidates(components, row, n, len(self.item_ids), recent)
@@ -150,16 +169,16 @@ class RecommenderModel:
         parts = {name: self.hybrid.weights[name] * z[0] for name, z in
                  self.hybrid.candidate_scores(row, self.user_position(user), trained, index.sample).items()}
         base = np.full(len(self.item_ids), -np.inf)
-        dominant = np.full(len(self.item_ids), "", dtype=object)
+        dominant = CandidateReasons()
         if parts:
             stacked = np.vstack(list(parts.values()))
             base[trained] = stacked.sum(axis=0)
-            dominant[trained] = np.array(list(parts), dtype=object)[np.argmax(stacked, axis=0)]
+            dominant.set(trained, np.array(list(parts), dtype=object)[np.argmax(stacked, axis=0)])
         if len(new) and "content" in components and self.hybrid.weights.get("content", 0) > 0:
             content = components["content"].score_items(row, None, np.concatenate([new, index.sample]))[0]
             known = content[len(new):]  # new products enter through content, on the blend's scale (as below)
             base[new] = self.hybrid.weights["content"] * (content[: len(new)] - known.mean()) / (known.std() or 1.0)
-            dominant[new] = "content"
+            dominant.set(new, ["content"] * len(new))
         return base, dominant
 
     def _new_products_in_hybrid(self, row: sp.csr_matrix, base: np.ndarray) -> np.ndarray:

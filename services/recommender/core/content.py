@@ -60,7 +60,10 @@ class ContentModel:
         rows = sp.csr_matrix(rows, dtype=np.float64)
         if rows.shape[1] < self.items.shape[0]:  # widen the rows, never slice (copy) the product vectors
             rows = sp.csr_matrix((rows.data, rows.indices, rows.indptr), shape=(rows.shape[0], self.items.shape[0]))
-        return normalize(rows @ self.items).toarray()
+        profiles = (rows @ self.items).toarray()
+        # sklearn's normalize, without its per-call checks (~0.7 ms of a request at 50,000 products)
+        norms = np.sqrt(np.einsum("ij,ij->i", profiles, profiles))
+        return profiles / np.where(norms > 0, norms, 1.0)[:, None]
 
     def similar_items(self, item: int, n: int) -> list[tuple[int, float]]:
         """The ``n`` products whose text is closest to ``item``'s, most similar first."""

@@ -183,12 +183,12 @@ class UserKNN:
 
     def score_items(self, rows: sp.csr_matrix, user_indices: np.ndarray | None, items: np.ndarray) -> np.ndarray:
         """``score`` for ``items`` only (the candidate stage's re-rank: a few shoppers at a time)."""
-        return self._votes(rows, user_indices)[:, items].toarray()
+        return moments.columns(self._votes(rows, user_indices), items)
 
     def score_items_with_moments(self, rows: sp.csr_matrix, user_indices: np.ndarray | None,
                                  items: np.ndarray) -> tuple[np.ndarray, moments.Moments]:
         votes = self._votes(rows, user_indices)
-        return votes[:, items].toarray(), moments.of_sparse(votes, rows)
+        return moments.columns(votes, items), moments.of_sparse(votes, rows)
 
     def _votes(self, rows: sp.csr_matrix, user_indices: np.ndarray | None) -> sp.csr_matrix:
         """``score`` as a sparse matrix (most products get no vote)."""

@@ -29,13 +29,32 @@ def of_dense(scores: np.ndarray, rows: sp.csr_matrix) -> Moments:
     return from_sums(sums, squares, scores.shape[1] - np.diff(rows.indptr))
 
 
+def columns(scores: sp.csr_matrix, wanted: np.ndarray) -> np.ndarray:
+    """``scores[:, columns].toarray()`` for a few rows, by binary search in each row's sorted columns:
+    scipy's column indexing builds an array as long as the row (~0.2 ms at 50,000 products)."""
+    scores = sp.csr_matrix(scores)
+    if not scores.has_sorted_indices:
+        scores = scores.sorted_indices()
+    wanted = np.asarray(wanted, dtype=np.int64)
+    out = np.zeros((scores.shape[0], len(wanted)))
+    for r in range(scores.shape[0]):
+        start, stop = scores.indptr[r], scores.indptr[r + 1]
+        indices, data = scores.indices[start:stop], scores.data[start:stop]
+        if not len(indices):
+            continue
+        at = np.minimum(np.searchsorted(indices, wanted), len(indices) - 1)
+        found = indices[at] == wanted
+        out[r, found] = data[at[found]]
+    return out
+
+
 def of_sparse(scores: sp.csr_matrix, rows: sp.csr_matrix) -> Moments:
     """``of_dense`` for scores that are mostly 0 (neighbourhood votes), never made dense."""
     scores, rows = sp.csr_matrix(scores), sp.csr_matrix(rows)
     sums = np.ravel(scores.sum(axis=1))
     squares = np.ravel(scores.multiply(scores).sum(axis=1))
     for r in range(rows.shape[0]):
-        own = scores[r, rows.indices[rows.indptr[r]:rows.indptr[r + 1]]].toarray()
+        own = columns(scores[r], rows.indices[rows.indptr[r]:rows.indptr[r + 1]])
         sums[r] -= own.sum()
         squares[r] -= (own**2).sum()
     return from_sums(sums, squares, scores.shape[1] - np.diff(rows.indptr))
