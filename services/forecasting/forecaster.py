@@ -117,24 +117,30 @@ class Forecaster:
         self.store.redis.expire(cache, FORECAST_CACHE_SECONDS)
         return h, prediction
 
-    def fit(self, kind: str, target: str, series, name: str, horizon: int, level: float) -> Prediction:
+    def fit(self, kind: str, target: str, series, name: str, horizon: int, level: float,
+            categories: dict | None = None) -> Prediction:
         """``name``'s forecast of the target. ``top_down`` (a product): its share of its category's forecast
-        (kept, or fitted now and kept), or its default model where it has no category or no share."""
+        (kept, or fitted now and kept), or its default model where it has no category or no share.
+        ``categories``: category -> (series, forecast) already read, shared by a batch of products."""
         if name == top_down.TOP_DOWN:
-            prediction = self.top_down(target, series, horizon, level) if kind == "p" else None
+            prediction = self.top_down(target, series, horizon, level, categories) if kind == "p" else None
             if prediction is not None:
                 return prediction
             name = default_model(series)
         return fit_predict(series, name, horizon, level, holidays_country=self.holidays_country)
 
-    def top_down(self, pid: str, series, horizon: int, level: float) -> Prediction | None:
+    def top_down(self, pid: str, series, horizon: int, level: float,
+                 categories: dict | None = None) -> Prediction | None:
         category = self.store.product(pid).get("category")
         if not category:
             return None
-        _, category_series = self.series("c", category)
+        categories = {} if categories is None else categories
+        if category not in categories:
+            h, category_prediction = self.predict("c", category, horizon, level)  # one read of its history
+            categories[category] = (None if h is None else to_series(h.start, h.units), category_prediction)
+        category_series, category_prediction = categories[category]
         if category_series is None:
             return None
-        _, category_prediction = self.predict("c", category, horizon, level)
         return top_down.predict(series, category_series, category_prediction, level)
 
     def lacking(self, targets: list[str], end: date) -> list[str]:

@@ -101,12 +101,14 @@ class Refresher:
                 self.forecaster.store_predictions(kind, target, ends[k], chosen[k], outcome.prediction)
             else:  # e.g. every sale cancelled (NoDemand): the next request answers the reason, not a stale forecast
                 self.forecaster.drop_predictions(kind, target)
-        # After the categories above: a top-down product is its share of its category's forecast (no fit).
+        # After the categories above: a top-down product is its share of its category's forecast (no fit),
+        # each category read once for the batch.
+        categories: dict = {}
         for k in top_down.order_for_refresh([k for k in items if k not in own]):
             kind, target = k.split("|", 1)
             try:
                 prediction = self.forecaster.fit(kind, target, items[k], top_down.TOP_DOWN, DEFAULT_HORIZON,
-                                                 DEFAULT_LEVEL)
+                                                 DEFAULT_LEVEL, categories)
             except Exception:  # noqa: BLE001 - as forecast_many's failing items
                 self.forecaster.drop_predictions(kind, target)
                 continue

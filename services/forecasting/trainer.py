@@ -25,6 +25,7 @@ from services.forecasting.core.forecast import (
     backtest_many,
     default_model,
     forecast_many,
+    is_intermittent,
     versus_baselines,
 )
 from services.forecasting.store import DailyHistory, ForecastStore
@@ -206,7 +207,7 @@ class ForecastTrainer:
         category_of = {target_key("p", p): target_key("c", d["category"]) for p, d in details.items()
                        if d.get("category") and target_key("c", d["category"]) in chosen}
         products = {k: items[k] for k in category_of
-                    if k in outcomes and outcomes[k].error is None and top_down.is_intermittent(items[k].y)}
+                    if k in outcomes and outcomes[k].error is None and is_intermittent(items[k].y)}
         categories = {c: items[c] for c in {category_of[k] for k in products}}
         if not products:
             return {}
