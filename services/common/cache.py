@@ -22,7 +22,7 @@ KEY_PREFIX = "shopai"
 
 def key(*parts: object) -> str:
     """``key("rec", "pop", "all")`` -> ``"shopai:rec:pop:all"``."""
-    return ":".join((KEY_PREFIX, *(str(p) for p in parts)))
+    return KEY_PREFIX + ":" + ":".join(map(str, parts)) if parts else KEY_PREFIX
 
 
 def connect(target: str | Settings, *, url: str | None = None, **overrides: Any) -> redis.Redis:

@@ -189,16 +189,13 @@ class Ops:
         self.source = source
 
     def __call__(self, command: str, *args: object) -> None:
-        command = command.upper()
-        if command not in ALLOWED_COMMANDS:
-            raise ValueError(f"command {command} is not allowed in a projection")
-        self.commands.append([command, *(_redis_arg(a) for a in args)])
-
-
-def _redis_arg(value: object) -> str:
-    if isinstance(value, float):
-        return repr(value)  # shortest exact round trip, unlike Lua's own %.14g
-    return str(value)
+        if command not in ALLOWED_COMMANDS:  # the projections write them upper-case; the check is per event
+            command = command.upper()
+            if command not in ALLOWED_COMMANDS:
+                raise ValueError(f"command {command} is not allowed in a projection")
+        # str of a float is its shortest exact round trip (Python's repr), unlike Lua's own %.14g; and of a
+        # numpy float too, where repr would say "np.float64(...)".
+        self.commands.append([command, *map(str, args)])
 
 
 class Projection:
@@ -324,8 +321,7 @@ class RedisApplier:
         result = Applied()
         for start in range(0, len(items), self.chunk):
             part = items[start : start + self.chunk]
-            body = json.dumps([[*marker(eid), legacy_marker(self.group, eid), [list(c) for c in cmds]]
-                               for eid, cmds in part])
+            body = json.dumps([[*marker(eid), legacy_marker(self.group, eid), cmds] for eid, cmds in part])
             flags = self._script(args=[body, self.period, self._prefix, _period_key(self.group)])
             result.per_event.extend(bool(flag) for flag in flags)
         return result

@@ -83,6 +83,22 @@ class StockLedger:
     def apply(self, event: Event, ops: Ops) -> None:
         apply_stock(event, ops, self.on_hand_key, self.counted_at_key, self.counted_at)
 
+    def prepare(self, events: Iterable[Event], batch_state: dict) -> None:
+        """The last count time of every product the batch's stock events move, in one round trip, into the
+        batch's state where ``apply`` looks first (``Projection.prepare``), instead of a read per event."""
+        counts: dict[str, float | None] = batch_state.setdefault(f"stock-counted:{self.on_hand_key}", {})
+        wanted: dict[str, None] = {}
+        for event in events:
+            if event.family in ("inventory", "order"):
+                try:
+                    wanted.update((pid, None) for pid, _, _ in stock_changes(event) if pid not in counts)
+                except (KeyError, TypeError, ValueError):
+                    continue  # its apply fails the same way, and the event is dead-lettered with the reason
+        pids = list(wanted)
+        if pids:
+            for pid, value in zip(pids, self.redis.hmget(self.counted_at_key, pids), strict=True):
+                counts[pid] = float(value) if value is not None else None
+
     def counted_at(self, pid: str) -> float | None:
         value = self.redis.hget(self.counted_at_key, pid)
         return float(value) if value is not None else None

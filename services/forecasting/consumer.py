@@ -10,7 +10,9 @@ event counts are aggregates and stay (``services/common/privacy.py``).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from services.common import privacy, topics
 from services.common.events import Event, InvalidEvent
@@ -48,6 +50,41 @@ class ForecastProjection(Projection):
             privacy.record_erasure(ops, "forecasting", self.group, event)
         else:
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
+
+    def prepare(self, events: Sequence[Event], batch_state: dict[str, Any]) -> None:
+        """What the batch will read, in one round trip: the category of every product its interactions and
+        order lines name, the orders its cancellations, returns and refunds refer to, and the stock ledger's
+        count times."""
+        self.stock.prepare(events, batch_state)
+        cats: dict[str, str] = batch_state.setdefault("category", {})
+        orders: dict[str, Any] = batch_state.setdefault("orders", {})
+        pids: dict[str, None] = {}
+        oids: dict[str, None] = {}
+        for event in events:
+            p = event.payload
+            if event.family == "interaction" and p.get("product_id"):
+                pids[str(p["product_id"])] = None
+            elif event.family == "order":
+                lines = p.get("lines")
+                if isinstance(lines, list):
+                    pids.update((str(line["product_id"]), None) for line in lines
+                                if isinstance(line, dict) and "product_id" in line)
+                if event.action in ("cancelled", "returned", "refunded") and p.get("order_id"):
+                    oids[str(p["order_id"])] = None
+        pids_wanted = [pid for pid in pids if pid not in cats]
+        oids_wanted = [oid for oid in oids if oid not in orders]
+        if not pids_wanted and not oids_wanted:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for pid in pids_wanted:
+                pipe.hget(K.product(pid), "category")
+            if oids_wanted:
+                pipe.hmget(K.orders, oids_wanted)
+            replies = pipe.execute()
+        for pid, category in zip(pids_wanted, replies, strict=False):
+            cats[pid] = category or ""
+        if oids_wanted:
+            orders.update(zip(oids_wanted, replies[-1], strict=True))
 
     def _category(self, pid: str, ops: Ops) -> str:
         """The product's category as of this point in the batch ("" when unknown)."""

@@ -39,6 +39,10 @@ class RecommenderProjection(Projection):
     topics = (topics.CATALOG, topics.INTERACTIONS, topics.ORDERS, topics.INVENTORY, topics.PRIVACY,
               topics.RECOMMENDATIONS_SERVED)
 
+    def __init__(self, redis_client) -> None:
+        super().__init__(redis_client)
+        self.stock = StockLedger(redis_client, "rec")
+
     def apply(self, event: Event, ops: Ops) -> None:
         if event.family == "recommendation":  # not a shop event: not in the event counts training looks at
             self._apply_served(event, ops)
@@ -61,7 +65,9 @@ class RecommenderProjection(Projection):
             raise InvalidEvent(f"{event.type} does not belong on {self.topics}")
 
     def prepare(self, events: Sequence[Event], batch_state: dict[str, Any]) -> None:
-        """The category, brand, price and group of every product the batch touches, in one round trip."""
+        """The category, brand, price and group of every product the batch touches, in one round trip, and the
+        stock ledger's count times."""
+        self.stock.prepare(events, batch_state)
         infos: dict[str, dict[str, str]] = batch_state.setdefault("info", {})
         pids = list(dict.fromkeys(str(e.payload["product_id"]) for e in events
                                   if e.family in ("product", "interaction") and e.payload.get("product_id")))
@@ -226,4 +232,4 @@ class RecommenderProjection(Projection):
         ops("ZREM", K.last_seen, user)
 
     def _apply_stock(self, event: Event, ops: Ops) -> None:
-        StockLedger(self.redis, "rec").apply(event, ops)
+        self.stock.apply(event, ops)

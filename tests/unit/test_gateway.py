@@ -69,6 +69,15 @@ def test_code_events_are_written_by_the_vision_service_only(client):
     assert "vision service only" in body["errors"][0]["reason"]
 
 
+def test_payloads_that_crashed_the_proto_parser_are_400s(client):
+    base = '{"event_id": "7d0c2a4e-5b1f-4a7e-9a53-0f5c2f7b9e13", "schema_version": 1, "occurred_at": "2026-11-28T10:00:00Z", '
+    huge = base + '"type": "product.upserted", "payload": {"product_id": "p", "title": "t", "category": "c", "price": 1' + "0" * 400 + "}}"
+    surrogate = base + '"type": "order.created", "payload": {"order_id": "o", "user_id": "u", "sealed_personal": "\\ud800"}}'
+    for raw in (huge, surrogate):
+        body = assert_problem(client.post("/v1/events", data=raw, content_type="application/json"), 400)
+        assert body["errors"][0]["reason"].startswith("payload: "), body
+
+
 def test_a_broker_that_is_down_is_a_503_not_a_hang(client):
     event = {"event_id": "7d0c2a4e-5b1f-4a7e-9a53-0f5c2f7b9e11", "type": "interaction.view", "schema_version": 1,
              "occurred_at": "2026-11-28T10:00:00Z", "payload": {"user_id": "u1", "product_id": "p1"}}
