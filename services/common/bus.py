@@ -8,6 +8,12 @@ Consumer loop, per polled batch:
   3. ``RedisApplier`` applies the batch atomically with per-event de-duplication;
   4. dead letters are acknowledged by the broker;
   5. only then are the offsets committed.
+Steps 3-4 of one batch run on a thread of their own while the next batch goes through
+steps 1-2 (Redis works while the consumer decodes): the next batch is built on the
+state the one in flight left (``Projection.prepare``'s reads and what ``apply`` wrote
+into them), exactly as if the two were one batch, and its offsets are committed only
+after the first one's. A batch in flight that met events applied before (a
+redelivery) has the next one built again on fresh reads.
 An infrastructure error (Redis or Kafka unreachable) retries the whole batch with
 back-off and commits nothing, so nothing accepted is lost. When the projection's
 sentinel key is missing from Redis (a flushed or new Redis) the consumer replays
@@ -23,6 +29,8 @@ import signal
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +57,7 @@ from tenacity import (
 from services.common import metrics
 from services.common.events import Event, InvalidEvent, decode_event, format_time, parse_event
 from services.common.logging import get_logger
-from services.common.projection import Ops, Projection, RedisApplier
+from services.common.projection import Applied, Ops, Projection, RedisApplier
 from services.common.settings import Settings
 from services.common.topics import PRIVACY, all_topics, dlq, route
 from services.common.transport import kafka_options
@@ -252,8 +260,31 @@ def dead_letter_value(record: Any, group: str, reason: str, error_type: str) -> 
     ).encode()
 
 
+@dataclass
+class BuiltBatch:
+    """One polled batch turned into Redis commands (steps 1-2), ready for the applier (3-4)."""
+
+    batch: Mapping[TopicPartition, list[Any]]
+    items: list[tuple[str, list[list[str]]]] = field(default_factory=list)
+    topics_of: list[str] = field(default_factory=list)
+    dead: list[tuple[Any, str, str]] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)  # prepare's reads, as apply left them
+    started: float = 0.0
+    chain: int = 0  # batches built on the state of the ones before it, without fresh reads
+
+
+@dataclass
+class _InFlight:
+    built: BuiltBatch
+    future: Future
+
+
 class EventConsumer:
     """Runs one projection as a member of its consumer group until ``stop`` is set."""
+
+    # Batches built in a row on the state of the one before (then one waits, and the next reads afresh): bounds how
+    # long a cached read may go without a fresh one (~16 x 25 ms) when another replica writes the same keys.
+    CHAIN_LIMIT = 16
 
     def __init__(
         self,
@@ -299,20 +330,43 @@ class EventConsumer:
             self.publisher = EventPublisher(self.settings, client_id=f"{self.group}-dlq")
         self._consumer = self._group_consumer()
         log.info("consumer_started", group=self.group, topics=list(self.projection.topics))
+        # One batch's script in flight on this thread while the loop builds the next.
+        storer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.group}-apply")
+        in_flight: _InFlight | None = None
         try:
             while not stop.is_set():
                 try:
-                    self._maybe_rebuild(stop)
+                    if in_flight is None:
+                        self._maybe_rebuild(stop)
                     self.ready.set()
                     batch = self._consumer.poll(timeout_ms=500, max_records=self.settings.kafka_max_batch)
                     self._record_assignment_and_lag()
-                    if batch:
-                        self._process_with_retry(batch, stop)
+                    if not batch:
+                        self._finish(in_flight, stop)
+                        in_flight = None
+                        continue
+                    built = None
+                    if in_flight is not None and in_flight.built.chain < self.CHAIN_LIMIT:
+                        try:  # while Redis applies the batch in flight
+                            built = self.build(batch, in_flight.built.state, chain=in_flight.built.chain + 1)
+                        except TRANSIENT_ERRORS:
+                            built = None  # built again below, once the one in flight is done
+                    applied = self._finish(in_flight, stop)
+                    in_flight = None
+                    if built is not None and applied is not None and not all(applied.per_event):
+                        # A redelivery: the state it left assumed every event applied now. Read afresh.
+                        built = None
+                    if built is None:
+                        built = self._build_with_retry(batch, stop)
+                    in_flight = _InFlight(built, storer.submit(self.store, built, True))
                 except TRANSIENT_ERRORS as exc:
                     metrics.CONSUMER_RETRIES.labels(self.group).inc()
                     log.warning("consumer_infrastructure_error", group=self.group, error=str(exc))
                     stop.wait(1.0)
         finally:
+            if in_flight is not None:  # let its script end; its offsets stay uncommitted (a restart re-reads it)
+                in_flight.future.exception()
+            storer.shutdown(wait=True)
             self._consumer.close(autocommit=False)
 
     def _record_assignment_and_lag(self) -> None:
@@ -340,19 +394,41 @@ class EventConsumer:
             max_poll_records=self.settings.kafka_max_batch,
         )
 
-    def _process_with_retry(self, batch: Mapping[TopicPartition, list[Any]], stop: threading.Event) -> None:
+    def _retrying(self, stop: threading.Event) -> Retrying:
         def note_retry(state: RetryCallState) -> None:
             metrics.CONSUMER_RETRIES.labels(self.group).inc()
             log.warning("batch_retry", group=self.group, attempt=state.attempt_number,
                         error=str(state.outcome.exception()) if state.outcome else "")
 
-        # Redis or Kafka away: retry the same batch until it is stored (or we are told to stop).
-        for attempt in Retrying(
+        # Redis or Kafka away: retry until it is done (or we are told to stop).
+        return Retrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS), wait=wait_exponential(multiplier=0.2, max=10),
             stop=stop_when_event_set(stop), before_sleep=note_retry, sleep=stop.wait, reraise=True,
-        ):
+        )
+
+    def _build_with_retry(self, batch: Mapping[TopicPartition, list[Any]], stop: threading.Event) -> BuiltBatch:
+        for attempt in self._retrying(stop):
             with attempt:
-                self.process(batch, dead_letter=True)
+                built = self.build(batch)
+        return built
+
+    def _finish(self, in_flight: _InFlight | None, stop: threading.Event) -> Applied | None:
+        """Wait for the batch in flight to be stored (retrying it if Redis or Kafka failed it), then commit its
+        offsets. None when nothing was in flight or the batch had no valid event."""
+        if in_flight is None:
+            return None
+        try:
+            applied = in_flight.future.result()
+        except TRANSIENT_ERRORS:
+            # The same commands again: the script is atomic and its markers skip what a failed attempt stored.
+            applied = None
+            for attempt in self._retrying(stop):
+                with attempt:
+                    applied = self.store(in_flight.built, dead_letter=True)
+        self._commit(in_flight.built.batch)
+        return applied
+
+    def _commit(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
         self._batches += 1
         if self._batches == self._kill_before_commit:
             log.warning("failpoint_kill_before_commit", group=self.group, batch=self._batches)
@@ -369,47 +445,54 @@ class EventConsumer:
     # -- one batch ------------------------------------------------------------------------------------
     def process(self, batch: Mapping[TopicPartition, list[Any]], dead_letter: bool) -> None:
         """Apply one polled batch; raises a TRANSIENT_ERROR to have it retried whole."""
-        started = time.perf_counter()
-        items: list[tuple[str, list[list[str]]]] = []
-        topics_of: list[str] = []
-        dead: list[tuple[Any, str, str]] = []
-        batch_state: dict[str, Any] = {}
+        self.store(self.build(batch), dead_letter)
+
+    def build(self, batch: Mapping[TopicPartition, list[Any]], state: dict[str, Any] | None = None,
+              chain: int = 0) -> BuiltBatch:
+        """Steps 1-2: decode and validate the records, read what the projection needs (``prepare``) and turn each
+        event into its commands. ``state``: the state a batch not yet stored left, to build on it as if one batch."""
+        built = BuiltBatch(batch, state={} if state is None else state, started=time.perf_counter(), chain=chain)
         decoded: list[tuple[Any, Event]] = []
         for records in batch.values():
             for record in records:
                 try:
                     decoded.append((record, decode_event(record.value or b"")))
                 except InvalidEvent as exc:
-                    dead.append((record, f"invalid event: {exc}", "InvalidEvent"))
+                    built.dead.append((record, f"invalid event: {exc}", "InvalidEvent"))
         # What the events will read of Redis, read once for the whole batch (one round trip, not one per event).
-        self.projection.prepare([event for _, event in decoded], batch_state)
+        self.projection.prepare([event for _, event in decoded], built.state)
         for record, event in decoded:
-            ops = Ops(batch_state, (record.topic, record.partition, record.offset))
+            ops = Ops(built.state, (record.topic, record.partition, record.offset))
             try:
                 self.projection.apply(event, ops)
             except TRANSIENT_ERRORS:
                 raise
             except Exception as exc:  # noqa: BLE001 - bad data in one event must not stop the others
-                dead.append((record, f"processing failed: {exc}", type(exc).__name__))
+                built.dead.append((record, f"processing failed: {exc}", type(exc).__name__))
                 continue
-            items.append((event.event_id, ops.commands))
-            topics_of.append(record.topic)
-        result = self.applier.apply(items) if items else None
-        if dead_letter and dead:
+            built.items.append((event.event_id, ops.commands))
+            built.topics_of.append(record.topic)
+        return built
+
+    def store(self, built: BuiltBatch, dead_letter: bool) -> Applied | None:
+        """Steps 3-4: the commands through the exactly-once script, then the dead letters to the broker."""
+        result = self.applier.apply(built.items) if built.items else None
+        if dead_letter and built.dead:
             assert self.publisher is not None, "dead letters are sent only from run()"
             futures = []
-            for record, reason, error_type in dead:
+            for record, reason, error_type in built.dead:
                 log.warning("event_dead_lettered", group=self.group, topic=record.topic,
                             offset=record.offset, reason=reason)
                 value = dead_letter_value(record, self.group, reason, error_type)
                 futures.append((dlq(record.topic), self.publisher.send(dlq(record.topic), None, value)))
             self.publisher.wait(futures)
-            for record, _, _ in dead:
+            for record, _, _ in built.dead:
                 metrics.EVENTS_CONSUMED.labels(self.group, record.topic, "dead_lettered").inc()
         if result is not None:
-            for topic, applied in zip(topics_of, result.per_event):
+            for topic, applied in zip(built.topics_of, result.per_event):
                 metrics.EVENTS_CONSUMED.labels(self.group, topic, "applied" if applied else "duplicate").inc()
-        metrics.CONSUMER_BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - started)
+        metrics.CONSUMER_BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - built.started)
+        return result
 
     # -- rebuilding a flushed Redis -------------------------------------------------------------------
     def _maybe_rebuild(self, stop: threading.Event) -> None:
