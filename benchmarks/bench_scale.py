@@ -115,13 +115,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class OneBatchAtATime(EventConsumer):
+    """The consumer loop before issue #22's overlap: each batch stored before the next is built."""
+
+    CHAIN_LIMIT = 0
+
+
 def run_consumer(settings: Settings, client: redis.Redis, projection, stats_key: str, target: int,
-                 timeout: float, profile: cProfile.Profile | None = None, others: dict[str, int] | None = None
-                 ) -> dict:
+                 timeout: float, profile: cProfile.Profile | None = None, others: dict[str, int] | None = None,
+                 consumer_class: type[EventConsumer] = EventConsumer) -> dict:
     """One consumer group applies everything on its topics; seconds from its start and from its first event,
     and the CPU seconds the consumer's process (this one), Redis and the broker spent meanwhile: on a shared
     machine events per CPU second say more than events per second."""
-    consumer = EventConsumer(settings, projection)
+    consumer = consumer_class(settings, projection)
     stop = threading.Event()
 
     def run() -> None:
@@ -239,13 +245,27 @@ def apply_all(settings: Settings, client: redis.Redis, by_type: dict[str, int], 
 def apply_baseline(settings: Settings, client: redis.Redis, by_type: dict[str, int], timeout: float,
                    others: dict[str, int]) -> dict:
     """The baseline in the same run: the recommender's projection as a group of its own, reading each product
-    it meets with a round trip of its own as before issue #22 (no ``prepare``; counts go to the same stats)."""
+    it meets with a round trip of its own as before issue #22 (no ``prepare``, each batch stored before the next is
+    built; counts go to the same stats)."""
     cls, stats_key = projection_class("recommender")
     before = type("RecommenderOneReadPerProduct", (cls,), {"group": "bench-baseline", "prepare": Projection.prepare})
     projection = before(client)
     row = run_consumer(settings, client, projection, stats_key, expected_events(by_type, projection), timeout,
-                       others=others)
+                       others=others, consumer_class=OneBatchAtATime)
     print(f"  recommender, baseline (a read per product): {row['events']} events in {row['seconds']} s "
+          f"({row['events_per_second']}/s), CPU s {row['cpu_seconds']}", flush=True)
+    return row
+
+
+def apply_one_at_a_time(settings: Settings, client: redis.Redis, by_type: dict[str, int], timeout: float,
+                        others: dict[str, int]) -> dict:
+    """The second baseline, in the same run: the recommender's projection as a group of its own with today's reads
+    and script, but each batch stored before the next is built (no batch in flight, as before the overlap)."""
+    cls, stats_key = projection_class("recommender")
+    projection = type("RecommenderOneBatchAtATime", (cls,), {"group": "bench-one-at-a-time"})(client)
+    row = run_consumer(settings, client, projection, stats_key, expected_events(by_type, projection), timeout,
+                       others=others, consumer_class=OneBatchAtATime)
+    print(f"  recommender, one batch at a time: {row['events']} events in {row['seconds']} s "
           f"({row['events_per_second']}/s), CPU s {row['cpu_seconds']}", flush=True)
     return row
 
@@ -390,6 +410,7 @@ def main() -> None:
         others = {"redis": private.proc.pid, "broker": broker.proc.pid}
         result["apply"] = apply_all(settings, client, by_type, timeout, others)
         result["apply_baseline_recommender"] = apply_baseline(settings, client, by_type, timeout, others)
+        result["apply_one_batch_at_a_time"] = apply_one_at_a_time(settings, client, by_type, timeout, others)
         result["redis_used_memory_mb"] = round(int(client.info("memory")["used_memory"]) / MB, 1)
         result["dedup_baseline_one_key_per_event"] = legacy_dedup_usage(
             client, result["apply"]["recommender"]["events"], settings.dedup_ttl_seconds)
@@ -443,6 +464,9 @@ def print_table(result: dict) -> None:
                              f"| {d['bytes_per_applied_event_memory_usage']}")
     if "apply_baseline_recommender" in result:
         apply_row("recommender, baseline: a read per product (before #22)", result["apply_baseline_recommender"],
+                  " | | ")
+    if "apply_one_batch_at_a_time" in result:
+        apply_row("recommender, one batch at a time (no batch in flight)", result["apply_one_batch_at_a_time"],
                   " | | ")
     if "dedup_baseline_one_key_per_event" in result:
         d = result["dedup_baseline_one_key_per_event"]
