@@ -30,6 +30,7 @@ from services.chatbot.core.masking import mask_personal_data
 from services.chatbot.core.nlu import NLU, check_message
 from services.chatbot.handoffs import (
     DEFAULT_LIMIT,
+    HK,
     MAX_LIMIT,
     HandoffDesk,
     HandoffPending,
@@ -103,20 +104,19 @@ class AssistantServicer(pb_grpc.AssistantServicer):
         session_id = request.session_id or uuid.uuid4().hex
         turn_print = turns.fingerprint(request.session_id, request.message, request.user_id, request.user_verified,
                                        request.language) if message_id else ""
-        if message_id:  # a retry gets the first answer back (core/turns.py)
-            if not request.session_id:
-                session_id, first_print = self.store.claim_first_turn(message_id, turn_print, session_id)
-                if first_print != turn_print:
-                    self._reused_id(context)
-            remembered = self.store.remembered_turn(session_id, message_id)
-            if remembered is not None:
-                if remembered[0] != turn_print:
-                    self._reused_id(context)
-                TURNS_REPLAYED.inc()
-                return pb.ChatResponse.FromString(remembered[1])
-        state = self.store.load_session(session_id) or new_session()
+        if message_id and not request.session_id:  # a retry gets the first answer back (core/turns.py)
+            session_id, first_print = self.store.claim_first_turn(message_id, turn_print, session_id)
+            if first_print != turn_print:
+                self._reused_id(context)
+        remembered, state, current_handoff = self.store.open_turn(session_id, message_id, HK.current(session_id))
+        if remembered is not None:
+            if remembered[0] != turn_print:
+                self._reused_id(context)
+            TURNS_REPLAYED.inc()
+            return pb.ChatResponse.FromString(remembered[1])
+        state = state or new_session()
         owner = request.user_id if request.user_verified else ""
-        active = self._active_handoff(session_id, state)
+        active = self._active_handoff(session_id, state, current_handoff)
         if active is not None and active.get("user_id", "") == owner:
             return self._relay(active, state, request, session_id, owner, turn_print)
         nlu = self._nlu(context)
@@ -146,11 +146,17 @@ class AssistantServicer(pb_grpc.AssistantServicer):
                       "this message_id was already sent with another message (or by another caller); send a new "
                       "id with every new message, and the same id only when sending the same message again")
 
-    def _active_handoff(self, session_id: str, state: dict) -> dict | None:
+    def _active_handoff(self, session_id: str, state: dict, current: str | None = None) -> dict | None:
         """The conversation's hand-off while a person owns it (open or claimed), else None. One the assistant
-        requested but the projection has not applied yet counts as open."""
+        requested but the projection has not applied yet counts as open. ``current``: the conversation's
+        latest hand-off id when already read ("" for none)."""
         pending = state.get("handoff_id", "")
-        record = self.handoffs.handoff(pending) if pending else self.handoffs.current(session_id)
+        if pending:
+            record = self.handoffs.handoff(pending)
+        elif current is not None:
+            record = self.handoffs.handoff(current)
+        else:
+            record = self.handoffs.current(session_id)
         if pending and record is None:
             record = {"handoff_id": pending, "session_id": session_id, "user_id": state.get("handoff_user", ""),
                       "state": H.OPEN}
