@@ -85,7 +85,8 @@ class ServiceRunner:
         self.endpoint = settings.endpoint(name)
         self.stop_event = threading.Event()
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix=f"{name}-grpc"),
+            futures.ThreadPoolExecutor(max_workers=self.endpoint.grpc_workers or settings.grpc_max_workers,
+                                       thread_name_prefix=f"{name}-grpc"),
             interceptors=[MetricsInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", settings.gateway_max_body_bytes + 1024 * 1024),

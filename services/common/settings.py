@@ -28,6 +28,9 @@ class ServiceEndpoint(BaseModel):
     host: str = "127.0.0.1"
     grpc_port: int
     metrics_port: int
+    # Threads serving its gRPC calls; None: ``grpc_max_workers``. A service whose calls are mostly CPU under the GIL
+    # (the assistant) serves more with fewer: each wait hands the GIL to another thread (issue #22 item 4).
+    grpc_workers: int | None = Field(default=None, ge=1, le=256)
 
     @property
     def target(self) -> str:
@@ -122,7 +125,7 @@ class Settings(BaseSettings):
     grpc_tls_server_name: str = ""
 
     recommender: ServiceEndpoint = ServiceEndpoint(grpc_port=50051, metrics_port=9101)
-    chatbot: ServiceEndpoint = ServiceEndpoint(grpc_port=50052, metrics_port=9102)
+    chatbot: ServiceEndpoint = ServiceEndpoint(grpc_port=50052, metrics_port=9102, grpc_workers=4)
     vision: ServiceEndpoint = ServiceEndpoint(grpc_port=50053, metrics_port=9103)
     forecasting: ServiceEndpoint = ServiceEndpoint(grpc_port=50054, metrics_port=9104)
 
