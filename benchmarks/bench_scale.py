@@ -2,6 +2,7 @@
 group, weigh the de-duplication markers, train every model.
 
     python -m benchmarks.bench_scale [--quick] [--products N --users N --days N] [--train recommender,forecasting,vision]
+        [--groups recommender,forecasting,chatbot,vision] [--no-baselines] [--no-profile]
 
 Full: 50,000 products, 100,000 users, 365 days (about 5 million events); ``--quick``: 5,000 / 10,000 / 60 days.
 On a broker of its own (log in memory) and a redis-server of its own (so that Redis's memory is this run's alone):
@@ -225,9 +226,9 @@ def dedup_freed(client: redis.Redis, group: str, events: int) -> dict:
 
 
 def apply_all(settings: Settings, client: redis.Redis, by_type: dict[str, int], timeout: float,
-              others: dict[str, int]) -> dict:
+              others: dict[str, int], groups: tuple[str, ...] = CONSUMERS) -> dict:
     out = {}
-    for name in CONSUMERS:
+    for name in groups:
         cls, stats_key = projection_class(name)
         projection = cls(client)
         target = expected_events(by_type, projection)
@@ -377,6 +378,10 @@ def main() -> None:
                         help="the vision fine-tuning's time budget (default: 1 with --quick, the service's own 15 "
                              "otherwise): it trains until the budget or its epochs run out")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled pass of the recommender")
+    parser.add_argument("--groups", default=",".join(CONSUMERS),
+                        help="the consumer groups that apply the shop, in order (default: all four)")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="skip the recommender's two baseline passes (the full shop: ~20 minutes each)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per step (default: by size)")
     parser.add_argument("--out", default=None,
                         help="the results file's name under benchmarks/results (default scale[-quick].json)")
@@ -385,6 +390,9 @@ def main() -> None:
     for k in shop:
         if getattr(args, k) is not None:
             shop[k] = getattr(args, k)
+    groups = tuple(g for g in args.groups.split(",") if g)
+    if set(groups) - set(CONSUMERS):
+        raise SystemExit(f"--groups: {sorted(set(groups) - set(CONSUMERS))}: the groups are {', '.join(CONSUMERS)}")
     services = [s for s in args.train.split(",") if s]
     unknown = set(services) - set(TRAINED)
     if unknown:
@@ -408,12 +416,14 @@ def main() -> None:
               f"peak RSS {result['seed']['peak_rss_mb']} MB", flush=True)
         print("applying, one consumer group at a time", flush=True)
         others = {"redis": private.proc.pid, "broker": broker.proc.pid}
-        result["apply"] = apply_all(settings, client, by_type, timeout, others)
-        result["apply_baseline_recommender"] = apply_baseline(settings, client, by_type, timeout, others)
-        result["apply_one_batch_at_a_time"] = apply_one_at_a_time(settings, client, by_type, timeout, others)
+        result["apply"] = apply_all(settings, client, by_type, timeout, others, groups)
         result["redis_used_memory_mb"] = round(int(client.info("memory")["used_memory"]) / MB, 1)
-        result["dedup_baseline_one_key_per_event"] = legacy_dedup_usage(
-            client, result["apply"]["recommender"]["events"], settings.dedup_ttl_seconds)
+        if not args.no_baselines:
+            result["apply_baseline_recommender"] = apply_baseline(settings, client, by_type, timeout, others)
+            result["apply_one_batch_at_a_time"] = apply_one_at_a_time(settings, client, by_type, timeout, others)
+        first = result["apply"][groups[0]]["events"] if groups else 0
+        if first:
+            result["dedup_baseline_one_key_per_event"] = legacy_dedup_usage(client, first, settings.dedup_ttl_seconds)
         if services:
             print("training", flush=True)
             budget = args.vision_budget_minutes if args.vision_budget_minutes is not None else (
