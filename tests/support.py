@@ -383,3 +383,17 @@ def ids_in_log(settings: Settings, topic: str = INTERACTIONS) -> Counter:
         return Counter(json.loads(record.value)["event_id"] for record in consumer)
     finally:
         consumer.close()
+
+
+def projected_commands(projection, events, state: dict | None = None) -> list[list[list[str]]]:
+    """Each event's Redis commands from ``projection.apply``, the events sharing one batch ``state`` (as the
+    consumer's batch does; run ``projection.prepare(events, state)`` first to read as the consumer does)."""
+    from services.common.projection import Ops
+
+    state = {} if state is None else state
+    out = []
+    for event in events:
+        ops = Ops(state)
+        projection.apply(event, ops)
+        out.append(ops.commands)
+    return out

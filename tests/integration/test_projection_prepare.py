@@ -8,9 +8,10 @@ import pytest
 
 from services.chatbot.consumer import ChatbotProjection
 from services.common.events import new_event
-from services.common.projection import Ops, RedisApplier
+from services.common.projection import RedisApplier
 from services.forecasting.consumer import ForecastProjection
 from services.recommender.consumer import RecommenderProjection
+from tests.support import projected_commands
 
 pytestmark = pytest.mark.integration
 
@@ -77,28 +78,16 @@ class _Counting:
         return attr
 
 
-def _commands(projection, events, prepared: bool) -> list:
-    state: dict = {}
-    if prepared:
-        projection.prepare(events, state)
-    out = []
-    for event in events:
-        ops = Ops(state)
-        projection.apply(event, ops)
-        out.append(ops.commands)
-    return out
-
-
 @pytest.mark.parametrize("cls", [RecommenderProjection, ForecastProjection, ChatbotProjection])
 def test_a_prepared_batch_reads_once_and_writes_what_reading_one_by_one_writes(redis_client, cls):
     history = [e for e in _history() if e.topic in cls.topics]
     seeded = cls(redis_client)
     applier = RedisApplier(redis_client, seeded.group, 3600)
-    applier.apply([(e.event_id, _commands(seeded, [e], prepared=False)[0]) for e in history])
+    applier.apply([(e.event_id, projected_commands(seeded, [e])[0]) for e in history])
 
     events = [e for e in _batch() if e.topic in cls.topics]
     lazy = _Counting(redis_client)
-    expected = _commands(cls(lazy), events, prepared=False)
+    expected = projected_commands(cls(lazy), events)
     assert lazy.calls >= 5, "the batch reads Redis event by event without prepare"
 
     counting = _Counting(redis_client)
@@ -106,12 +95,7 @@ def test_a_prepared_batch_reads_once_and_writes_what_reading_one_by_one_writes(r
     state: dict = {}
     projection.prepare(events, state)
     reads_in_prepare = counting.calls
-    got = []
-    for event in events:
-        ops = Ops(state)
-        projection.apply(event, ops)
-        got.append(ops.commands)
-    assert got == expected
+    assert projected_commands(projection, events, state) == expected
     assert reads_in_prepare <= 3, reads_in_prepare
     # what is left: returns and refunds of products no line of the batch names (none here)
     assert counting.calls - reads_in_prepare == 0

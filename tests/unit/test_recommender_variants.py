@@ -7,6 +7,7 @@ from services.common.events import new_event
 from services.common.projection import Ops
 from services.common.recommendations import RecommenderKeys as K
 from services.recommender.consumer import RecommenderProjection
+from tests.support import projected_commands
 
 
 class _Redis:
@@ -101,11 +102,7 @@ def test_a_batch_reads_its_products_in_one_round_trip_and_applies_as_if_read_one
     projection = RecommenderProjection(batched)
     state = {}
     projection.prepare(events, state)
-    got = []
-    for event in events:
-        ops = Ops(state)
-        projection.apply(event, ops)
-        got.append(ops.commands)
+    got = projected_commands(projection, events, state)
     assert batched.round_trips == 1
     assert got == expected
     assert any(c[0] == "HINCRBYFLOAT" and c[2] == "c0" for commands in got for c in commands)
