@@ -364,8 +364,12 @@ class EventConsumer:
                     log.warning("consumer_infrastructure_error", group=self.group, error=str(exc))
                     stop.wait(1.0)
         finally:
-            if in_flight is not None:  # let its script end; its offsets stay uncommitted (a restart re-reads it)
-                in_flight.future.exception()
+            if in_flight is not None:  # let its script end, and commit it if it was stored (a stop, not a crash)
+                try:
+                    if in_flight.future.exception() is None:
+                        self._commit(in_flight.built.batch)
+                except Exception as exc:  # noqa: BLE001 - left uncommitted: a restart re-reads it, the markers skip it
+                    log.warning("last_batch_not_committed", group=self.group, error=str(exc))
             storer.shutdown(wait=True)
             self._consumer.close(autocommit=False)
 
