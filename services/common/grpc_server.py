@@ -84,9 +84,9 @@ class ServiceRunner:
         self.settings = settings
         self.endpoint = settings.endpoint(name)
         self.stop_event = threading.Event()
+        self.workers = self.endpoint.grpc_workers or settings.grpc_max_workers  # threads serving gRPC calls
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self.endpoint.grpc_workers or settings.grpc_max_workers,
-                                       thread_name_prefix=f"{name}-grpc"),
+            futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"{name}-grpc"),
             interceptors=[MetricsInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", settings.gateway_max_body_bytes + 1024 * 1024),

@@ -25,3 +25,31 @@ def test_a_host_override_keeps_the_default_ports(monkeypatch):
 def test_unknown_service_names_are_refused():
     with pytest.raises(KeyError):
         Settings().endpoint("payments")
+
+
+def test_the_assistant_serves_on_four_grpc_threads_unless_told(monkeypatch):
+    # issue #22 item 4: a turn is CPU under the GIL; the other services keep the shared pool size
+    s = Settings()
+    assert s.chatbot.grpc_workers == 4
+    assert s.recommender.grpc_workers is None and s.grpc_max_workers == 16
+    monkeypatch.setenv("SHOPAI_CHATBOT__HOST", "chatbot")  # a partial override keeps the thread count
+    assert Settings().chatbot.grpc_workers == 4
+    monkeypatch.setenv("SHOPAI_CHATBOT__GRPC_WORKERS", "8")
+    monkeypatch.setenv("SHOPAI_VISION__GRPC_WORKERS", "2")
+    s = Settings()
+    assert (s.chatbot.grpc_workers, s.vision.grpc_workers, s.chatbot.target) == (8, 2, "chatbot:50052")
+    monkeypatch.setenv("SHOPAI_CHATBOT__GRPC_WORKERS", "0")
+    with pytest.raises(ValueError):
+        Settings()
+
+
+def test_a_service_runner_takes_its_own_thread_count():
+    from services.common.grpc_server import ServiceRunner
+
+    settings = Settings()
+    runners = [ServiceRunner(name, settings) for name in ("chatbot", "recommender")]
+    try:
+        assert [r.workers for r in runners] == [4, 16]
+    finally:
+        for runner in runners:
+            runner.server.stop(None)
