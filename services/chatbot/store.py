@@ -142,14 +142,14 @@ class ChatbotStore:
         first, _, first_fingerprint = value.partition(" ")
         return first, first_fingerprint
 
-    def open_turn(self, session_id: str, message_id: str, also: str = "") -> tuple[
+    def open_turn(self, session_id: str, message_id: str, also: str) -> tuple[
             tuple[str, bytes] | None, dict | None, str]:
-        """What a turn reads before it answers, in one round trip (issue #22: three round trips a message were a
-        tenth of the assistant's time under load): the remembered answer to ``message_id`` (``remembered_turn``),
-        the dialogue state (``load_session``), and the string at key ``also`` (the conversation's hand-off id)."""
+        """What a turn reads before it answers, in one round trip instead of three (issue #22 item 4): the
+        remembered answer to ``message_id`` (``remembered_turn``; None without an id), the dialogue state
+        (``load_session``), and the string at key ``also`` (the conversation's hand-off id; "" when absent)."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(K.session(session_id))
-            pipe.get(also or K.session(session_id))
+            pipe.get(also)
             if message_id:
                 pipe.hget(K.turns(session_id), message_id)
             replies = pipe.execute()
@@ -159,7 +159,7 @@ class ChatbotStore:
             fingerprint, _, answer = raw.partition(" ")
             remembered = fingerprint, base64.b64decode(answer)
         state = json.loads(replies[0]) if replies[0] else None
-        return remembered, state, (_text(replies[1]) if also else "")
+        return remembered, state, _text(replies[1])
 
     def remembered_turn(self, session_id: str, message_id: str) -> tuple[str, bytes] | None:
         """(fingerprint, answer) of the session's turn ``message_id`` while it is remembered, else None."""
